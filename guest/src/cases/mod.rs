@@ -1,0 +1,196 @@
+//! The conformance cases: the catalog, and the small context each case runs with.
+//!
+//! A case records *observations* (what the kernel did: errno names, byte and request counts)
+//! and *checks* (what the UAPI promises). The verdict follows from the checks alone; the
+//! observations go into the snapshot.
+
+mod ids;
+mod init;
+mod io;
+mod privilege;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use serde::Serialize;
+
+use crate::fuse::{FuseFs, InitReply};
+use crate::report::{CaseResult, Observations, Verdict};
+
+/// The reason every passthrough case gives on a kernel without the feature.
+pub const NO_PASSTHROUGH: &str = "kernel does not offer FUSE_PASSTHROUGH";
+
+pub struct Case {
+    /// `group.name`, unique; what `--case` takes.
+    pub name: &'static str,
+    pub group: &'static str,
+    /// The rule under test, as the UAPI or the kernel states it.
+    pub rule: &'static str,
+    /// What makes the verdict pass.
+    pub verdict_rule: &'static str,
+    /// Killed (and reported as crash) after this long.
+    pub timeout: Duration,
+    pub run: fn(&mut Ctx) -> Result<(), Stop>,
+}
+
+/// Every case, in the order a full run takes them.
+pub fn catalog() -> &'static [Case] {
+    static CATALOG: std::sync::OnceLock<Vec<Case>> = std::sync::OnceLock::new();
+    CATALOG.get_or_init(|| {
+        let mut all = Vec::new();
+        all.extend(init::cases());
+        all.extend(io::cases());
+        all.extend(ids::cases());
+        all.extend(privilege::cases());
+        all
+    })
+}
+
+pub fn find(name: &str) -> Option<&'static Case> {
+    catalog().iter().find(|c| c.name == name)
+}
+
+/// Why a case stopped before its end.
+#[derive(Debug)]
+pub enum Stop {
+    /// The case does not apply to this kernel.
+    Skip(String),
+    /// The case could not set itself up: a failure, but not one of the rule under test.
+    Broken(String),
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Stop::Broken(format!("setup failed: {e}"))
+    }
+}
+
+impl From<Errno> for Stop {
+    fn from(e: Errno) -> Self {
+        Stop::Broken(format!("setup failed: {}", crate::sys::errno_name(e)))
+    }
+}
+
+pub struct Ctx {
+    observations: Observations,
+    failures: Vec<String>,
+    /// A private tmpfs the case may fill as it likes.
+    work: PathBuf,
+    mounts: u32,
+}
+
+impl Ctx {
+    pub fn new(work: &Path) -> Self {
+        Ctx { observations: Observations::new(), failures: Vec::new(), work: work.into(), mounts: 0 }
+    }
+
+    /// Record what happened under `key`.
+    pub fn observe(&mut self, key: &str, value: impl Serialize) {
+        let value = serde_json::to_value(value).expect("observations are plain data");
+        self.observations.insert(key.to_string(), value);
+    }
+
+    /// A rule check: when `ok` is false the case fails with `what`, and goes on.
+    pub fn check(&mut self, ok: bool, what: impl Into<String>) {
+        if !ok {
+            self.failures.push(what.into());
+        }
+    }
+
+    /// Observe `actual` under `key` and check it equals `expected`.
+    pub fn expect(&mut self, key: &str, actual: impl Into<String>, expected: &str) {
+        let actual = actual.into();
+        self.check(actual == expected, format!("{key}: expected {expected}, got {actual}"));
+        self.observe(key, actual);
+    }
+
+    /// Observe a count under `key` and check it equals `expected`.
+    pub fn expect_count(&mut self, key: &str, actual: u64, expected: u64) {
+        self.check(actual == expected, format!("{key}: expected {expected}, got {actual}"));
+        self.observe(key, actual);
+    }
+
+    /// A fresh directory on the case's tmpfs.
+    pub fn scratch(&mut self, name: &str) -> std::io::Result<PathBuf> {
+        let dir = self.work.join(name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// Mount a FUSE filesystem whose server answers INIT with `init`, and wait for INIT.
+    pub fn mount(&mut self, init: InitReply) -> Result<(FuseFs, crate::fuse::InitExchange), Stop> {
+        self.mounts += 1;
+        let fs = FuseFs::mount(&self.work.join(format!("fs{}", self.mounts)), init)?;
+        let exchange = fs.init()?;
+        Ok((fs, exchange))
+    }
+
+    /// Mount a filesystem that asks for passthrough with `max_stack_depth`; skip the case on a
+    /// kernel that does not offer it.
+    pub fn mount_passthrough(&mut self, max_stack_depth: u32) -> Result<FuseFs, Stop> {
+        let (fs, init) = self.mount(InitReply::passthrough(max_stack_depth))?;
+        if !init.kernel_offers_passthrough() {
+            return Err(Stop::Skip(NO_PASSTHROUGH.into()));
+        }
+        Ok(fs)
+    }
+}
+
+/// Run one case in this process and turn what it did into a result.
+pub fn run(case: &Case, work: &Path) -> CaseResult {
+    let start = Instant::now();
+    let mut ctx = Ctx::new(work);
+    let stopped = (case.run)(&mut ctx);
+    let (verdict, reason) = match stopped {
+        Err(Stop::Skip(why)) => (Verdict::Skip, why),
+        Err(Stop::Broken(why)) => (Verdict::Fail, why),
+        Ok(()) if ctx.failures.is_empty() => (Verdict::Pass, String::new()),
+        Ok(()) => (Verdict::Fail, ctx.failures.join("; ")),
+    };
+    CaseResult {
+        case: case.name.to_string(),
+        verdict,
+        reason,
+        observations: ctx.observations,
+        duration_ms: start.elapsed().as_millis() as u64,
+    }
+}
+
+/// Deterministic bytes that differ at every offset and between seeds, so a misplaced or
+/// stale block never compares equal by accident.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_names_are_unique_and_grouped() {
+        let mut names: Vec<_> = catalog().iter().map(|c| c.name).collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n, "duplicate case names");
+        for c in catalog() {
+            assert!(c.name.starts_with(&format!("{}.", c.group)), "{} not in its group", c.name);
+            assert!(!c.name.contains(','), "{}: commas separate names on the command line", c.name);
+        }
+    }
+
+    #[test]
+    fn patterns_differ_by_seed() {
+        assert_ne!(pattern(1, 64), pattern(2, 64));
+        assert_eq!(pattern(7, 64), pattern(7, 64));
+    }
+}

@@ -1,0 +1,171 @@
+//! A FUSE mount served by our own server thread, and the passthrough ioctls on its
+//! connection. One `FuseFs` is one connection: a case may hold several.
+
+pub mod abi;
+mod server;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::mount::{MountFlags, UnmountFlags};
+
+pub use server::{InitExchange, InitReply, OpenReply};
+use server::Shared;
+
+pub struct FuseFs {
+    shared: Arc<Shared>,
+    /// Where the filesystem is mounted.
+    pub mnt: PathBuf,
+    /// Where the files behind the served ones live (a directory of the case's tmpfs).
+    pub backing_dir: PathBuf,
+}
+
+impl FuseFs {
+    /// Mount a new FUSE filesystem at `dir/mnt`, served from files in `dir/backing`, and start
+    /// its server. The kernel sends INIT during mount(2); [`FuseFs::init`] waits for it.
+    pub fn mount(dir: &Path, init: InitReply) -> io::Result<FuseFs> {
+        let mnt = dir.join("mnt");
+        let backing_dir = dir.join("backing");
+        std::fs::create_dir_all(&mnt)?;
+        std::fs::create_dir_all(&backing_dir)?;
+        let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+        let opts = format!("fd={},rootmode=40000,user_id=0,group_id=0", dev.as_raw_fd());
+        rustix::mount::mount(
+            "fpt",
+            &mnt,
+            "fuse",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            Some(c(&opts).as_c_str()),
+        )?;
+        let shared = Shared::new(dev, backing_dir.clone(), init);
+        let server = Arc::clone(&shared);
+        std::thread::Builder::new().name("fuse-server".into()).spawn(move || server.serve())?;
+        Ok(FuseFs { shared, mnt, backing_dir })
+    }
+
+    /// The INIT exchange, once the server has answered it.
+    pub fn init(&self) -> io::Result<InitExchange> {
+        self.shared
+            .wait_init(Duration::from_secs(10))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "no INIT from the kernel in 10 s"))
+    }
+
+    /// Serve `name`, backed by a new file `backing_dir/name` holding `contents`.
+    pub fn add_file(&self, name: &str, contents: &[u8], reply: OpenReply) -> io::Result<PathBuf> {
+        let path = self.backing_dir.join(name);
+        std::fs::write(&path, contents)?;
+        let backing = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
+        self.shared.add_file(name, backing, reply);
+        Ok(path)
+    }
+
+    pub fn set_open_reply(&self, name: &str, reply: OpenReply) {
+        self.shared.set_open_reply(name, reply);
+    }
+
+    pub fn set_create_reply(&self, reply: OpenReply) {
+        self.shared.set_create_reply(reply);
+    }
+
+    /// The path of a served file under the mount point.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.mnt.join(name)
+    }
+
+    /// FUSE_DEV_IOC_BACKING_OPEN with a well-formed map for `fd`.
+    pub fn backing_open(&self, fd: BorrowedFd<'_>) -> Result<i32, Errno> {
+        self.backing_open_map(&abi::BackingMap { fd: fd.as_raw_fd(), flags: 0, padding: 0 })
+    }
+
+    /// Open `path` read-write and register it; the fd is closed again at once, which the
+    /// kernel allows (it keeps its own reference).
+    pub fn backing_open_path(&self, path: &Path) -> Result<i32, Errno> {
+        let file = File::options().read(true).write(true).open(path).map_err(|e| errno(&e))?;
+        self.backing_open(std::os::fd::AsFd::as_fd(&file))
+    }
+
+    /// FUSE_DEV_IOC_BACKING_OPEN with any map, malformed ones included.
+    pub fn backing_open_map(&self, map: &abi::BackingMap) -> Result<i32, Errno> {
+        // SAFETY: the ioctl reads a 16-byte struct that lives for the call.
+        let ret = unsafe {
+            libc::ioctl(
+                self.shared.dev.as_raw_fd(),
+                abi::FUSE_DEV_IOC_BACKING_OPEN as libc::Ioctl,
+                map as *const abi::BackingMap,
+            )
+        };
+        if ret < 0 {
+            Err(Errno::from_raw_os_error(io::Error::last_os_error().raw_os_error().unwrap_or(0)))
+        } else {
+            Ok(ret)
+        }
+    }
+
+    /// FUSE_DEV_IOC_BACKING_CLOSE. The id is a u32 in the UAPI; negative ids are passed as
+    /// their bit pattern, as a careless server would.
+    pub fn backing_close(&self, id: i32) -> Result<(), Errno> {
+        let id = id as u32;
+        // SAFETY: the ioctl reads a u32 that lives for the call.
+        let ret = unsafe {
+            libc::ioctl(
+                self.shared.dev.as_raw_fd(),
+                abi::FUSE_DEV_IOC_BACKING_CLOSE as libc::Ioctl,
+                &id as *const u32,
+            )
+        };
+        if ret < 0 {
+            Err(Errno::from_raw_os_error(io::Error::last_os_error().raw_os_error().unwrap_or(0)))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Requests of one opcode seen so far.
+    pub fn count(&self, opcode: u32) -> u64 {
+        self.shared.count(opcode)
+    }
+
+    /// All requests seen so far, by opcode name.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.shared.counts()
+    }
+
+    pub fn reset_counts(&self) {
+        self.shared.reset_counts();
+    }
+
+    /// Wait up to `timeout` until the server has seen `n` requests of `opcode`; the kernel
+    /// sends some (RELEASE) asynchronously.
+    pub fn wait_count(&self, opcode: u32, n: u64, timeout: Duration) -> u64 {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let seen = self.count(opcode);
+            if seen >= n || std::time::Instant::now() >= deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for FuseFs {
+    fn drop(&mut self) {
+        // Lazy: a case may still hold files open. The connection ends with the process.
+        let _ = rustix::mount::unmount(&self.mnt, UnmountFlags::DETACH);
+    }
+}
+
+fn c(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s).expect("mount options contain no NUL")
+}
+
+pub fn errno(e: &io::Error) -> Errno {
+    Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO))
+}

@@ -1,0 +1,135 @@
+//! PID 1 of the test VM: bring the minimum of a system up, run the cases the kernel command
+//! line names, stream results over their own virtio-console port, power off.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::MountFlags;
+
+use crate::cases::{self, Case};
+use crate::report::Event;
+use crate::runner;
+
+/// The name the harness gives the result port (`virtserialport,name=...`).
+pub const RESULT_PORT: &str = "fpt.results";
+/// Where the harness puts kernel modules, and the file listing them in load order.
+pub const MODULE_DIR: &str = "/lib/modules/fpt";
+
+pub fn main() -> ! {
+    if let Err(e) = run() {
+        eprintln!("fpt-agent: {e}");
+    }
+    // Nothing is left to flush but the page cache; then end the VM.
+    rustix::fs::sync();
+    let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
+    // reboot(2) does not return on success; if it did, PID 1 must not exit (that panics).
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+fn run() -> Result<(), String> {
+    mount("proc", "/proc", "proc")?;
+    mount("sysfs", "/sys", "sysfs")?;
+    mount("devtmpfs", "/dev", "devtmpfs")?;
+    mount("tmpfs", "/tmp", "tmpfs")?;
+    let modules = load_modules();
+    // fusectl exists only once fuse is there (built in, or loaded just now).
+    let _ = mount("fusectl", "/sys/fs/fuse/connections", "fusectl");
+
+    let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
+    let selected = select(param(&cmdline, "fpt.cases").unwrap_or("all"))?;
+
+    let port = find_port(RESULT_PORT, Duration::from_secs(10))?;
+    let mut out = File::options().write(true).open(&port).map_err(|e| format!("{}: {e}", port.display()))?;
+    let uname = rustix::system::uname();
+    let hello = Event::Hello {
+        kernel_release: uname.release().to_string_lossy().into_owned(),
+        cases: selected.iter().map(|c| c.name.to_string()).collect(),
+        modules,
+    };
+    runner::emit(&mut out, &hello).map_err(|e| format!("result port: {e}"))?;
+    runner::run_all(&selected, &mut out).map_err(|e| format!("result port: {e}"))?;
+    Ok(())
+}
+
+fn mount(source: &str, target: &str, fstype: &str) -> Result<(), String> {
+    let _ = std::fs::create_dir_all(target);
+    rustix::mount::mount(source, target, fstype, MountFlags::empty(), None)
+        .map_err(|e| format!("mount {fstype} on {target}: {e}"))
+}
+
+/// Load the modules the harness packed, in the order it wrote down (dependencies first).
+fn load_modules() -> Vec<String> {
+    let order = std::fs::read_to_string(Path::new(MODULE_DIR).join("order")).unwrap_or_default();
+    let mut loaded = Vec::new();
+    for name in order.lines().filter(|l| !l.is_empty()) {
+        let path = Path::new(MODULE_DIR).join(name);
+        let result = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .and_then(|fd| rustix::system::finit_module(&fd, c"", 0));
+        match result {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => loaded.push(name.trim_end_matches(".ko").to_string()),
+            Err(e) => eprintln!("fpt-agent: loading {name}: {e}"),
+        }
+    }
+    loaded
+}
+
+/// `key=value` from the kernel command line.
+pub fn param<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// "all" or a comma-separated list of case names.
+pub fn select(list: &str) -> Result<Vec<&'static Case>, String> {
+    if list == "all" {
+        return Ok(cases::catalog().iter().collect());
+    }
+    list.split(',')
+        .filter(|n| !n.is_empty())
+        .map(|n| cases::find(n).ok_or_else(|| format!("unknown case {n}")))
+        .collect()
+}
+
+/// The /dev node of the virtio-console port called `name`; it appears once virtio_console
+/// has probed, which may be just after its module loaded.
+fn find_port(name: &str, wait: Duration) -> Result<PathBuf, String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Ok(dir) = std::fs::read_dir("/sys/class/virtio-ports") {
+            for entry in dir.flatten() {
+                let port_name = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
+                let dev = Path::new("/dev").join(entry.file_name());
+                if port_name.trim() == name && dev.exists() {
+                    return Ok(dev);
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("no virtio-console port named {name} after {} s", wait.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_params_from_the_command_line() {
+        let cmdline = "console=ttyS0 fpt.cases=init.offer,ids.close_unknown panic=-1\n";
+        assert_eq!(param(cmdline, "fpt.cases"), Some("init.offer,ids.close_unknown"));
+        assert_eq!(param(cmdline, "fpt.case"), None);
+        assert_eq!(param(cmdline, "panic"), Some("-1"));
+    }
+
+    #[test]
+    fn selects_cases_by_name() {
+        assert_eq!(select("all").unwrap().len(), cases::catalog().len());
+        assert_eq!(select("init.offer").unwrap()[0].name, "init.offer");
+        assert!(select("init.offer,nope").unwrap_err().contains("nope"));
+    }
+}

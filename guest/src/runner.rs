@@ -1,0 +1,130 @@
+//! Runs cases one by one, each in a child process of its own, and streams the events.
+//!
+//! The child re-executes this binary as `fpt-agent case NAME`, takes a private mount
+//! namespace and a fresh tmpfs, and prints one result. A case that hangs or kills its process
+//! takes nothing else down with it.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::mount::{MountFlags, MountPropagationFlags};
+
+use crate::cases::{self, Case};
+use crate::report::{CaseResult, Event, Verdict};
+
+/// Run `cases` in order, writing a Start and a Result event for each, then Done.
+pub fn run_all(cases: &[&'static Case], out: &mut dyn Write) -> std::io::Result<()> {
+    for case in cases {
+        emit(out, &Event::Start { case: case.name.to_string() })?;
+        let result = run_isolated(case);
+        emit(out, &Event::Result(result))?;
+    }
+    emit(out, &Event::Done)
+}
+
+pub fn emit(out: &mut dyn Write, event: &Event) -> std::io::Result<()> {
+    out.write_all(event.to_line().as_bytes())?;
+    out.flush()
+}
+
+fn run_isolated(case: &Case) -> CaseResult {
+    let start = Instant::now();
+    let crash = |reason: String| CaseResult {
+        case: case.name.to_string(),
+        verdict: Verdict::Crash,
+        reason,
+        observations: Default::default(),
+        duration_ms: start.elapsed().as_millis() as u64,
+    };
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let mut child = match Command::new(exe)
+        .args(["case", case.name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return crash(format!("could not start the case process: {e}")),
+    };
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+
+    let deadline = start + case.timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            _ => break None,
+        }
+    };
+    let Some(status) = status else {
+        let _ = child.kill();
+        // A task stuck in the kernel (D state) does not die on SIGKILL: do not wait for it.
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        let stuck = if gone { "" } else { "; the process did not die (stuck in the kernel)" };
+        return crash(format!("timed out after {} s{stuck}", case.timeout.as_secs()));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    // Whatever the case said on stderr belongs on the console for whoever reads it.
+    let _ = std::io::stderr().write_all(&stderr);
+    let text = String::from_utf8_lossy(&stdout);
+    match text.lines().last().map(serde_json::from_str::<CaseResult>) {
+        Some(Ok(result)) if status.success() => result,
+        _ => {
+            let tail = String::from_utf8_lossy(&stderr);
+            let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            crash(format!("case process ended without a result ({status}): {}", tail.join(" | ")))
+        }
+    }
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
+/// The child side: isolate, run the case, print its result, exit without waiting for the
+/// case's server threads.
+pub fn case_main(name: &str) -> ! {
+    let Some(case) = cases::find(name) else {
+        eprintln!("fpt-agent: unknown case {name}");
+        std::process::exit(2);
+    };
+    if let Err(e) = sandbox() {
+        eprintln!("fpt-agent: cannot isolate case {name}: {e}");
+        std::process::exit(3);
+    }
+    let result = cases::run(case, Path::new(WORK));
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", serde_json::to_string(&result).expect("results serialise"));
+    let _ = out.flush();
+    std::process::exit(0)
+}
+
+const WORK: &str = "/tmp/fpt";
+
+/// A private mount namespace with a tmpfs of its own: mounts made by the case vanish with it.
+fn sandbox() -> std::io::Result<()> {
+    // SAFETY: NEWNS only touches this process's mount namespace; no fd table is unshared.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)? };
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )?;
+    std::fs::create_dir_all(WORK)?;
+    rustix::mount::mount("fpt-work", WORK, "tmpfs", MountFlags::empty(), None)?;
+    Ok(())
+}
