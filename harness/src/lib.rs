@@ -1,1 +1,21 @@
+//! The host side of the FUSE passthrough harness. `run::run` is the path a run takes; the
+//! other modules each do one step of it. ARCHITECTURE.md has the map.
 
+pub mod agent;
+pub mod cache;
+pub mod console;
+pub mod error;
+pub mod host;
+pub mod initramfs;
+pub mod kernel;
+pub mod modules;
+pub mod provision;
+pub mod qemu;
+pub mod report;
+pub mod results;
+pub mod run;
+pub mod snapshot;
+pub mod vm;
+
+pub use error::{Error, Result};
+pub use guest::report::{CaseResult, Event, Verdict};

@@ -1,1 +1,263 @@
-fn main() {}
+//! `cargo xtask`: the command line. Parsing and printing only; the work is in `harness`.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use harness::kernel::KernelChoice;
+use harness::qemu::{Accel, Machine};
+use harness::run::{Request, Run};
+use harness::snapshot::{self, Comparison};
+use harness::{report, Event};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Conformance and regression harness for Linux FUSE passthrough")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Boot a kernel (Debian's 6.12 cloud kernel by default), run the cases, compare with the snapshot.
+    Run(RunArgs),
+    /// Unit tests, then the end-to-end suite: Debian 6.12 and 6.1 in QEMU, then host mode.
+    Test,
+    /// Time a warm run and its parts: boot to first result, per-case durations, image size.
+    Bench {
+        #[command(flatten)]
+        target: Target,
+        /// How many runs to time.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
+    /// List every case with its group, rule and verdict rule.
+    Cases {
+        /// Print the Markdown table of docs/cases.md instead.
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct Target {
+    /// `debian-6.12` (default), `debian-6.1`, `host` (this kernel, no VM), or a bzImage path.
+    #[arg(long, default_value = KernelChoice::DEFAULT)]
+    kernel: String,
+    /// lib/modules/<release> of the --kernel bzImage, if it needs modules (fuse, overlay, ...).
+    #[arg(long)]
+    modules: Option<PathBuf>,
+    /// Accelerator; by default KVM if a probe boot works, else TCG.
+    #[arg(long, value_enum)]
+    accel: Option<AccelArg>,
+    #[arg(long, value_enum, default_value = "microvm")]
+    machine: MachineArg,
+    /// Extra words for the kernel command line.
+    #[arg(long, allow_hyphen_values = true)]
+    append: Vec<String>,
+    /// Seconds from QEMU start to the agent's hello.
+    #[arg(long)]
+    boot_timeout: Option<u64>,
+    /// Run only this case (repeatable); `cargo xtask cases` lists them.
+    #[arg(long = "case")]
+    cases: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Write this run's observations as the snapshot of its kernel series.
+    #[arg(long)]
+    bless: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AccelArg {
+    Kvm,
+    Tcg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MachineArg {
+    Microvm,
+    Q35,
+}
+
+impl Target {
+    fn request(&self) -> Request {
+        Request {
+            kernel: KernelChoice::parse(&self.kernel),
+            modules: self.modules.clone(),
+            cases: self.cases.clone(),
+            accel: self.accel.map(|a| match a {
+                AccelArg::Kvm => Accel::Kvm,
+                AccelArg::Tcg => Accel::Tcg,
+            }),
+            machine: match self.machine {
+                MachineArg::Microvm => Machine::Microvm,
+                MachineArg::Q35 => Machine::Q35,
+            },
+            append: self.append.clone(),
+            boot_timeout: self.boot_timeout.map(Duration::from_secs),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Cmd::Run(args) => run(&args),
+        Cmd::Test => test(),
+        Cmd::Bench { target, runs } => bench(&target, runs),
+        Cmd::Cases { markdown } => {
+            print!("{}", if markdown { cases_markdown() } else { cases_text() });
+            0
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn fail(e: &harness::Error) -> i32 {
+    eprintln!("error: {e}");
+    e.exit_code()
+}
+
+/// Print each result as it arrives.
+fn live(event: &Event) {
+    match event {
+        Event::Hello { kernel_release, cases, .. } => {
+            eprintln!("agent up on {kernel_release}, {} cases", cases.len())
+        }
+        Event::Result(r) => {
+            eprintln!("  {:5}  {} ({} ms)", report::verdict_name(r.verdict), r.case, r.duration_ms)
+        }
+        Event::Start { .. } | Event::Done => {}
+    }
+}
+
+fn run(args: &RunArgs) -> i32 {
+    let run = match harness::run::run(&args.target.request(), &mut live) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    print_run(&run);
+    if args.bless {
+        if !args.target.cases.is_empty() {
+            eprintln!("error: --bless writes the whole snapshot: run every case (no --case)");
+            return 2;
+        }
+        match snapshot::write(&run.kernel_release, &run.results) {
+            Ok(p) => println!("snapshot written: {}", p.display()),
+            Err(e) => return fail(&e),
+        }
+    } else {
+        match snapshot::compare(&run.kernel_release, &run.results) {
+            Comparison::Match => println!("snapshot: matches {}", snapshot::name(&run.kernel_release)),
+            Comparison::Missing(p) => println!("snapshot: none for these cases at {} (--bless writes it)", p.display()),
+            Comparison::Differs { path, diff } => {
+                println!("{diff}");
+                let e = harness::Error::SnapshotMismatch(path);
+                if run.all_ok() {
+                    return fail(&e);
+                }
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if run.all_ok() { 0 } else { 1 }
+}
+
+fn print_run(run: &Run) {
+    println!();
+    println!("kernel {} ({})", run.kernel_release, run.mode);
+    print!("{}", report::table(&run.results));
+    println!("{}", report::totals(&run.results));
+    if let Some(why) = &run.died {
+        println!("the guest did not finish: {why}");
+    }
+    println!("artifacts: {}", run.artifacts.display());
+}
+
+fn test() -> i32 {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = harness::cache::workspace_root();
+    let steps: [(&str, &[&str]); 2] = [
+        ("unit tests", &["test", "--package", "guest", "--package", "harness", "--package", "xtask"]),
+        // One at a time: each boots a VM, and two TCG guests on two cores slow each other.
+        ("end-to-end suite", &["test", "--package", "e2e", "--", "--test-threads=1"]),
+    ];
+    for (what, args) in steps {
+        eprintln!("== {what}: cargo {}", args.join(" "));
+        let ok = Command::new(&cargo).args(args).current_dir(&root).status().is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("error: {what} failed");
+            return 1;
+        }
+    }
+    0
+}
+
+fn bench(target: &Target, runs: u32) -> i32 {
+    let req = target.request();
+    // A first run warms the caches (kernel download, agent build); it is not counted.
+    eprintln!("warm-up run");
+    if let Err(e) = harness::run::run(&req, &mut |_| {}) {
+        return fail(&e);
+    }
+    let mut totals = Vec::new();
+    let mut last = None;
+    for i in 1..=runs {
+        match harness::run::run(&req, &mut |_| {}) {
+            Ok(run) => {
+                let t = &run.timings;
+                println!(
+                    "run {i}: whole {:.2} s | guest {:.2} s | boot to first result {} | agent build {:.2} s | initramfs {:.3} s | KVM probe {:.2} s",
+                    t.total.as_secs_f64(),
+                    t.guest_wall.as_secs_f64(),
+                    t.first_result_after.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64())),
+                    t.agent_build.as_secs_f64(),
+                    t.initramfs_build.as_secs_f64(),
+                    t.accel_probe.as_secs_f64(),
+                );
+                totals.push(t.total.as_secs_f64());
+                last = Some(run);
+            }
+            Err(e) => return fail(&e),
+        }
+    }
+    let Some(run) = last else { return 0 };
+    totals.sort_by(f64::total_cmp);
+    println!();
+    println!("kernel {} ({})", run.kernel_release, run.mode);
+    println!("whole run, warm cache: median {:.2} s, min {:.2} s, max {:.2} s over {runs} runs",
+        totals[totals.len() / 2], totals[0], totals[totals.len() - 1]);
+    println!("agent binary: {} KiB; initramfs: {} KiB", run.timings.agent_bytes / 1024, run.timings.initramfs_bytes / 1024);
+    println!("per-case durations (last run):");
+    print!("{}", report::table(&run.results));
+    0
+}
+
+fn cases_text() -> String {
+    let mut out = String::new();
+    for c in guest::cases::catalog() {
+        out.push_str(&format!("{}\n  rule: {}\n  verdict: {}\n  timeout: {} s\n", c.name, one_line(c.rule), one_line(c.verdict_rule), c.timeout.as_secs()));
+    }
+    out
+}
+
+fn cases_markdown() -> String {
+    let mut out = String::from(
+        "# Cases\n\nGenerated by `cargo xtask cases --markdown`; do not edit by hand.\n\n\
+         | case | group | rule | verdict rule |\n|---|---|---|---|\n",
+    );
+    for c in guest::cases::catalog() {
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", c.name, c.group, one_line(c.rule), one_line(c.verdict_rule)));
+    }
+    out
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

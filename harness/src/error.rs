@@ -1,0 +1,59 @@
+//! The errors a run can end with, each with its own exit code so scripts can tell them apart.
+
+use std::path::PathBuf;
+
+/// Exit codes of `cargo xtask`. 0: every case passed or was skipped; 1: a case failed or
+/// crashed; 2: bad command line (clap). The rest are below, one per kind of trouble.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kernel {0}: no such file; give a bzImage, `host`, or leave --kernel out for Debian's 6.12 cloud kernel")]
+    KernelMissing(PathBuf),
+    #[error("kernel {path}: not a bzImage ({why}); give an x86 bzImage such as arch/x86/boot/bzImage")]
+    NotBzImage { path: PathBuf, why: String },
+    #[error("modules {0}: not a modules directory (no kernel/ inside); give lib/modules/<release> of the same kernel")]
+    BadModules(PathBuf),
+    #[error("unknown case {0}; `cargo xtask cases` lists them")]
+    UnknownCase(String),
+    #[error("{tool} is not installed and could not be installed here: run `{fix}`")]
+    ToolMissing { tool: String, fix: String },
+    #[error("the kernel panicked during boot: {headline} (console: {console})")]
+    BootPanic { headline: String, console: PathBuf },
+    #[error("the guest did not start the agent within {secs} s: {why} (console: {console})")]
+    BootTimeout { secs: u64, why: String, console: PathBuf },
+    #[error("QEMU failed: {0}")]
+    Qemu(String),
+    #[error("fetching the kernel failed: {0}")]
+    Fetch(String),
+    #[error("building the agent failed: {0}")]
+    AgentBuild(String),
+    #[error("observations differ from the snapshot {0}")]
+    SnapshotMismatch(PathBuf),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::SnapshotMismatch(_) => 3,
+            Error::KernelMissing(_) => 4,
+            Error::NotBzImage { .. } => 5,
+            Error::BadModules(_) => 5,
+            Error::BootPanic { .. } => 6,
+            Error::UnknownCase(_) => 7,
+            Error::ToolMissing { .. } => 8,
+            Error::BootTimeout { .. } => 9,
+            Error::Qemu(_) => 9,
+            Error::Fetch(_) => 10,
+            Error::AgentBuild(_) => 11,
+            Error::Io(_) => 12,
+        }
+    }
+
+    /// Wrap an I/O error with what we were doing.
+    pub fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
+        Error::Io(format!("{what}: {e}"))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,222 @@
+//! The kernel under test: where its bzImage and modules are, and what release it is.
+//!
+//! Three sources: Debian's cloud kernel packages (fetched with `apt-get download` into the
+//! cache), any bzImage the user names, or the running kernel (host mode, no VM).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub bzimage: PathBuf,
+    /// `lib/modules/<release>` of the same kernel, when it has modules we may need.
+    pub modules: Option<PathBuf>,
+    /// The release string from the bzImage header ("6.12.117+deb12-cloud-amd64").
+    pub release: String,
+}
+
+/// What the user asked for with `--kernel`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// Debian's `linux-image-<series>.*-cloud-amd64-unsigned`, newest version available.
+    Debian(String),
+    /// A bzImage on disk.
+    Path(PathBuf),
+    /// The running kernel: no VM.
+    Host,
+}
+
+impl KernelChoice {
+    pub const DEFAULT: &'static str = "debian-6.12";
+
+    /// `host`, `debian-6.12`, `debian-6.1`, or a path.
+    pub fn parse(s: &str) -> KernelChoice {
+        match s {
+            "host" => KernelChoice::Host,
+            _ => match s.strip_prefix("debian-") {
+                Some(series) if series.split('.').all(|p| p.parse::<u32>().is_ok()) => {
+                    KernelChoice::Debian(series.to_string())
+                }
+                _ => KernelChoice::Path(s.into()),
+            },
+        }
+    }
+}
+
+impl Kernel {
+    /// A bzImage the user gave, checked to be one.
+    pub fn from_path(bzimage: &Path, modules: Option<&Path>) -> Result<Kernel> {
+        if !bzimage.exists() {
+            return Err(Error::KernelMissing(bzimage.into()));
+        }
+        let bytes = std::fs::read(bzimage).map_err(|e| Error::io(bzimage.display(), e))?;
+        let release = bzimage_release(&bytes)
+            .map_err(|why| Error::NotBzImage { path: bzimage.into(), why })?;
+        if let Some(m) = modules {
+            if !m.join("kernel").is_dir() {
+                return Err(Error::BadModules(m.into()));
+            }
+        }
+        Ok(Kernel { bzimage: bzimage.into(), modules: modules.map(Into::into), release })
+    }
+}
+
+/// The release string of an x86 bzImage, read from its setup header, or why it is not one.
+pub fn bzimage_release(bytes: &[u8]) -> Result<String, String> {
+    // Boot protocol: 0xAA55 at 0x1FE, "HdrS" at 0x202, kernel_version (a pointer into the
+    // setup code, minus 0x200) at 0x20E.
+    if bytes.len() < 0x210 {
+        return Err(format!("{} bytes, too short for a boot sector and setup header", bytes.len()));
+    }
+    if bytes[0x1FE..0x200] != [0x55, 0xAA] {
+        return Err("no boot signature 0xAA55 at offset 0x1FE".into());
+    }
+    if &bytes[0x202..0x206] != b"HdrS" {
+        return Err("no \"HdrS\" setup header magic at offset 0x202".into());
+    }
+    let ptr = u16::from_le_bytes([bytes[0x20E], bytes[0x20F]]) as usize + 0x200;
+    let tail = bytes.get(ptr..).ok_or("kernel_version points past the end")?;
+    let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len()).min(256);
+    let version = String::from_utf8_lossy(&tail[..end]);
+    let release = version.split_whitespace().next().unwrap_or("");
+    if release.is_empty() {
+        return Err("empty kernel_version string".into());
+    }
+    Ok(release.to_string())
+}
+
+/// "6.12" from "6.12.117+deb12-cloud-amd64": snapshots are kept per release series.
+pub fn series(release: &str) -> String {
+    release.split(|c: char| !c.is_ascii_digit() && c != '.').next().unwrap_or(release)
+        .split('.').take(2).collect::<Vec<_>>().join(".")
+}
+
+/// Debian's cloud kernel of `series`, downloaded and unpacked into the cache once.
+pub fn debian(series: &str, cache: &Path) -> Result<Kernel> {
+    crate::provision::ensure("apt-get", "apt")?;
+    crate::provision::ensure("dpkg-deb", "dpkg")?;
+    let package = newest_package(series)?;
+    let dir = cache.join("kernels").join(&package);
+    let done = dir.join(".unpacked");
+    if !done.exists() {
+        eprintln!("fetching {package} (apt-get download)");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        let out = Command::new("apt-get")
+            .args(["download", "-q", &package])
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| Error::Fetch(format!("apt-get: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::Fetch(format!(
+                "apt-get download {package}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let deb = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(dir.display(), e))?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .ok_or_else(|| Error::Fetch(format!("apt-get download {package} left no .deb")))?;
+        let root = dir.join("root");
+        let out = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root).output()
+            .map_err(|e| Error::Fetch(format!("dpkg-deb: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::Fetch(format!("dpkg-deb -x {}: {}", deb.display(), String::from_utf8_lossy(&out.stderr).trim())));
+        }
+        let _ = std::fs::remove_file(&deb);
+        std::fs::write(&done, "").map_err(|e| Error::io(done.display(), e))?;
+    }
+    let root = dir.join("root");
+    let bzimage = first_match(&root.join("boot"), "vmlinuz-")
+        .ok_or_else(|| Error::Fetch(format!("{package} has no boot/vmlinuz-*")))?;
+    let modules = first_match(&root.join("lib/modules"), "");
+    Kernel::from_path(&bzimage, modules.as_deref())
+}
+
+fn first_match(dir: &Path, prefix: &str) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// The newest `linux-image-<series>.*-cloud-amd64-unsigned` apt knows of; refreshes the
+/// package lists once (as root) when it knows none.
+fn newest_package(series: &str) -> Result<String> {
+    let mut names = cloud_packages(series)?;
+    if names.is_empty() && rustix::process::geteuid().is_root() {
+        eprintln!("refreshing apt package lists (apt-get update)");
+        crate::provision::quiet(Command::new("apt-get").args(["update", "-q"]));
+        names = cloud_packages(series)?;
+    }
+    names.sort_by_key(|n| version_key(n));
+    names.pop().ok_or_else(|| Error::Fetch(format!(
+        "apt knows no linux-image-{series}.*-cloud-amd64-unsigned package; run `sudo apt-get update` (Debian 12 has 6.1 and 6.12)"
+    )))
+}
+
+fn cloud_packages(series: &str) -> Result<Vec<String>> {
+    let prefix = format!("linux-image-{series}.");
+    let out = Command::new("apt-cache").args(["pkgnames", &prefix]).output()
+        .map_err(|e| Error::Fetch(format!("apt-cache: {e}")))?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|n| n.ends_with("-cloud-amd64-unsigned"))
+        .map(String::from)
+        .collect())
+}
+
+/// Numeric parts of a package name, for "6.12.117" > "6.12.99".
+fn version_key(name: &str) -> Vec<u64> {
+    name.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_bzimage(version: &str) -> Vec<u8> {
+        let mut b = vec![0u8; 0x400];
+        b[0x1FE] = 0x55;
+        b[0x1FF] = 0xAA;
+        b[0x202..0x206].copy_from_slice(b"HdrS");
+        let at = 0x300usize;
+        b[0x20E..0x210].copy_from_slice(&((at - 0x200) as u16).to_le_bytes());
+        b[at..at + version.len()].copy_from_slice(version.as_bytes());
+        b
+    }
+
+    #[test]
+    fn reads_the_release_from_the_setup_header() {
+        let b = fake_bzimage("6.12.117+deb12-cloud-amd64 (debian-kernel@lists.debian.org) #1 SMP");
+        assert_eq!(bzimage_release(&b).unwrap(), "6.12.117+deb12-cloud-amd64");
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_bzimage() {
+        assert!(bzimage_release(b"#!/bin/sh\n").unwrap_err().contains("too short"));
+        let mut b = fake_bzimage("6.1.0");
+        b[0x202] = b'X';
+        assert!(bzimage_release(&b).unwrap_err().contains("HdrS"));
+        b = fake_bzimage("6.1.0");
+        b[0x1FE] = 0;
+        assert!(bzimage_release(&b).unwrap_err().contains("0xAA55"));
+    }
+
+    #[test]
+    fn series_and_choices() {
+        assert_eq!(series("6.12.117+deb12-cloud-amd64"), "6.12");
+        assert_eq!(series("6.1.0-56-cloud-amd64"), "6.1");
+        assert_eq!(series("6.18.44-fc-v657"), "6.18");
+        assert_eq!(KernelChoice::parse("host"), KernelChoice::Host);
+        assert_eq!(KernelChoice::parse("debian-6.1"), KernelChoice::Debian("6.1".into()));
+        assert_eq!(KernelChoice::parse("debian-x"), KernelChoice::Path("debian-x".into()));
+        assert!(version_key("linux-image-6.12.117+deb12") > version_key("linux-image-6.12.99+deb12"));
+    }
+}

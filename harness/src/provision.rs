@@ -1,0 +1,45 @@
+//! Makes sure the host tools exist: installs a missing one with apt-get when we are root on
+//! Debian/Ubuntu, and otherwise says exactly what to run.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+
+/// Ensure `binary` is on PATH, installing Debian package `package` if we may.
+pub fn ensure(binary: &str, package: &str) -> Result<()> {
+    if on_path(binary) {
+        return Ok(());
+    }
+    let fix = format!("sudo apt-get install -y {package}");
+    let can_install = rustix::process::geteuid().is_root() && Path::new("/usr/bin/apt-get").exists();
+    if !can_install {
+        return Err(Error::ToolMissing { tool: binary.into(), fix });
+    }
+    eprintln!("installing {package} (for {binary}) with apt-get");
+    if !apt_install(package) {
+        // The package lists may be missing on a fresh machine: refresh them once and retry.
+        let _ = quiet(Command::new("apt-get").args(["update", "-q"]));
+        if !apt_install(package) {
+            return Err(Error::ToolMissing { tool: binary.into(), fix });
+        }
+    }
+    if on_path(binary) { Ok(()) } else { Err(Error::ToolMissing { tool: binary.into(), fix }) }
+}
+
+fn apt_install(package: &str) -> bool {
+    quiet(Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends", package])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Run a command with its output hidden; true when it succeeded.
+pub fn quiet(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.status().map(|s| s.success()).unwrap_or(false)
+}
+
+pub fn on_path(binary: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))
+        .unwrap_or(false)
+}

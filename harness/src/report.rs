@@ -1,0 +1,71 @@
+//! The human summary: one row per case, then the totals and where the artifacts are.
+
+use std::fmt::Write;
+
+use guest::report::{CaseResult, Verdict};
+
+pub fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "FAIL",
+        Verdict::Skip => "skip",
+        Verdict::Crash => "CRASH",
+    }
+}
+
+/// A table of `results`, reasons cut to one line (the full text is in results.json).
+pub fn table(results: &[CaseResult]) -> String {
+    let width = results.iter().map(|r| r.case.len()).max().unwrap_or(4).max(4);
+    let mut out = String::new();
+    let _ = writeln!(out, "{:width$}  {:7}  {:>8}  reason", "case", "verdict", "time");
+    for r in results {
+        let reason = r.reason.lines().next().unwrap_or("");
+        let reason = if reason.chars().count() > 90 {
+            format!("{}...", reason.chars().take(87).collect::<String>())
+        } else {
+            reason.to_string()
+        };
+        let _ = writeln!(
+            out,
+            "{:width$}  {:7}  {:>6}ms  {}",
+            r.case,
+            verdict_name(r.verdict),
+            r.duration_ms,
+            reason
+        );
+    }
+    out
+}
+
+/// "7 cases: 6 pass, 1 skip, 0 fail, 0 crash"
+pub fn totals(results: &[CaseResult]) -> String {
+    let n = |v| results.iter().filter(|r| r.verdict == v).count();
+    format!(
+        "{} cases: {} pass, {} skip, {} fail, {} crash",
+        results.len(),
+        n(Verdict::Pass),
+        n(Verdict::Skip),
+        n(Verdict::Fail),
+        n(Verdict::Crash)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_one_row_per_case_and_one_line_reasons() {
+        let r = CaseResult {
+            case: "ids.close_unknown".into(),
+            verdict: Verdict::Crash,
+            reason: "guest went down\nlast console lines".into(),
+            observations: Default::default(),
+            duration_ms: 12,
+        };
+        let t = table(&[r.clone()]);
+        assert_eq!(t.lines().count(), 2);
+        assert!(t.lines().nth(1).unwrap().ends_with("CRASH        12ms  guest went down"));
+        assert_eq!(totals(&[r]), "1 cases: 0 pass, 0 skip, 0 fail, 1 crash");
+    }
+}

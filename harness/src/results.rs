@@ -1,0 +1,133 @@
+//! Turns the agent's event stream into one result per case, whatever happened to the guest:
+//! the case that was running when it went down is a crash with the console's last lines, and
+//! the cases it never reached say so.
+
+use std::time::{Duration, Instant};
+
+use guest::report::{CaseResult, Event, Verdict};
+
+#[derive(Debug)]
+pub struct Collector {
+    started: Instant,
+    /// Cases in the order the run will take them.
+    planned: Vec<String>,
+    pub kernel_release: Option<String>,
+    pub modules: Vec<String>,
+    pub results: Vec<CaseResult>,
+    /// The case started and not yet reported, with when it started.
+    pub running: Option<(String, Instant)>,
+    pub first_result_after: Option<Duration>,
+    pub done: bool,
+}
+
+impl Collector {
+    pub fn new(planned: Vec<String>) -> Self {
+        Collector {
+            started: Instant::now(),
+            planned,
+            kernel_release: None,
+            modules: Vec::new(),
+            results: Vec::new(),
+            running: None,
+            first_result_after: None,
+            done: false,
+        }
+    }
+
+    pub fn hello_seen(&self) -> bool {
+        self.kernel_release.is_some()
+    }
+
+    pub fn take(&mut self, event: Event) {
+        match event {
+            Event::Hello { kernel_release, modules, .. } => {
+                self.kernel_release = Some(kernel_release);
+                self.modules = modules;
+            }
+            Event::Start { case } => self.running = Some((case, Instant::now())),
+            Event::Result(r) => {
+                self.first_result_after.get_or_insert(self.started.elapsed());
+                if self.running.as_ref().is_some_and(|(c, _)| *c == r.case) {
+                    self.running = None;
+                }
+                self.results.push(r);
+            }
+            Event::Done => self.done = true,
+        }
+    }
+
+    /// Close the run. `why` says how the guest went down if the agent did not finish; the
+    /// running case gets it (with `console` lines), the cases never reached get a pointer.
+    pub fn finish(mut self, why: Option<String>, console: &[String]) -> Vec<CaseResult> {
+        let why = match (self.done, why) {
+            (true, _) => return self.results,
+            (false, Some(w)) => w,
+            (false, None) => "the guest went away without a word".to_string(),
+        };
+        let mut crashed_in = None;
+        if let Some((case, since)) = self.running.take() {
+            let reason = format!("{why}; last console lines:\n{}", console.join("\n"));
+            self.results.push(crash(&case, reason, since.elapsed()));
+            crashed_in = Some(case);
+        }
+        let reported: Vec<String> = self.results.iter().map(|r| r.case.clone()).collect();
+        for case in self.planned.iter().filter(|c| !reported.contains(c)) {
+            let reason = match &crashed_in {
+                Some(c) => format!("not reached: the guest went down during {c}"),
+                None => format!("not reached: {why}"),
+            };
+            self.results.push(crash(case, reason, Duration::ZERO));
+        }
+        self.results
+    }
+}
+
+fn crash(case: &str, reason: String, took: Duration) -> CaseResult {
+    CaseResult {
+        case: case.to_string(),
+        verdict: Verdict::Crash,
+        reason,
+        observations: Default::default(),
+        duration_ms: took.as_millis() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(case: &str) -> Event {
+        Event::Result(CaseResult {
+            case: case.into(),
+            verdict: Verdict::Pass,
+            reason: String::new(),
+            observations: Default::default(),
+            duration_ms: 1,
+        })
+    }
+
+    #[test]
+    fn a_guest_that_dies_mid_case_keeps_earlier_results() {
+        let mut c = Collector::new(vec!["a".into(), "b".into(), "c".into()]);
+        c.take(Event::Hello { kernel_release: "6.12".into(), cases: vec![], modules: vec![] });
+        c.take(Event::Start { case: "a".into() });
+        c.take(result("a"));
+        c.take(Event::Start { case: "b".into() });
+        let out = c.finish(Some("Kernel panic - not syncing: x".into()), &["[1.0] trace".into()]);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].verdict, Verdict::Pass);
+        assert_eq!(out[1].verdict, Verdict::Crash);
+        assert!(out[1].reason.starts_with("Kernel panic - not syncing: x; last console lines:\n[1.0] trace"));
+        assert_eq!(out[2].reason, "not reached: the guest went down during b");
+    }
+
+    #[test]
+    fn a_finished_run_is_taken_as_is() {
+        let mut c = Collector::new(vec!["a".into()]);
+        c.take(Event::Start { case: "a".into() });
+        c.take(result("a"));
+        c.take(Event::Done);
+        assert!(c.first_result_after.is_some());
+        assert_eq!(c.finish(Some("ignored".into()), &[]).len(), 1);
+    }
+}

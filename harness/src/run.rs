@@ -1,0 +1,225 @@
+//! One run, start to end: resolve the kernel, build the agent and the image, pick the
+//! accelerator, boot (or run on the host), and collect one result per case.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use guest::cases::Case;
+use guest::report::{CaseResult, Event};
+
+use crate::error::{Error, Result};
+use crate::kernel::{self, Kernel, KernelChoice};
+use crate::qemu::{self, Accel, Machine};
+use crate::vm::{self, VmOptions};
+use crate::{agent, cache, initramfs, modules, provision};
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub kernel: KernelChoice,
+    pub modules: Option<PathBuf>,
+    /// Case names; empty means all.
+    pub cases: Vec<String>,
+    /// None: KVM if a probe boot works, else TCG.
+    pub accel: Option<Accel>,
+    pub machine: Machine,
+    pub append: Vec<String>,
+    pub boot_timeout: Option<Duration>,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Request {
+            kernel: KernelChoice::parse(KernelChoice::DEFAULT),
+            modules: None,
+            cases: Vec::new(),
+            accel: None,
+            machine: Machine::Microvm,
+            append: Vec::new(),
+            boot_timeout: None,
+        }
+    }
+}
+
+/// How long each step took, and sizes: what `cargo xtask bench` prints.
+#[derive(Debug, Default, Clone)]
+pub struct Timings {
+    pub kernel_fetch: Duration,
+    pub agent_build: Duration,
+    pub initramfs_build: Duration,
+    pub accel_probe: Duration,
+    /// QEMU start (or agent start, in host mode) to the first result.
+    pub first_result_after: Option<Duration>,
+    /// QEMU start to exit, or the agent's whole run in host mode.
+    pub guest_wall: Duration,
+    pub total: Duration,
+    pub agent_bytes: u64,
+    pub initramfs_bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub kernel_release: String,
+    /// "host", or "qemu tcg microvm".
+    pub mode: String,
+    pub results: Vec<CaseResult>,
+    /// Why the guest did not finish, when it did not.
+    pub died: Option<String>,
+    pub artifacts: PathBuf,
+    pub timings: Timings,
+}
+
+impl Run {
+    pub fn all_ok(&self) -> bool {
+        self.results.iter().all(|r| r.verdict.is_ok())
+    }
+}
+
+/// The cases a request names, in catalog order for "all", else in the order given.
+pub fn select_cases(names: &[String]) -> Result<Vec<&'static Case>> {
+    if names.is_empty() {
+        return Ok(guest::cases::catalog().iter().collect());
+    }
+    names.iter().map(|n| guest::cases::find(n).ok_or_else(|| Error::UnknownCase(n.clone()))).collect()
+}
+
+pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
+    let total = Instant::now();
+    let cases = select_cases(&req.cases)?;
+    let mut t = Timings::default();
+
+    let started = Instant::now();
+    let kernel = match &req.kernel {
+        KernelChoice::Host => None,
+        KernelChoice::Path(p) => Some(Kernel::from_path(p, req.modules.as_deref())?),
+        KernelChoice::Debian(series) => Some(kernel::debian(series, &cache::dir())?),
+    };
+    t.kernel_fetch = started.elapsed();
+    if kernel.is_some() {
+        provision::ensure(qemu::BINARY, "qemu-system-x86")?;
+    }
+
+    let started = Instant::now();
+    let agent = agent::build()?;
+    t.agent_build = started.elapsed();
+    t.agent_bytes = std::fs::metadata(&agent).map(|m| m.len()).unwrap_or(0);
+
+    let label = match &kernel {
+        Some(k) => k.release.clone(),
+        None => format!("host-{}", rustix::system::uname().release().to_string_lossy()),
+    };
+    let artifacts = artifacts_dir(&label)?;
+
+    let Some(kernel) = kernel else {
+        let started = Instant::now();
+        let (collector, died) = crate::host::run(&agent, &cases, &artifacts, on_event)?;
+        t.guest_wall = started.elapsed();
+        t.first_result_after = collector.first_result_after;
+        let release = collector.kernel_release.clone().unwrap_or_default();
+        let results = collector.finish(died.clone(), &[]);
+        t.total = total.elapsed();
+        return finish(Run { kernel_release: release, mode: "host".into(), results, died, artifacts, timings: t });
+    };
+
+    let started = Instant::now();
+    let image = artifacts.join("initramfs.cpio");
+    let mods = match &kernel.modules {
+        Some(dir) => modules::select(dir, modules::WANTED)?,
+        None => Vec::new(),
+    };
+    initramfs::build(&agent, &mods, &image)?;
+    t.initramfs_build = started.elapsed();
+    t.initramfs_bytes = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
+
+    let started = Instant::now();
+    let accel = match req.accel {
+        Some(a) => a,
+        None => choose_accel(&kernel, &image, req.machine, &artifacts),
+    };
+    t.accel_probe = started.elapsed();
+
+    let mut opts = VmOptions::new(accel);
+    opts.machine = req.machine;
+    opts.append = req.append.clone();
+    if let Some(b) = req.boot_timeout {
+        opts.boot_timeout = b;
+    }
+    let boot = vm::boot(&kernel, &image, &cases, &opts, &artifacts, on_event)?;
+    t.guest_wall = boot.wall;
+    t.first_result_after = boot.first_result_after;
+    let release = boot.collector.kernel_release.clone().unwrap_or(kernel.release.clone());
+    let results = boot.collector.finish(boot.died.clone(), &boot.console_tail);
+    t.total = total.elapsed();
+    let machine = match req.machine {
+        Machine::Microvm => "microvm",
+        Machine::Q35 => "q35",
+    };
+    finish(Run {
+        kernel_release: release,
+        mode: format!("qemu {} {machine}", accel.name()),
+        results,
+        died: boot.died,
+        artifacts,
+        timings: t,
+    })
+}
+
+/// Save the results next to the console log.
+fn finish(run: Run) -> Result<Run> {
+    let json = serde_json::to_string_pretty(&run.results).expect("results serialise");
+    let path = run.artifacts.join("results.json");
+    std::fs::write(&path, json).map_err(|e| Error::io(path.display(), e))?;
+    let summary = format!(
+        "kernel {} ({})\n{}\n{}",
+        run.kernel_release,
+        run.mode,
+        crate::report::table(&run.results),
+        crate::report::totals(&run.results)
+    );
+    let path = run.artifacts.join("summary.txt");
+    std::fs::write(&path, summary).map_err(|e| Error::io(path.display(), e))?;
+    Ok(run)
+}
+
+/// `target/fpt-runs/<unix time>-<label>`, and `target/fpt-runs/latest` pointing at it.
+fn artifacts_dir(label: &str) -> Result<PathBuf> {
+    let runs = cache::workspace_root().join("target").join("fpt-runs");
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let label: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+    let mut dir = runs.join(format!("{secs}-{label}"));
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = runs.join(format!("{secs}-{label}-{n}"));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+    let latest = runs.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(dir.file_name().expect("has a name"), &latest);
+    Ok(dir)
+}
+
+/// KVM only when a real boot under it reaches the agent: here /dev/kvm exists but hangs or
+/// aborts ordinary guests. The answer is kept for this host boot.
+fn choose_accel(kernel: &Kernel, image: &Path, machine: Machine, artifacts: &Path) -> Accel {
+    if !qemu::kvm_device_usable() {
+        return Accel::Tcg;
+    }
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let memo = cache::dir().join("kvm-probe");
+    if let Ok(saved) = std::fs::read_to_string(&memo) {
+        if let Some(answer) = saved.strip_prefix(boot_id.trim()) {
+            return if answer.trim() == "kvm" { Accel::Kvm } else { Accel::Tcg };
+        }
+    }
+    let probe_dir = artifacts.join("kvm-probe");
+    let _ = std::fs::create_dir_all(&probe_dir);
+    let mut opts = VmOptions::new(Accel::Kvm);
+    opts.machine = machine;
+    opts.boot_timeout = Duration::from_secs(10);
+    let works = vm::boot(kernel, image, &[], &opts, &probe_dir, &mut |_| {}).is_ok_and(|b| b.collector.done);
+    let accel = if works { Accel::Kvm } else { Accel::Tcg };
+    eprintln!("KVM probe boot {}: using {}", if works { "worked" } else { "failed" }, accel.name());
+    let _ = std::fs::create_dir_all(cache::dir());
+    let _ = std::fs::write(&memo, format!("{} {}\n", boot_id.trim(), accel.name()));
+    accel
+}

@@ -1,0 +1,153 @@
+//! Observations as text, compared with the insta snapshot kept per kernel release series in
+//! `tests/snapshots/linux-<major>.<minor>.snap`. The end-to-end tests assert the same text
+//! with insta; `cargo xtask run` compares the cases it ran with the same file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use guest::report::{CaseResult, Verdict};
+
+use crate::error::{Error, Result};
+
+/// The snapshot name for a kernel release: one per series, so a patched or rebuilt 6.12 is
+/// compared with what 6.12 did before.
+pub fn name(release: &str) -> String {
+    format!("linux-{}", crate::kernel::series(release))
+}
+
+pub fn path(name: &str) -> PathBuf {
+    crate::cache::workspace_root().join("tests").join("snapshots").join(format!("{name}.snap"))
+}
+
+/// One block per case, in run order: its observations, one per line, values as JSON.
+/// Verdicts stay out (they are asserted, not snapshotted), except that a skip is named: it
+/// is why a block is empty.
+pub fn render(results: &[CaseResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        if r.verdict == Verdict::Skip && r.observations.is_empty() {
+            out.push_str(&format!("{}: skipped\n", r.case));
+            continue;
+        }
+        out.push_str(&format!("{}:\n", r.case));
+        for (k, v) in &r.observations {
+            out.push_str(&format!("  {k}: {v}\n"));
+        }
+    }
+    out
+}
+
+/// The body of an insta snapshot file (what follows its `---` header).
+pub fn body(file_text: &str) -> &str {
+    let Some(rest) = file_text.strip_prefix("---\n") else { return file_text };
+    match rest.find("\n---\n") {
+        Some(i) => &rest[i + 5..],
+        None => file_text,
+    }
+}
+
+/// Rendered text split into case blocks.
+fn blocks(text: &str) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut current = None;
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            let case = line.split(':').next().unwrap_or(line).to_string();
+            current = Some(case.clone());
+            out.entry(case).or_default();
+        }
+        if let Some(c) = &current {
+            let block = out.get_mut(c).expect("inserted above");
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    out
+}
+
+#[derive(Debug)]
+pub enum Comparison {
+    Match,
+    /// No snapshot for this series yet, or none of the cases that ran are in it.
+    Missing(PathBuf),
+    Differs { path: PathBuf, diff: String },
+}
+
+/// Compare the cases in `results` (a subset run is fine) with the series' snapshot.
+pub fn compare(release: &str, results: &[CaseResult]) -> Comparison {
+    let path = path(&name(release));
+    let Ok(file) = std::fs::read_to_string(&path) else { return Comparison::Missing(path) };
+    let expected = blocks(body(&file));
+    let got = blocks(&render(results));
+    let mut old = String::new();
+    let mut new = String::new();
+    let mut known = 0;
+    for r in results {
+        let g = got.get(&r.case).cloned().unwrap_or_default();
+        match expected.get(&r.case) {
+            Some(e) => {
+                known += 1;
+                old.push_str(e);
+            }
+            None => old.push_str(&format!("{}: (not in the snapshot)\n", r.case)),
+        }
+        new.push_str(&g);
+    }
+    if known == 0 {
+        return Comparison::Missing(path);
+    }
+    if old == new {
+        return Comparison::Match;
+    }
+    let diff = similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(2)
+        .header("snapshot", "this run")
+        .to_string();
+    Comparison::Differs { path, diff }
+}
+
+/// Write the snapshot for this series from a full run, in insta's file format.
+pub fn write(release: &str, results: &[CaseResult]) -> Result<PathBuf> {
+    let path = path(&name(release));
+    let text = format!("---\nsource: tests/e2e.rs\nexpression: observations\n---\n{}", render(results));
+    std::fs::write(&path, text).map_err(|e| Error::io(path.display(), e))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(case: &str, verdict: Verdict, obs: &[(&str, serde_json::Value)]) -> CaseResult {
+        CaseResult {
+            case: case.into(),
+            verdict,
+            reason: String::new(),
+            observations: obs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            duration_ms: 5,
+        }
+    }
+
+    #[test]
+    fn renders_observations_not_verdicts_or_durations() {
+        let text = render(&[
+            result("a.one", Verdict::Fail, &[("open", "EIO".into()), ("count", 3.into())]),
+            result("a.two", Verdict::Skip, &[]),
+        ]);
+        assert_eq!(text, "a.one:\n  count: 3\n  open: \"EIO\"\na.two: skipped\n");
+    }
+
+    #[test]
+    fn reads_the_body_of_an_insta_file() {
+        let file = "---\nsource: tests/e2e.rs\nexpression: observations\n---\na.one:\n  x: 1\n";
+        assert_eq!(body(file), "a.one:\n  x: 1\n");
+        assert_eq!(blocks(body(file))["a.one"], "a.one:\n  x: 1\n");
+    }
+
+    #[test]
+    fn snapshot_names_follow_the_series() {
+        assert_eq!(name("6.12.117+deb12-cloud-amd64"), "linux-6.12");
+        assert_eq!(name("6.1.0-56-cloud-amd64"), "linux-6.1");
+    }
+}
