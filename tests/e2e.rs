@@ -1,1 +1,117 @@
+//! End to end: real kernels, real QEMU, real /dev/fuse. Each test runs every case on one
+//! kernel, asserts the verdicts, and compares the observations with that kernel series'
+//! snapshot. The bad-input tests drive `cargo xtask` itself and check its exit codes.
 
+use std::process::Command;
+
+use harness::kernel::KernelChoice;
+use harness::run::{Request, Run};
+use harness::{snapshot, Verdict};
+
+fn run_on(kernel: &str) -> Run {
+    let req = Request { kernel: KernelChoice::parse(kernel), ..Default::default() };
+    let run = harness::run::run(&req, &mut |_| {}).unwrap_or_else(|e| panic!("{kernel}: {e}"));
+    eprintln!("{}\n{}\nartifacts: {}", harness::report::table(&run.results), harness::report::totals(&run.results), run.artifacts.display());
+    run
+}
+
+/// The snapshot first (so a change in behaviour shows as a diff), then the verdicts.
+fn check(run: &Run) {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.bind(|| {
+        insta::assert_snapshot!(snapshot::name(&run.kernel_release), snapshot::render(&run.results));
+    });
+    let bad: Vec<String> = run
+        .results
+        .iter()
+        .filter(|r| !r.verdict.is_ok())
+        .map(|r| format!("{} {:?}: {}", r.case, r.verdict, r.reason))
+        .collect();
+    assert!(bad.is_empty(), "cases failed on {}:\n{}", run.kernel_release, bad.join("\n"));
+}
+
+#[test]
+fn debian_6_12_in_qemu() {
+    let run = run_on("debian-6.12");
+    check(&run);
+    // The default kernel has passthrough: nothing may skip for want of it.
+    assert!(run.results.iter().all(|r| r.verdict == Verdict::Pass), "expected every case to pass");
+}
+
+#[test]
+fn debian_6_1_in_qemu_skips_every_passthrough_case() {
+    let run = run_on("debian-6.1");
+    check(&run);
+    for r in &run.results {
+        if r.case == "io.cached_round_trip" {
+            assert_eq!(r.verdict, Verdict::Pass, "the control needs no passthrough");
+        } else {
+            assert_eq!(r.verdict, Verdict::Skip, "{}", r.case);
+            assert_eq!(r.reason, guest::cases::NO_PASSTHROUGH);
+        }
+    }
+}
+
+#[test]
+fn host_kernel() {
+    check(&run_on("host"));
+}
+
+/// `cargo xtask run ARGS`: (exit code, stderr).
+fn xtask(args: &[&str]) -> (i32, String) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(harness::cache::workspace_root())
+        .args(["run", "--quiet", "--package", "xtask", "--", "run"])
+        .args(args)
+        .output()
+        .expect("cargo runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn assert_error(args: &[&str], code: i32, says: &str) {
+    let (got, stderr) = xtask(args);
+    assert_eq!(got, code, "exit code of `xtask run {}`; stderr:\n{stderr}", args.join(" "));
+    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+    assert!(line.contains(says), "`xtask run {}` said {line:?}, expected it to mention {says:?}", args.join(" "));
+}
+
+#[test]
+fn bad_input_gets_a_one_line_error_and_its_own_exit_code() {
+    assert_error(&["--kernel", "/nonexistent/bzImage"], 4, "no such file");
+    assert_error(&["--kernel", "Cargo.toml"], 5, "not a bzImage");
+    assert_error(&["--kernel", "host", "--case", "no.such_case"], 7, "unknown case no.such_case");
+    let mut env_qemu = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    env_qemu
+        .current_dir(harness::cache::workspace_root())
+        .env("FPT_QEMU", "/nonexistent/qemu-system-x86_64")
+        .args(["run", "--quiet", "--package", "xtask", "--", "run"]);
+    let out = env_qemu.output().expect("cargo runs");
+    assert_eq!(out.status.code(), Some(8), "missing QEMU: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_kernel_that_panics_at_boot_is_reported_with_its_console() {
+    // No init where the kernel looks: it panics with "VFS: Unable to mount root fs".
+    let (code, stderr) = xtask(&["--append", "rdinit=/nonexistent", "--case", "init.offer"]);
+    assert_eq!(code, 6, "stderr:\n{stderr}");
+    assert!(stderr.contains("the kernel panicked during boot: Kernel panic - not syncing"), "{stderr}");
+    assert!(stderr.contains("console.log"), "the error names the console log: {stderr}");
+}
+
+#[test]
+fn a_panic_mid_case_keeps_earlier_results_and_names_the_case() {
+    let cases = ["init.depth_zero", "selftest.panic", "ids.close_unknown"];
+    let req = Request { cases: cases.iter().map(|c| c.to_string()).collect(), ..Default::default() };
+    let run = harness::run::run(&req, &mut |_| {}).expect("the guest booted");
+    let verdicts: Vec<Verdict> = run.results.iter().map(|r| r.verdict).collect();
+    assert_eq!(verdicts, [Verdict::Pass, Verdict::Crash, Verdict::Crash]);
+    let crash = &run.results[1].reason;
+    assert!(crash.starts_with("Kernel panic - not syncing: sysrq triggered crash; last console lines:"), "{crash}");
+    assert!(crash.lines().count() > 5, "the console tail comes with it: {crash}");
+    assert_eq!(run.results[2].reason, "not reached: the guest went down during selftest.panic");
+    let console = std::fs::read_to_string(run.artifacts.join("console.log")).unwrap();
+    assert!(console.contains("sysrq: Trigger a crash"), "the whole console log is kept");
+}

@@ -14,10 +14,10 @@ pub enum Error {
     BadModules(PathBuf),
     #[error("unknown case {0}; `cargo xtask cases` lists them")]
     UnknownCase(String),
-    #[error("{tool} is not installed and could not be installed here: run `{fix}`")]
+    #[error("{tool} is missing and could not be installed here: {fix}")]
     ToolMissing { tool: String, fix: String },
     #[error("the kernel panicked during boot: {headline} (console: {console})")]
-    BootPanic { headline: String, console: PathBuf },
+    BootPanic { headline: String, console: PathBuf, tail: Vec<String> },
     #[error("the guest did not start the agent within {secs} s: {why} (console: {console})")]
     BootTimeout { secs: u64, why: String, console: PathBuf },
     #[error("QEMU failed: {0}")]
@@ -28,6 +28,8 @@ pub enum Error {
     AgentBuild(String),
     #[error("observations differ from the snapshot {0}")]
     SnapshotMismatch(PathBuf),
+    #[error("case {0} can bring the kernel down: it runs only in a VM, never with --kernel host")]
+    HostRefuses(String),
     #[error("{0}")]
     Io(String),
 }
@@ -47,6 +49,7 @@ impl Error {
             Error::Fetch(_) => 10,
             Error::AgentBuild(_) => 11,
             Error::Io(_) => 12,
+            Error::HostRefuses(_) => 13,
         }
     }
 

@@ -104,11 +104,20 @@ pub fn debian(series: &str, cache: &Path) -> Result<Kernel> {
         eprintln!("fetching {package} (apt-get download)");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-        let out = Command::new("apt-get")
-            .args(["download", "-q", &package])
-            .current_dir(&dir)
-            .output()
-            .map_err(|e| Error::Fetch(format!("apt-get: {e}")))?;
+        let download = || {
+            Command::new("apt-get")
+                .args(["download", "-q", &package])
+                .current_dir(&dir)
+                .output()
+                .map_err(|e| Error::Fetch(format!("apt-get: {e}")))
+        };
+        let mut out = download()?;
+        if !out.status.success() && rustix::process::geteuid().is_root() {
+            // Stale package lists name a version the mirror no longer has: refresh, retry.
+            eprintln!("refreshing apt package lists (apt-get update)");
+            crate::provision::quiet(Command::new("apt-get").args(["update", "-q"]));
+            out = download()?;
+        }
         if !out.status.success() {
             return Err(Error::Fetch(format!(
                 "apt-get download {package}: {}",

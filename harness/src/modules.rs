@@ -6,9 +6,15 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// What the agent and the cases may need. Built-in ones are skipped; missing ones are the
-/// kernel's business (a case that needs overlayfs says so when it runs).
-pub const WANTED: &[&str] = &["virtio_mmio", "virtio_console", "fuse", "overlay", "loop"];
+/// What the agent and the cases may need (`images/guest-modules.txt`). Built-in ones are
+/// skipped; missing ones are the kernel's business (a case that needs one says so).
+pub fn wanted() -> Vec<&'static str> {
+    include_str!("../../images/guest-modules.txt")
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
 
 /// A module to pack, decompressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +130,6 @@ mod tests {
 
     #[test]
     fn a_directory_without_modules_is_refused() {
-        assert!(matches!(select(Path::new("/nonexistent"), WANTED), Err(Error::BadModules(_))));
+        assert!(matches!(select(Path::new("/nonexistent"), &wanted()), Err(Error::BadModules(_))));
     }
 }

@@ -11,7 +11,7 @@ pub fn ensure(binary: &str, package: &str) -> Result<()> {
     if on_path(binary) {
         return Ok(());
     }
-    let fix = format!("sudo apt-get install -y {package}");
+    let fix = format!("install it with `sudo apt-get install -y {package}`");
     let can_install = rustix::process::geteuid().is_root() && Path::new("/usr/bin/apt-get").exists();
     if !can_install {
         return Err(Error::ToolMissing { tool: binary.into(), fix });

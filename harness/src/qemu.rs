@@ -9,7 +9,22 @@ use std::process::{Child, Command, Stdio};
 
 use crate::error::{Error, Result};
 
-pub const BINARY: &str = "qemu-system-x86_64";
+/// The QEMU binary: `$FPT_QEMU` if set (a QEMU of your own), else qemu-system-x86_64 on PATH.
+pub fn binary() -> String {
+    std::env::var("FPT_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+}
+
+/// Make sure the QEMU binary is there; install Debian's when we may.
+pub fn ensure_installed() -> Result<()> {
+    match std::env::var_os("FPT_QEMU") {
+        Some(p) if Path::new(&p).is_file() => Ok(()),
+        Some(p) => Err(Error::ToolMissing {
+            tool: format!("QEMU (FPT_QEMU={})", p.to_string_lossy()),
+            fix: "unset FPT_QEMU, or point it at a qemu-system-x86_64".into(),
+        }),
+        None => crate::provision::ensure("qemu-system-x86_64", "qemu-system-x86"),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
@@ -98,7 +113,7 @@ pub struct Qemu {
 
 impl Qemu {
     pub fn spawn(config: &VmConfig) -> Result<Qemu> {
-        let mut cmd = Command::new(BINARY);
+        let mut cmd = Command::new(binary());
         cmd.args(config.args()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // Its own process group: Ctrl-C reaches us, and we end QEMU ourselves.
         cmd.process_group(0);
@@ -109,7 +124,7 @@ impl Qemu {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| Error::Qemu(format!("cannot start {BINARY}: {e}")))?;
+        let child = cmd.spawn().map_err(|e| Error::Qemu(format!("cannot start {}: {e}", binary())))?;
         Ok(Qemu { child })
     }
 

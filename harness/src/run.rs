@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::kernel::{self, Kernel, KernelChoice};
 use crate::qemu::{self, Accel, Machine};
 use crate::vm::{self, VmOptions};
-use crate::{agent, cache, initramfs, modules, provision};
+use crate::{agent, cache, initramfs, modules};
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -74,10 +74,10 @@ impl Run {
     }
 }
 
-/// The cases a request names, in catalog order for "all", else in the order given.
+/// The cases a request names, in the order given; all of the catalog's safe ones if none.
 pub fn select_cases(names: &[String]) -> Result<Vec<&'static Case>> {
     if names.is_empty() {
-        return Ok(guest::cases::catalog().iter().collect());
+        return Ok(guest::cases::catalog().iter().filter(|c| !c.kills_kernel).collect());
     }
     names.iter().map(|n| guest::cases::find(n).ok_or_else(|| Error::UnknownCase(n.clone()))).collect()
 }
@@ -95,7 +95,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     };
     t.kernel_fetch = started.elapsed();
     if kernel.is_some() {
-        provision::ensure(qemu::BINARY, "qemu-system-x86")?;
+        qemu::ensure_installed()?;
     }
 
     let started = Instant::now();
@@ -110,6 +110,9 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let artifacts = artifacts_dir(&label)?;
 
     let Some(kernel) = kernel else {
+        if let Some(c) = cases.iter().find(|c| c.kills_kernel) {
+            return Err(Error::HostRefuses(c.name.into()));
+        }
         let started = Instant::now();
         let (collector, died) = crate::host::run(&agent, &cases, &artifacts, on_event)?;
         t.guest_wall = started.elapsed();
@@ -123,7 +126,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let started = Instant::now();
     let image = artifacts.join("initramfs.cpio");
     let mods = match &kernel.modules {
-        Some(dir) => modules::select(dir, modules::WANTED)?,
+        Some(dir) => modules::select(dir, &modules::wanted())?,
         None => Vec::new(),
     };
     initramfs::build(&agent, &mods, &image)?;

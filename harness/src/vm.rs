@@ -215,7 +215,7 @@ pub fn boot(
         let why = died.unwrap_or_else(|| "the guest went away".into());
         let console = console_log;
         return Err(match tail.fatal_headline() {
-            Some(headline) => Error::BootPanic { headline, console },
+            Some(headline) => Error::BootPanic { headline, console, tail: tail.last(15) },
             None if !qemu_err.trim().is_empty() && tail.last(1).is_empty() => Error::Qemu(first_line_or(&qemu_err, "")),
             None => Error::BootTimeout { secs: opts.boot_timeout.as_secs(), why, console },
         });
@@ -255,7 +255,7 @@ fn first_line_or(text: &str, fallback: &str) -> String {
 
 /// The command, quoted enough to paste into a shell.
 fn shell_line(args: &[String]) -> String {
-    let mut line = qemu::BINARY.to_string();
+    let mut line = qemu::binary();
     for a in args {
         line.push(' ');
         if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c)) {

@@ -121,6 +121,12 @@ fn main() -> ExitCode {
 
 fn fail(e: &harness::Error) -> i32 {
     eprintln!("error: {e}");
+    if let harness::Error::BootPanic { tail, .. } = e {
+        eprintln!("last console lines:");
+        for line in tail {
+            eprintln!("  {line}");
+        }
+    }
     e.exit_code()
 }
 
@@ -174,6 +180,9 @@ fn print_run(run: &Run) {
     println!("kernel {} ({})", run.kernel_release, run.mode);
     print!("{}", report::table(&run.results));
     println!("{}", report::totals(&run.results));
+    for r in run.results.iter().filter(|r| r.reason.contains('\n')) {
+        println!("\n{}: {}", r.case, r.reason.replace('\n', "\n  "));
+    }
     if let Some(why) = &run.died {
         println!("the guest did not finish: {why}");
     }
@@ -260,4 +269,23 @@ fn cases_markdown() -> String {
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn docs_cases_md_is_current() {
+        let path = harness::cache::workspace_root().join("docs/cases.md");
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == super::cases_markdown(),
+            "docs/cases.md is stale: run `cargo xtask cases --markdown > docs/cases.md`"
+        );
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

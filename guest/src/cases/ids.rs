@@ -16,6 +16,7 @@ pub fn cases() -> Vec<Case> {
                    ENOENT the second time",
             verdict_rule: "pass on ENOENT, ok, ENOENT",
             timeout: Duration::from_secs(10),
+            kills_kernel: false,
             run: close_unknown,
         },
         Case {
@@ -25,6 +26,7 @@ pub fn cases() -> Vec<Case> {
                    open() fail with EIO, and the kernel releases the file",
             verdict_rule: "pass when open() gives EIO",
             timeout: Duration::from_secs(10),
+            kills_kernel: false,
             run: open_reply_unknown_id,
         },
     ]

@@ -16,6 +16,7 @@ pub fn cases() -> Vec<Case> {
             verdict_rule: "pass when BACKING_OPEN succeeds after that answer; skip when the \
                            kernel does not offer the flag",
             timeout: Duration::from_secs(10),
+            kills_kernel: false,
             run: offer,
         },
         Case {
@@ -24,6 +25,7 @@ pub fn cases() -> Vec<Case> {
             rule: "max_stack_depth 0 in the INIT answer leaves passthrough off, silently",
             verdict_rule: "pass when BACKING_OPEN then gives EPERM",
             timeout: Duration::from_secs(10),
+            kills_kernel: false,
             run: depth_zero,
         },
     ]

@@ -19,6 +19,7 @@ pub fn cases() -> Vec<Case> {
             verdict_rule: "pass when every range compares equal both ways and the server saw \
                            0 READ and 0 WRITE",
             timeout: Duration::from_secs(20),
+            kills_kernel: false,
             run: passthrough_round_trip,
         },
         Case {
@@ -29,6 +30,7 @@ pub fn cases() -> Vec<Case> {
             verdict_rule: "pass when every range compares equal both ways and the server saw \
                            READ and WRITE requests",
             timeout: Duration::from_secs(20),
+            kills_kernel: false,
             run: cached_round_trip,
         },
     ]

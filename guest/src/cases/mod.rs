@@ -8,6 +8,7 @@ mod ids;
 mod init;
 mod io;
 mod privilege;
+mod selftest;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use crate::report::{CaseResult, Observations, Verdict};
 /// The reason every passthrough case gives on a kernel without the feature.
 pub const NO_PASSTHROUGH: &str = "kernel does not offer FUSE_PASSTHROUGH";
 
+#[derive(Debug)]
 pub struct Case {
     /// `group.name`, unique; what `--case` takes.
     pub name: &'static str,
@@ -31,6 +33,8 @@ pub struct Case {
     pub verdict_rule: &'static str,
     /// Killed (and reported as crash) after this long.
     pub timeout: Duration,
+    /// May take the kernel down: never in a full run, never on the host; name it to run it.
+    pub kills_kernel: bool,
     pub run: fn(&mut Ctx) -> Result<(), Stop>,
 }
 
@@ -43,6 +47,7 @@ pub fn catalog() -> &'static [Case] {
         all.extend(io::cases());
         all.extend(ids::cases());
         all.extend(privilege::cases());
+        all.extend(selftest::cases());
         all
     })
 }

@@ -13,6 +13,7 @@ pub fn cases() -> Vec<Case> {
         verdict_rule: "pass when both give EPERM with CAP_SYS_ADMIN dropped from the effective \
                        set, and BACKING_OPEN works again once it is back",
         timeout: Duration::from_secs(10),
+        kills_kernel: false,
         run: no_cap_sys_admin,
     }]
 }
