@@ -115,3 +115,17 @@ fn a_panic_mid_case_keeps_earlier_results_and_names_the_case() {
     let console = std::fs::read_to_string(run.artifacts.join("console.log")).unwrap();
     assert!(console.contains("sysrq: Trigger a crash"), "the whole console log is kept");
 }
+
+#[test]
+fn a_hung_guest_is_stopped_and_keeps_earlier_results() {
+    let cases = ["init.depth_zero", "selftest.hang", "ids.close_unknown"];
+    let req = Request { cases: cases.iter().map(|c| c.to_string()).collect(), ..Default::default() };
+    let started = std::time::Instant::now();
+    let run = harness::run::run(&req, &mut |_| {}).expect("the guest booted");
+    let verdicts: Vec<Verdict> = run.results.iter().map(|r| r.verdict).collect();
+    assert_eq!(verdicts, [Verdict::Pass, Verdict::Crash, Verdict::Crash]);
+    let crash = &run.results[1].reason;
+    assert!(crash.starts_with("the guest stopped responding during selftest.hang"), "{crash}");
+    // Bounded: boot, the case's 2 s and 15 s of slack, not the 60 s a stuck wait would take.
+    assert!(started.elapsed() < std::time::Duration::from_secs(45), "took {:?}", started.elapsed());
+}

@@ -7,6 +7,7 @@ pub mod console;
 pub mod error;
 pub mod host;
 pub mod initramfs;
+pub mod interrupt;
 pub mod kernel;
 pub mod modules;
 pub mod provision;

@@ -67,37 +67,36 @@ fn blocks(text: &str) -> BTreeMap<String, String> {
 
 #[derive(Debug)]
 pub enum Comparison {
-    Match,
+    /// Every compared case matches; `unknown` ran but has no block in the snapshot.
+    Match { unknown: Vec<String> },
     /// No snapshot for this series yet, or none of the cases that ran are in it.
     Missing(PathBuf),
     Differs { path: PathBuf, diff: String },
 }
 
-/// Compare the cases in `results` (a subset run is fine) with the series' snapshot.
+/// Compare the cases in `results` (a subset run is fine) with the series' snapshot. Crashed
+/// cases have nothing to compare (their verdict already fails the run), and cases the
+/// snapshot does not know are listed, not failed.
 pub fn compare(release: &str, results: &[CaseResult]) -> Comparison {
     let path = path(&name(release));
     let Ok(file) = std::fs::read_to_string(&path) else { return Comparison::Missing(path) };
     let expected = blocks(body(&file));
     let got = blocks(&render(results));
-    let mut old = String::new();
-    let mut new = String::new();
-    let mut known = 0;
-    for r in results {
-        let g = got.get(&r.case).cloned().unwrap_or_default();
+    let (mut old, mut new, mut unknown) = (String::new(), String::new(), Vec::new());
+    for r in results.iter().filter(|r| r.verdict != Verdict::Crash) {
         match expected.get(&r.case) {
             Some(e) => {
-                known += 1;
                 old.push_str(e);
+                new.push_str(got.get(&r.case).map_or("", String::as_str));
             }
-            None => old.push_str(&format!("{}: (not in the snapshot)\n", r.case)),
+            None => unknown.push(r.case.clone()),
         }
-        new.push_str(&g);
     }
-    if known == 0 {
+    if old.is_empty() {
         return Comparison::Missing(path);
     }
     if old == new {
-        return Comparison::Match;
+        return Comparison::Match { unknown };
     }
     let diff = similar::TextDiff::from_lines(&old, &new)
         .unified_diff()

@@ -148,6 +148,11 @@ pub fn boot(
     });
 
     let mut tail = Tail::default();
+    // The whole-run bound: however the guest misbehaves, the harness is done by then.
+    let run_limit = opts.boot_timeout
+        + cases.iter().map(|c| c.timeout + opts.slack).sum::<Duration>()
+        + Duration::from_secs(10);
+    let run_deadline = start + run_limit;
     let mut last_event = Instant::now();
     let mut done_at = None;
     let died: Option<String> = loop {
@@ -161,7 +166,12 @@ pub fn boot(
         } else {
             last_event + opts.slack
         };
-        let wait = deadline.saturating_duration_since(Instant::now());
+        let deadline = deadline.min(run_deadline);
+        if let Some(sig) = crate::interrupt::requested() {
+            break Some(format!("interrupted by signal {sig}"));
+        }
+        // Wake at least every 100 ms to notice an interrupt.
+        let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
         match rx.recv_timeout(wait) {
             Ok(Msg::Console(line)) => tail.push(line),
             Ok(Msg::Event(e)) => {
@@ -175,10 +185,14 @@ pub fn boot(
             Ok(Msg::Garbled(line)) => tail.push(format!("[harness] garbled result line: {line}")),
             // Both readers hit end of file: QEMU has gone.
             Err(RecvTimeoutError::Disconnected) => break None,
+            Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
             Err(RecvTimeoutError::Timeout) => {
                 if done_at.is_some() {
                     // Finished but did not power off: not the cases' problem.
                     break None;
+                }
+                if Instant::now() >= run_deadline {
+                    break Some(format!("the whole-run limit of {} s ran out", run_limit.as_secs()));
                 }
                 break Some(match &collector.running {
                     Some((case, _)) => format!("the guest stopped responding during {case}"),

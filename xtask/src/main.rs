@@ -107,6 +107,7 @@ impl Target {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    harness::interrupt::install();
     let code = match cli.command {
         Cmd::Run(args) => run(&args),
         Cmd::Test => test(),
@@ -160,7 +161,12 @@ fn run(args: &RunArgs) -> i32 {
         }
     } else {
         match snapshot::compare(&run.kernel_release, &run.results) {
-            Comparison::Match => println!("snapshot: matches {}", snapshot::name(&run.kernel_release)),
+            Comparison::Match { unknown } => {
+                println!("snapshot: matches {}", snapshot::name(&run.kernel_release));
+                if !unknown.is_empty() {
+                    println!("snapshot: not in it (not compared): {}", unknown.join(", "));
+                }
+            }
             Comparison::Missing(p) => println!("snapshot: none for these cases at {} (--bless writes it)", p.display()),
             Comparison::Differs { path, diff } => {
                 println!("{diff}");
@@ -172,7 +178,11 @@ fn run(args: &RunArgs) -> i32 {
             }
         }
     }
-    if run.all_ok() { 0 } else { 1 }
+    match harness::interrupt::requested() {
+        Some(sig) => 128 + sig,
+        None if run.all_ok() => 0,
+        None => 1,
+    }
 }
 
 fn print_run(run: &Run) {
