@@ -129,3 +129,47 @@ fn a_hung_guest_is_stopped_and_keeps_earlier_results() {
     // Bounded: boot, the case's 2 s and 15 s of slack, not the 60 s a stuck wait would take.
     assert!(started.elapsed() < std::time::Duration::from_secs(45), "took {:?}", started.elapsed());
 }
+
+#[test]
+fn linux_source_6_12_built_with_the_minimal_profile() {
+    let req = Request {
+        kernel: KernelChoice::Build(harness::kbuild::BuildRequest::default()),
+        ..Default::default()
+    };
+    let run = harness::run::run(&req, &mut |_| {}).unwrap_or_else(|e| panic!("built kernel: {e}"));
+    eprintln!("{}\n{}", harness::report::identity(&run.identity, &run.mode), harness::report::table(&run.results));
+    assert!(run.identity.source.starts_with("linux-source-6.12 "), "{:?}", run.identity);
+    assert_eq!(run.identity.profile, "minimal");
+    assert_eq!(run.identity.config_hash.len(), 16);
+    // Compared with the same snapshot as Debian's 6.12 build: the same kernel series.
+    check(&run);
+    assert!(run.results.iter().all(|r| r.verdict == Verdict::Pass), "expected every case to pass");
+}
+
+#[test]
+fn bad_kernel_sources_get_their_own_errors() {
+    let scratch = tempfile::tempdir().unwrap();
+    let not_a_tree = scratch.path().join("empty");
+    std::fs::create_dir_all(&not_a_tree).unwrap();
+    assert_error(&["--src", not_a_tree.to_str().unwrap()], 15, "is not a kernel tree");
+
+    let patch = scratch.path().join("0001-does-not-apply.patch");
+    std::fs::write(
+        &patch,
+        "From 0 Mon Sep 17 00:00:00 2001\nSubject: [PATCH] no\n\n---\n\
+         diff --git a/fs/fuse/passthrough.c b/fs/fuse/passthrough.c\n\
+         --- a/fs/fuse/passthrough.c\n+++ b/fs/fuse/passthrough.c\n\
+         @@ -1,3 +1,3 @@\n no such line one\n-no such line two\n+replaced\n no such line three\n",
+    )
+    .unwrap();
+    assert_error(&["--patch", patch.to_str().unwrap()], 14, "patch 0001-does-not-apply.patch does not apply");
+
+    assert_error(&["--profile", "nope"], 17, "unknown profile nope");
+
+    let fragment = scratch.path().join("bad.config");
+    std::fs::write(&fragment, "CONFIG_FPT_NO_SUCH_OPTION=y\n# CONFIG_FUSE_FS is not set\n").unwrap();
+    let (code, stderr) = xtask(&["--fragment", fragment.to_str().unwrap()]);
+    assert_eq!(code, 16, "{stderr}");
+    assert!(stderr.contains("CONFIG_FPT_NO_SUCH_OPTION (bad.config): unknown option"), "{stderr}");
+    assert!(stderr.contains("CONFIG_FUSE_PASSTHROUGH=y (base.config): did not survive olddefconfig"), "{stderr}");
+}

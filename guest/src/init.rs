@@ -21,9 +21,11 @@ pub fn main() -> ! {
     if let Err(e) = run() {
         eprintln!("fpt-agent: {e}");
     }
-    // Nothing is left to flush but the page cache; then end the VM.
+    // Nothing is left to flush but the page cache; then end the VM. A restart, not a power
+    // off: with -no-reboot it ends QEMU, with ACPI or without (microvm acpi=off cannot power
+    // off).
     rustix::fs::sync();
-    let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
+    let _ = rustix::system::reboot(rustix::system::RebootCommand::Restart);
     // reboot(2) does not return on success; if it did, PID 1 must not exit (that panics).
     loop {
         std::thread::sleep(Duration::from_secs(60));

@@ -13,6 +13,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("case") if args.len() == 3 => runner::case_main(&args[2]),
+        // A helper process of privilege.user_namespace_root.
+        Some("userns-probe") if args.len() == 3 => guest::cases::privilege::userns_probe(&args[2]),
         Some("run") if args.len() <= 3 => {
             let selected = match init::select(args.get(2).map_or("all", String::as_str)) {
                 Ok(s) => s,

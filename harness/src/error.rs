@@ -30,6 +30,18 @@ pub enum Error {
     SnapshotMismatch(PathBuf),
     #[error("case {0} can bring the kernel down: it runs only in a VM, never with --kernel host")]
     HostRefuses(String),
+    #[error("{dir} is not a kernel tree: {why}; give --src a Linux source tree or git checkout")]
+    NotKernelTree { dir: PathBuf, why: String },
+    #[error("patch {patch} does not apply; nothing was built:\n{why}")]
+    PatchFailed { patch: String, why: String },
+    #[error("unknown profile {name}; the profiles are: {known}")]
+    UnknownProfile { name: String, known: String },
+    #[error("the kernel config lacks what the fragments ask for:\n  {}", .0.join("\n  "))]
+    ConfigMismatch(Vec<String>),
+    #[error("{what} failed (log: {log}):\n{errors}")]
+    BuildFailed { what: String, errors: String, log: PathBuf },
+    #[error("the disk filled up during the kernel build (log: {0}); free some space (the build cache is in the cache directory) and run again")]
+    DiskFull(PathBuf),
     #[error("{0}")]
     Io(String),
 }
@@ -50,6 +62,12 @@ impl Error {
             Error::AgentBuild(_) => 11,
             Error::Io(_) => 12,
             Error::HostRefuses(_) => 13,
+            Error::PatchFailed { .. } => 14,
+            Error::NotKernelTree { .. } => 15,
+            Error::ConfigMismatch(_) => 16,
+            Error::UnknownProfile { .. } => 17,
+            Error::BuildFailed { .. } => 18,
+            Error::DiskFull(_) => 19,
         }
     }
 

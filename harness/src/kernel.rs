@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -15,10 +17,37 @@ pub struct Kernel {
     pub modules: Option<PathBuf>,
     /// The release string from the bzImage header ("6.12.117+deb12-cloud-amd64").
     pub release: String,
+    pub identity: Identity,
+    /// The kernel's .config, when we know where it is.
+    pub config: Option<PathBuf>,
+}
+
+impl Kernel {
+    /// Whether the kernel has ACPI: true unless its known .config says otherwise. Without
+    /// it, microvm runs with acpi=off and QEMU names the virtio-mmio devices on the
+    /// command line.
+    pub fn has_acpi(&self) -> bool {
+        let Some(config) = &self.config else { return true };
+        std::fs::read_to_string(config).map_or(true, |text| text.lines().any(|l| l == "CONFIG_ACPI=y"))
+    }
+}
+
+/// Who a kernel is: carried by every run's results.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Identity {
+    pub release: String,
+    /// `git describe --always --dirty`, a package and its version, or a path.
+    pub source: String,
+    /// The patch series it was built with, in order.
+    pub patches: Vec<crate::kbuild::PatchInfo>,
+    /// The config profile it was built with; empty for a kernel we did not build.
+    pub profile: String,
+    /// sha256 of its .config, first 16 hex digits; empty when unknown.
+    pub config_hash: String,
 }
 
 /// What the user asked for with `--kernel`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum KernelChoice {
     /// Debian's `linux-image-<series>.*-cloud-amd64-unsigned`, newest version available.
     Debian(String),
@@ -26,6 +55,8 @@ pub enum KernelChoice {
     Path(PathBuf),
     /// The running kernel: no VM.
     Host,
+    /// A kernel built from source first (`--src`, `--patch`, `--profile`, `--fragment`).
+    Build(crate::kbuild::BuildRequest),
 }
 
 impl KernelChoice {
@@ -59,7 +90,19 @@ impl Kernel {
                 return Err(Error::BadModules(m.into()));
             }
         }
-        Ok(Kernel { bzimage: bzimage.into(), modules: modules.map(Into::into), release })
+        let identity = Identity {
+            release: release.clone(),
+            source: format!("bzImage {}", bzimage.display()),
+            ..Default::default()
+        };
+        // A bzImage in a build tree: its .config is at the top of that tree.
+        let config = bzimage
+            .ancestors()
+            .nth(4)
+            .filter(|_| bzimage.ends_with("arch/x86/boot/bzImage"))
+            .map(|top| top.join(".config"))
+            .filter(|c| c.is_file());
+        Ok(Kernel { bzimage: bzimage.into(), modules: modules.map(Into::into), release, identity, config })
     }
 }
 
@@ -143,7 +186,14 @@ pub fn debian(series: &str, cache: &Path) -> Result<Kernel> {
     let bzimage = first_match(&root.join("boot"), "vmlinuz-")
         .ok_or_else(|| Error::Fetch(format!("{package} has no boot/vmlinuz-*")))?;
     let modules = first_match(&root.join("lib/modules"), "");
-    Kernel::from_path(&bzimage, modules.as_deref())
+    let mut kernel = Kernel::from_path(&bzimage, modules.as_deref())?;
+    kernel.identity.source = package;
+    kernel.identity.profile = "debian cloud-amd64".into();
+    if let Some(config) = first_match(&root.join("boot"), "config-") {
+        kernel.identity.config_hash = crate::kbuild::file_hash(&config);
+        kernel.config = Some(config);
+    }
+    Ok(kernel)
 }
 
 fn first_match(dir: &Path, prefix: &str) -> Option<PathBuf> {
@@ -223,9 +273,9 @@ mod tests {
         assert_eq!(series("6.12.117+deb12-cloud-amd64"), "6.12");
         assert_eq!(series("6.1.0-56-cloud-amd64"), "6.1");
         assert_eq!(series("6.18.44-fc-v657"), "6.18");
-        assert_eq!(KernelChoice::parse("host"), KernelChoice::Host);
-        assert_eq!(KernelChoice::parse("debian-6.1"), KernelChoice::Debian("6.1".into()));
-        assert_eq!(KernelChoice::parse("debian-x"), KernelChoice::Path("debian-x".into()));
+        assert!(matches!(KernelChoice::parse("host"), KernelChoice::Host));
+        assert!(matches!(KernelChoice::parse("debian-6.1"), KernelChoice::Debian(s) if s == "6.1"));
+        assert!(matches!(KernelChoice::parse("debian-x"), KernelChoice::Path(p) if p.to_str() == Some("debian-x")));
         assert!(version_key("linux-image-6.12.117+deb12") > version_key("linux-image-6.12.99+deb12"));
     }
 }

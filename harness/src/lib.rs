@@ -8,6 +8,7 @@ pub mod error;
 pub mod host;
 pub mod initramfs;
 pub mod interrupt;
+pub mod kbuild;
 pub mod kernel;
 pub mod modules;
 pub mod provision;

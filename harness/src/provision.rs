@@ -16,7 +16,6 @@ pub fn ensure(binary: &str, package: &str) -> Result<()> {
     if !can_install {
         return Err(Error::ToolMissing { tool: binary.into(), fix });
     }
-    eprintln!("installing {package} (for {binary}) with apt-get");
     if !apt_install(package) {
         // The package lists may be missing on a fresh machine: refresh them once and retry.
         let _ = quiet(Command::new("apt-get").args(["update", "-q"]));
@@ -28,6 +27,7 @@ pub fn ensure(binary: &str, package: &str) -> Result<()> {
 }
 
 fn apt_install(package: &str) -> bool {
+    eprintln!("installing {package} with apt-get");
     quiet(Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends", package])
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
@@ -42,4 +42,36 @@ pub fn on_path(binary: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))
         .unwrap_or(false)
+}
+
+/// What building a kernel needs beyond a C compiler: each binary with its Debian package.
+const BUILD_TOOLS: &[(&str, &str)] = &[
+    ("make", "make"),
+    ("gcc", "gcc"),
+    ("flex", "flex"),
+    ("bison", "bison"),
+    ("bc", "bc"),
+    ("lz4", "lz4"),
+    ("tar", "tar"),
+    ("xz", "xz-utils"),
+];
+
+/// Ensure the kernel build tools and libelf's headers (objtool needs them).
+pub fn ensure_build_tools() -> Result<()> {
+    for (binary, package) in BUILD_TOOLS {
+        ensure(binary, package)?;
+    }
+    if !Path::new("/usr/include/libelf.h").exists() {
+        ensure_package("libelf-dev", "/usr/include/libelf.h")?;
+    }
+    Ok(())
+}
+
+/// Install `package` for a file that is not a binary on PATH.
+fn ensure_package(package: &str, file: &str) -> Result<()> {
+    let fix = format!("install it with `sudo apt-get install -y {package}`");
+    if !rustix::process::geteuid().is_root() || !apt_install(package) || !Path::new(file).exists() {
+        return Err(Error::ToolMissing { tool: file.into(), fix });
+    }
+    Ok(())
 }

@@ -61,13 +61,16 @@ pub struct VmConfig {
     pub result_socket: PathBuf,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// Firmware tables for the guest; off for kernels built without ACPI.
+    pub acpi: bool,
 }
 
 impl VmConfig {
     pub fn args(&self) -> Vec<String> {
-        let machine = match self.machine {
-            Machine::Microvm => "microvm",
-            Machine::Q35 => "q35",
+        let machine = match (self.machine, self.acpi) {
+            (Machine::Microvm, true) => "microvm",
+            (Machine::Microvm, false) => "microvm,acpi=off",
+            (Machine::Q35, _) => "q35",
         };
         let serial_bus = match self.machine {
             Machine::Microvm => "virtio-serial-device",

@@ -4,6 +4,8 @@ use std::fmt::Write;
 
 use guest::report::{CaseResult, Verdict};
 
+use crate::kernel::Identity;
+
 pub fn verdict_name(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "pass",
@@ -11,6 +13,21 @@ pub fn verdict_name(v: Verdict) -> &'static str {
         Verdict::Skip => "skip",
         Verdict::Crash => "CRASH",
     }
+}
+
+/// Who the kernel is, in a few lines: release and mode, source, patches, profile, config.
+pub fn identity(id: &Identity, mode: &str) -> String {
+    let mut out = format!("kernel {} ({mode})\nsource: {}", id.release, id.source);
+    if !id.profile.is_empty() {
+        let _ = write!(out, "\nprofile: {}", id.profile);
+    }
+    if !id.config_hash.is_empty() {
+        let _ = write!(out, "  config: {}", id.config_hash);
+    }
+    for p in &id.patches {
+        let _ = write!(out, "\npatch: {} ({})", p.name, p.sha256);
+    }
+    out
 }
 
 /// A table of `results`, reasons cut to one line (the full text is in results.json).

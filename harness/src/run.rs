@@ -8,7 +8,7 @@ use guest::cases::Case;
 use guest::report::{CaseResult, Event};
 
 use crate::error::{Error, Result};
-use crate::kernel::{self, Kernel, KernelChoice};
+use crate::kernel::{self, Identity, Kernel, KernelChoice};
 use crate::qemu::{self, Accel, Machine};
 use crate::vm::{self, VmOptions};
 use crate::{agent, cache, initramfs, modules};
@@ -59,6 +59,7 @@ pub struct Timings {
 #[derive(Debug)]
 pub struct Run {
     pub kernel_release: String,
+    pub identity: Identity,
     /// "host", or "qemu tcg microvm".
     pub mode: String,
     pub results: Vec<CaseResult>,
@@ -92,6 +93,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
         KernelChoice::Host => None,
         KernelChoice::Path(p) => Some(Kernel::from_path(p, req.modules.as_deref())?),
         KernelChoice::Debian(series) => Some(kernel::debian(series, &cache::dir())?),
+        KernelChoice::Build(b) => Some(crate::kbuild::build(b, &cache::dir())?.kernel),
     };
     t.kernel_fetch = started.elapsed();
     if kernel.is_some() {
@@ -120,7 +122,8 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
         let release = collector.kernel_release.clone().unwrap_or_default();
         let results = collector.finish(died.clone(), &[]);
         t.total = total.elapsed();
-        return finish(Run { kernel_release: release, mode: "host".into(), results, died, artifacts, timings: t });
+        let identity = Identity { release: release.clone(), source: "the running kernel".into(), ..Default::default() };
+        return finish(Run { kernel_release: release, identity, mode: "host".into(), results, died, artifacts, timings: t });
     };
 
     let started = Instant::now();
@@ -158,6 +161,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     };
     finish(Run {
         kernel_release: release,
+        identity: kernel.identity.clone(),
         mode: format!("qemu {} {machine}", accel.name()),
         results,
         died: boot.died,
@@ -166,15 +170,15 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     })
 }
 
-/// Save the results next to the console log.
+/// Save the results, with the kernel's identity, next to the console log.
 fn finish(run: Run) -> Result<Run> {
-    let json = serde_json::to_string_pretty(&run.results).expect("results serialise");
+    let json = serde_json::json!({ "kernel": run.identity, "mode": run.mode, "results": run.results });
     let path = run.artifacts.join("results.json");
-    std::fs::write(&path, json).map_err(|e| Error::io(path.display(), e))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&json).expect("results serialise"))
+        .map_err(|e| Error::io(path.display(), e))?;
     let summary = format!(
-        "kernel {} ({})\n{}\n{}",
-        run.kernel_release,
-        run.mode,
+        "{}\n{}\n{}",
+        crate::report::identity(&run.identity, &run.mode),
         crate::report::table(&run.results),
         crate::report::totals(&run.results)
     );

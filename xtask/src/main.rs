@@ -5,6 +5,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use harness::kbuild::BuildRequest;
 use harness::kernel::KernelChoice;
 use harness::qemu::{Accel, Machine};
 use harness::run::{Request, Run};
@@ -25,12 +26,33 @@ enum Cmd {
     /// Unit tests, then the end-to-end suite: Debian 6.12 and 6.1 in QEMU, then host mode.
     Test,
     /// Time a warm run and its parts: boot to first result, per-case durations, image size.
+    /// With --kernel-build: time kernel builds instead (unchanged, after a touch, after a
+    /// one-line change plus boot and suite; with --clean also a clean build).
     Bench {
         #[command(flatten)]
         target: Target,
         /// How many runs to time.
         #[arg(long, default_value_t = 3)]
         runs: u32,
+        /// Time the kernel build loop on the default source instead of a run.
+        #[arg(long)]
+        kernel_build: bool,
+        /// With --kernel-build: also time a clean build (deletes that build's cache entry).
+        #[arg(long)]
+        clean: bool,
+    },
+    /// Run the same target N times and report every case whose verdict or observations
+    /// were not the same each time (flaky), and the run time of each.
+    Soak {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
+    },
+    /// Build a kernel under test from source.
+    Kernel {
+        #[command(subcommand)]
+        command: KernelCmd,
     },
     /// List every case with its group, rule and verdict rule.
     Cases {
@@ -40,11 +62,52 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum KernelCmd {
+    /// Configure and build a bzImage (a no-op when nothing changed); prints its identity.
+    Build(Source),
+}
+
+/// A kernel built from source; any of these options makes `run` build first.
+#[derive(clap::Args, Clone, Default)]
+struct Source {
+    /// A kernel tree or git checkout (never modified); default: Debian's linux-source-6.12.
+    #[arg(long)]
+    src: Option<PathBuf>,
+    /// A git format-patch file or mbox series, applied in order (repeatable).
+    #[arg(long = "patch")]
+    patches: Vec<PathBuf>,
+    /// Config profile: minimal (default), debug, kasan (images/kernel/profiles/).
+    #[arg(long)]
+    profile: Option<String>,
+    /// An extra config fragment merged last (repeatable).
+    #[arg(long = "fragment")]
+    fragments: Vec<PathBuf>,
+}
+
+impl Source {
+    fn given(&self) -> bool {
+        self.src.is_some() || !self.patches.is_empty() || self.profile.is_some() || !self.fragments.is_empty()
+    }
+
+    fn request(&self) -> BuildRequest {
+        BuildRequest {
+            src: self.src.clone(),
+            patches: self.patches.clone(),
+            profile: self.profile.clone(),
+            fragments: self.fragments.clone(),
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        }
+    }
+}
+
 #[derive(clap::Args, Clone)]
 struct Target {
     /// `debian-6.12` (default), `debian-6.1`, `host` (this kernel, no VM), or a bzImage path.
     #[arg(long, default_value = KernelChoice::DEFAULT)]
     kernel: String,
+    #[command(flatten)]
+    source: Source,
     /// lib/modules/<release> of the --kernel bzImage, if it needs modules (fuse, overlay, ...).
     #[arg(long)]
     modules: Option<PathBuf>,
@@ -87,8 +150,13 @@ enum MachineArg {
 
 impl Target {
     fn request(&self) -> Request {
+        let kernel = if self.source.given() {
+            KernelChoice::Build(self.source.request())
+        } else {
+            KernelChoice::parse(&self.kernel)
+        };
         Request {
-            kernel: KernelChoice::parse(&self.kernel),
+            kernel,
             modules: self.modules.clone(),
             cases: self.cases.clone(),
             accel: self.accel.map(|a| match a {
@@ -111,7 +179,10 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Cmd::Run(args) => run(&args),
         Cmd::Test => test(),
-        Cmd::Bench { target, runs } => bench(&target, runs),
+        Cmd::Bench { target, kernel_build: true, clean, .. } => bench_kernel_build(&target, clean),
+        Cmd::Bench { target, runs, .. } => bench(&target, runs),
+        Cmd::Soak { target, runs } => soak(&target, runs),
+        Cmd::Kernel { command: KernelCmd::Build(source) } => kernel_build(&source),
         Cmd::Cases { markdown } => {
             print!("{}", if markdown { cases_markdown() } else { cases_text() });
             0
@@ -164,7 +235,8 @@ fn run(args: &RunArgs) -> i32 {
             Comparison::Match { unknown } => {
                 println!("snapshot: matches {}", snapshot::name(&run.kernel_release));
                 if !unknown.is_empty() {
-                    println!("snapshot: not in it (not compared): {}", unknown.join(", "));
+                    let more = if unknown.len() > 5 { format!(" and {} more", unknown.len() - 5) } else { String::new() };
+                    println!("snapshot: not in it (not compared): {}{more}", unknown[..unknown.len().min(5)].join(", "));
                 }
             }
             Comparison::Missing(p) => println!("snapshot: none for these cases at {} (--bless writes it)", p.display()),
@@ -185,9 +257,24 @@ fn run(args: &RunArgs) -> i32 {
     }
 }
 
+fn kernel_build(source: &Source) -> i32 {
+    let started = std::time::Instant::now();
+    match harness::kbuild::build(&source.request(), &harness::cache::dir()) {
+        Ok(built) => {
+            println!("{}", report::identity(&built.kernel.identity, "built"));
+            println!("bzImage: {}", built.kernel.bzimage.display());
+            println!("build log: {}", built.dir.join("build.log").display());
+            let what = if built.rebuilt { "built" } else { "up to date" };
+            println!("{what} in {:.1} s", started.elapsed().as_secs_f64());
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 fn print_run(run: &Run) {
     println!();
-    println!("kernel {} ({})", run.kernel_release, run.mode);
+    println!("{}", report::identity(&run.identity, &run.mode));
     print!("{}", report::table(&run.results));
     println!("{}", report::totals(&run.results));
     for r in run.results.iter().filter(|r| r.reason.contains('\n')) {
@@ -256,6 +343,92 @@ fn bench(target: &Target, runs: u32) -> i32 {
     println!("per-case durations (last run):");
     print!("{}", report::table(&run.results));
     0
+}
+
+/// The kernel developer's loop, timed on the tree `--src` names (default: the cached
+/// linux-source-6.12, which is ours to touch). fs/fuse/passthrough.c gets its mtime bumped
+/// and then one comment line, which is taken out again at the end.
+fn bench_kernel_build(target: &Target, clean: bool) -> i32 {
+    let cache = harness::cache::dir();
+    let mut source = target.source.clone();
+    if source.src.is_none() && source.profile.is_none() {
+        source.profile = Some("minimal".into());
+    }
+    let req = BuildRequest { progress: false, ..source.request() };
+    let timed = |what: &str| -> Result<harness::kbuild::Built, harness::Error> {
+        let started = std::time::Instant::now();
+        let built = harness::kbuild::build(&req, &cache)?;
+        println!("{what}: {:.1} s", started.elapsed().as_secs_f64());
+        Ok(built)
+    };
+    let result = (|| -> Result<(), harness::Error> {
+        if clean {
+            let _ = std::fs::remove_dir_all(harness::kbuild::entry_dir(&req, &cache)?);
+            timed("clean build")?;
+        } else {
+            harness::kbuild::build(&req, &cache)?;
+        }
+        timed("unchanged rebuild")?;
+        let file = harness::kbuild::source_dir(&req, &cache)?.join("fs/fuse/passthrough.c");
+        let original = std::fs::read(&file).map_err(|e| harness::Error::io(file.display(), e))?;
+        std::fs::write(&file, &original).map_err(|e| harness::Error::io(file.display(), e))?;
+        timed("rebuild after touching fs/fuse/passthrough.c")?;
+        let mut changed = original.clone();
+        changed.extend_from_slice(b"/* fpt bench: one-line change */\n");
+        std::fs::write(&file, &changed).map_err(|e| harness::Error::io(file.display(), e))?;
+        let started = std::time::Instant::now();
+        let run = harness::run::run(&Request { kernel: KernelChoice::Build(req.clone()), ..target.request() }, &mut |_| {});
+        std::fs::write(&file, &original).map_err(|e| harness::Error::io(file.display(), e))?;
+        let run = run?;
+        println!("one-line change in fs/fuse, then build + boot + suite: {:.1} s ({})", started.elapsed().as_secs_f64(), report::totals(&run.results));
+        Ok(())
+    })();
+    match result {
+        Ok(()) => 0,
+        Err(e) => fail(&e),
+    }
+}
+
+fn soak(target: &Target, runs: u32) -> i32 {
+    use std::collections::BTreeMap;
+    let req = target.request();
+    // case -> each distinct (verdict, observations) seen, with how often.
+    let mut seen: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+    let mut times = Vec::new();
+    for i in 1..=runs {
+        let run = match harness::run::run(&req, &mut |_| {}) {
+            Ok(r) => r,
+            Err(e) => return fail(&e),
+        };
+        let first = run.timings.first_result_after.map_or(0.0, |d| d.as_secs_f64());
+        println!(
+            "run {i}/{runs}: {} | guest {:.1} s (first result after {first:.1} s)",
+            report::totals(&run.results),
+            run.timings.guest_wall.as_secs_f64()
+        );
+        times.push(run.timings.guest_wall.as_secs_f64());
+        for r in &run.results {
+            let outcome = format!("{} {}", report::verdict_name(r.verdict), snapshot::render(std::slice::from_ref(r)).trim_end());
+            *seen.entry(r.case.clone()).or_default().entry(outcome).or_default() += 1;
+        }
+    }
+    let flaky: Vec<_> = seen.iter().filter(|(_, outcomes)| outcomes.len() > 1).collect();
+    for (case, outcomes) in &flaky {
+        println!("\nflaky: {case}");
+        for (outcome, n) in outcomes.iter() {
+            println!("  {n}x {}", outcome.replace('\n', "\n      "));
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "\n{runs} runs of {} cases: {} flaky; guest time min {:.1} s, median {:.1} s, max {:.1} s",
+        seen.len(),
+        flaky.len(),
+        times.first().unwrap_or(&0.0),
+        times.get(times.len() / 2).unwrap_or(&0.0),
+        times.last().unwrap_or(&0.0)
+    );
+    if flaky.is_empty() { 0 } else { 1 }
 }
 
 fn cases_text() -> String {

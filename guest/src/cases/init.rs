@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{Case, Ctx, Stop, NO_PASSTHROUGH};
-use crate::fuse::InitReply;
+use crate::fuse::{abi, InitReply};
 use crate::sys::outcome;
 
 pub fn cases() -> Vec<Case> {
@@ -28,6 +28,45 @@ pub fn cases() -> Vec<Case> {
             kills_kernel: false,
             run: depth_zero,
         },
+        Case {
+            name: "init.depth_two",
+            group: "init",
+            rule: "max_stack_depth 2 (FILESYSTEM_MAX_STACK_DEPTH) switches passthrough on",
+            verdict_rule: "pass when BACKING_OPEN succeeds",
+            timeout: Duration::from_secs(10),
+            kills_kernel: false,
+            run: depth_two,
+        },
+        Case {
+            name: "init.depth_three",
+            group: "init",
+            rule: "max_stack_depth above 2 leaves passthrough off, silently",
+            verdict_rule: "pass when BACKING_OPEN then gives EPERM",
+            timeout: Duration::from_secs(10),
+            kills_kernel: false,
+            run: depth_three,
+        },
+        Case {
+            name: "init.no_init_ext",
+            group: "init",
+            rule: "without FUSE_INIT_EXT in the answer the kernel ignores flags2, so the \
+                   PASSTHROUGH bit there does nothing",
+            verdict_rule: "pass when BACKING_OPEN then gives EPERM",
+            timeout: Duration::from_secs(10),
+            kills_kernel: false,
+            run: no_init_ext,
+        },
+        Case {
+            name: "init.writeback_cache",
+            group: "init",
+            rule: "FUSE_WRITEBACK_CACHE together with PASSTHROUGH leaves passthrough off \
+                   (since 6.11 and 6.10.10)",
+            verdict_rule: "pass when BACKING_OPEN gives EPERM on a fixed kernel; on an older \
+                           one, success is the known bug",
+            timeout: Duration::from_secs(10),
+            kills_kernel: false,
+            run: writeback_cache,
+        },
     ]
 }
 
@@ -35,7 +74,7 @@ fn offer(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, init) = ctx.mount(InitReply::passthrough(1))?;
     ctx.observe("kernel_protocol", format!("{}.{}", init.major, init.minor));
     ctx.observe("kernel_offers_passthrough", init.kernel_offers_passthrough());
-    ctx.observe("kernel_offers_init_ext", init.kernel_flags & crate::fuse::abi::init::INIT_EXT != 0);
+    ctx.observe("kernel_offers_init_ext", init.kernel_flags & abi::init::INIT_EXT != 0);
     if !init.kernel_offers_passthrough() {
         return Err(Stop::Skip(NO_PASSTHROUGH.into()));
     }
@@ -52,5 +91,45 @@ fn depth_zero(ctx: &mut Ctx) -> Result<(), Stop> {
     let fs = ctx.mount_passthrough(0)?;
     let backing = fs.add_file("f", b"x", Default::default())?;
     ctx.expect("backing_open", outcome(&fs.backing_open_path(&backing)), "EPERM");
+    Ok(())
+}
+
+/// Mount with `init`, then try to register a backing file: "ok" means passthrough is on.
+fn backing_open_after(ctx: &mut Ctx, init: InitReply) -> Result<String, Stop> {
+    let fs = ctx.mount_offering(init)?;
+    let backing = fs.add_file("f", b"x", Default::default())?;
+    Ok(outcome(&fs.backing_open_path(&backing)))
+}
+
+fn depth_two(ctx: &mut Ctx) -> Result<(), Stop> {
+    let got = backing_open_after(ctx, InitReply::passthrough(2))?;
+    ctx.expect("backing_open", got, "ok");
+    Ok(())
+}
+
+fn depth_three(ctx: &mut Ctx) -> Result<(), Stop> {
+    let got = backing_open_after(ctx, InitReply::passthrough(3))?;
+    ctx.expect("backing_open", got, "EPERM");
+    Ok(())
+}
+
+fn no_init_ext(ctx: &mut Ctx) -> Result<(), Stop> {
+    let mut init = InitReply::passthrough(1);
+    init.flags &= !abi::init::INIT_EXT;
+    let got = backing_open_after(ctx, init)?;
+    ctx.expect("backing_open", got, "EPERM");
+    Ok(())
+}
+
+fn writeback_cache(ctx: &mut Ctx) -> Result<(), Stop> {
+    let mut init = InitReply::passthrough(1);
+    init.flags |= abi::init::WRITEBACK_CACHE;
+    let got = backing_open_after(ctx, init)?;
+    if ctx.kernel.has_fix(&[(6, 10, 10), (6, 11, 0)]) {
+        ctx.expect("backing_open", got, "EPERM");
+    } else {
+        ctx.check(false, "known bug: passthrough + writeback cache accepted (fixed 6.11, 6.10.10)");
+        ctx.observe("backing_open", got);
+    }
     Ok(())
 }

@@ -4,11 +4,15 @@
 //! and *checks* (what the UAPI promises). The verdict follows from the checks alone; the
 //! observations go into the snapshot.
 
+mod backing_open;
 mod ids;
 mod init;
 mod io;
-mod privilege;
+mod lifetime;
+mod open_reply;
+pub mod privilege;
 mod selftest;
+mod stacking;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -44,9 +48,13 @@ pub fn catalog() -> &'static [Case] {
     CATALOG.get_or_init(|| {
         let mut all = Vec::new();
         all.extend(init::cases());
-        all.extend(io::cases());
-        all.extend(ids::cases());
         all.extend(privilege::cases());
+        all.extend(backing_open::cases());
+        all.extend(ids::cases());
+        all.extend(open_reply::cases());
+        all.extend(stacking::cases());
+        all.extend(lifetime::cases());
+        all.extend(io::cases());
         all.extend(selftest::cases());
         all
     })
@@ -78,6 +86,8 @@ impl From<Errno> for Stop {
 }
 
 pub struct Ctx {
+    /// The running kernel, for verdicts that changed on purpose between versions.
+    pub kernel: crate::sys::KernelVersion,
     observations: Observations,
     failures: Vec<String>,
     /// A private tmpfs the case may fill as it likes.
@@ -87,7 +97,13 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(work: &Path) -> Self {
-        Ctx { observations: Observations::new(), failures: Vec::new(), work: work.into(), mounts: 0 }
+        Ctx {
+            kernel: crate::sys::KernelVersion::running(),
+            observations: Observations::new(),
+            failures: Vec::new(),
+            work: work.into(),
+            mounts: 0,
+        }
     }
 
     /// Record what happened under `key`.
@@ -134,11 +150,39 @@ impl Ctx {
     /// Mount a filesystem that asks for passthrough with `max_stack_depth`; skip the case on a
     /// kernel that does not offer it.
     pub fn mount_passthrough(&mut self, max_stack_depth: u32) -> Result<FuseFs, Stop> {
-        let (fs, init) = self.mount(InitReply::passthrough(max_stack_depth))?;
-        if !init.kernel_offers_passthrough() {
+        self.mount_offering(InitReply::passthrough(max_stack_depth))
+    }
+
+    /// Mount with any INIT answer, skipping the case on a kernel that does not offer
+    /// passthrough.
+    pub fn mount_offering(&mut self, init: InitReply) -> Result<FuseFs, Stop> {
+        let (fs, exchange) = self.mount(init)?;
+        if !exchange.kernel_offers_passthrough() {
             return Err(Stop::Skip(NO_PASSTHROUGH.into()));
         }
         Ok(fs)
+    }
+
+    /// A passthrough filesystem serving `name` (holding `contents`) with a registered
+    /// backing id: what most cases start from. Returns the fs, the backing path and the id.
+    pub fn passthrough_file(&mut self, name: &str, contents: &[u8]) -> Result<(FuseFs, PathBuf, i32), Stop> {
+        let fs = self.mount_passthrough(1)?;
+        let backing = fs.add_file(name, contents, crate::fuse::OpenReply::CACHED)?;
+        let id = fs.backing_open_path(&backing)?;
+        fs.set_open_reply(name, crate::fuse::OpenReply::passthrough(id));
+        Ok((fs, backing, id))
+    }
+
+    /// Check that the server saw no READ and no WRITE: the proof passthrough engaged.
+    pub fn expect_bypassed(&mut self, fs: &FuseFs) {
+        use crate::fuse::abi::op;
+        self.expect_count("read_requests", fs.count(op::READ), 0);
+        self.expect_count("write_requests", fs.count(op::WRITE), 0);
+    }
+
+    /// Where the case's private tmpfs is.
+    pub fn work(&self) -> &Path {
+        &self.work
     }
 }
 

@@ -15,6 +15,16 @@ pub fn cases() -> Vec<Case> {
         timeout: Duration::from_secs(10),
         kills_kernel: false,
         run: no_cap_sys_admin,
+    },
+    Case {
+        name: "privilege.user_namespace_root",
+        group: "privilege",
+        rule: "root inside a new user namespace, serving a FUSE mount that namespace owns, has \
+               no CAP_SYS_ADMIN in the initial namespace: BACKING_OPEN gives EPERM",
+        verdict_rule: "pass when the mount works and BACKING_OPEN gives EPERM",
+        timeout: Duration::from_secs(10),
+        kills_kernel: false,
+        run: user_namespace_root,
     }]
 }
 
@@ -29,4 +39,49 @@ fn no_cap_sys_admin(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.expect("backing_close_without_cap", outcome(&close), "EPERM");
     ctx.expect("backing_open_with_cap", outcome(&fs.backing_open_path(&backing)), "ok");
     Ok(())
+}
+
+fn user_namespace_root(ctx: &mut Ctx) -> Result<(), Stop> {
+    // Learn whether passthrough exists before leaving the initial namespace (skip if not).
+    drop(ctx.mount_passthrough(1)?);
+    // unshare(CLONE_NEWUSER) needs a single-threaded process: the servers above are gone
+    // with their mounts, but their threads may linger, so do it in a child.
+    let work = ctx.scratch("userns")?;
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(["userns-probe", &work.to_string_lossy()])
+        .output()?;
+    let text = String::from_utf8_lossy(&child.stdout);
+    let mut lines = text.lines();
+    let mount = lines.next().unwrap_or("no answer").to_string();
+    let open = lines.next().unwrap_or("no answer").to_string();
+    ctx.expect("mount_in_user_namespace", mount, "ok");
+    ctx.expect("backing_open", open, "EPERM");
+    Ok(())
+}
+
+/// The child side of privilege.user_namespace_root (`fpt-agent userns-probe DIR`): become
+/// root of a new user namespace, mount FUSE there, try BACKING_OPEN; print both outcomes.
+pub fn userns_probe(dir: &str) -> ! {
+    let result = (|| -> Result<(String, String), rustix::io::Errno> {
+        // SAFETY: this process is single-threaded here; no fd table is unshared.
+        unsafe {
+            rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS)?
+        };
+        let uid = 0;
+        std::fs::write("/proc/self/setgroups", "deny").map_err(|e| crate::fuse::errno(&e))?;
+        std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")).map_err(|e| crate::fuse::errno(&e))?;
+        std::fs::write("/proc/self/gid_map", "0 0 1").map_err(|e| crate::fuse::errno(&e))?;
+        let fs = match crate::fuse::FuseFs::mount(std::path::Path::new(dir), crate::fuse::InitReply::passthrough(1)) {
+            Ok(fs) => fs,
+            Err(e) => return Ok((outcome::<()>(&Err(crate::fuse::errno(&e))), "not tried".into())),
+        };
+        let _ = fs.init();
+        let backing = fs.add_file("f", b"x", Default::default()).map_err(|e| crate::fuse::errno(&e))?;
+        Ok(("ok".into(), outcome(&fs.backing_open_path(&backing))))
+    })();
+    match result {
+        Ok((mount, open)) => println!("{mount}\n{open}"),
+        Err(e) => println!("setup {}\nnot tried", crate::sys::errno_name(e)),
+    }
+    std::process::exit(0)
 }

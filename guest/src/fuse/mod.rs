@@ -16,11 +16,12 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, UnmountFlags};
 
-pub use server::{InitExchange, InitReply, OpenReply};
+pub use server::{backing_open as backing_open_raw, CreateReply, InitExchange, InitReply, OpenReply};
 use server::Shared;
 
 pub struct FuseFs {
     shared: Arc<Shared>,
+    server: Option<std::thread::JoinHandle<()>>,
     /// Where the filesystem is mounted.
     pub mnt: PathBuf,
     /// Where the files behind the served ones live (a directory of the case's tmpfs).
@@ -45,9 +46,9 @@ impl FuseFs {
             Some(c(&opts).as_c_str()),
         )?;
         let shared = Shared::new(dev, backing_dir.clone(), init);
-        let server = Arc::clone(&shared);
-        std::thread::Builder::new().name("fuse-server".into()).spawn(move || server.serve())?;
-        Ok(FuseFs { shared, mnt, backing_dir })
+        let serving = Arc::clone(&shared);
+        let server = std::thread::Builder::new().name("fuse-server".into()).spawn(move || serving.serve())?;
+        Ok(FuseFs { shared, server: Some(server), mnt, backing_dir })
     }
 
     /// The INIT exchange, once the server has answered it.
@@ -61,16 +62,58 @@ impl FuseFs {
     pub fn add_file(&self, name: &str, contents: &[u8], reply: OpenReply) -> io::Result<PathBuf> {
         let path = self.backing_dir.join(name);
         std::fs::write(&path, contents)?;
-        let backing = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
-        self.shared.add_file(name, backing, reply);
+        self.add_file_at(name, &path, reply)?;
         Ok(path)
+    }
+
+    /// Serve `name`, backed by an existing file anywhere (another mount, an overlay, ...).
+    pub fn add_file_at(&self, name: &str, path: &Path, reply: OpenReply) -> io::Result<()> {
+        let backing = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+        self.shared.add_file(name, path.to_path_buf(), backing, reply);
+        Ok(())
+    }
+
+    /// Close the server's own fd of `name`'s backing file, so only the kernel holds it.
+    pub fn drop_server_fd(&self, name: &str) {
+        self.shared.drop_server_fd(name);
+    }
+
+    /// Ids the server registered itself to answer CREATE with passthrough.
+    pub fn created_ids(&self) -> Vec<i32> {
+        self.shared.created_ids()
+    }
+
+    /// The connection's number under /sys/fs/fuse/connections (the mount's device minor).
+    pub fn connection(&self) -> io::Result<u32> {
+        let st = rustix::fs::stat(&self.mnt)?;
+        Ok(rustix::fs::minor(st.st_dev))
+    }
+
+    /// Abort the connection through fusectl, as an administrator would (mounting fusectl
+    /// first where nobody has: the case runs in its own mount namespace).
+    pub fn abort(&self) -> io::Result<()> {
+        let ctl = Path::new("/sys/fs/fuse/connections");
+        if std::fs::read_dir(ctl).map_or(true, |mut d| d.next().is_none()) {
+            rustix::mount::mount("fusectl", ctl, "fusectl", MountFlags::empty(), None)?;
+        }
+        std::fs::write(ctl.join(self.connection()?.to_string()).join("abort"), "1")
+    }
+
+    /// Unmount (not lazily: EBUSY if files are open), let the server see the end, and close
+    /// the connection's fd: afterwards the kernel has dropped every backing id.
+    pub fn shutdown(mut self) -> Result<(), Errno> {
+        rustix::mount::unmount(&self.mnt, UnmountFlags::empty())?;
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
+        Ok(())
     }
 
     pub fn set_open_reply(&self, name: &str, reply: OpenReply) {
         self.shared.set_open_reply(name, reply);
     }
 
-    pub fn set_create_reply(&self, reply: OpenReply) {
+    pub fn set_create_reply(&self, reply: CreateReply) {
         self.shared.set_create_reply(reply);
     }
 
@@ -93,19 +136,7 @@ impl FuseFs {
 
     /// FUSE_DEV_IOC_BACKING_OPEN with any map, malformed ones included.
     pub fn backing_open_map(&self, map: &abi::BackingMap) -> Result<i32, Errno> {
-        // SAFETY: the ioctl reads a 16-byte struct that lives for the call.
-        let ret = unsafe {
-            libc::ioctl(
-                self.shared.dev.as_raw_fd(),
-                abi::FUSE_DEV_IOC_BACKING_OPEN as libc::Ioctl,
-                map as *const abi::BackingMap,
-            )
-        };
-        if ret < 0 {
-            Err(Errno::from_raw_os_error(io::Error::last_os_error().raw_os_error().unwrap_or(0)))
-        } else {
-            Ok(ret)
-        }
+        server::backing_open(&self.shared.dev, map)
     }
 
     /// FUSE_DEV_IOC_BACKING_CLOSE. The id is a u32 in the UAPI; negative ids are passed as

@@ -81,15 +81,39 @@ impl OpenReply {
 
 struct Node {
     name: String,
-    backing: File,
+    path: PathBuf,
+    /// The server's own fd of the backing file; None once a case let go of it (then each
+    /// request opens the path), so that only the kernel holds the file.
+    backing: Option<File>,
     open_reply: OpenReply,
+}
+
+impl Node {
+    fn with_file<T>(&self, f: impl FnOnce(&File) -> std::io::Result<T>) -> Result<T, Errno> {
+        match &self.backing {
+            Some(file) => f(file),
+            None => File::options().read(true).write(true).open(&self.path).and_then(|file| f(&file)),
+        }
+        .map_err(|e| io_errno(&e))
+    }
+}
+
+/// What CREATE does with the file it makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateReply {
+    /// Answer with these open flags and backing id.
+    Fixed(OpenReply),
+    /// Register the new backing file (BACKING_OPEN from the server) and answer with
+    /// FOPEN_PASSTHROUGH and its id.
+    Passthrough,
 }
 
 struct Tree {
     /// Index + 2 is the node id; node 1 is the root directory.
     nodes: Vec<Node>,
-    /// What CREATE answers for a file it makes.
-    create_reply: OpenReply,
+    create_reply: CreateReply,
+    /// Ids the server registered for CREATE, in order.
+    created_ids: Vec<i32>,
 }
 
 pub(crate) struct Shared {
@@ -114,16 +138,32 @@ impl Shared {
             dev,
             backing_dir,
             init_reply,
-            tree: Mutex::new(Tree { nodes: Vec::new(), create_reply: OpenReply::CACHED }),
+            tree: Mutex::new(Tree {
+                nodes: Vec::new(),
+                create_reply: CreateReply::Fixed(OpenReply::CACHED),
+                created_ids: Vec::new(),
+            }),
             counts: (0..64).map(|_| AtomicU64::new(0)).collect(),
             init: Mutex::new(None),
             init_done: Condvar::new(),
         })
     }
 
-    pub(crate) fn add_file(&self, name: &str, backing: File, open_reply: OpenReply) {
+    pub(crate) fn add_file(&self, name: &str, path: PathBuf, backing: File, open_reply: OpenReply) {
         let mut tree = self.tree.lock().unwrap();
-        tree.nodes.push(Node { name: name.to_string(), backing, open_reply });
+        tree.nodes.push(Node { name: name.to_string(), path, backing: Some(backing), open_reply });
+    }
+
+    /// Close the server's own fd of `name`'s backing file.
+    pub(crate) fn drop_server_fd(&self, name: &str) {
+        let mut tree = self.tree.lock().unwrap();
+        if let Some(node) = tree.nodes.iter_mut().find(|n| n.name == name) {
+            node.backing = None;
+        }
+    }
+
+    pub(crate) fn created_ids(&self) -> Vec<i32> {
+        self.tree.lock().unwrap().created_ids.clone()
     }
 
     pub(crate) fn set_open_reply(&self, name: &str, reply: OpenReply) {
@@ -133,7 +173,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn set_create_reply(&self, reply: OpenReply) {
+    pub(crate) fn set_create_reply(&self, reply: CreateReply) {
         self.tree.lock().unwrap().create_reply = reply;
     }
 
@@ -278,7 +318,7 @@ impl Shared {
         let name = cstr(body);
         let tree = self.tree.lock().unwrap();
         match tree.nodes.iter().position(|n| n.name == name) {
-            Some(i) => match node_attr(i as u64 + 2, &tree.nodes[i].backing) {
+            Some(i) => match node_attr(i as u64 + 2, &tree.nodes[i]) {
                 Ok(attr) => data(entry(attr).as_bytes()),
                 Err(e) => Reply::Error(e),
             },
@@ -298,7 +338,7 @@ impl Shared {
         }
         let tree = self.tree.lock().unwrap();
         let node = node_index(nodeid).and_then(|i| tree.nodes.get(i)).ok_or(Errno::NOENT)?;
-        node_attr(nodeid, &node.backing)
+        node_attr(nodeid, node)
     }
 
     fn getattr(&self, nodeid: u64) -> Reply {
@@ -317,8 +357,8 @@ impl Shared {
             let Some(node) = node_index(nodeid).and_then(|i| tree.nodes.get(i)) else {
                 return Reply::Error(Errno::NOENT);
             };
-            if let Err(e) = node.backing.set_len(set.size) {
-                return Reply::Error(io_errno(&e));
+            if let Err(e) = node.with_file(|f| f.set_len(set.size)) {
+                return Reply::Error(e);
             }
         }
         // Mode, owner and times are accepted and ignored: the cases do not depend on them.
@@ -341,27 +381,40 @@ impl Shared {
             return Reply::Error(Errno::NOENT);
         }
         let name = cstr(rest);
+        let path = self.backing_dir.join(&name);
         let backing = match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(create.flags & libc::O_TRUNC as u32 != 0)
-            .open(self.backing_dir.join(&name))
+            .open(&path)
         {
             Ok(f) => f,
             Err(e) => return Reply::Error(io_errno(&e)),
         };
         let mut tree = self.tree.lock().unwrap();
-        let reply = tree.create_reply;
+        let reply = match tree.create_reply {
+            CreateReply::Fixed(r) => r,
+            CreateReply::Passthrough => {
+                let map = abi::BackingMap { fd: std::os::fd::AsRawFd::as_raw_fd(&backing), flags: 0, padding: 0 };
+                match backing_open(&self.dev, &map) {
+                    Ok(id) => {
+                        tree.created_ids.push(id);
+                        OpenReply::passthrough(id)
+                    }
+                    Err(e) => return Reply::Error(e),
+                }
+            }
+        };
         let index = match tree.nodes.iter().position(|n| n.name == name) {
             Some(i) => i,
             None => {
-                tree.nodes.push(Node { name, backing, open_reply: reply });
+                tree.nodes.push(Node { name, path, backing: Some(backing), open_reply: reply });
                 tree.nodes.len() - 1
             }
         };
         let nodeid = index as u64 + 2;
-        match node_attr(nodeid, &tree.nodes[index].backing) {
+        match node_attr(nodeid, &tree.nodes[index]) {
             Ok(attr) => {
                 let mut out = entry(attr).as_bytes().to_vec();
                 out.extend_from_slice(open_out(nodeid, reply).as_bytes());
@@ -379,17 +432,22 @@ impl Shared {
         let Some(node) = node_index(nodeid).and_then(|i| tree.nodes.get(i)) else {
             return Reply::Error(Errno::NOENT);
         };
-        let mut out = vec![0u8; read.size as usize];
-        let mut filled = 0;
-        while filled < out.len() {
-            match node.backing.read_at(&mut out[filled..], read.offset + filled as u64) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) => return Reply::Error(io_errno(&e)),
+        let read_all = |file: &File| {
+            let mut out = vec![0u8; read.size as usize];
+            let mut filled = 0;
+            while filled < out.len() {
+                match file.read_at(&mut out[filled..], read.offset + filled as u64)? {
+                    0 => break,
+                    n => filled += n,
+                }
             }
+            out.truncate(filled);
+            Ok(out)
+        };
+        match node.with_file(read_all) {
+            Ok(out) => Reply::Data(out),
+            Err(e) => Reply::Error(e),
         }
-        out.truncate(filled);
-        Reply::Data(out)
     }
 
     fn write(&self, nodeid: u64, body: &[u8]) -> Reply {
@@ -401,8 +459,8 @@ impl Shared {
             return Reply::Error(Errno::NOENT);
         };
         let payload = &payload[..(write.size as usize).min(payload.len())];
-        if let Err(e) = node.backing.write_all_at(payload, write.offset) {
-            return Reply::Error(io_errno(&e));
+        if let Err(e) = node.with_file(|f| f.write_all_at(payload, write.offset)) {
+            return Reply::Error(e);
         }
         data(abi::WriteOut { size: payload.len() as u32, padding: 0 }.as_bytes())
     }
@@ -479,9 +537,25 @@ fn io_errno(e: &std::io::Error) -> Errno {
     Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
+/// FUSE_DEV_IOC_BACKING_OPEN on a connection's fd: the id, or the errno.
+pub fn backing_open(dev: &OwnedFd, map: &abi::BackingMap) -> Result<i32, Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the ioctl reads a 16-byte struct that lives for the call.
+    let ret = unsafe { libc::ioctl(dev.as_raw_fd(), abi::FUSE_DEV_IOC_BACKING_OPEN as libc::Ioctl, map as *const abi::BackingMap) };
+    if ret < 0 {
+        Err(Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)))
+    } else {
+        Ok(ret)
+    }
+}
+
 /// Attributes of a served file: the backing file's size and times, our node id.
-fn node_attr(nodeid: u64, backing: &File) -> Result<abi::Attr, Errno> {
-    let md = backing.metadata().map_err(|e| io_errno(&e))?;
+fn node_attr(nodeid: u64, node: &Node) -> Result<abi::Attr, Errno> {
+    let md = match &node.backing {
+        Some(f) => f.metadata(),
+        None => std::fs::metadata(&node.path),
+    }
+    .map_err(|e| io_errno(&e))?;
     Ok(abi::Attr {
         ino: nodeid,
         size: md.size(),

@@ -1,0 +1,189 @@
+//! How long the kernel holds a backing file. The observable: a backing file on a tmpfs of
+//! its own keeps that tmpfs busy (umount gives EBUSY) while the kernel still holds it.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::mount::{MountFlags, UnmountFlags};
+
+use super::{pattern, Case, Ctx, Stop};
+use crate::fuse::{FuseFs, OpenReply};
+use crate::sys::outcome;
+
+fn case(name: &'static str, rule: &'static str, verdict_rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
+    Case { name, group: "lifetime", rule, verdict_rule, timeout: Duration::from_secs(15), kills_kernel: false, run }
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case("lifetime.outlives_server_fd", "the registered file outlives the server's own fd: I/O \
+              keeps working after the server closed it", "pass when data round-trips with 0 READ/WRITE",
+             outlives_server_fd),
+        case("lifetime.io_after_backing_close", "I/O keeps working after BACKING_CLOSE while a \
+              passthrough file is open", "pass when data round-trips after the close", io_after_backing_close),
+        case("lifetime.released_after_close_and_release", "the backing file is released only when \
+              the id is closed AND the last passthrough file is released", "pass on EBUSY, EBUSY, \
+              then ok for umount of the backing tmpfs", released_after_close_and_release),
+        case("lifetime.released_at_connection_end", "ids never closed are released when the \
+              connection ends (unmount and /dev/fuse closed)", "pass when the backing tmpfs is busy \
+              before and unmountable after", released_at_connection_end),
+        case("lifetime.abort_with_open_files", "aborting the connection (fusectl abort) while \
+              passthrough files are open and mapped: what I/O returns afterwards, and that \
+              everything is released", "pass when nothing hangs and the backing tmpfs is unmountable \
+              once the files are closed", abort_with_open_files),
+        case("lifetime.fusectl_backing_files", "the proposed fusectl backing_files file lists each \
+              registered id and path (\"%5u: <path>\")", "pass when its lines match; skip where the \
+              file does not exist (not in mainline)", fusectl_backing_files),
+    ]
+}
+
+/// A tmpfs of its own for backing files, so its busyness tells whether the kernel holds one.
+fn backing_tmpfs(ctx: &mut Ctx, name: &str) -> Result<PathBuf, Stop> {
+    let dir = ctx.scratch(name)?;
+    rustix::mount::mount("fpt-backing", &dir, "tmpfs", MountFlags::empty(), None)?;
+    Ok(dir)
+}
+
+/// A passthrough fs serving "f" from a file on `dir`, the server's own fd already closed.
+fn serve_from(ctx: &mut Ctx, dir: &Path, data: &[u8]) -> Result<(FuseFs, PathBuf, i32), Stop> {
+    let fs = ctx.mount_passthrough(1)?;
+    let path = dir.join("f");
+    std::fs::write(&path, data)?;
+    fs.add_file_at("f", &path, OpenReply::CACHED)?;
+    let id = fs.backing_open_path(&path)?;
+    fs.set_open_reply("f", OpenReply::passthrough(id));
+    fs.drop_server_fd("f");
+    Ok((fs, path, id))
+}
+
+/// Try to unmount `dir` (not lazily): "ok" or the errno; remount it if that worked and
+/// `again` is set, so the next probe has something to unmount.
+fn umount_probe(dir: &Path) -> String {
+    outcome(&rustix::mount::unmount(dir, UnmountFlags::empty()))
+}
+
+fn outlives_server_fd(ctx: &mut Ctx) -> Result<(), Stop> {
+    let dir = backing_tmpfs(ctx, "b")?;
+    let (fs, path, _) = serve_from(ctx, &dir, &[])?;
+    let file = File::options().read(true).write(true).open(fs.path("f"))?;
+    let data = pattern(100, 50_000);
+    file.write_all_at(&data, 10)?;
+    let mut back = vec![0u8; data.len()];
+    file.read_exact_at(&mut back, 10)?;
+    ctx.check(back == data, "read back other bytes");
+    ctx.check(std::fs::read(&path)?[10..] == data[..], "the backing file lacks the data");
+    ctx.expect_bypassed(&fs);
+    Ok(())
+}
+
+fn io_after_backing_close(ctx: &mut Ctx) -> Result<(), Stop> {
+    let dir = backing_tmpfs(ctx, "b")?;
+    let (fs, path, id) = serve_from(ctx, &dir, &pattern(101, 4096))?;
+    let file = File::options().read(true).write(true).open(fs.path("f"))?;
+    ctx.expect("backing_close", outcome(&fs.backing_close(id)), "ok");
+    let data = pattern(102, 4096);
+    file.write_all_at(&data, 4096)?;
+    let mut back = vec![0u8; 8192];
+    file.read_exact_at(&mut back, 0)?;
+    ctx.check(back[..4096] == pattern(101, 4096)[..] && back[4096..] == data[..], "read back other bytes");
+    ctx.check(std::fs::read(&path)?[4096..] == data[..], "the backing file lacks the data");
+    ctx.expect_bypassed(&fs);
+    Ok(())
+}
+
+fn released_after_close_and_release(ctx: &mut Ctx) -> Result<(), Stop> {
+    let dir = backing_tmpfs(ctx, "b")?;
+    let (fs, _path, id) = serve_from(ctx, &dir, b"data")?;
+    let file = File::open(fs.path("f"))?;
+    ctx.expect("umount_with_id_and_file", umount_probe(&dir), "EBUSY");
+    fs.backing_close(id)?;
+    ctx.expect("umount_with_file_only", umount_probe(&dir), "EBUSY");
+    drop(file);
+    // The release travels to the server asynchronously; the kernel drops its reference at
+    // the same time. Give it a moment.
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = umount_probe(&dir);
+        if last == "ok" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ctx.expect("umount_after_both", last, "ok");
+    Ok(())
+}
+
+fn released_at_connection_end(ctx: &mut Ctx) -> Result<(), Stop> {
+    let dir = backing_tmpfs(ctx, "b")?;
+    let (fs, _path, _id) = serve_from(ctx, &dir, b"data")?;
+    ctx.expect("umount_with_id", umount_probe(&dir), "EBUSY");
+    ctx.expect("fuse_unmount", outcome(&fs.shutdown()), "ok");
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = umount_probe(&dir);
+        if last == "ok" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ctx.expect("umount_after_connection_end", last, "ok");
+    Ok(())
+}
+
+fn abort_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
+    let dir = backing_tmpfs(ctx, "b")?;
+    let data = pattern(103, 8192);
+    let (fs, _path, _id) = serve_from(ctx, &dir, &data)?;
+    let file = File::options().read(true).write(true).open(fs.path("f"))?;
+    use std::os::fd::AsFd;
+    use rustix::mm::{MapFlags, ProtFlags};
+    // SAFETY: a shared read-only mapping of 8192 bytes; unmapped below.
+    let map = unsafe { rustix::mm::mmap(std::ptr::null_mut(), 8192, ProtFlags::READ, MapFlags::SHARED, file.as_fd(), 0)? };
+    ctx.expect("abort", outcome(&fs.abort().map_err(|e| crate::fuse::errno(&e))), "ok");
+    // SAFETY: the mapping is 8192 readable bytes.
+    let mapped_ok = unsafe { std::slice::from_raw_parts(map as *const u8, 8192) } == data.as_slice();
+    ctx.observe("mapping_still_shows_data", mapped_ok);
+    let mut buf = vec![0u8; 4096];
+    ctx.observe("read_after_abort", outcome(&file.read_at(&mut buf, 0).map_err(|e| crate::fuse::errno(&e))));
+    ctx.observe("write_after_abort", outcome(&file.write_at(b"x", 0).map_err(|e| crate::fuse::errno(&e))));
+    ctx.observe("open_after_abort", outcome(&File::open(fs.path("f")).map(drop).map_err(|e| crate::fuse::errno(&e))));
+    ctx.observe("stat_after_abort", outcome(&std::fs::metadata(fs.path("f")).map(drop).map_err(|e| crate::fuse::errno(&e))));
+    // SAFETY: unmapping what was mapped above.
+    unsafe { rustix::mm::munmap(map, 8192)? };
+    drop(file);
+    let _ = rustix::mount::unmount(&fs.mnt, UnmountFlags::DETACH);
+    drop(fs);
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = umount_probe(&dir);
+        if last == "ok" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ctx.expect("backing_released", last, "ok");
+    Ok(())
+}
+
+fn fusectl_backing_files(ctx: &mut Ctx) -> Result<(), Stop> {
+    let fs = ctx.mount_passthrough(1)?;
+    let ctl = Path::new("/sys/fs/fuse/connections");
+    if std::fs::read_dir(ctl).map_or(true, |mut d| d.next().is_none()) {
+        rustix::mount::mount("fusectl", ctl, "fusectl", MountFlags::empty(), None)?;
+    }
+    let listing = format!("/sys/fs/fuse/connections/{}/backing_files", fs.connection()?);
+    if !Path::new(&listing).exists() {
+        return Err(Stop::Skip("this kernel has no fusectl backing_files file (proposed, not merged)".into()));
+    }
+    let a = fs.add_file("a", b"a", OpenReply::CACHED)?;
+    let b = fs.add_file("b", b"b", OpenReply::CACHED)?;
+    let ids = [fs.backing_open_path(&a)?, fs.backing_open_path(&b)?];
+    let text = std::fs::read_to_string(&listing)?;
+    let want: Vec<String> = ids.iter().zip([&a, &b]).map(|(id, p)| format!("{id:5}: {}", p.display())).collect();
+    let lines: Vec<String> = text.lines().map(String::from).collect();
+    ctx.observe("lines", lines.len());
+    ctx.check(want.iter().all(|w| lines.contains(w)), format!("expected lines {want:?}, got {lines:?}"));
+    Ok(())
+}

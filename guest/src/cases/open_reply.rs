@@ -1,0 +1,191 @@
+//! What the kernel accepts in an OPEN/CREATE reply with FOPEN_PASSTHROUGH, and how the
+//! inode's I/O mode (cached, passthrough, direct) constrains later opens.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+use rustix::mm::{MapFlags, ProtFlags};
+
+use super::{pattern, Case, Ctx, Stop};
+use crate::fuse::abi::{fopen, op};
+use crate::fuse::{errno, CreateReply, OpenReply};
+use crate::sys::outcome;
+
+fn case(name: &'static str, rule: &'static str, verdict_rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
+    Case { name, group: "open_reply", rule, verdict_rule, timeout: Duration::from_secs(10), kills_kernel: false, run }
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case("open_reply.keep_cache", "FOPEN_PASSTHROUGH with FOPEN_KEEP_CACHE is refused: open() \
+              gives EIO", "pass on EIO", keep_cache),
+        case("open_reply.direct_io", "FOPEN_PASSTHROUGH with FOPEN_DIRECT_IO: read and write go to \
+              the server, mmap goes to the backing file", "pass when READ/WRITE reach the server and \
+              a mapping shows the backing file's bytes", direct_io),
+        case("open_reply.parallel_direct_writes", "FOPEN_PASSTHROUGH with \
+              FOPEN_PARALLEL_DIRECT_WRITES is accepted and I/O is passed through",
+             "pass when data round-trips with 0 READ and 0 WRITE", parallel_direct_writes),
+        case("open_reply.second_backing_id", "a second open of an inode in passthrough mode naming a \
+              different backing id fails with EIO (EBUSY inside)", "pass on ok then EIO", second_backing_id),
+        case("open_reply.same_backing_id_twice", "a second open naming the same backing id shares \
+              the inode's backing file", "pass on ok, ok", same_backing_id_twice),
+        case("open_reply.cached_on_passthrough_inode", "an open without passthrough while the inode \
+              is in passthrough mode fails with EIO", "pass on ok then EIO", cached_on_passthrough_inode),
+        case("open_reply.passthrough_on_cached_inode", "a passthrough open while the inode is open \
+              in cached mode fails with EIO (ETXTBSY inside)", "pass on ok then EIO", passthrough_on_cached_inode),
+        case("open_reply.mmap_direct_io_fd", "mmap through a direct-I/O (non-passthrough) fd of an \
+              inode in passthrough mode gives ENODEV", "pass on ENODEV", mmap_direct_io_fd),
+        case("open_reply.create_passthrough", "CREATE answered with FOPEN_PASSTHROUGH and a backing id \
+              the server registered: writes land in the new backing file, bypassing the server",
+             "pass when the data lands with 0 WRITE", create_passthrough),
+        case("open_reply.after_release_mode_resets", "once every file of an inode is closed, it may \
+              be opened in the other mode", "pass on ok for passthrough, then cached, then passthrough",
+             after_release_mode_resets),
+    ]
+}
+
+fn open_rw(fs: &crate::fuse::FuseFs, name: &str) -> Result<File, rustix::io::Errno> {
+    File::options().read(true).write(true).open(fs.path(name)).map_err(|e| errno(&e))
+}
+
+fn keep_cache(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, _, id) = ctx.passthrough_file("f", b"data")?;
+    fs.set_open_reply("f", OpenReply { open_flags: fopen::PASSTHROUGH | fopen::KEEP_CACHE, backing_id: id });
+    ctx.expect("open", outcome(&open_rw(&fs, "f")), "EIO");
+    Ok(())
+}
+
+fn direct_io(ctx: &mut Ctx) -> Result<(), Stop> {
+    let data = pattern(1, 8192);
+    let (fs, _, id) = ctx.passthrough_file("f", &data)?;
+    fs.set_open_reply("f", OpenReply { open_flags: fopen::PASSTHROUGH | fopen::DIRECT_IO, backing_id: id });
+    let file = open_rw(&fs, "f")?;
+    let mut buf = vec![0u8; 4096];
+    file.read_exact_at(&mut buf, 0)?;
+    file.write_all_at(&pattern(2, 100), 4096)?;
+    ctx.check(buf == data[..4096], "read through the direct-I/O fd returned other bytes");
+    let reads = fs.count(op::READ);
+    let writes = fs.count(op::WRITE);
+    ctx.observe("read_requests_seen", reads > 0);
+    ctx.observe("write_requests_seen", writes > 0);
+    ctx.check(reads > 0 && writes > 0, "read/write did not reach the server despite FOPEN_DIRECT_IO");
+    // SAFETY: a fresh shared read-only mapping of 4096 bytes, unmapped below.
+    let mapped = unsafe { rustix::mm::mmap(std::ptr::null_mut(), 4096, ProtFlags::READ, MapFlags::SHARED, file.as_fd(), 0) };
+    ctx.observe("mmap", outcome(&mapped));
+    if let Ok(ptr) = mapped {
+        // SAFETY: the mapping is 4096 readable bytes.
+        let seen = unsafe { std::slice::from_raw_parts(ptr as *const u8, 4096) }.to_vec();
+        ctx.check(seen == data[..4096], "the mapping does not show the backing file's bytes");
+        // SAFETY: unmapping what was mapped above.
+        unsafe { rustix::mm::munmap(ptr, 4096)? };
+    }
+    ctx.check(mapped.is_ok(), "mmap of a passthrough + direct-I/O file failed");
+    Ok(())
+}
+
+fn parallel_direct_writes(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, backing, id) = ctx.passthrough_file("f", &[])?;
+    fs.set_open_reply("f", OpenReply { open_flags: fopen::PASSTHROUGH | fopen::PARALLEL_DIRECT_WRITES, backing_id: id });
+    let file = open_rw(&fs, "f");
+    ctx.expect("open", outcome(&file), "ok");
+    let file = file?;
+    let data = pattern(3, 200_000);
+    file.write_all_at(&data, 0)?;
+    let mut back = vec![0u8; data.len()];
+    file.read_exact_at(&mut back, 0)?;
+    ctx.check(back == data && std::fs::read(backing)? == data, "data differs");
+    ctx.expect_bypassed(&fs);
+    Ok(())
+}
+
+fn second_backing_id(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, _, _id) = ctx.passthrough_file("f", b"data")?;
+    let first = open_rw(&fs, "f");
+    ctx.expect("first_open", outcome(&first), "ok");
+    let other = fs.add_file("g", b"other", OpenReply::CACHED)?;
+    let other_id = fs.backing_open_path(&other)?;
+    fs.set_open_reply("f", OpenReply::passthrough(other_id));
+    ctx.expect("second_open", outcome(&open_rw(&fs, "f")), "EIO");
+    Ok(())
+}
+
+fn same_backing_id_twice(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, _, _) = ctx.passthrough_file("f", b"data")?;
+    let first = open_rw(&fs, "f");
+    ctx.expect("first_open", outcome(&first), "ok");
+    ctx.expect("second_open", outcome(&open_rw(&fs, "f")), "ok");
+    ctx.expect_bypassed(&fs);
+    Ok(())
+}
+
+fn cached_on_passthrough_inode(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, _, _) = ctx.passthrough_file("f", b"data")?;
+    let first = open_rw(&fs, "f");
+    ctx.expect("passthrough_open", outcome(&first), "ok");
+    fs.set_open_reply("f", OpenReply::CACHED);
+    ctx.expect("cached_open", outcome(&open_rw(&fs, "f")), "EIO");
+    Ok(())
+}
+
+fn passthrough_on_cached_inode(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, _, id) = ctx.passthrough_file("f", b"data")?;
+    fs.set_open_reply("f", OpenReply::CACHED);
+    let first = open_rw(&fs, "f");
+    ctx.expect("cached_open", outcome(&first), "ok");
+    fs.set_open_reply("f", OpenReply::passthrough(id));
+    ctx.expect("passthrough_open", outcome(&open_rw(&fs, "f")), "EIO");
+    Ok(())
+}
+
+fn mmap_direct_io_fd(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, _, id) = ctx.passthrough_file("f", &pattern(4, 4096))?;
+    // A direct-I/O open takes no I/O mode, so it may come first; after a passthrough open
+    // the kernel refuses it (recorded).
+    fs.set_open_reply("f", OpenReply { open_flags: fopen::DIRECT_IO, backing_id: 0 });
+    let dio = open_rw(&fs, "f");
+    ctx.expect("direct_io_open", outcome(&dio), "ok");
+    let dio = dio?;
+    fs.set_open_reply("f", OpenReply::passthrough(id));
+    let passthrough = open_rw(&fs, "f");
+    ctx.expect("passthrough_open", outcome(&passthrough), "ok");
+    fs.set_open_reply("f", OpenReply { open_flags: fopen::DIRECT_IO, backing_id: 0 });
+    ctx.observe("direct_io_open_after_passthrough", outcome(&open_rw(&fs, "f")));
+    // SAFETY: a shared read-only mapping of 4096 bytes; unmapped below if it succeeds.
+    let mapped = unsafe { rustix::mm::mmap(std::ptr::null_mut(), 4096, ProtFlags::READ, MapFlags::SHARED, dio.as_fd(), 0) };
+    ctx.expect("mmap", outcome(&mapped), "ENODEV");
+    if let Ok(ptr) = mapped {
+        // SAFETY: unmapping what was mapped above.
+        unsafe { rustix::mm::munmap(ptr, 4096)? };
+    }
+    Ok(())
+}
+
+fn create_passthrough(ctx: &mut Ctx) -> Result<(), Stop> {
+    let fs = ctx.mount_passthrough(1)?;
+    fs.set_create_reply(CreateReply::Passthrough);
+    let data = pattern(5, 300_000);
+    let created = File::options().read(true).write(true).create_new(true).open(fs.path("new"));
+    ctx.expect("create", outcome(&created.as_ref().map(drop).map_err(errno)), "ok");
+    let file = created?;
+    file.write_all_at(&data, 0)?;
+    drop(file);
+    ctx.observe("create_requests", fs.count(op::CREATE));
+    ctx.observe("registered_ids", fs.created_ids());
+    ctx.check(std::fs::read(fs.backing_dir.join("new"))? == data, "the new backing file lacks the data");
+    ctx.expect_count("write_requests", fs.count(op::WRITE), 0);
+    Ok(())
+}
+
+fn after_release_mode_resets(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, _, id) = ctx.passthrough_file("f", b"data")?;
+    ctx.expect("passthrough_open", outcome(&open_rw(&fs, "f").map(drop)), "ok");
+    fs.wait_count(op::RELEASE, 1, Duration::from_secs(1));
+    fs.set_open_reply("f", OpenReply::CACHED);
+    ctx.expect("cached_open", outcome(&open_rw(&fs, "f").map(drop)), "ok");
+    fs.wait_count(op::RELEASE, 2, Duration::from_secs(1));
+    fs.set_open_reply("f", OpenReply::passthrough(id));
+    ctx.expect("passthrough_again", outcome(&open_rw(&fs, "f").map(drop)), "ok");
+    Ok(())
+}

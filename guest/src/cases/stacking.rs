@@ -1,0 +1,156 @@
+//! Stacking limits. A backing file's superblock must have s_stack_depth below the FUSE
+//! mount's max_stack_depth (else ELOOP); tmpfs is 0, overlayfs is its deepest layer + 1, a
+//! passthrough FUSE mount is its max_stack_depth; nothing may stack beyond 2.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::io::Errno;
+use rustix::mount::MountFlags;
+
+use super::{Case, Ctx, Stop};
+use crate::fuse::{FuseFs, OpenReply};
+use crate::sys::outcome;
+
+fn case(name: &'static str, rule: &'static str, verdict_rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
+    Case { name, group: "stacking", rule, verdict_rule, timeout: Duration::from_secs(15), kills_kernel: false, run }
+}
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case("stacking.tmpfs_depth_1", "a backing file on tmpfs (depth 0) with max_stack_depth 1", "pass on ok", tmpfs_depth_1),
+        case("stacking.tmpfs_depth_2", "a backing file on tmpfs (depth 0) with max_stack_depth 2", "pass on ok", tmpfs_depth_2),
+        case("stacking.overlay_depth_1", "a backing file on overlayfs (depth 1) with max_stack_depth 1",
+             "pass on ELOOP", overlay_depth_1),
+        case("stacking.overlay_depth_2", "a backing file on overlayfs (depth 1) with max_stack_depth 2",
+             "pass on ok", overlay_depth_2),
+        case("stacking.fuse_depth_1", "a backing file on another passthrough FUSE mount (depth 1) with \
+              max_stack_depth 1", "pass on ELOOP", fuse_depth_1),
+        case("stacking.fuse_depth_2", "a backing file on another passthrough FUSE mount (depth 1) with \
+              max_stack_depth 2", "pass on ok", fuse_depth_2),
+        case("stacking.same_mount", "a backing file on the same FUSE mount (its depth equals \
+              max_stack_depth)", "pass on ELOOP with depth 1 and with depth 2", same_mount),
+        case("stacking.overlay_over_fuse_depth_1", "overlayfs over a passthrough FUSE mount of depth 1 \
+              (overlay depth 2) mounts", "pass when the overlay mounts and reads through", overlay_over_fuse_depth_1),
+        case("stacking.overlay_over_fuse_depth_2", "overlayfs over a passthrough FUSE mount of depth 2 \
+              would be depth 3: refused", "pass when the overlay mount fails", overlay_over_fuse_depth_2),
+        case("stacking.fuse_over_overlay_over_fuse", "a three-level chain: FUSE (depth 2) with a backing \
+              file on overlayfs over FUSE (depth 1): the overlay is at depth 2", "pass on ELOOP", fuse_over_overlay_over_fuse),
+    ]
+}
+
+/// Mount an overlay of `lower` at a fresh directory; Skip if the kernel has no overlayfs.
+fn overlay(ctx: &mut Ctx, name: &str, lower: &Path) -> Result<Result<PathBuf, Errno>, Stop> {
+    let base = ctx.scratch(name)?;
+    let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir_all(d)?;
+    }
+    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+    let opts = std::ffi::CString::new(opts).expect("no NUL in paths");
+    match rustix::mount::mount("overlay", &merged, "overlay", MountFlags::empty(), Some(opts.as_c_str())) {
+        Ok(()) => Ok(Ok(merged)),
+        Err(Errno::NODEV) => Err(Stop::Skip("this kernel has no overlayfs".into())),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+/// BACKING_OPEN of `path` on a new passthrough mount of `depth`.
+fn register(ctx: &mut Ctx, depth: u32, path: &Path) -> Result<String, Stop> {
+    let fs = ctx.mount_passthrough(depth)?;
+    Ok(outcome(&fs.backing_open_path(path)))
+}
+
+fn on_tmpfs(ctx: &mut Ctx, depth: u32) -> Result<(), Stop> {
+    let path = ctx.scratch("plain")?.join("f");
+    std::fs::write(&path, b"x")?;
+    let got = register(ctx, depth, &path)?;
+    ctx.expect("backing_open", got, "ok");
+    Ok(())
+}
+
+fn tmpfs_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
+    on_tmpfs(ctx, 1)
+}
+
+fn tmpfs_depth_2(ctx: &mut Ctx) -> Result<(), Stop> {
+    on_tmpfs(ctx, 2)
+}
+
+fn on_overlay(ctx: &mut Ctx, depth: u32, expected: &str) -> Result<(), Stop> {
+    // Mount first to skip cleanly on kernels without passthrough.
+    let fs = ctx.mount_passthrough(depth)?;
+    let lower = ctx.scratch("lower")?;
+    std::fs::write(lower.join("f"), b"x")?;
+    let merged = overlay(ctx, "ovl", &lower)?.map_err(|e| Stop::Broken(format!("overlay mount: {e}")))?;
+    ctx.expect("backing_open", outcome(&fs.backing_open_path(&merged.join("f"))), expected);
+    Ok(())
+}
+
+fn overlay_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
+    on_overlay(ctx, 1, "ELOOP")
+}
+
+fn overlay_depth_2(ctx: &mut Ctx) -> Result<(), Stop> {
+    on_overlay(ctx, 2, "ok")
+}
+
+/// A passthrough FUSE mount of depth 1 serving "b" (cached), as a place for backing files.
+fn lower_fuse(ctx: &mut Ctx, depth: u32) -> Result<FuseFs, Stop> {
+    let lower = ctx.mount_passthrough(depth)?;
+    lower.add_file("b", b"lower data", OpenReply::CACHED)?;
+    Ok(lower)
+}
+
+fn fuse_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
+    let lower = lower_fuse(ctx, 1)?;
+    let got = register(ctx, 1, &lower.path("b"))?;
+    ctx.expect("backing_open", got, "ELOOP");
+    Ok(())
+}
+
+fn fuse_depth_2(ctx: &mut Ctx) -> Result<(), Stop> {
+    let lower = lower_fuse(ctx, 1)?;
+    let got = register(ctx, 2, &lower.path("b"))?;
+    ctx.expect("backing_open", got, "ok");
+    Ok(())
+}
+
+fn same_mount(ctx: &mut Ctx) -> Result<(), Stop> {
+    for depth in [1, 2] {
+        let fs = lower_fuse(ctx, depth)?;
+        let got = outcome(&fs.backing_open_path(&fs.path("b")));
+        ctx.expect(&format!("backing_open_depth_{depth}"), got, "ELOOP");
+    }
+    Ok(())
+}
+
+fn overlay_over_fuse_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
+    let lower = lower_fuse(ctx, 1)?;
+    let merged = overlay(ctx, "ovl", &lower.mnt)?;
+    ctx.expect("overlay_mount", outcome(&merged), "ok");
+    if let Ok(m) = merged {
+        let data = std::fs::read(m.join("b")).map_err(|e| crate::fuse::errno(&e));
+        ctx.check(data.as_deref() == Ok(b"lower data".as_slice()), "reading through the overlay failed");
+        let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
+    }
+    Ok(())
+}
+
+fn overlay_over_fuse_depth_2(ctx: &mut Ctx) -> Result<(), Stop> {
+    let lower = lower_fuse(ctx, 2)?;
+    let merged = overlay(ctx, "ovl", &lower.mnt)?;
+    let got = outcome(&merged);
+    ctx.check(got != "ok", "overlayfs mounted at depth 3");
+    ctx.observe("overlay_mount", got);
+    Ok(())
+}
+
+fn fuse_over_overlay_over_fuse(ctx: &mut Ctx) -> Result<(), Stop> {
+    let bottom = lower_fuse(ctx, 1)?;
+    let merged = overlay(ctx, "ovl", &bottom.mnt)?.map_err(|e| Stop::Broken(format!("overlay mount: {e}")))?;
+    let got = register(ctx, 2, &merged.join("b"))?;
+    ctx.expect("backing_open", got, "ELOOP");
+    let _ = rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH);
+    Ok(())
+}
