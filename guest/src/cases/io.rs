@@ -40,6 +40,8 @@ pub fn cases() -> Vec<Case> {
         case("io.direct", "O_DIRECT reads and writes through a passthrough file (if the backing \
               filesystem takes O_DIRECT)", direct),
         case("io.aio", "Linux AIO (io_submit) reads and writes through a passthrough file", aio),
+        case("io.io_uring", "io_uring reads and writes through a passthrough file (skipped where \
+              io_uring is disabled)", io_uring),
         case("io.splice_in", "splice from a pipe into a passthrough file", splice_in),
         case("io.splice_out", "splice from a passthrough file into a pipe", splice_out),
         case("io.sendfile", "sendfile from a passthrough file to a tmpfs file", sendfile),
@@ -227,6 +229,34 @@ fn aio(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.check(wrote == Ok(data.len() as i64) && read == Ok(data.len() as i64), "an AIO request did not complete in full");
     check_backing(ctx, &backing, 8192, &data, "io_submit write")?;
     ctx.check(back == data, "io_submit read returned other bytes");
+    ctx.expect_bypassed(&fs);
+    Ok(())
+}
+
+fn io_uring(ctx: &mut Ctx) -> Result<(), Stop> {
+    use io_uring::{opcode, types, IoUring};
+    let (fs, backing, _) = ctx.passthrough_file("f", &[])?;
+    let file = open_rw(&fs.path("f"))?;
+    let mut ring = match IoUring::new(4) {
+        Ok(r) => r,
+        Err(e) => return Err(Stop::Skip(format!("io_uring unavailable here: {}", crate::sys::errno_name(crate::fuse::errno(&e))))),
+    };
+    let data = pattern(41, 65536);
+    let mut back = vec![0u8; data.len()];
+    let fd = types::Fd(file.as_raw_fd());
+    let mut run = |entry: io_uring::squeue::Entry| -> std::io::Result<i32> {
+        // SAFETY: the buffers the entry points at outlive the wait for its completion.
+        unsafe { ring.submission().push(&entry).map_err(|_| std::io::Error::other("submission queue full"))? };
+        ring.submit_and_wait(1)?;
+        let cqe = ring.completion().next().ok_or_else(|| std::io::Error::other("no completion"))?;
+        Ok(cqe.result())
+    };
+    let wrote = run(opcode::Write::new(fd, data.as_ptr(), data.len() as u32).offset(12288).build())?;
+    let read = run(opcode::Read::new(fd, back.as_mut_ptr(), back.len() as u32).offset(12288).build())?;
+    ctx.expect_count("bytes_written", wrote.max(0) as u64, data.len() as u64);
+    ctx.expect_count("bytes_read", read.max(0) as u64, data.len() as u64);
+    check_backing(ctx, &backing, 12288, &data, "io_uring write")?;
+    ctx.check(back == data, "io_uring read returned other bytes");
     ctx.expect_bypassed(&fs);
     Ok(())
 }

@@ -11,6 +11,7 @@ mod io;
 mod lifetime;
 mod open_reply;
 pub mod privilege;
+mod regression;
 mod selftest;
 mod stacking;
 
@@ -55,6 +56,7 @@ pub fn catalog() -> &'static [Case] {
         all.extend(stacking::cases());
         all.extend(lifetime::cases());
         all.extend(io::cases());
+        all.extend(regression::cases());
         all.extend(selftest::cases());
         all
     })
