@@ -186,3 +186,17 @@ fn bad_kernel_sources_get_their_own_errors() {
     assert!(stderr.contains("CONFIG_FPT_NO_SUCH_OPTION (bad.config): unknown option"), "{stderr}");
     assert!(stderr.contains("CONFIG_FUSE_PASSTHROUGH=y (base.config): did not survive olddefconfig"), "{stderr}");
 }
+
+#[test]
+fn a_kernel_report_fails_the_case_it_appeared_in() {
+    // A real hung task: a writer stuck on the inode lock behind a stalled FUSE server.
+    let cases = ["init.depth_zero", "selftest.hung_task", "ids.close_unknown"];
+    let req = Request { cases: cases.iter().map(|c| c.to_string()).collect(), ..Default::default() };
+    let run = harness::run::run(&req, &mut |_| {}).expect("the guest booted");
+    let verdicts: Vec<Verdict> = run.results.iter().map(|r| r.verdict).collect();
+    assert_eq!(verdicts, [Verdict::Pass, Verdict::Fail, Verdict::Pass], "{:?}", run.results);
+    assert!(run.results[1].reason.starts_with("kernel reported hung task: INFO: task "), "{}", run.results[1].reason);
+    let findings = std::fs::read_to_string(run.artifacts.join("findings.json")).unwrap();
+    assert!(findings.contains("\"case\": \"selftest.hung_task\""), "{findings}");
+    assert!(findings.contains("\"kind\": \"hung_task\""), "{findings}");
+}

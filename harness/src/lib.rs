@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod cache;
+pub mod classify;
 pub mod console;
 pub mod error;
 pub mod host;

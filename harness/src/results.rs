@@ -82,6 +82,20 @@ impl Collector {
     }
 }
 
+/// The kernel's reports make the case they appeared in fail (crash for a panic), with the
+/// report's kind and first line as the reason; an earlier reason follows it.
+pub fn apply_findings(results: &mut [CaseResult], findings: &[(Option<String>, crate::classify::Finding)]) {
+    for (case, f) in findings {
+        let Some(r) = results.iter_mut().find(|r| Some(&r.case) == case.as_ref()) else { continue };
+        let headline = format!("kernel reported {}: {}", f.kind.name(), f.headline);
+        if r.reason.starts_with(&headline) || r.reason.contains(&f.headline) && r.verdict == Verdict::Crash {
+            continue;
+        }
+        r.reason = if r.reason.is_empty() { headline } else { format!("{headline}; {}", r.reason) };
+        r.verdict = if f.kind.is_fatal() || r.verdict == Verdict::Crash { Verdict::Crash } else { Verdict::Fail };
+    }
+}
+
 fn crash(case: &str, reason: String, took: Duration) -> CaseResult {
     CaseResult {
         case: case.to_string(),

@@ -153,7 +153,12 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     t.guest_wall = boot.wall;
     t.first_result_after = boot.first_result_after;
     let release = boot.collector.kernel_release.clone().unwrap_or(kernel.release.clone());
-    let results = boot.collector.finish(boot.died.clone(), &boot.console_tail);
+    let mut results = boot.collector.finish(boot.died.clone(), &boot.console_tail);
+    crate::results::apply_findings(&mut results, &boot.findings);
+    let findings: Vec<_> = boot.findings.iter().map(|(case, f)| serde_json::json!({ "case": case, "finding": f })).collect();
+    let path = artifacts.join("findings.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&findings).expect("findings serialise"))
+        .map_err(|e| Error::io(path.display(), e))?;
     t.total = total.elapsed();
     let machine = match req.machine {
         Machine::Microvm => "microvm",

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use guest::cases::Case;
 use guest::report::Event;
 
+use crate::classify::{Classifier, Finding};
 use crate::console::Tail;
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
@@ -49,6 +50,8 @@ impl VmOptions {
 #[derive(Debug)]
 pub struct Boot {
     pub collector: Collector,
+    /// The kernel's reports, each with the case that was running when it appeared.
+    pub findings: Vec<(Option<String>, Finding)>,
     /// Why the agent did not finish, if it did not.
     pub died: Option<String>,
     pub console_tail: Vec<String>,
@@ -149,6 +152,13 @@ pub fn boot(
     });
 
     let mut tail = Tail::default();
+    let mut classifier = Classifier::default();
+    let mut findings: Vec<(Option<String>, Finding)> = Vec::new();
+    let mut note = |line: &str, running: Option<&String>, findings: &mut Vec<(Option<String>, Finding)>| {
+        if let Some(f) = classifier.push(line) {
+            findings.push((running.cloned(), f));
+        }
+    };
     // The whole-run bound: however the guest misbehaves, the harness is done by then.
     let run_limit = opts.boot_timeout
         + cases.iter().map(|c| c.timeout + opts.slack).sum::<Duration>()
@@ -174,7 +184,10 @@ pub fn boot(
         // Wake at least every 100 ms to notice an interrupt.
         let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
         match rx.recv_timeout(wait) {
-            Ok(Msg::Console(line)) => tail.push(line),
+            Ok(Msg::Console(line)) => {
+                note(&line, collector.running.as_ref().map(|(c, _)| c), &mut findings);
+                tail.push(line);
+            }
             Ok(Msg::Event(e)) => {
                 last_event = Instant::now();
                 if e == Event::Done {
@@ -209,13 +222,20 @@ pub fn boot(
     // Keep whatever was still in flight when QEMU went.
     while let Ok(msg) = rx.recv_timeout(Duration::from_millis(200)) {
         match msg {
-            Msg::Console(line) => tail.push(line),
+            Msg::Console(line) => {
+                note(&line, collector.running.as_ref().map(|(c, _)| c), &mut findings);
+                tail.push(line);
+            }
             Msg::Event(e) => {
                 on_event(&e);
                 collector.take(e);
             }
             Msg::Garbled(_) => {}
         }
+    }
+    drop(note);
+    if let Some(f) = classifier.finish() {
+        findings.push((collector.running.as_ref().map(|(c, _)| c.clone()), f));
     }
     let qemu_err = qemu_errors.join().unwrap_or_default();
     let died = match died {
@@ -236,6 +256,7 @@ pub fn boot(
         });
     }
     Ok(Boot {
+        findings,
         first_result_after: collector.first_result_after,
         console_tail: tail.last(20),
         collector,

@@ -25,7 +25,97 @@ pub fn cases() -> Vec<Case> {
         timeout: Duration::from_secs(2),
         kills_kernel: true,
         run: hang,
-    }]
+    },
+    selftest("selftest.hung_task", "a task blocked on a stalled FUSE server for longer than the \
+              hung-task timeout (lowered to 2 s) is reported by the kernel as a hung task", hung_task),
+    selftest("selftest.lkdtm_warning", "LKDTM WARNING: a real WARNING report", lkdtm_warning),
+    selftest("selftest.lkdtm_bug", "LKDTM BUG: a real BUG report (the task is killed)", lkdtm_bug),
+    selftest("selftest.lkdtm_exception", "LKDTM EXCEPTION: a real Oops", lkdtm_exception),
+    selftest("selftest.lkdtm_refcount", "LKDTM REFCOUNT_INC_OVERFLOW: a real refcount_t warning", lkdtm_refcount),
+    selftest("selftest.lkdtm_softlockup", "LKDTM SOFTLOCKUP: a CPU spinning in the kernel, reported \
+              as a soft lockup (and an RCU stall)", lkdtm_softlockup),
+    selftest("selftest.lkdtm_hung_task", "LKDTM HUNG_TASK: a task in D state forever, reported as hung", lkdtm_hung_task),
+    ]
+}
+
+/// A harness selftest: provokes a real kernel report so the harness's handling of it (and
+/// the classifier's corpus) can be checked. Only run when named, and only in a VM.
+fn selftest(name: &'static str, rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
+    Case {
+        name,
+        group: "selftest",
+        rule,
+        verdict_rule: "fails or crashes by design: the finding the kernel reports is the point",
+        timeout: Duration::from_secs(45),
+        kills_kernel: true,
+        run,
+    }
+}
+
+fn hung_task(ctx: &mut Ctx) -> Result<(), Stop> {
+    use std::os::unix::fs::FileExt;
+    std::fs::write("/proc/sys/kernel/hung_task_timeout_secs", "2")
+        .map_err(|e| Stop::Skip(format!("no hung-task detector here: {e}")))?;
+    let (fs, _) = ctx.mount(crate::fuse::InitReply::plain())?;
+    fs.add_file("f", b"x", Default::default())?;
+    let file = std::sync::Arc::new(std::fs::File::options().write(true).open(fs.path("f"))?);
+    fs.stall();
+    // The first writer waits for the server's answer (killable: the detector skips it) while
+    // holding the inode lock; the second waits for that lock, uninterruptibly: a hung task.
+    let writers: Vec<_> = (0..2)
+        .map(|i| {
+            let file = std::sync::Arc::clone(&file);
+            let t = std::thread::spawn(move || file.write_at(b"y", 0).map(drop));
+            if i == 0 {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            t
+        })
+        .collect();
+    // khungtaskd looks every timeout period: two of them and a margin.
+    std::thread::sleep(Duration::from_secs(7));
+    fs.abort()?;
+    for (i, w) in writers.into_iter().enumerate() {
+        let r = w.join().map_err(|_| Stop::Broken("a writer panicked".into()))?;
+        ctx.observe(&format!("writer_{i}_after_abort"), crate::sys::outcome(&r.map_err(|e| crate::fuse::errno(&e))));
+    }
+    Ok(())
+}
+
+/// Write `what` to LKDTM's debugfs trigger.
+fn lkdtm(what: &str) -> Result<(), Stop> {
+    let _ = rustix::mount::mount("debugfs", "/sys/kernel/debug", "debugfs", rustix::mount::MountFlags::empty(), None);
+    let trigger = "/sys/kernel/debug/provoke-crash/DIRECT";
+    if !std::path::Path::new(trigger).exists() {
+        return Err(Stop::Skip("no LKDTM in this kernel (build with --profile debug)".into()));
+    }
+    let _ = std::fs::write("/proc/sys/kernel/hung_task_timeout_secs", "2");
+    std::fs::write(trigger, what)?;
+    Ok(())
+}
+
+fn lkdtm_warning(_: &mut Ctx) -> Result<(), Stop> {
+    lkdtm("WARNING")
+}
+
+fn lkdtm_bug(_: &mut Ctx) -> Result<(), Stop> {
+    lkdtm("BUG")
+}
+
+fn lkdtm_exception(_: &mut Ctx) -> Result<(), Stop> {
+    lkdtm("EXCEPTION")
+}
+
+fn lkdtm_refcount(_: &mut Ctx) -> Result<(), Stop> {
+    lkdtm("REFCOUNT_INC_OVERFLOW")
+}
+
+fn lkdtm_softlockup(_: &mut Ctx) -> Result<(), Stop> {
+    lkdtm("SOFTLOCKUP")
+}
+
+fn lkdtm_hung_task(_: &mut Ctx) -> Result<(), Stop> {
+    lkdtm("HUNG_TASK")
 }
 
 fn panic(_ctx: &mut Ctx) -> Result<(), Stop> {

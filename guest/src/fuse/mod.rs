@@ -83,10 +83,18 @@ impl FuseFs {
         self.shared.created_ids()
     }
 
-    /// The connection's number under /sys/fs/fuse/connections (the mount's device minor).
+    /// The connection's number under /sys/fs/fuse/connections (the mount's device minor),
+    /// read from mountinfo: a stat() of the mount would wait on a server that may be stalled.
     pub fn connection(&self) -> io::Result<u32> {
-        let st = rustix::fs::stat(&self.mnt)?;
-        Ok(rustix::fs::minor(st.st_dev))
+        let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let mnt = self.mnt.to_string_lossy();
+        info.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(4) == Some(&&*mnt)).then(|| f.get(2)?.split_once(':')?.1.parse().ok()).flatten()
+            })
+            .last()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{mnt} is not in mountinfo")))
     }
 
     /// Abort the connection through fusectl, as an administrator would (mounting fusectl
@@ -166,6 +174,11 @@ impl FuseFs {
     /// All requests seen so far, by opcode name.
     pub fn counts(&self) -> BTreeMap<String, u64> {
         self.shared.counts()
+    }
+
+    /// From now on the server reads requests and answers none.
+    pub fn stall(&self) {
+        self.shared.stall();
     }
 
     pub fn reset_counts(&self) {

@@ -124,6 +124,8 @@ pub(crate) struct Shared {
     counts: Vec<AtomicU64>,
     init: Mutex<Option<InitExchange>>,
     init_done: Condvar,
+    /// A stalled server reads requests and answers none, as a stopped or wedged one would.
+    stalled: std::sync::atomic::AtomicBool,
 }
 
 const ROOT: u64 = 1;
@@ -146,6 +148,7 @@ impl Shared {
             counts: (0..64).map(|_| AtomicU64::new(0)).collect(),
             init: Mutex::new(None),
             init_done: Condvar::new(),
+            stalled: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -193,6 +196,10 @@ impl Shared {
             .collect()
     }
 
+    pub(crate) fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
     pub(crate) fn reset_counts(&self) {
         for c in &self.counts {
             c.store(0, Ordering::SeqCst);
@@ -222,6 +229,9 @@ impl Shared {
             };
             if let Some(c) = self.counts.get(header.opcode as usize) {
                 c.fetch_add(1, Ordering::SeqCst);
+            }
+            if self.stalled.load(Ordering::SeqCst) {
+                continue;
             }
             let reply = self.dispatch(&header, body);
             match reply {
