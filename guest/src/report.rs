@@ -14,6 +14,9 @@ pub enum Verdict {
     Skip,
     /// The case never reported: its process died, timed out, or the guest went down.
     Crash,
+    /// The whole guest stopped making progress during the case (the harness took a task
+    /// dump and stopped it).
+    Hang,
 }
 
 impl Verdict {

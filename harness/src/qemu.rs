@@ -59,6 +59,8 @@ pub struct VmConfig {
     pub cmdline: String,
     /// Unix socket (we listen, QEMU connects) behind the result port.
     pub result_socket: PathBuf,
+    /// QEMU's human monitor (QEMU listens): how we send a serial BREAK for sysrq.
+    pub monitor_socket: PathBuf,
     pub memory_mib: u32,
     pub cpus: u32,
     /// Firmware tables for the guest; off for kernels built without ACPI.
@@ -90,7 +92,13 @@ impl VmConfig {
         a.extend(["-m".into(), self.memory_mib.to_string(), "-smp".into(), self.cpus.to_string()]);
         a.extend(["-kernel".into(), path(&self.bzimage), "-initrd".into(), path(&self.initramfs)]);
         a.extend(["-append".into(), self.cmdline.clone()]);
-        // The console on the first serial port, to our stdout pipe.
+        a.extend([
+            "-chardev".into(),
+            format!("socket,id=mon,path={},server=on,wait=off", path(&self.monitor_socket)),
+            "-mon".into(),
+            "chardev=mon,mode=readline".into(),
+        ]);
+        // The console on the first serial port, on our stdin and stdout pipes.
         a.extend(["-chardev".into(), "stdio,id=con,signal=off".into(), "-serial".into(), "chardev:con".into()]);
         // Results on a virtio-console port of their own.
         a.extend([
@@ -117,7 +125,7 @@ pub struct Qemu {
 impl Qemu {
     pub fn spawn(config: &VmConfig) -> Result<Qemu> {
         let mut cmd = Command::new(binary());
-        cmd.args(config.args()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(config.args()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // Its own process group: Ctrl-C reaches us, and we end QEMU ourselves.
         cmd.process_group(0);
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
@@ -134,6 +142,17 @@ impl Qemu {
     /// The exit status, if QEMU has ended.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
+    }
+
+    /// Magic SysRq over the serial console: a BREAK (through the monitor), then the key.
+    pub fn sysrq(&mut self, monitor: &Path, key: u8) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut mon = std::os::unix::net::UnixStream::connect(monitor)?;
+        mon.write_all(b"chardev-send-break con\n")?;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let stdin = self.child.stdin.as_mut().ok_or_else(|| std::io::Error::other("no console input"))?;
+        stdin.write_all(&[key])?;
+        stdin.flush()
     }
 
     pub fn kill(&mut self) {

@@ -12,6 +12,7 @@ pub fn verdict_name(v: Verdict) -> &'static str {
         Verdict::Fail => "FAIL",
         Verdict::Skip => "skip",
         Verdict::Crash => "CRASH",
+        Verdict::Hang => "HANG",
     }
 }
 
@@ -57,14 +58,18 @@ pub fn table(results: &[CaseResult]) -> String {
 /// "7 cases: 6 pass, 1 skip, 0 fail, 0 crash"
 pub fn totals(results: &[CaseResult]) -> String {
     let n = |v| results.iter().filter(|r| r.verdict == v).count();
-    format!(
+    let mut out = format!(
         "{} cases: {} pass, {} skip, {} fail, {} crash",
         results.len(),
         n(Verdict::Pass),
         n(Verdict::Skip),
         n(Verdict::Fail),
         n(Verdict::Crash)
-    )
+    );
+    if n(Verdict::Hang) > 0 {
+        out.push_str(&format!(", {} hang", n(Verdict::Hang)));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -82,6 +82,36 @@ impl Collector {
     }
 }
 
+/// A guest that hung: the case it hung in is `hang`, with the tasks sysrq showed blocked
+/// (state D) and their stacks.
+pub fn mark_hang(results: &mut [CaseResult], dump: &[String]) {
+    let Some(r) = results.iter_mut().find(|r| r.verdict == Verdict::Crash && !r.reason.starts_with("not reached")) else {
+        return;
+    };
+    let mut blocked = Vec::new();
+    let mut stacks = Vec::new();
+    let mut in_blocked = false;
+    for line in dump.iter().map(|l| crate::console::strip_timestamp(l)) {
+        if line.starts_with("task:") {
+            in_blocked = line.contains("state:D");
+            if in_blocked {
+                let name = line["task:".len()..].split_whitespace().next().unwrap_or("?");
+                let pid = line.split("pid:").nth(1).and_then(|p| p.split_whitespace().next()).unwrap_or("?");
+                blocked.push(format!("{name} (pid {pid})"));
+            }
+        } else if line.starts_with("sysrq:") {
+            in_blocked = false;
+        }
+        if in_blocked {
+            stacks.push(line.to_string());
+        }
+    }
+    r.verdict = Verdict::Hang;
+    let head = r.reason.split("; last console lines:").next().unwrap_or("").to_string();
+    let tasks = if blocked.is_empty() { "none in state D".to_string() } else { blocked.join(", ") };
+    r.reason = format!("{head}; blocked tasks: {tasks} (task-dump.txt has every task)\n{}", stacks.join("\n"));
+}
+
 /// The kernel's reports make the case they appeared in fail (crash for a panic), with the
 /// report's kind and first line as the reason; an earlier reason follows it.
 pub fn apply_findings(results: &mut [CaseResult], findings: &[(Option<String>, crate::classify::Finding)]) {

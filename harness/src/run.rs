@@ -154,6 +154,9 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     t.first_result_after = boot.first_result_after;
     let release = boot.collector.kernel_release.clone().unwrap_or(kernel.release.clone());
     let mut results = boot.collector.finish(boot.died.clone(), &boot.console_tail);
+    if let Some(dump) = &boot.hang_dump {
+        crate::results::mark_hang(&mut results, dump);
+    }
     crate::results::apply_findings(&mut results, &boot.findings);
     let findings: Vec<_> = boot.findings.iter().map(|(case, f)| serde_json::json!({ "case": case, "finding": f })).collect();
     let path = artifacts.join("findings.json");

@@ -38,7 +38,10 @@ impl VmOptions {
             accel,
             machine: Machine::Microvm,
             boot_timeout: Duration::from_secs(60),
-            slack: Duration::from_secs(15),
+            // The guest enforces each case's timeout itself; this only covers its report's
+            // way out. Kept short: a hang is reported within its timeout plus 15 s, dump
+            // included.
+            slack: Duration::from_secs(8),
             append: Vec::new(),
             memory_mib: 1024,
             cpus: 2,
@@ -54,6 +57,9 @@ pub struct Boot {
     pub findings: Vec<(Option<String>, Finding)>,
     /// Why the agent did not finish, if it did not.
     pub died: Option<String>,
+    /// The guest stopped making progress (rather than crashing): what sysrq w and t
+    /// showed before it was stopped.
+    pub hang_dump: Option<Vec<String>>,
     pub console_tail: Vec<String>,
     /// QEMU start to the first result.
     pub first_result_after: Option<Duration>,
@@ -90,6 +96,7 @@ pub fn boot(
         initramfs: initramfs.into(),
         cmdline: cmdline(cases, opts),
         result_socket: socket,
+        monitor_socket: sock_dir.path().join("monitor.sock"),
         memory_mib: opts.memory_mib,
         cpus: opts.cpus,
         acpi: kernel.has_acpi(),
@@ -166,6 +173,7 @@ pub fn boot(
     let run_deadline = start + run_limit;
     let mut last_event = Instant::now();
     let mut done_at = None;
+    let mut hung = false;
     let died: Option<String> = loop {
         let deadline = if !collector.hello_seen() {
             start + opts.boot_timeout
@@ -205,6 +213,7 @@ pub fn boot(
                     // Finished but did not power off: not the cases' problem.
                     break None;
                 }
+                hung = collector.hello_seen();
                 if Instant::now() >= run_deadline {
                     break Some(format!("the whole-run limit of {} s ran out", run_limit.as_secs()));
                 }
@@ -218,6 +227,28 @@ pub fn boot(
             }
         }
     };
+    // A guest that stopped making progress: ask it for its blocked and then all tasks
+    // before stopping it; the dump is the evidence of what it was stuck on.
+    let mut hang_dump = None;
+    if hung && vm.exited().is_none() {
+        let mut dump = Vec::new();
+        for key in [b'w', b't'] {
+            if vm.sysrq(&config.monitor_socket, key).is_err() {
+                break;
+            }
+            let until = Instant::now() + Duration::from_secs(3);
+            while let Ok(msg) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                if let Msg::Console(line) = msg {
+                    note(&line, collector.running.as_ref().map(|(c, _)| c), &mut findings);
+                    dump.push(line.clone());
+                    tail.push(line);
+                }
+            }
+        }
+        let path = artifacts.join("task-dump.txt");
+        std::fs::write(&path, dump.join("\n")).map_err(|e| Error::io(path.display(), e))?;
+        hang_dump = Some(dump);
+    }
     vm.kill();
     // Keep whatever was still in flight when QEMU went.
     while let Ok(msg) = rx.recv_timeout(Duration::from_millis(200)) {
@@ -257,6 +288,7 @@ pub fn boot(
     }
     Ok(Boot {
         findings,
+        hang_dump,
         first_result_after: collector.first_result_after,
         console_tail: tail.last(20),
         collector,
@@ -278,6 +310,8 @@ fn cmdline(cases: &[&'static Case], opts: &VmOptions) -> String {
         "panic=-1".into(),
         "reboot=t".into(),
         "random.trust_cpu=on".into(),
+        // Task dumps on a hang come through serial sysrq.
+        "sysrq_always_enabled".into(),
         format!("fpt.cases={}", names.join(",")),
     ];
     if opts.accel == Accel::Tcg {
