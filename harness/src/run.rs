@@ -24,6 +24,8 @@ pub struct Request {
     pub machine: Machine,
     pub append: Vec<String>,
     pub boot_timeout: Option<Duration>,
+    /// One boot per case, so a case that wedges the kernel spoils no other result.
+    pub isolate: bool,
 }
 
 impl Default for Request {
@@ -36,6 +38,7 @@ impl Default for Request {
             machine: Machine::Microvm,
             append: Vec::new(),
             boot_timeout: None,
+            isolate: false,
         }
     }
 }
@@ -149,16 +152,31 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     if let Some(b) = req.boot_timeout {
         opts.boot_timeout = b;
     }
-    let boot = vm::boot(&kernel, &image, &cases, &opts, &artifacts, on_event)?;
-    t.guest_wall = boot.wall;
-    t.first_result_after = boot.first_result_after;
-    let release = boot.collector.kernel_release.clone().unwrap_or(kernel.release.clone());
-    let mut results = boot.collector.finish(boot.died.clone(), &boot.console_tail);
-    if let Some(dump) = &boot.hang_dump {
-        crate::results::mark_hang(&mut results, dump);
+    // One boot for all, or (isolated) one per case, each with its own artifacts directory.
+    let groups: Vec<(Vec<&'static Case>, PathBuf)> = if req.isolate {
+        cases.iter().map(|c| (vec![*c], artifacts.join(c.name))).collect()
+    } else {
+        vec![(cases.clone(), artifacts.clone())]
+    };
+    let mut results = Vec::new();
+    let mut findings = Vec::new();
+    let mut died = None;
+    let mut release = kernel.release.clone();
+    for (group, dir) in groups {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        let boot = vm::boot(&kernel, &image, &group, &opts, &dir, on_event)?;
+        t.guest_wall += boot.wall;
+        t.first_result_after = t.first_result_after.or(boot.first_result_after);
+        release = boot.collector.kernel_release.clone().unwrap_or(release);
+        let mut part = boot.collector.finish(boot.died.clone(), &boot.console_tail);
+        if let Some(dump) = &boot.hang_dump {
+            crate::results::mark_hang(&mut part, dump);
+        }
+        crate::results::apply_findings(&mut part, &boot.findings);
+        results.extend(part);
+        findings.extend(boot.findings.iter().map(|(case, f)| serde_json::json!({ "case": case, "finding": f })));
+        died = died.or(boot.died);
     }
-    crate::results::apply_findings(&mut results, &boot.findings);
-    let findings: Vec<_> = boot.findings.iter().map(|(case, f)| serde_json::json!({ "case": case, "finding": f })).collect();
     let path = artifacts.join("findings.json");
     std::fs::write(&path, serde_json::to_string_pretty(&findings).expect("findings serialise"))
         .map_err(|e| Error::io(path.display(), e))?;
@@ -172,7 +190,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
         identity: kernel.identity.clone(),
         mode: format!("qemu {} {machine}", accel.name()),
         results,
-        died: boot.died,
+        died,
         artifacts,
         timings: t,
     })

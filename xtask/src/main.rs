@@ -49,6 +49,18 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         runs: u32,
     },
+    /// Run one case again and again (a fresh boot each time, or --same-boot) until it does
+    /// not pass or the kernel reports something; keep that run's artifacts and say how to
+    /// rerun it.
+    Repro {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
+        /// Run the case N times in one boot instead of one boot per run.
+        #[arg(long)]
+        same_boot: bool,
+    },
     /// Build a kernel under test from source.
     Kernel {
         #[command(subcommand)]
@@ -125,6 +137,9 @@ struct Target {
     /// Run only this case (repeatable); `cargo xtask cases` lists them.
     #[arg(long = "case")]
     cases: Vec<String>,
+    /// One boot per case: a case that wedges the kernel spoils no other result.
+    #[arg(long)]
+    isolate: bool,
 }
 
 #[derive(clap::Args)]
@@ -169,6 +184,7 @@ impl Target {
             },
             append: self.append.clone(),
             boot_timeout: self.boot_timeout.map(Duration::from_secs),
+            isolate: self.isolate,
         }
     }
 }
@@ -182,6 +198,7 @@ fn main() -> ExitCode {
         Cmd::Bench { target, kernel_build: true, clean, .. } => bench_kernel_build(&target, clean),
         Cmd::Bench { target, runs, .. } => bench(&target, runs),
         Cmd::Soak { target, runs } => soak(&target, runs),
+        Cmd::Repro { target, runs, same_boot } => repro(&target, runs, same_boot),
         Cmd::Kernel { command: KernelCmd::Build(source) } => kernel_build(&source),
         Cmd::Cases { markdown } => {
             print!("{}", if markdown { cases_markdown() } else { cases_text() });
@@ -395,11 +412,19 @@ fn soak(target: &Target, runs: u32) -> i32 {
     // case -> each distinct (verdict, observations) seen, with how often.
     let mut seen: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
     let mut times = Vec::new();
+    let mut complete = 0;
+    let mut artifact_dirs = Vec::new();
     for i in 1..=runs {
         let run = match harness::run::run(&req, &mut |_| {}) {
             Ok(r) => r,
             Err(e) => return fail(&e),
         };
+        let has = |f: &str| run.artifacts.join(f).is_file();
+        let vm = run.mode.starts_with("qemu");
+        if has("results.json") && has("summary.txt") && (!vm || has("findings.json")) {
+            complete += 1;
+        }
+        artifact_dirs.push(run.artifacts.clone());
         let first = run.timings.first_result_after.map_or(0.0, |d| d.as_secs_f64());
         println!(
             "run {i}/{runs}: {} | guest {:.1} s (first result after {first:.1} s)",
@@ -419,16 +444,77 @@ fn soak(target: &Target, runs: u32) -> i32 {
             println!("  {n}x {}", outcome.replace('\n', "\n      "));
         }
     }
+    // Any QEMU still running one of these runs' images outlived the harness.
+    let left = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("qemu-system") && artifact_dirs.iter().any(|d| c.contains(&*d.to_string_lossy())))
+        .count();
+    println!("\nQEMU processes left running: {left}; runs with complete artifacts: {complete}/{runs}");
     times.sort_by(f64::total_cmp);
     println!(
-        "\n{runs} runs of {} cases: {} flaky; guest time min {:.1} s, median {:.1} s, max {:.1} s",
+        "{runs} runs of {} cases: {} flaky; guest time min {:.1} s, median {:.1} s, max {:.1} s",
         seen.len(),
         flaky.len(),
         times.first().unwrap_or(&0.0),
         times.get(times.len() / 2).unwrap_or(&0.0),
         times.last().unwrap_or(&0.0)
     );
-    if flaky.is_empty() { 0 } else { 1 }
+    if flaky.is_empty() && left == 0 && complete == runs { 0 } else { 1 }
+}
+
+fn repro(target: &Target, runs: u32, same_boot: bool) -> i32 {
+    let [case] = target.cases.as_slice() else {
+        eprintln!("error: repro takes exactly one --case");
+        return 2;
+    };
+    let mut req = target.request();
+    let rounds = if same_boot {
+        req.cases = vec![case.clone(); runs as usize];
+        1
+    } else {
+        runs
+    };
+    for round in 1..=rounds {
+        let run = match harness::run::run(&req, &mut |_| {}) {
+            Ok(r) => r,
+            Err(e) => return fail(&e),
+        };
+        let findings = std::fs::read_to_string(run.artifacts.join("findings.json")).unwrap_or_default();
+        let found = run.results.iter().find(|r| r.verdict != harness::Verdict::Pass || findings.trim() != "[]");
+        let Some(hit) = found else {
+            println!("run {round}/{rounds}: {}", report::totals(&run.results));
+            continue;
+        };
+        // The same command as `run`: repro's own options dropped.
+        let mut args = std::env::args().skip(2).peekable();
+        let mut again = vec!["run".to_string()];
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--runs" => {
+                    args.next();
+                }
+                "--same-boot" => {}
+                _ if a.starts_with("--runs=") => {}
+                _ => again.push(a),
+            }
+        }
+        let again = again.join(" ");
+        let how = format!(
+            "{}\nrerun: cargo xtask {again}\nqemu: {}",
+            report::identity(&run.identity, &run.mode),
+            std::fs::read_to_string(run.artifacts.join("qemu-command.txt")).unwrap_or_default().trim()
+        );
+        let _ = std::fs::write(run.artifacts.join("repro.txt"), &how);
+        println!("run {round}/{rounds}: {} {}: {}", hit.case, report::verdict_name(hit.verdict), hit.reason.lines().next().unwrap_or(""));
+        println!("{how}\nartifacts: {}", run.artifacts.display());
+        return 1;
+    }
+    println!("{case}: no failure and no kernel report in {runs} runs");
+    0
 }
 
 fn cases_text() -> String {

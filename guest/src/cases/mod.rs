@@ -5,6 +5,7 @@
 //! observations go into the snapshot.
 
 mod backing_open;
+mod faults;
 mod ids;
 mod init;
 mod io;
@@ -57,6 +58,7 @@ pub fn catalog() -> &'static [Case] {
         all.extend(lifetime::cases());
         all.extend(io::cases());
         all.extend(regression::cases());
+        all.extend(faults::cases());
         all.extend(selftest::cases());
         all
     })
