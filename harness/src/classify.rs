@@ -112,15 +112,35 @@ fn task_of(line: &str) -> Option<String> {
     Some(format!("{comm} (pid {pid})"))
 }
 
-/// Feeds on console lines; yields each finding once its report is complete.
+/// Feeds on console lines; yields each finding once its report is complete, with the
+/// context (the running case) that was current when its first line appeared.
 #[derive(Debug, Default)]
 pub struct Classifier {
     open: Option<Finding>,
+    open_context: Option<String>,
 }
 
 impl Classifier {
     /// Most a report keeps; longer traces are cut (the console log has them whole).
     const MAX_LINES: usize = 120;
+
+    /// Take one console line seen while `context` was current; returns a finding, with the
+    /// context its report started in, when this line completes one (or starts the next).
+    pub fn push_in(&mut self, raw: &str, context: Option<&String>) -> Option<(Option<String>, Finding)> {
+        let starts = headline_kind(crate::console::strip_timestamp(raw).trim_end()).is_some();
+        let previous = self.open_context.clone();
+        let done = self.push(raw);
+        if starts && self.open.is_some() {
+            self.open_context = context.cloned();
+        }
+        done.map(|f| (previous, f))
+    }
+
+    /// The report still open when the console ended, with its context.
+    pub fn finish_in(&mut self) -> Option<(Option<String>, Finding)> {
+        let context = self.open_context.take();
+        self.finish().map(|f| (context, f))
+    }
 
     /// Take one console line; returns a finding when this line completes one (or starts
     /// the next, which completes the one before).

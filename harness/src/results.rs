@@ -118,7 +118,9 @@ pub fn apply_findings(results: &mut [CaseResult], findings: &[(Option<String>, c
     for (case, f) in findings {
         let Some(r) = results.iter_mut().find(|r| Some(&r.case) == case.as_ref()) else { continue };
         let headline = format!("kernel reported {}: {}", f.kind.name(), f.headline);
-        if r.reason.starts_with(&headline) || r.reason.contains(&f.headline) && r.verdict == Verdict::Crash {
+        // One mention per kind: a hung task is reported again every timeout period.
+        let already = format!("kernel reported {}:", f.kind.name());
+        if r.reason.contains(&already) || r.reason.contains(&f.headline) && r.verdict == Verdict::Crash {
             continue;
         }
         r.reason = if r.reason.is_empty() { headline } else { format!("{headline}; {}", r.reason) };

@@ -162,9 +162,7 @@ pub fn boot(
     let mut classifier = Classifier::default();
     let mut findings: Vec<(Option<String>, Finding)> = Vec::new();
     let mut note = |line: &str, running: Option<&String>, findings: &mut Vec<(Option<String>, Finding)>| {
-        if let Some(f) = classifier.push(line) {
-            findings.push((running.cloned(), f));
-        }
+        findings.extend(classifier.push_in(line, running));
     };
     // The whole-run bound: however the guest misbehaves, the harness is done by then.
     let run_limit = opts.boot_timeout
@@ -265,9 +263,7 @@ pub fn boot(
         }
     }
     drop(note);
-    if let Some(f) = classifier.finish() {
-        findings.push((collector.running.as_ref().map(|(c, _)| c.clone()), f));
-    }
+    findings.extend(classifier.finish_in());
     let qemu_err = qemu_errors.join().unwrap_or_default();
     let died = match died {
         _ if collector.done => None,
