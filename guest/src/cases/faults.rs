@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rustix::mount::{MountFlags, UnmountFlags};
 
-use super::{pattern, Case, Ctx, Stop};
+use super::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, OpenReply};
 use crate::sys::outcome;
 
@@ -107,18 +107,9 @@ fn under_io(ctx: &mut Ctx, fs: &FuseFs, fault: impl FnOnce() -> String) -> Resul
     Ok(())
 }
 
-/// After everything is closed, the backing tmpfs must unmount (retrying briefly: releases
-/// travel asynchronously).
+/// After everything is closed, the backing tmpfs must unmount.
 fn expect_released(ctx: &mut Ctx, dir: &Path) {
-    let mut last = String::new();
-    for _ in 0..200 {
-        last = outcome(&rustix::mount::unmount(dir, UnmountFlags::empty()));
-        if last == "ok" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    ctx.expect("backing_released", last, "ok");
+    ctx.expect("backing_released", unmount_when_released(dir), "ok");
 }
 
 fn abort_during_io(ctx: &mut Ctx) -> Result<(), Stop> {

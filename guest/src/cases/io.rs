@@ -261,22 +261,27 @@ fn io_uring(ctx: &mut Ctx) -> Result<(), Stop> {
     Ok(())
 }
 
-fn splice_in(ctx: &mut Ctx) -> Result<(), Stop> {
-    let (fs, backing, _) = ctx.passthrough_file("f", &[])?;
-    let file = open_rw(&fs.path("f"))?;
-    let data = pattern(50, 60_000);
+/// Put `data` in a pipe and splice it into `file` at `off`; the bytes moved.
+pub(super) fn splice_into(file: &File, data: &[u8], mut off: u64) -> Result<usize, Stop> {
     let (r, w) = rustix::pipe::pipe()?;
     rustix::pipe::fcntl_setpipe_size(&w, 1 << 20)?;
-    rustix::io::write(&w, &data)?;
-    let mut off = 100u64;
+    rustix::io::write(&w, data)?;
     let mut moved = 0;
     while moved < data.len() {
-        let n = rustix::pipe::splice(&r, None, &file, Some(&mut off), data.len() - moved, rustix::pipe::SpliceFlags::empty())?;
+        let n = rustix::pipe::splice(&r, None, file, Some(&mut off), data.len() - moved, rustix::pipe::SpliceFlags::empty())?;
         if n == 0 {
             break;
         }
         moved += n;
     }
+    Ok(moved)
+}
+
+fn splice_in(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, backing, _) = ctx.passthrough_file("f", &[])?;
+    let file = open_rw(&fs.path("f"))?;
+    let data = pattern(50, 60_000);
+    let moved = splice_into(&file, &data, 100)?;
     ctx.expect_count("bytes_spliced", moved as u64, data.len() as u64);
     check_backing(ctx, &backing, 100, &data, "splice into the file")?;
     ctx.expect_bypassed(&fs);

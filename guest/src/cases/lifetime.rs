@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustix::mount::{MountFlags, UnmountFlags};
 
-use super::{pattern, Case, Ctx, Stop};
+use super::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, OpenReply};
 use crate::sys::outcome;
 
@@ -58,8 +58,7 @@ fn serve_from(ctx: &mut Ctx, dir: &Path, data: &[u8]) -> Result<(FuseFs, PathBuf
     Ok((fs, path, id))
 }
 
-/// Try to unmount `dir` (not lazily): "ok" or the errno; remount it if that worked and
-/// `again` is set, so the next probe has something to unmount.
+/// Try to unmount `dir` once (not lazily): "ok" or the errno.
 fn umount_probe(dir: &Path) -> String {
     outcome(&rustix::mount::unmount(dir, UnmountFlags::empty()))
 }
@@ -101,16 +100,7 @@ fn released_after_close_and_release(ctx: &mut Ctx) -> Result<(), Stop> {
     fs.backing_close(id)?;
     ctx.expect("umount_with_file_only", umount_probe(&dir), "EBUSY");
     drop(file);
-    // The release travels to the server asynchronously; the kernel drops its reference at
-    // the same time. Give it a moment.
-    let mut last = String::new();
-    for _ in 0..100 {
-        last = umount_probe(&dir);
-        if last == "ok" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let last = unmount_when_released(&dir);
     ctx.expect("umount_after_both", last, "ok");
     Ok(())
 }
@@ -120,14 +110,7 @@ fn released_at_connection_end(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _path, _id) = serve_from(ctx, &dir, b"data")?;
     ctx.expect("umount_with_id", umount_probe(&dir), "EBUSY");
     ctx.expect("fuse_unmount", outcome(&fs.shutdown()), "ok");
-    let mut last = String::new();
-    for _ in 0..100 {
-        last = umount_probe(&dir);
-        if last == "ok" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let last = unmount_when_released(&dir);
     ctx.expect("umount_after_connection_end", last, "ok");
     Ok(())
 }
@@ -155,26 +138,15 @@ fn abort_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
     drop(file);
     let _ = rustix::mount::unmount(&fs.mnt, UnmountFlags::DETACH);
     drop(fs);
-    let mut last = String::new();
-    for _ in 0..100 {
-        last = umount_probe(&dir);
-        if last == "ok" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let last = unmount_when_released(&dir);
     ctx.expect("backing_released", last, "ok");
     Ok(())
 }
 
 fn fusectl_backing_files(ctx: &mut Ctx) -> Result<(), Stop> {
     let fs = ctx.mount_passthrough(1)?;
-    let ctl = Path::new("/sys/fs/fuse/connections");
-    if std::fs::read_dir(ctl).map_or(true, |mut d| d.next().is_none()) {
-        rustix::mount::mount("fusectl", ctl, "fusectl", MountFlags::empty(), None)?;
-    }
-    let listing = format!("/sys/fs/fuse/connections/{}/backing_files", fs.connection()?);
-    if !Path::new(&listing).exists() {
+    let listing = crate::fuse::fusectl()?.join(fs.connection()?.to_string()).join("backing_files");
+    if !listing.exists() {
         return Err(Stop::Skip("this kernel has no fusectl backing_files file (proposed, not merged)".into()));
     }
     let a = fs.add_file("a", b"a", OpenReply::CACHED)?;

@@ -210,6 +210,20 @@ pub fn run(case: &Case, work: &Path) -> CaseResult {
     }
 }
 
+/// Unmount `dir` (not lazily), retrying for up to 2 s: the kernel drops its last reference
+/// to a backing file asynchronously after the final release. "ok" or the last errno.
+pub fn unmount_when_released(dir: &Path) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        last = crate::sys::outcome(&rustix::mount::unmount(dir, rustix::mount::UnmountFlags::empty()));
+        if last == "ok" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    last
+}
+
 /// Deterministic bytes that differ at every offset and between seeds, so a misplaced or
 /// stale block never compares equal by accident.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {

@@ -29,36 +29,16 @@ pub fn cases() -> Vec<Case> {
 fn splice_write_overlay_backing(ctx: &mut Ctx) -> Result<(), Stop> {
     // Overlay is depth 1, so the FUSE mount needs max_stack_depth 2.
     let fs = ctx.mount_passthrough(2)?;
-    let base = ctx.scratch("ovl")?;
-    let (lower, upper, work, merged) = (base.join("lower"), base.join("upper"), base.join("work"), base.join("merged"));
-    for d in [&lower, &upper, &work, &merged] {
-        std::fs::create_dir_all(d)?;
-    }
+    let lower = ctx.scratch("lower")?;
     std::fs::write(lower.join("f"), [])?;
-    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
-    let opts = std::ffi::CString::new(opts).expect("no NUL in paths");
-    match rustix::mount::mount("overlay", &merged, "overlay", rustix::mount::MountFlags::empty(), Some(opts.as_c_str())) {
-        Err(rustix::io::Errno::NODEV) => return Err(Stop::Skip("this kernel has no overlayfs".into())),
-        other => other?,
-    }
+    let merged = super::stacking::overlay(ctx, "ovl", &lower)?.map_err(|e| Stop::Broken(format!("overlay mount: {e}")))?;
     let backing = merged.join("f");
     fs.add_file_at("f", &backing, OpenReply::CACHED)?;
     let id = fs.backing_open_path(&backing)?;
     fs.set_open_reply("f", OpenReply::passthrough(id));
     let file = File::options().read(true).write(true).open(fs.path("f"))?;
     let data = pattern(110, 40_000);
-    let (r, w) = rustix::pipe::pipe()?;
-    rustix::pipe::fcntl_setpipe_size(&w, 1 << 20)?;
-    rustix::io::write(&w, &data)?;
-    let mut off = 0u64;
-    let mut moved = 0;
-    while moved < data.len() {
-        let n = rustix::pipe::splice(&r, None, &file, Some(&mut off), data.len() - moved, rustix::pipe::SpliceFlags::empty())?;
-        if n == 0 {
-            break;
-        }
-        moved += n;
-    }
+    let moved = super::io::splice_into(&file, &data, 0)?;
     ctx.expect_count("bytes_spliced", moved as u64, data.len() as u64);
     let mut back = vec![0u8; data.len()];
     File::open(&backing)?.read_exact_at(&mut back, 0)?;

@@ -40,7 +40,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// Mount an overlay of `lower` at a fresh directory; Skip if the kernel has no overlayfs.
-fn overlay(ctx: &mut Ctx, name: &str, lower: &Path) -> Result<Result<PathBuf, Errno>, Stop> {
+pub(super) fn overlay(ctx: &mut Ctx, name: &str, lower: &Path) -> Result<Result<PathBuf, Errno>, Stop> {
     let base = ctx.scratch(name)?;
     let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
     for d in [&upper, &work, &merged] {

@@ -97,14 +97,9 @@ impl FuseFs {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{mnt} is not in mountinfo")))
     }
 
-    /// Abort the connection through fusectl, as an administrator would (mounting fusectl
-    /// first where nobody has: the case runs in its own mount namespace).
+    /// Abort the connection through fusectl, as an administrator would.
     pub fn abort(&self) -> io::Result<()> {
-        let ctl = Path::new("/sys/fs/fuse/connections");
-        if std::fs::read_dir(ctl).map_or(true, |mut d| d.next().is_none()) {
-            rustix::mount::mount("fusectl", ctl, "fusectl", MountFlags::empty(), None)?;
-        }
-        std::fs::write(ctl.join(self.connection()?.to_string()).join("abort"), "1")
+        std::fs::write(fusectl()?.join(self.connection()?.to_string()).join("abort"), "1")
     }
 
     /// Unmount (not lazily: EBUSY if files are open), let the server see the end, and close
@@ -204,6 +199,16 @@ impl Drop for FuseFs {
         // Lazy: a case may still hold files open. The connection ends with the process.
         let _ = rustix::mount::unmount(&self.mnt, UnmountFlags::DETACH);
     }
+}
+
+/// /sys/fs/fuse/connections, with fusectl mounted there if nobody has (a case runs in its
+/// own mount namespace, and a host may not mount it at all).
+pub fn fusectl() -> io::Result<PathBuf> {
+    let ctl = Path::new("/sys/fs/fuse/connections");
+    if std::fs::read_dir(ctl).map_or(true, |mut d| d.next().is_none()) {
+        rustix::mount::mount("fusectl", ctl, "fusectl", MountFlags::empty(), None)?;
+    }
+    Ok(ctl.to_path_buf())
 }
 
 fn c(s: &str) -> std::ffi::CString {
