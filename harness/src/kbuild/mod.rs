@@ -54,6 +54,14 @@ pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
     crate::provision::ensure_build_tools()?;
     let Plan { src, profile, fragments, series, entry } = plan(req, cache)?;
     std::fs::create_dir_all(&entry).map_err(|e| Error::io(entry.display(), e))?;
+    // One build per entry at a time: two makes in one output directory corrupt it. Held
+    // until this function returns (the lock goes with the fd).
+    let lock = std::fs::File::create(entry.join("lock")).map_err(|e| Error::io(entry.display(), e))?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        eprintln!("waiting for another build of {} to finish", entry.display());
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::Io(format!("locking {}: {e}", entry.display())))?;
+    }
 
     // The tree make runs in: the source itself, or a patched copy of it.
     let tree = if series.is_empty() { src.dir.clone() } else { patches::patched_tree(&src, &series, &entry)? };
