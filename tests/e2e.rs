@@ -180,6 +180,21 @@ fn bad_kernel_sources_get_their_own_errors() {
 
     assert_error(&["--profile", "nope"], 17, "unknown profile nope");
 
+    // A series that applies but leaves a tree that does not build (here its Kconfig, so the
+    // failure comes in seconds): make's errors and exit 18.
+    let breaks = scratch.path().join("0001-breaks-kconfig.patch");
+    std::fs::write(
+        &breaks,
+        "From 0 Mon Sep 17 00:00:00 2001\nSubject: [PATCH] break\n\n---\n\
+         diff --git a/arch/x86/Kconfig b/arch/x86/Kconfig\n\
+         --- a/arch/x86/Kconfig\n+++ b/arch/x86/Kconfig\n\
+         @@ -1,2 +1,3 @@\n # SPDX-License-Identifier: GPL-2.0\n+this is not kconfig\n # Select 32 or 64 bit\n",
+    )
+    .unwrap();
+    let (code, stderr) = xtask(&["--patch", breaks.to_str().unwrap()]);
+    assert_eq!(code, 18, "{stderr}");
+    assert!(stderr.contains("error: make tinyconfig failed (log: "), "{stderr}");
+
     let fragment = scratch.path().join("bad.config");
     std::fs::write(&fragment, "CONFIG_FPT_NO_SUCH_OPTION=y\n# CONFIG_FUSE_FS is not set\n").unwrap();
     let (code, stderr) = xtask(&["--fragment", fragment.to_str().unwrap()]);
