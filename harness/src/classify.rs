@@ -147,8 +147,15 @@ impl Classifier {
     pub fn push(&mut self, raw: &str) -> Option<Finding> {
         let line = crate::console::strip_timestamp(raw).trim_end();
         if let Some(kind) = headline_kind(line) {
-            // A refcount_t line is followed by the WARNING it is part of: one finding.
-            if let Some(f) = self.open.as_mut().filter(|f| f.kind == Kind::Refcount && kind == Kind::Warning) {
+            // Some reports come in two headlines: "refcount_t: ..." then its WARNING, and
+            // "kernel BUG at ..." or "BUG: kernel NULL pointer dereference" then the Oops that
+            // carries the registers and trace. The first names the report; the second is
+            // part of it.
+            let continues = |f: &Finding| {
+                f.trace.len() < 8
+                    && matches!((f.kind, kind), (Kind::Refcount, Kind::Warning) | (Kind::Bug, Kind::Oops))
+            };
+            if let Some(f) = self.open.as_mut().filter(|f| continues(f)) {
                 f.trace.push(line.to_string());
                 return None;
             }
