@@ -35,6 +35,8 @@ pub fn cases() -> Vec<Case> {
     selftest("selftest.lkdtm_softlockup", "LKDTM SOFTLOCKUP: a CPU spinning in the kernel, reported \
               as a soft lockup (and an RCU stall)", lkdtm_softlockup),
     selftest("selftest.lkdtm_hung_task", "LKDTM HUNG_TASK: a task in D state forever, reported as hung", lkdtm_hung_task),
+    selftest("selftest.lkdtm_use_after_free", "LKDTM READ_AFTER_FREE: on the kasan profile, a real \
+              KASAN slab-use-after-free report", lkdtm_use_after_free),
     ]
 }
 
@@ -156,4 +158,8 @@ fn hang(_ctx: &mut Ctx) -> Result<(), Stop> {
         let _ = s.join();
     }
     Err(Stop::Broken("the spinners stopped".into()))
+}
+
+fn lkdtm_use_after_free(_: &mut Ctx) -> Result<(), Stop> {
+    lkdtm("READ_AFTER_FREE")
 }
