@@ -26,6 +26,8 @@ pub struct Request {
     pub boot_timeout: Option<Duration>,
     /// One boot per case, so a case that wedges the kernel spoils no other result.
     pub isolate: bool,
+    /// vCPUs; None: the default (1).
+    pub cpus: Option<u32>,
 }
 
 impl Default for Request {
@@ -39,6 +41,7 @@ impl Default for Request {
             append: Vec::new(),
             boot_timeout: None,
             isolate: false,
+            cpus: None,
         }
     }
 }
@@ -151,6 +154,9 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     opts.append = req.append.clone();
     if let Some(b) = req.boot_timeout {
         opts.boot_timeout = b;
+    }
+    if let Some(n) = req.cpus {
+        opts.cpus = n;
     }
     // One boot for all, or (isolated) one per case, each with its own artifacts directory.
     let groups: Vec<(Vec<&'static Case>, PathBuf)> = if req.isolate {

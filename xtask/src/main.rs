@@ -140,6 +140,9 @@ struct Target {
     /// One boot per case: a case that wedges the kernel spoils no other result.
     #[arg(long)]
     isolate: bool,
+    /// vCPUs of the guest (default 1: multi-vCPU TCG can oops the kernel's code patching).
+    #[arg(long)]
+    cpus: Option<u32>,
 }
 
 #[derive(clap::Args)]
@@ -185,6 +188,7 @@ impl Target {
             append: self.append.clone(),
             boot_timeout: self.boot_timeout.map(Duration::from_secs),
             isolate: self.isolate,
+            cpus: self.cpus,
         }
     }
 }
