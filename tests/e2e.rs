@@ -74,14 +74,27 @@ fn host_kernel() {
 
 /// `cargo xtask run ARGS`: (exit code, stderr).
 fn xtask(args: &[&str]) -> (i32, String) {
+    xtask_with_env(args, &[])
+}
+
+fn xtask_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(harness::cache::workspace_root())
+        .envs(env.iter().copied())
         .args(["run", "--quiet", "--package", "xtask", "--", "run"])
         .args(args)
         .output()
         .expect("cargo runs");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Run `cases` in one boot of the default kernel: the run and its verdicts, in order.
+fn run_cases(cases: &[&str]) -> (Run, Vec<Verdict>) {
+    let req = Request { cases: cases.iter().map(|c| c.to_string()).collect(), ..Default::default() };
+    let run = harness::run::run(&req, &mut |_| {}).expect("the guest booted");
+    let verdicts = run.results.iter().map(|r| r.verdict).collect();
+    (run, verdicts)
 }
 
 fn assert_error(args: &[&str], code: i32, says: &str) {
@@ -96,13 +109,8 @@ fn bad_input_gets_a_one_line_error_and_its_own_exit_code() {
     assert_error(&["--kernel", "/nonexistent/bzImage"], 4, "no such file");
     assert_error(&["--kernel", "Cargo.toml"], 5, "not a bzImage");
     assert_error(&["--kernel", "host", "--case", "no.such_case"], 7, "unknown case no.such_case");
-    let mut env_qemu = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    env_qemu
-        .current_dir(harness::cache::workspace_root())
-        .env("FPT_QEMU", "/nonexistent/qemu-system-x86_64")
-        .args(["run", "--quiet", "--package", "xtask", "--", "run"]);
-    let out = env_qemu.output().expect("cargo runs");
-    assert_eq!(out.status.code(), Some(8), "missing QEMU: {}", String::from_utf8_lossy(&out.stderr));
+    let (code, stderr) = xtask_with_env(&[], &[("FPT_QEMU", "/nonexistent/qemu-system-x86_64")]);
+    assert_eq!(code, 8, "missing QEMU: {stderr}");
 }
 
 #[test]
@@ -117,9 +125,7 @@ fn a_kernel_that_panics_at_boot_is_reported_with_its_console() {
 #[test]
 fn a_panic_mid_case_keeps_earlier_results_and_names_the_case() {
     let cases = ["init.depth_zero", "selftest.panic", "ids.close_unknown"];
-    let req = Request { cases: cases.iter().map(|c| c.to_string()).collect(), ..Default::default() };
-    let run = harness::run::run(&req, &mut |_| {}).expect("the guest booted");
-    let verdicts: Vec<Verdict> = run.results.iter().map(|r| r.verdict).collect();
+    let (run, verdicts) = run_cases(&cases);
     assert_eq!(verdicts, [Verdict::Pass, Verdict::Crash, Verdict::Crash]);
     let crash = &run.results[1].reason;
     assert!(crash.starts_with("Kernel panic - not syncing: sysrq triggered crash; last console lines:"), "{crash}");
@@ -132,16 +138,13 @@ fn a_panic_mid_case_keeps_earlier_results_and_names_the_case() {
 #[test]
 fn a_hung_guest_is_stopped_and_keeps_earlier_results() {
     let cases = ["init.depth_zero", "selftest.hang", "ids.close_unknown"];
-    let req = Request { cases: cases.iter().map(|c| c.to_string()).collect(), ..Default::default() };
-    let run = harness::run::run(&req, &mut |_| {}).expect("the guest booted");
-    let verdicts: Vec<Verdict> = run.results.iter().map(|r| r.verdict).collect();
+    let (run, verdicts) = run_cases(&cases);
     assert_eq!(verdicts, [Verdict::Pass, Verdict::Hang, Verdict::Crash]);
     let hang = &run.results[1].reason;
     assert!(hang.starts_with("the guest stopped responding during selftest.hang; blocked tasks:"), "{hang}");
     let dump = std::fs::read_to_string(run.artifacts.join("task-dump.txt")).unwrap();
     assert!(dump.contains("sysrq: Show Blocked State"), "sysrq w answered: {dump}");
     assert!(dump.contains("sysrq: Show State"), "sysrq t answered");
-
 }
 
 #[test]
@@ -207,9 +210,7 @@ fn bad_kernel_sources_get_their_own_errors() {
 fn a_kernel_report_fails_the_case_it_appeared_in() {
     // A real hung task: a writer stuck on the inode lock behind a stalled FUSE server.
     let cases = ["init.depth_zero", "selftest.hung_task", "ids.close_unknown"];
-    let req = Request { cases: cases.iter().map(|c| c.to_string()).collect(), ..Default::default() };
-    let run = harness::run::run(&req, &mut |_| {}).expect("the guest booted");
-    let verdicts: Vec<Verdict> = run.results.iter().map(|r| r.verdict).collect();
+    let (run, verdicts) = run_cases(&cases);
     assert_eq!(verdicts, [Verdict::Pass, Verdict::Fail, Verdict::Pass], "{:?}", run.results);
     assert!(run.results[1].reason.starts_with("kernel reported hung task: INFO: task "), "{}", run.results[1].reason);
     let findings = std::fs::read_to_string(run.artifacts.join("findings.json")).unwrap();

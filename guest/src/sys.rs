@@ -152,7 +152,8 @@ pub fn aio_rw(fd: i32, write: bool, buf: *mut u8, len: usize, offset: i64) -> Re
     }
 }
 
-fn last_errno() -> i32 {
+/// errno of the last failed libc call (EIO if there is none).
+pub fn last_errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
 }
 

@@ -184,10 +184,6 @@ impl Ctx {
         self.expect_count("write_requests", fs.count(op::WRITE), 0);
     }
 
-    /// Where the case's private tmpfs is.
-    pub fn work(&self) -> &Path {
-        &self.work
-    }
 }
 
 /// Run one case in this process and turn what it did into a result.

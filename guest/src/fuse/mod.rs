@@ -155,7 +155,7 @@ impl FuseFs {
             )
         };
         if ret < 0 {
-            Err(Errno::from_raw_os_error(io::Error::last_os_error().raw_os_error().unwrap_or(0)))
+            Err(Errno::from_raw_os_error(crate::sys::last_errno()))
         } else {
             Ok(())
         }
@@ -174,10 +174,6 @@ impl FuseFs {
     /// From now on the server reads requests and answers none.
     pub fn stall(&self) {
         self.shared.stall();
-    }
-
-    pub fn reset_counts(&self) {
-        self.shared.reset_counts();
     }
 
     /// Wait up to `timeout` until the server has seen `n` requests of `opcode`; the kernel

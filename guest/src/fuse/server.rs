@@ -54,7 +54,6 @@ pub struct InitExchange {
     pub major: u32,
     pub minor: u32,
     pub kernel_flags: u64,
-    pub reply_flags: u64,
 }
 
 impl InitExchange {
@@ -94,7 +93,7 @@ impl Node {
             Some(file) => f(file),
             None => File::options().read(true).write(true).open(&self.path).and_then(|file| f(&file)),
         }
-        .map_err(|e| io_errno(&e))
+        .map_err(|e| super::errno(&e))
     }
 }
 
@@ -198,12 +197,6 @@ impl Shared {
 
     pub(crate) fn stall(&self) {
         self.stalled.store(true, Ordering::SeqCst);
-    }
-
-    pub(crate) fn reset_counts(&self) {
-        for c in &self.counts {
-            c.store(0, Ordering::SeqCst);
-        }
     }
 
     pub(crate) fn wait_init(&self, timeout: Duration) -> Option<InitExchange> {
@@ -311,7 +304,6 @@ impl Shared {
             major: init_in.major,
             minor: init_in.minor,
             kernel_flags,
-            reply_flags: flags,
         };
         // Kernels before 7.23 take a shorter reply; all the kernels we test are newer.
         // The kernel applies the reply inside our write(2): only after it may a case go on.
@@ -400,7 +392,7 @@ impl Shared {
             .open(&path)
         {
             Ok(f) => f,
-            Err(e) => return Reply::Error(io_errno(&e)),
+            Err(e) => return Reply::Error(super::errno(&e)),
         };
         let mut tree = self.tree.lock().unwrap();
         let reply = match tree.create_reply {
@@ -543,17 +535,13 @@ fn cstr(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-fn io_errno(e: &std::io::Error) -> Errno {
-    Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO))
-}
-
 /// FUSE_DEV_IOC_BACKING_OPEN on a connection's fd: the id, or the errno.
 pub fn backing_open(dev: &OwnedFd, map: &abi::BackingMap) -> Result<i32, Errno> {
     use std::os::fd::AsRawFd;
     // SAFETY: the ioctl reads a 16-byte struct that lives for the call.
     let ret = unsafe { libc::ioctl(dev.as_raw_fd(), abi::FUSE_DEV_IOC_BACKING_OPEN as libc::Ioctl, map as *const abi::BackingMap) };
     if ret < 0 {
-        Err(Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)))
+        Err(Errno::from_raw_os_error(crate::sys::last_errno()))
     } else {
         Ok(ret)
     }
@@ -565,7 +553,7 @@ fn node_attr(nodeid: u64, node: &Node) -> Result<abi::Attr, Errno> {
         Some(f) => f.metadata(),
         None => std::fs::metadata(&node.path),
     }
-    .map_err(|e| io_errno(&e))?;
+    .map_err(|e| super::errno(&e))?;
     Ok(abi::Attr {
         ino: nodeid,
         size: md.size(),
