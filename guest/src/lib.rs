@@ -2,6 +2,7 @@
 //! result types. The binary (`fpt-agent`) is a thin entry point in `main.rs`.
 
 pub mod cases;
+pub mod disk;
 pub mod fuse;
 pub mod init;
 pub mod report;

@@ -12,7 +12,7 @@ use guest::report::Event;
 use crate::error::{Error, Result};
 use crate::results::Collector;
 
-pub fn run(agent: &Path, cases: &[&'static Case], artifacts: &Path, on_event: &mut dyn FnMut(&Event)) -> Result<(Collector, Option<String>)> {
+pub fn run(agent: &Path, cases: &[&'static Case], ext4_image: &Path, artifacts: &Path, on_event: &mut dyn FnMut(&Event)) -> Result<(Collector, Option<String>)> {
     if !rustix::process::geteuid().is_root() {
         return Err(Error::Io("host mode mounts filesystems: run it as root".into()));
     }
@@ -22,6 +22,7 @@ pub fn run(agent: &Path, cases: &[&'static Case], artifacts: &Path, on_event: &m
     collector.take(Event::Hello { kernel_release: release, cases: vec![], modules: vec![] });
     let mut child = Command::new(agent)
         .args(["run", &names.join(",")])
+        .env(guest::disk::IMAGE_ENV, ext4_image)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

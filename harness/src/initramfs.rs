@@ -1,5 +1,5 @@
-//! Builds the guest's initramfs: the agent as `/init`, the modules it must load, and the
-//! few nodes the kernel needs before devtmpfs is mounted. Written as a newc cpio archive
+//! Builds the guest's initramfs: the agent as `/init`, the modules it must load, the ext4
+//! image of the ext4 cases, and the few nodes the kernel needs before devtmpfs is mounted. Written as a newc cpio archive
 //! directly (no cpio tool, no root needed for device nodes), uncompressed: the kernel
 //! unpacks it faster than it would decompress it under TCG.
 
@@ -11,11 +11,13 @@ use crate::modules::Module;
 /// The guest path the agent reads module files and their order from (`guest::init`).
 const MODULE_DIR: &str = guest::init::MODULE_DIR;
 
-pub fn build(agent: &Path, modules: &[Module], out: &Path) -> Result<()> {
+pub fn build(agent: &Path, modules: &[Module], ext4_image: &Path, out: &Path) -> Result<()> {
     let mut w = Writer::default();
-    for dir in ["dev", "proc", "sys", "tmp", "lib", "lib/modules", "lib/modules/fpt"] {
+    for dir in ["dev", "proc", "sys", "tmp", "lib", "lib/modules", "lib/modules/fpt", "fpt"] {
         w.dir(dir);
     }
+    let image = std::fs::read(ext4_image).map_err(|e| Error::io(ext4_image.display(), e))?;
+    w.file(guest::disk::GUEST_IMAGE.trim_start_matches('/'), 0o644, &image);
     // /dev/console must exist before devtmpfs, or init starts with no stdout.
     w.char_dev("dev/console", 0o600, 5, 1);
     let agent_bytes = std::fs::read(agent).map_err(|e| Error::io(agent.display(), e))?;

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cache;
 pub mod classify;
 pub mod console;
+pub mod disk;
 pub mod error;
 pub mod host;
 pub mod initramfs;

@@ -122,7 +122,8 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
             return Err(Error::HostRefuses(c.name.into()));
         }
         let started = Instant::now();
-        let (collector, died) = crate::host::run(&agent, &cases, &artifacts, on_event)?;
+        let ext4 = crate::disk::ext4_image(&cache::dir())?;
+        let (collector, died) = crate::host::run(&agent, &cases, &ext4, &artifacts, on_event)?;
         t.guest_wall = started.elapsed();
         t.first_result_after = collector.first_result_after;
         let release = collector.kernel_release.clone().unwrap_or_default();
@@ -138,7 +139,8 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
         Some(dir) => modules::select(dir, &modules::wanted())?,
         None => Vec::new(),
     };
-    initramfs::build(&agent, &mods, &image)?;
+    let ext4 = crate::disk::ext4_image(&cache::dir())?;
+    initramfs::build(&agent, &mods, &ext4, &image)?;
     t.initramfs_build = started.elapsed();
     t.initramfs_bytes = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
 

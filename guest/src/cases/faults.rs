@@ -14,7 +14,7 @@ use std::time::Duration;
 use rustix::mount::{MountFlags, UnmountFlags};
 
 use super::{pattern, unmount_when_released, Case, Ctx, Stop};
-use crate::fuse::{FuseFs, OpenReply};
+use crate::fuse::{FuseFs, InitReply, OpenReply, ServerProcess};
 use crate::sys::outcome;
 
 fn case(name: &'static str, rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
@@ -38,16 +38,48 @@ pub fn cases() -> Vec<Case> {
               runs on open files", lazy_umount_during_io),
         case("faults.stalled_server_open_then_abort", "the server stops answering while a \
               passthrough open is in progress; aborting the connection ends the open", stalled_server_open),
+        case("faults.server_exit_during_io", "the server process exits (SIGKILL) while a \
+              passthrough file is open, mapped and being read, written, spliced and faulted in",
+             server_exit_during_io),
+        Case {
+            verdict_rule: "pass on ELOOP for a backing file on the server's other passthrough \
+                           mount, and when the one on its plain mount works without a hang",
+            ..case("faults.backing_on_asking_servers_mounts", "the server that asks for a backing \
+                   file also serves the mount it is on: a passthrough mount (ELOOP) and a plain \
+                   one (allowed: its I/O reaches that mount's server)", backing_on_asking_servers_mounts)
+        },
+        Case {
+            verdict_rule: "pass when every unmount and read returns and the bottom tmpfs is \
+                           released after each order",
+            ..case("faults.overlay_fuse_overlay_teardown", "overlayfs over a passthrough FUSE mount \
+                   whose files sit on another overlayfs, torn down (umount -l) in every order with \
+                   a file open through the top; with the backing files registered (depth 2) \
+                   the upper overlay is refused", overlay_fuse_overlay_teardown)
+        },
+        Case {
+            verdict_rule: "pass when the cached open and the mmap return while parallel direct \
+                           writes run (before 6.12 the open could wait forever: run with --isolate)",
+            kills_kernel: true,
+            ..case("faults.parallel_dio_cached_open_mmap", "parallel direct writes (FOPEN_DIRECT_IO | \
+                   FOPEN_PARALLEL_DIRECT_WRITES) together with a cached open and an mmap of the \
+                   same inode", parallel_dio_cached_open_mmap)
+        },
     ]
+}
+
+/// A tmpfs of its own holding "f", the backing file of the fault cases.
+fn backing_tmpfs(ctx: &mut Ctx) -> Result<PathBuf, Stop> {
+    let dir = ctx.scratch("backing-tmpfs")?;
+    rustix::mount::mount("fpt-backing", &dir, "tmpfs", MountFlags::empty(), None)?;
+    std::fs::write(dir.join("f"), pattern(200, 1 << 20))?;
+    Ok(dir)
 }
 
 /// A passthrough file whose backing file sits alone on its own tmpfs.
 fn setup(ctx: &mut Ctx) -> Result<(FuseFs, PathBuf), Stop> {
-    let dir = ctx.scratch("backing-tmpfs")?;
-    rustix::mount::mount("fpt-backing", &dir, "tmpfs", MountFlags::empty(), None)?;
+    let dir = backing_tmpfs(ctx)?;
     let fs = ctx.mount_passthrough(1)?;
     let path = dir.join("f");
-    std::fs::write(&path, pattern(200, 1 << 20))?;
     fs.add_file_at("f", &path, OpenReply::CACHED)?;
     let id = fs.backing_open_path(&path)?;
     fs.set_open_reply("f", OpenReply::passthrough(id));
@@ -90,8 +122,8 @@ fn io_loop(kind: &'static str, file: Arc<File>, stop: Arc<AtomicBool>) -> std::t
 
 /// Run all four I/O kinds, do `fault` after a moment, let them go on a little, stop them,
 /// and record what each returned last.
-fn under_io(ctx: &mut Ctx, fs: &FuseFs, fault: impl FnOnce() -> String) -> Result<(), Stop> {
-    let file = Arc::new(File::options().read(true).write(true).open(fs.path("f"))?);
+fn under_io(ctx: &mut Ctx, path: &Path, fault: impl FnOnce() -> String) -> Result<(), Stop> {
+    let file = Arc::new(File::options().read(true).write(true).open(path)?);
     let stop = Arc::new(AtomicBool::new(false));
     let kinds = ["read", "write", "splice", "page_fault"];
     let threads: Vec<_> = kinds.iter().map(|k| io_loop(k, Arc::clone(&file), Arc::clone(&stop))).collect();
@@ -114,7 +146,7 @@ fn expect_released(ctx: &mut Ctx, dir: &Path) {
 
 fn abort_during_io(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, dir) = setup(ctx)?;
-    under_io(ctx, &fs, || outcome(&fs.abort().map_err(|e| crate::fuse::errno(&e))))?;
+    under_io(ctx, &fs.path("f"), || outcome(&fs.abort().map_err(|e| crate::fuse::errno(&e))))?;
     let _ = rustix::mount::unmount(&fs.mnt, UnmountFlags::DETACH);
     drop(fs);
     expect_released(ctx, &dir);
@@ -123,7 +155,7 @@ fn abort_during_io(ctx: &mut Ctx) -> Result<(), Stop> {
 
 fn lazy_umount_during_io(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, dir) = setup(ctx)?;
-    under_io(ctx, &fs, || outcome(&rustix::mount::unmount(&fs.mnt, UnmountFlags::DETACH)))?;
+    under_io(ctx, &fs.path("f"), || outcome(&rustix::mount::unmount(&fs.mnt, UnmountFlags::DETACH)))?;
     drop(fs);
     expect_released(ctx, &dir);
     Ok(())
@@ -144,5 +176,186 @@ fn stalled_server_open(ctx: &mut Ctx) -> Result<(), Stop> {
     let _ = rustix::mount::unmount(&fs.mnt, UnmountFlags::DETACH);
     drop(fs);
     expect_released(ctx, &dir);
+    Ok(())
+}
+
+fn server_exit_during_io(ctx: &mut Ctx) -> Result<(), Stop> {
+    // The server is forked before any thread of this case exists (see ServerProcess).
+    let dir = backing_tmpfs(ctx)?;
+    let server_dir = ctx.scratch("server")?;
+    let mut server = ServerProcess::spawn_passthrough(&server_dir, "f", &dir.join("f"))?
+        .ok_or_else(|| Stop::Skip(super::NO_PASSTHROUGH.into()))?;
+    let mnt = server.mnt.clone();
+    under_io(ctx, &mnt.join("f"), || server.kill())?;
+    let _ = rustix::mount::unmount(&mnt, UnmountFlags::DETACH);
+    expect_released(ctx, &dir);
+    Ok(())
+}
+
+fn backing_on_asking_servers_mounts(ctx: &mut Ctx) -> Result<(), Stop> {
+    // One process (this one) serves all three connections.
+    let asking = ctx.mount_passthrough(1)?;
+    let data = pattern(201, 20_000);
+    let passthrough = ctx.mount_passthrough(1)?;
+    passthrough.add_file("b", &data, OpenReply::CACHED)?;
+    let got = outcome(&asking.backing_open_path(&passthrough.path("b")));
+    ctx.expect("backing_open_on_own_passthrough_mount", got, "ELOOP");
+
+    let (plain, _) = ctx.mount(InitReply::plain())?;
+    let lower = plain.add_file("b", &data, OpenReply::CACHED)?;
+    let got = asking.backing_open_path(&plain.path("b"));
+    ctx.expect("backing_open_on_own_plain_mount", outcome(&got), "ok");
+    let Ok(id) = got else { return Ok(()) };
+    asking.add_file_at("f", &plain.path("b"), OpenReply::passthrough(id))?;
+    let file = File::options().read(true).write(true).open(asking.path("f"))?;
+    let mut back = vec![0u8; data.len()];
+    file.read_exact_at(&mut back, 0)?;
+    ctx.check(back == data, "a read through the chain returned other bytes");
+    let more = pattern(202, 5000);
+    file.write_all_at(&more, 1000)?;
+    drop(file);
+    ctx.check(std::fs::read(&lower)?[1000..6000] == more[..], "a write through the chain did not land");
+    ctx.expect_bypassed(&asking);
+    use crate::fuse::abi::op;
+    ctx.observe("plain_mount_read_requests_seen", plain.count(op::READ) > 0);
+    ctx.observe("plain_mount_write_requests_seen", plain.count(op::WRITE) > 0);
+    Ok(())
+}
+
+/// One stack for the teardown scenario, bottom up, with a file open through its top.
+struct Stack {
+    /// (name, mount point) of each layer that can be unmounted, bottom up.
+    layers: Vec<(&'static str, PathBuf)>,
+    file: File,
+    _fs: FuseFs,
+    bottom: PathBuf,
+}
+
+/// tmpfs <- overlay "o1" <- FUSE <- overlay "o2". With `registered`, the FUSE mount (depth 2)
+/// passes its file through to o1's, and o2 (it would be depth 3) must fail to mount; without,
+/// the FUSE mount (depth 1) serves o1's file itself, and o2 sits on top.
+fn build_stack(ctx: &mut Ctx, tag: &str, registered: bool) -> Result<(Stack, String), Stop> {
+    use super::stacking::overlay;
+    let bottom = ctx.scratch(&format!("{tag}-tmpfs"))?;
+    rustix::mount::mount("fpt-bottom", &bottom, "tmpfs", MountFlags::empty(), None)?;
+    let lower = bottom.join("lower");
+    std::fs::create_dir(&lower)?;
+    std::fs::write(lower.join("f"), pattern(203, 1 << 20))?;
+    let fs = ctx.mount_passthrough(if registered { 2 } else { 1 })?;
+    let o1 = overlay(ctx, &format!("{tag}-o1"), &lower)?.map_err(|e| Stop::Broken(format!("overlay o1: {e}")))?;
+    fs.add_file_at("f", &o1.join("f"), OpenReply::CACHED)?;
+    if registered {
+        let id = fs.backing_open_path(&o1.join("f"))?;
+        fs.set_open_reply("f", OpenReply::passthrough(id));
+    }
+    fs.drop_server_fd("f");
+    let o2 = overlay(ctx, &format!("{tag}-o2"), &fs.mnt)?;
+    let o2_outcome = outcome(&o2);
+    let mut layers = vec![("o1", o1), ("fuse", fs.mnt.clone())];
+    let top = match o2 {
+        Ok(o2) => {
+            layers.push(("o2", o2.clone()));
+            o2
+        }
+        Err(_) => fs.mnt.clone(),
+    };
+    let file = File::open(top.join("f"))?;
+    Ok((Stack { layers, file, _fs: fs, bottom }, o2_outcome))
+}
+
+fn overlay_fuse_overlay_teardown(ctx: &mut Ctx) -> Result<(), Stop> {
+    let orders: &[&[usize]] = &[&[0, 1, 2], &[0, 2, 1], &[1, 0, 2], &[1, 2, 0], &[2, 0, 1], &[2, 1, 0], &[0, 1], &[1, 0]];
+    for (n, order) in orders.iter().enumerate() {
+        let registered = order.len() == 2;
+        let (stack, o2) = build_stack(ctx, &format!("s{n}"), registered)?;
+        let key = if registered { "upper_overlay_over_registered" } else { "upper_overlay_over_plain" };
+        ctx.observe(key, &o2);
+        ctx.check((o2 == "ok") != registered, format!("{key}: got {o2}"));
+        let mut buf = vec![0u8; 4096];
+        let first = stack.file.read_at(&mut buf, 0).map_err(|e| crate::fuse::errno(&e));
+        ctx.check(first.is_ok() && buf == pattern(203, 4096), "the first read through the stack failed");
+        let mut steps = Vec::new();
+        for (step, &i) in order.iter().enumerate() {
+            let (name, at) = &stack.layers[i];
+            let umount = outcome(&rustix::mount::unmount(at, UnmountFlags::DETACH));
+            // Each read 256 KiB further on, past what readahead may have cached.
+            let off = (step as u64 + 1) << 18;
+            let read = outcome(&stack.file.read_at(&mut buf, off).map_err(|e| crate::fuse::errno(&e)));
+            steps.push(format!("{name}: umount {umount}, read {read}"));
+        }
+        let names: Vec<&str> = order.iter().map(|&i| stack.layers[i].0).collect();
+        let bottom = stack.bottom.clone();
+        drop(stack);
+        let released = unmount_when_released(&bottom);
+        ctx.check(released == "ok", format!("order {names:?}: the bottom tmpfs stayed busy ({released})"));
+        steps.push(format!("bottom tmpfs released: {released}"));
+        ctx.observe(&format!("teardown_{}", names.join("_")), steps.join("; "));
+    }
+    Ok(())
+}
+
+fn parallel_dio_cached_open_mmap(ctx: &mut Ctx) -> Result<(), Stop> {
+    use crate::fuse::abi::fopen;
+    let (fs, _) = ctx.mount(InitReply::plain())?;
+    let dio = OpenReply { open_flags: fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES, backing_id: 0 };
+    fs.add_file("f", &pattern(210, 1 << 20), dio)?;
+    let file = Arc::new(File::options().read(true).write(true).open(fs.path("f"))?);
+    fs.set_open_reply("f", OpenReply::CACHED);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Writes inside the file's size: only those run in parallel (shared inode lock).
+    let writers: Vec<_> = (0..2u64)
+        .map(|i| {
+            let (file, stop) = (Arc::clone(&file), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let buf = pattern(211 + i, 65536);
+                let mut last = Ok(0);
+                while !stop.load(Ordering::SeqCst) && last.is_ok() {
+                    last = file.write_at(&buf, i * 65536);
+                }
+                outcome(&last.map(drop).map_err(|e| crate::fuse::errno(&e)))
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let path = fs.path("f");
+    let opener = std::thread::spawn(move || -> String {
+        use rustix::mm::{MapFlags, ProtFlags};
+        let opened = File::options().read(true).write(true).open(&path);
+        let Ok(cached) = opened else { return outcome(&opened.map(drop).map_err(|e| crate::fuse::errno(&e))) };
+        // SAFETY: a shared mapping of one page, written, read and unmapped here.
+        let mapped = unsafe {
+            rustix::mm::mmap(std::ptr::null_mut(), 4096, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &cached, 1 << 19)
+                .map(|p| {
+                    std::ptr::write_volatile(p as *mut u8, 0x5a);
+                    let seen = std::ptr::read_volatile(p as *const u8);
+                    let _ = rustix::mm::munmap(p, 4096);
+                    seen
+                })
+        };
+        match mapped {
+            Ok(0x5a) => "ok".into(),
+            Ok(other) => format!("the mapping read back {other:#x}"),
+            Err(e) => format!("mmap {}", crate::sys::errno_name(e)),
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !opener.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let in_time = opener.is_finished();
+    ctx.observe("cached_open_returned_within_5s", in_time);
+    ctx.check(in_time, "the cached open did not return within 5 s while parallel direct writes \
+                        ran (the hang fixed in 6.12)");
+    stop.store(true, Ordering::SeqCst);
+    for (i, w) in writers.into_iter().enumerate() {
+        let last = w.join().map_err(|_| Stop::Broken("a writer panicked".into()))?;
+        ctx.observe(&format!("writer_{i}"), last);
+    }
+    if !in_time {
+        // Free the opener so the case can end: an abort fails every request still waiting.
+        let _ = fs.abort();
+    }
+    let opened = opener.join().map_err(|_| Stop::Broken("the opener panicked".into()))?;
+    ctx.expect("cached_open_and_mmap", opened, "ok");
     Ok(())
 }

@@ -54,6 +54,10 @@ pub fn cases() -> Vec<Case> {
               size (since 6.12 and 6.11.6; before, stat showed the old size: known bug)", extending_write_size),
         case("io.truncate_then_read", "truncate through the server (SETATTR), then passthrough \
               reads see the new size and zeros past the old data", truncate_then_read),
+        case("io.ext4_round_trip", "the round trip of io.passthrough_round_trip with the backing \
+              file on ext4 (a loop device)", ext4_round_trip),
+        case("io.ext4_direct", "O_DIRECT reads and writes through a passthrough file whose backing \
+              file is on ext4, where O_DIRECT reaches the block device", ext4_direct),
         case("io.concurrent", "four threads write and read disjoint regions of one passthrough \
               file at once", concurrent),
     ]
@@ -194,6 +198,34 @@ fn append(ctx: &mut Ctx) -> Result<(), Stop> {
 
 fn direct(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, backing, _) = ctx.passthrough_file("f", &[0u8; 8192])?;
+    direct_through(ctx, &fs, &backing)
+}
+
+fn ext4_direct(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, backing) = on_ext4(ctx, "f", &[0u8; 8192])?;
+    direct_through(ctx, &fs, &backing)
+}
+
+fn ext4_round_trip(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, backing) = on_ext4(ctx, "data", &[])?;
+    round_trip(ctx, &fs, &backing)?;
+    ctx.expect_bypassed(&fs);
+    Ok(())
+}
+
+/// A passthrough file `name` (holding `contents`) whose backing file is on a fresh ext4.
+fn on_ext4(ctx: &mut Ctx, name: &str, contents: &[u8]) -> Result<(FuseFs, std::path::PathBuf), Stop> {
+    let fs = ctx.mount_passthrough(1)?;
+    let backing = super::stacking::ext4(ctx)?.join(name);
+    std::fs::write(&backing, contents)?;
+    fs.add_file_at(name, &backing, OpenReply::CACHED)?;
+    let id = fs.backing_open_path(&backing)?;
+    fs.set_open_reply(name, OpenReply::passthrough(id));
+    Ok((fs, backing))
+}
+
+/// O_DIRECT through the passthrough file `f`: one aligned page written and read at 4096.
+fn direct_through(ctx: &mut Ctx, fs: &FuseFs, backing: &std::path::Path) -> Result<(), Stop> {
     let opened = File::options().read(true).write(true).custom_flags(libc::O_DIRECT).open(fs.path("f"));
     ctx.observe("open_o_direct", outcome(&opened.as_ref().map(drop).map_err(crate::fuse::errno)));
     let Ok(file) = opened else {
@@ -207,13 +239,13 @@ fn direct(ctx: &mut Ctx) -> Result<(), Stop> {
     let wrote = rustix::io::pwrite(&file, &*buf, 4096);
     ctx.observe("pwrite", outcome(&wrote));
     if wrote.is_ok() {
-        check_backing(ctx, &backing, 4096, &pattern(30, 4096), "O_DIRECT write")?;
+        check_backing(ctx, backing, 4096, &pattern(30, 4096), "O_DIRECT write")?;
         buf.fill(0);
         let read = rustix::io::pread(&file, &mut *buf, 4096);
         ctx.observe("pread", outcome(&read));
         ctx.check(buf == pattern(30, 4096).as_slice(), "O_DIRECT read returned other bytes");
     }
-    ctx.expect_bypassed(&fs);
+    ctx.expect_bypassed(fs);
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rustix::mount::{MountFlags, UnmountFlags};
 
 use super::{pattern, unmount_when_released, Case, Ctx, Stop};
-use crate::fuse::{FuseFs, OpenReply};
+use crate::fuse::{FuseFs, OpenReply, ServerProcess};
 use crate::sys::outcome;
 
 fn case(name: &'static str, rule: &'static str, verdict_rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
@@ -33,6 +33,10 @@ pub fn cases() -> Vec<Case> {
               passthrough files are open and mapped: what I/O returns afterwards, and that \
               everything is released", "pass when nothing hangs and the backing tmpfs is unmountable \
               once the files are closed", abort_with_open_files),
+        case("lifetime.server_exit_with_open_files", "the server process exiting (SIGKILL) while \
+              passthrough files are open and mapped: what I/O returns afterwards, and that \
+              everything is released", "pass when nothing hangs and the backing tmpfs is unmountable \
+              once the files are closed", server_exit_with_open_files),
         case("lifetime.fusectl_backing_files", "the proposed fusectl backing_files file lists each \
               registered id and path (\"%5u: <path>\")", "pass when its lines match; skip where the \
               file does not exist (not in mainline)", fusectl_backing_files),
@@ -119,28 +123,54 @@ fn abort_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
     let dir = backing_tmpfs(ctx, "b")?;
     let data = pattern(103, 8192);
     let (fs, _path, _id) = serve_from(ctx, &dir, &data)?;
-    let file = File::options().read(true).write(true).open(fs.path("f"))?;
-    use std::os::fd::AsFd;
-    use rustix::mm::{MapFlags, ProtFlags};
-    // SAFETY: a shared read-only mapping of 8192 bytes; unmapped below.
-    let map = unsafe { rustix::mm::mmap(std::ptr::null_mut(), 8192, ProtFlags::READ, MapFlags::SHARED, file.as_fd(), 0)? };
-    ctx.expect("abort", outcome(&fs.abort().map_err(|e| crate::fuse::errno(&e))), "ok");
-    // SAFETY: the mapping is 8192 readable bytes.
-    let mapped_ok = unsafe { std::slice::from_raw_parts(map as *const u8, 8192) } == data.as_slice();
-    ctx.observe("mapping_still_shows_data", mapped_ok);
-    let mut buf = vec![0u8; 4096];
-    ctx.observe("read_after_abort", outcome(&file.read_at(&mut buf, 0).map_err(|e| crate::fuse::errno(&e))));
-    ctx.observe("write_after_abort", outcome(&file.write_at(b"x", 0).map_err(|e| crate::fuse::errno(&e))));
-    ctx.observe("open_after_abort", outcome(&File::open(fs.path("f")).map(drop).map_err(|e| crate::fuse::errno(&e))));
-    ctx.observe("stat_after_abort", outcome(&std::fs::metadata(fs.path("f")).map(drop).map_err(|e| crate::fuse::errno(&e))));
-    // SAFETY: unmapping what was mapped above.
-    unsafe { rustix::mm::munmap(map, 8192)? };
-    drop(file);
+    let abort = || outcome(&fs.abort().map_err(|e| crate::fuse::errno(&e)));
+    let aborted = open_and_mapped_through(ctx, &fs.path("f"), &data, "abort", abort)?;
+    ctx.check(aborted == "ok", format!("abort: expected ok, got {aborted}"));
     let _ = rustix::mount::unmount(&fs.mnt, UnmountFlags::DETACH);
     drop(fs);
-    let last = unmount_when_released(&dir);
-    ctx.expect("backing_released", last, "ok");
+    ctx.expect("backing_released", unmount_when_released(&dir), "ok");
     Ok(())
+}
+
+fn server_exit_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
+    let dir = backing_tmpfs(ctx, "b")?;
+    let data = pattern(104, 8192);
+    std::fs::write(dir.join("f"), &data)?;
+    let server_dir = ctx.scratch("server")?;
+    let mut server = ServerProcess::spawn_passthrough(&server_dir, "f", &dir.join("f"))?
+        .ok_or_else(|| Stop::Skip(super::NO_PASSTHROUGH.into()))?;
+    let mnt = server.mnt.clone();
+    let exit = open_and_mapped_through(ctx, &mnt.join("f"), &data, "server_exit", || server.kill())?;
+    ctx.check(exit == "killed by SIGKILL", format!("server_exit: {exit}"));
+    let _ = rustix::mount::unmount(&mnt, UnmountFlags::DETACH);
+    ctx.expect("backing_released", unmount_when_released(&dir), "ok");
+    Ok(())
+}
+
+/// Open `path` (a passthrough file holding `data`) and map it, do `fault` (observed as
+/// `fault_key`), then record what the mapping, read, write, open and stat give afterwards.
+/// Everything is closed again on return; returns the fault's outcome.
+fn open_and_mapped_through(ctx: &mut Ctx, path: &Path, data: &[u8], fault_key: &str, fault: impl FnOnce() -> String) -> Result<String, Stop> {
+    use rustix::mm::{MapFlags, ProtFlags};
+    use std::os::fd::AsFd;
+    let errno = |e: std::io::Error| crate::fuse::errno(&e);
+    let file = File::options().read(true).write(true).open(path)?;
+    let len = data.len();
+    // SAFETY: a shared read-only mapping of `len` bytes; unmapped below.
+    let map = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED, file.as_fd(), 0)? };
+    let fault_outcome = fault();
+    ctx.observe(fault_key, &fault_outcome);
+    // SAFETY: the mapping is `len` readable bytes.
+    let mapped_ok = unsafe { std::slice::from_raw_parts(map as *const u8, len) } == data;
+    ctx.observe("mapping_still_shows_data", mapped_ok);
+    let mut buf = vec![0u8; 4096];
+    ctx.observe(&format!("read_after_{fault_key}"), outcome(&file.read_at(&mut buf, 0).map_err(errno)));
+    ctx.observe(&format!("write_after_{fault_key}"), outcome(&file.write_at(b"x", 0).map_err(errno)));
+    ctx.observe(&format!("open_after_{fault_key}"), outcome(&File::open(path).map(drop).map_err(errno)));
+    ctx.observe(&format!("stat_after_{fault_key}"), outcome(&std::fs::metadata(path).map(drop).map_err(errno)));
+    // SAFETY: unmapping what was mapped above.
+    unsafe { rustix::mm::munmap(map, len)? };
+    Ok(fault_outcome)
 }
 
 fn fusectl_backing_files(ctx: &mut Ctx) -> Result<(), Stop> {

@@ -4,26 +4,40 @@
 //! backing_open.o_path_fifo (non-regular files via O_PATH, fixed 6.17/6.12.48),
 //! io.extending_write_size (size not updated, fixed 6.12/6.11.6),
 //! init.writeback_cache (passthrough + writeback cache, fixed 6.11/6.10.10). The hang of a
-//! cached open during parallel direct writes (fixed 6.12) belongs to the fault cases.
+//! cached open during parallel direct writes (fixed 6.12) is the fault case
+//! faults.parallel_dio_cached_open_mmap, which runs only when named (with --isolate).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use super::{pattern, Case, Ctx, Stop};
+use std::sync::Arc;
+
+use rustix::mount::MountFlags;
+
+use super::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::OpenReply;
+use crate::sys::outcome;
+
+fn case(name: &'static str, rule: &'static str, verdict_rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
+    Case { name, group: "regression", rule, verdict_rule, timeout: Duration::from_secs(15), kills_kernel: false, run }
+}
 
 pub fn cases() -> Vec<Case> {
-    vec![Case {
-        name: "regression.splice_write_overlay_backing",
-        group: "regression",
-        rule: "splice into a passthrough file whose backing file is on overlayfs goes to the \
-               backing file (before 6.11 it took the generic path)",
-        verdict_rule: "pass when the spliced bytes land in the backing file with 0 WRITE",
-        timeout: Duration::from_secs(15),
-        kills_kernel: false,
-        run: splice_write_overlay_backing,
-    }]
+    vec![
+        case("regression.splice_write_overlay_backing", "splice into a passthrough file whose backing \
+              file is on overlayfs goes to the backing file (before 6.11 it took the generic path)",
+             "pass when the spliced bytes land in the backing file with 0 WRITE", splice_write_overlay_backing),
+        case("regression.splice_write_fuse_backing", "splice into a passthrough file whose backing \
+              file is on another passthrough FUSE mount goes through both to the bottom file \
+              (before 6.11 it took the generic path)", "pass when the spliced bytes land in the \
+              bottom file with 0 WRITE on both servers", splice_write_fuse_backing),
+        case("regression.parallel_dio_passthrough_iomode", "parallel direct writes on passthrough \
+              files (FOPEN_PASSTHROUGH | DIRECT_IO | PARALLEL_DIRECT_WRITES) leave the inode's I/O \
+              mode right: no false EBUSY on later opens, no leaked backing file (fixed in 6.9)",
+             "pass when every open succeeds and the backing tmpfs is released after the last close",
+             parallel_dio_passthrough_iomode),
+    ]
 }
 
 fn splice_write_overlay_backing(ctx: &mut Ctx) -> Result<(), Stop> {
@@ -44,5 +58,69 @@ fn splice_write_overlay_backing(ctx: &mut Ctx) -> Result<(), Stop> {
     File::open(&backing)?.read_exact_at(&mut back, 0)?;
     ctx.check(back == data, "the overlay backing file lacks the spliced bytes");
     ctx.expect_bypassed(&fs);
+    Ok(())
+}
+
+fn splice_write_fuse_backing(ctx: &mut Ctx) -> Result<(), Stop> {
+    // The lower mount passes "b" through to a tmpfs file; the upper (depth 2) passes "f"
+    // through to the lower's "b".
+    let upper = ctx.mount_passthrough(2)?;
+    let (lower, bottom, _) = ctx.passthrough_file("b", &[])?;
+    let backing = lower.path("b");
+    upper.add_file_at("f", &backing, OpenReply::CACHED)?;
+    let id = upper.backing_open_path(&backing)?;
+    upper.set_open_reply("f", OpenReply::passthrough(id));
+    let file = File::options().read(true).write(true).open(upper.path("f"))?;
+    let data = pattern(111, 40_000);
+    let moved = super::io::splice_into(&file, &data, 0)?;
+    ctx.expect_count("bytes_spliced", moved as u64, data.len() as u64);
+    ctx.check(std::fs::read(&bottom)? == data, "the bottom file lacks the spliced bytes");
+    use crate::fuse::abi::op;
+    ctx.expect_bypassed(&upper);
+    ctx.expect_count("lower_write_requests", lower.count(op::WRITE), 0);
+    Ok(())
+}
+
+fn parallel_dio_passthrough_iomode(ctx: &mut Ctx) -> Result<(), Stop> {
+    use crate::fuse::abi::fopen;
+    let dir = ctx.scratch("backing-tmpfs")?;
+    rustix::mount::mount("fpt-backing", &dir, "tmpfs", MountFlags::empty(), None)?;
+    let fs = ctx.mount_passthrough(1)?;
+    let path = dir.join("f");
+    std::fs::write(&path, pattern(112, 1 << 18))?;
+    fs.add_file_at("f", &path, OpenReply::CACHED)?;
+    let id = fs.backing_open_path(&path)?;
+    fs.drop_server_fd("f");
+    let flags = fopen::PASSTHROUGH | fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES;
+    fs.set_open_reply("f", OpenReply { open_flags: flags, backing_id: id });
+    let errno = |e: std::io::Error| crate::fuse::errno(&e);
+    let open = || File::options().read(true).write(true).open(fs.path("f"));
+    let (a, b) = (open(), open());
+    ctx.expect("first_open", outcome(&a.as_ref().map(drop).map_err(|e| crate::fuse::errno(e))), "ok");
+    ctx.expect("second_open", outcome(&b.as_ref().map(drop).map_err(|e| crate::fuse::errno(e))), "ok");
+    let (Ok(a), Ok(b)) = (a, b) else { return Ok(()) };
+    // Non-extending writes from two threads at once: the parallel direct-write path.
+    let writers: Vec<_> = [Arc::new(a), Arc::new(b)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            std::thread::spawn(move || {
+                let buf = pattern(113 + i as u64, 4096);
+                (0..64u64).try_for_each(|k| f.write_all_at(&buf, (i as u64 * 64 + k) * 1024).map(drop))
+            })
+        })
+        .collect();
+    for (i, w) in writers.into_iter().enumerate() {
+        let r = w.join().map_err(|_| Stop::Broken("a writer panicked".into()))?;
+        ctx.observe(&format!("writer_{i}"), outcome(&r.map_err(errno)));
+    }
+    // Both closed: the inode has no I/O mode left. A plain passthrough open, then (after it
+    // closes) a cached one must both work.
+    fs.set_open_reply("f", OpenReply::passthrough(id));
+    ctx.expect("passthrough_open_after", outcome(&open().map(drop).map_err(errno)), "ok");
+    fs.set_open_reply("f", OpenReply::CACHED);
+    ctx.expect("cached_open_after", outcome(&open().map(drop).map_err(errno)), "ok");
+    ctx.expect("backing_close", outcome(&fs.backing_close(id)), "ok");
+    ctx.expect("backing_released", unmount_when_released(&dir), "ok");
     Ok(())
 }

@@ -34,6 +34,12 @@ pub fn cases() -> Vec<Case> {
     selftest("selftest.lkdtm_refcount", "LKDTM REFCOUNT_INC_OVERFLOW: a real refcount_t warning", lkdtm_refcount),
     selftest("selftest.lkdtm_softlockup", "LKDTM SOFTLOCKUP: a CPU spinning in the kernel, reported \
               as a soft lockup (and an RCU stall)", lkdtm_softlockup),
+    selftest("selftest.lkdtm_hardlockup", "LKDTM HARDLOCKUP on CPU 1: a CPU spinning with \
+              interrupts off, reported as a hard lockup by the debug profile's buddy detector \
+              (needs --cpus 2)", lkdtm_hardlockup),
+    selftest("selftest.rcu_stall", "LKDTM SOFTLOCKUP on CPU 1 while CPU 0 queues RCU callbacks: \
+              the grace period cannot end, reported as an RCU stall (stall timeout lowered to \
+              3 s; needs --cpus 2)", rcu_stall),
     selftest("selftest.lkdtm_hung_task", "LKDTM HUNG_TASK: a task in D state forever, reported as hung", lkdtm_hung_task),
     selftest("selftest.lkdtm_use_after_free", "LKDTM READ_AFTER_FREE: on the kasan profile, a real \
               KASAN slab-use-after-free report", lkdtm_use_after_free),
@@ -162,4 +168,52 @@ fn hang(_ctx: &mut Ctx) -> Result<(), Stop> {
 
 fn lkdtm_use_after_free(_: &mut Ctx) -> Result<(), Stop> {
     lkdtm("READ_AFTER_FREE")
+}
+
+/// Skip unless the guest has `n` CPUs: the detectors below watch one CPU from another.
+fn needs_cpus(n: usize) -> Result<(), Stop> {
+    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+    if cpus < n {
+        return Err(Stop::Skip(format!("needs {n} CPUs, the guest has {cpus}: run with --cpus {n}")));
+    }
+    Ok(())
+}
+
+/// Move the calling thread to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: plain syscall on this thread with an initialised CPU set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn lkdtm_hardlockup(_: &mut Ctx) -> Result<(), Stop> {
+    needs_cpus(2)?;
+    pin_to(1);
+    lkdtm("HARDLOCKUP")
+}
+
+fn rcu_stall(_: &mut Ctx) -> Result<(), Stop> {
+    needs_cpus(2)?;
+    // The parameter is writable at run time; the default (21 s) comes after the soft lockup.
+    std::fs::write("/sys/module/rcupdate/parameters/rcu_cpu_stall_timeout", "3")
+        .map_err(|e| Stop::Skip(format!("no RCU stall detector to tune here: {e}")))?;
+    let spinner = std::thread::spawn(|| {
+        pin_to(1);
+        lkdtm("SOFTLOCKUP")
+    });
+    // Closing files queues RCU callbacks on CPU 0, which starts a grace period CPU 1 never
+    // lets end.
+    pin_to(0);
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < until && !spinner.is_finished() {
+        drop(std::fs::File::open("/proc/self/stat"));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    match spinner.join() {
+        Ok(r) => r,
+        Err(_) => Err(Stop::Broken("the spinner panicked".into())),
+    }
 }

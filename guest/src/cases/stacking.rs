@@ -20,6 +20,10 @@ pub fn cases() -> Vec<Case> {
     vec![
         case("stacking.tmpfs_depth_1", "a backing file on tmpfs (depth 0) with max_stack_depth 1", "pass on ok", tmpfs_depth_1),
         case("stacking.tmpfs_depth_2", "a backing file on tmpfs (depth 0) with max_stack_depth 2", "pass on ok", tmpfs_depth_2),
+        case("stacking.ext4_depth_1", "a backing file on ext4 (depth 0, on a loop device) with \
+              max_stack_depth 1", "pass on ok", ext4_depth_1),
+        case("stacking.ext4_depth_2", "a backing file on ext4 (depth 0, on a loop device) with \
+              max_stack_depth 2", "pass on ok", ext4_depth_2),
         case("stacking.overlay_depth_1", "a backing file on overlayfs (depth 1) with max_stack_depth 1",
              "pass on ELOOP", overlay_depth_1),
         case("stacking.overlay_depth_2", "a backing file on overlayfs (depth 1) with max_stack_depth 2",
@@ -75,6 +79,31 @@ fn tmpfs_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
 
 fn tmpfs_depth_2(ctx: &mut Ctx) -> Result<(), Stop> {
     on_tmpfs(ctx, 2)
+}
+
+/// A fresh ext4 filesystem of the case's own (the harness's image on a loop device);
+/// Skip where the image, ext4 or loop devices are missing.
+pub(super) fn ext4(ctx: &mut Ctx) -> Result<PathBuf, Stop> {
+    let (image_dir, at) = (ctx.scratch("ext4-image")?, ctx.scratch("ext4")?);
+    crate::disk::mount_ext4(&image_dir, &at)?.map_err(|why| Stop::Skip(why.to_string()))?;
+    Ok(at)
+}
+
+fn on_ext4(ctx: &mut Ctx, depth: u32) -> Result<(), Stop> {
+    // Mount first to skip cleanly on kernels without passthrough.
+    let fs = ctx.mount_passthrough(depth)?;
+    let path = ext4(ctx)?.join("f");
+    std::fs::write(&path, b"x")?;
+    ctx.expect("backing_open", outcome(&fs.backing_open_path(&path)), "ok");
+    Ok(())
+}
+
+fn ext4_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
+    on_ext4(ctx, 1)
+}
+
+fn ext4_depth_2(ctx: &mut Ctx) -> Result<(), Stop> {
+    on_ext4(ctx, 2)
 }
 
 fn on_overlay(ctx: &mut Ctx, depth: u32, expected: &str) -> Result<(), Stop> {

@@ -2,6 +2,7 @@
 //! connection. One `FuseFs` is one connection: a case may hold several.
 
 pub mod abi;
+mod child;
 mod server;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use rustix::io::Errno;
 use rustix::mount::{MountFlags, UnmountFlags};
 
 pub use server::{backing_open as backing_open_raw, CreateReply, InitExchange, InitReply, OpenReply};
+pub use child::ServerProcess;
 use server::Shared;
 
 pub struct FuseFs {

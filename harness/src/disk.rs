@@ -1,0 +1,50 @@
+//! The ext4 image the guest mounts (on a loop device) for backing files on ext4. The guest
+//! has no mkfs, so the host makes one small image with mkfs.ext4, once, into the cache.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, Result};
+
+/// Large enough for the I/O cases' ~4 MB files; small because it goes into every initramfs.
+const SIZE: &str = "8M";
+
+/// The cached image, made now if it is missing.
+pub fn ext4_image(cache: &Path) -> Result<PathBuf> {
+    let path = cache.join("images").join(format!("ext4-{SIZE}.img"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    let mkfs = mkfs_ext4()?;
+    let dir = path.parent().expect("the image path has a parent");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    let partial = dir.join(format!("ext4-{SIZE}.img.{}", std::process::id()));
+    // No journal: the cases test stacking and data, and the image stays small.
+    let out = Command::new(&mkfs)
+        .args(["-q", "-F", "-O", "^has_journal", "-E", "root_owner=0:0", "-L", "fpt"])
+        .arg(&partial)
+        .arg(SIZE)
+        .output()
+        .map_err(|e| Error::io(mkfs.display(), e))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(Error::Io(format!(
+            "{} failed making {}: {}",
+            mkfs.display(),
+            partial.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    std::fs::rename(&partial, &path).map_err(|e| Error::io(path.display(), e))?;
+    Ok(path)
+}
+
+/// mkfs.ext4 lives in /usr/sbin, which a non-root PATH often lacks.
+fn mkfs_ext4() -> Result<PathBuf> {
+    let sbin = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"].into_iter().map(PathBuf::from).find(|p| p.is_file());
+    if let Some(p) = sbin {
+        return Ok(p);
+    }
+    crate::provision::ensure("mkfs.ext4", "e2fsprogs")?;
+    Ok(PathBuf::from("mkfs.ext4"))
+}
