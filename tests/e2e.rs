@@ -217,3 +217,17 @@ fn a_kernel_report_fails_the_case_it_appeared_in() {
     assert!(findings.contains("\"case\": \"selftest.hung_task\""), "{findings}");
     assert!(findings.contains("\"kind\": \"hung_task\""), "{findings}");
 }
+
+#[test]
+fn a_case_that_can_wedge_the_kernel_runs_in_a_boot_of_its_own() {
+    // Parallel direct writes + a cached open + mmap of one inode: the hang fixed in 6.12.
+    // On Debian's 6.12 the open returns; `--isolate` gives the case (and each other) its boot.
+    let cases = ["faults.parallel_dio_cached_open_mmap", "init.depth_zero"];
+    let req = Request { cases: cases.iter().map(|c| c.to_string()).collect(), isolate: true, ..Default::default() };
+    let run = harness::run::run(&req, &mut |_| {}).expect("the guests booted");
+    let verdicts: Vec<Verdict> = run.results.iter().map(|r| r.verdict).collect();
+    assert_eq!(verdicts, [Verdict::Pass, Verdict::Pass], "{:?}", run.results);
+    for case in cases {
+        assert!(run.artifacts.join(case).join("console.log").is_file(), "{case} has its own boot and console");
+    }
+}

@@ -58,6 +58,28 @@ pub fn cases() -> Vec<Case> {
               file on ext4 (a loop device)", ext4_round_trip),
         case("io.ext4_direct", "O_DIRECT reads and writes through a passthrough file whose backing \
               file is on ext4, where O_DIRECT reaches the block device", ext4_direct),
+        Case {
+            verdict_rule: "pass when FSYNC reaches the server once and READ/WRITE never",
+            ..case("io.fsync_goes_to_server", "fsync is not passed through: the server gets FSYNC", fsync_goes_to_server)
+        },
+        Case {
+            verdict_rule: "pass when FALLOCATE reaches the server once (its ENOSYS is remembered) \
+                           and the backing file is untouched",
+            ..case("io.fallocate_goes_to_server", "fallocate is not passed through: the server gets \
+                   FALLOCATE", fallocate_goes_to_server)
+        },
+        Case {
+            verdict_rule: "pass when LSEEK reaches the server and SEEK_DATA still answers (the \
+                           kernel's generic seek after the server's ENOSYS)",
+            ..case("io.lseek_goes_to_server", "lseek(SEEK_DATA) is not passed through: the server \
+                   gets LSEEK", lseek_goes_to_server)
+        },
+        Case {
+            verdict_rule: "pass when COPY_FILE_RANGE reaches the server, the copy still completes \
+                           (the splice fallback, itself passed through) and READ/WRITE stay 0",
+            ..case("io.copy_file_range_goes_to_server", "copy_file_range between two passthrough \
+                   files is not passed through: the server gets COPY_FILE_RANGE", copy_file_range_goes_to_server)
+        },
         case("io.concurrent", "four threads write and read disjoint regions of one passthrough \
               file at once", concurrent),
     ]
@@ -529,6 +551,61 @@ fn concurrent(ctx: &mut Ctx) -> Result<(), Stop> {
     for i in 0..4u64 {
         check_backing(ctx, &backing, i * region as u64, &pattern(i * 100 + 7, region), "final region")?;
     }
+    ctx.expect_bypassed(&fs);
+    Ok(())
+}
+
+fn fsync_goes_to_server(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, _, _) = ctx.passthrough_file("f", b"data")?;
+    let file = open_rw(&fs.path("f"))?;
+    file.write_all_at(b"more", 4)?;
+    ctx.observe("fsync", outcome(&file.sync_all().map_err(|e| crate::fuse::errno(&e))));
+    ctx.expect_count("fsync_requests", fs.count(op::FSYNC), 1);
+    ctx.expect_bypassed(&fs);
+    Ok(())
+}
+
+fn fallocate_goes_to_server(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, backing, _) = ctx.passthrough_file("f", b"data")?;
+    let file = open_rw(&fs.path("f"))?;
+    let flags = rustix::fs::FallocateFlags::empty();
+    ctx.observe("fallocate", outcome(&rustix::fs::fallocate(&file, flags, 0, 1 << 20)));
+    ctx.observe("fallocate_again", outcome(&rustix::fs::fallocate(&file, flags, 0, 1 << 20)));
+    ctx.expect_count("fallocate_requests", fs.count(op::FALLOCATE), 1);
+    ctx.expect_count("backing_size", std::fs::metadata(&backing)?.len(), 4);
+    ctx.expect_bypassed(&fs);
+    Ok(())
+}
+
+fn lseek_goes_to_server(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, _, _) = ctx.passthrough_file("f", &pattern(50, 10_000))?;
+    let file = open_rw(&fs.path("f"))?;
+    let data = rustix::fs::seek(&file, rustix::fs::SeekFrom::Data(100));
+    ctx.observe("seek_data_100", data.map_or_else(crate::sys::errno_name, |o| o.to_string()));
+    ctx.check(data == Ok(100), "SEEK_DATA at 100 in a file without holes must give 100");
+    ctx.check(fs.count(op::LSEEK) >= 1, "the server saw no LSEEK");
+    ctx.observe("lseek_requests", fs.count(op::LSEEK));
+    ctx.expect_bypassed(&fs);
+    Ok(())
+}
+
+fn copy_file_range_goes_to_server(ctx: &mut Ctx) -> Result<(), Stop> {
+    let fs = ctx.mount_passthrough(1)?;
+    let data = pattern(51, 100_000);
+    let mut backings = Vec::new();
+    for (name, contents) in [("src", &data[..]), ("dst", &[][..])] {
+        let backing = fs.add_file(name, contents, OpenReply::CACHED)?;
+        let id = fs.backing_open_path(&backing)?;
+        fs.set_open_reply(name, OpenReply::passthrough(id));
+        backings.push(backing);
+    }
+    let (src, dst) = (File::open(fs.path("src"))?, open_rw(&fs.path("dst"))?);
+    let copied = rustix::fs::copy_file_range(&src, None, &dst, None, data.len());
+    ctx.observe("bytes_copied", copied.map_or_else(crate::sys::errno_name, |n| n.to_string()));
+    ctx.check(copied == Ok(data.len()), "copy_file_range did not copy everything");
+    ctx.check(std::fs::read(&backings[1])? == data, "the destination's backing file differs");
+    ctx.check(fs.count(op::COPY_FILE_RANGE) >= 1, "the server saw no COPY_FILE_RANGE");
+    ctx.observe("copy_file_range_requests", fs.count(op::COPY_FILE_RANGE));
     ctx.expect_bypassed(&fs);
     Ok(())
 }

@@ -200,16 +200,26 @@ fn rcu_stall(_: &mut Ctx) -> Result<(), Stop> {
     // The parameter is writable at run time; the default (21 s) comes after the soft lockup.
     std::fs::write("/sys/module/rcupdate/parameters/rcu_cpu_stall_timeout", "3")
         .map_err(|e| Stop::Skip(format!("no RCU stall detector to tune here: {e}")))?;
+    // Under TCG the clocksource watchdog may find the TSC unstable and switch clocksources
+    // with stop_machine, which waits for the spinning CPU forever: a soft lockup on CPU 0
+    // instead of the RCU stall. Switch now, while every CPU still answers.
+    let clocksource = "/sys/devices/system/clocksource/clocksource0";
+    if std::fs::read_to_string(format!("{clocksource}/available_clocksource")).is_ok_and(|a| a.contains("refined-jiffies")) {
+        std::fs::write(format!("{clocksource}/current_clocksource"), "refined-jiffies")?;
+    }
+    // This thread stays on CPU 0; the spinner moves itself to CPU 1 (a move by another task
+    // would wait for CPU 1's stopper, which never runs once it spins).
+    pin_to(0);
     let spinner = std::thread::spawn(|| {
         pin_to(1);
         lkdtm("SOFTLOCKUP")
     });
-    // Closing files queues RCU callbacks on CPU 0, which starts a grace period CPU 1 never
-    // lets end.
-    pin_to(0);
+    // Each exiting thread frees its task_struct through call_rcu on CPU 0, which starts a
+    // grace period CPU 1 never lets end. (Closed files no longer do: their cache is
+    // SLAB_TYPESAFE_BY_RCU.)
     let until = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < until && !spinner.is_finished() {
-        drop(std::fs::File::open("/proc/self/stat"));
+        let _ = std::thread::spawn(|| ()).join();
         std::thread::sleep(Duration::from_millis(1));
     }
     match spinner.join() {
