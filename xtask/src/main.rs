@@ -10,7 +10,7 @@ use harness::kernel::KernelChoice;
 use harness::qemu::{Accel, Machine};
 use harness::run::{Request, Run};
 use harness::snapshot::{self, Comparison};
-use harness::{report, Event};
+use harness::{report, Event, Verdict};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Conformance and regression harness for Linux FUSE passthrough")]
@@ -418,6 +418,7 @@ fn soak(target: &Target, runs: u32) -> i32 {
     let mut times = Vec::new();
     let mut complete = 0;
     let mut artifact_dirs = Vec::new();
+    let mut downs: BTreeMap<String, (f64, u64)> = BTreeMap::new();
     for i in 1..=runs {
         let run = match harness::run::run(&req, &mut |_| {}) {
             Ok(r) => r,
@@ -436,6 +437,15 @@ fn soak(target: &Target, runs: u32) -> i32 {
             run.timings.guest_wall.as_secs_f64()
         );
         times.push(run.timings.guest_wall.as_secs_f64());
+        // How long after its start a case that took the guest down was reported.
+        for r in run.results.iter().filter(|r| matches!(r.verdict, Verdict::Hang | Verdict::Crash)) {
+            if !r.reason.starts_with("not reached") {
+                let timeout = guest::cases::find(&r.case).map_or(0, |c| c.timeout.as_secs());
+                let took = r.duration_ms as f64 / 1000.0;
+                let worst = downs.entry(r.case.clone()).or_insert((0.0f64, timeout));
+                worst.0 = worst.0.max(took);
+            }
+        }
         for r in &run.results {
             let outcome = format!("{} {}", report::verdict_name(r.verdict), snapshot::render(std::slice::from_ref(r)).trim_end());
             *seen.entry(r.case.clone()).or_default().entry(outcome).or_default() += 1;
@@ -458,6 +468,9 @@ fn soak(target: &Target, runs: u32) -> i32 {
         .filter(|c| c.contains("qemu-system") && artifact_dirs.iter().any(|d| c.contains(&*d.to_string_lossy())))
         .count();
     println!("\nQEMU processes left running: {left}; runs with complete artifacts: {complete}/{runs}");
+    for (case, (worst, timeout)) in &downs {
+        println!("{case}: crash/hang reported at most {worst:.1} s after the case started (its timeout: {timeout} s)");
+    }
     times.sort_by(f64::total_cmp);
     println!(
         "{runs} runs of {} cases: {} flaky; guest time min {:.1} s, median {:.1} s, max {:.1} s",
