@@ -237,12 +237,16 @@ pub fn boot(
             if vm.sysrq(&config.monitor_socket, key).is_err() {
                 break;
             }
+            // Up to 3 s per dump, but done once the console has been quiet for 0.8 s: the
+            // dump time counts against "reported within its timeout plus 15 s".
             let until = Instant::now() + Duration::from_secs(3);
-            while let Ok(msg) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            let mut quiet_by = until;
+            while let Ok(msg) = rx.recv_timeout(quiet_by.min(until).saturating_duration_since(Instant::now())) {
                 if let Msg::Console(line) = msg {
                     note(&line, collector.running.as_ref().map(|(c, _)| c), &mut findings);
                     dump.push(line.clone());
                     tail.push(line);
+                    quiet_by = Instant::now() + Duration::from_millis(800);
                 }
             }
         }
