@@ -61,14 +61,22 @@ fn run_isolated(case: &Case) -> CaseResult {
         }
     };
     let Some(status) = status else {
+        // Where it waits, before the kill changes it.
+        let stacks = kernel_stacks(child.id());
         let _ = child.kill();
         // A task stuck in the kernel (D state) does not die on SIGKILL: do not wait for it.
         let gone = (0..100).any(|_| {
             std::thread::sleep(Duration::from_millis(10));
             matches!(child.try_wait(), Ok(Some(_)))
         });
-        let stuck = if gone { "" } else { "; the process did not die (stuck in the kernel)" };
-        return crash(format!("timed out after {} s{stuck}", case.timeout.as_secs()));
+        let stuck = if gone {
+            String::new()
+        } else {
+            // The kernel's own account of every blocked task goes to the console too.
+            let _ = std::fs::write("/proc/sysrq-trigger", "w");
+            "; the process did not die (stuck in the kernel)".to_string()
+        };
+        return crash(format!("timed out after {} s{stuck}; its threads then:\n{stacks}", case.timeout.as_secs()));
     };
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
@@ -127,4 +135,28 @@ fn sandbox() -> std::io::Result<()> {
     std::fs::create_dir_all(WORK)?;
     rustix::mount::mount("fpt-work", WORK, "tmpfs", MountFlags::empty(), None)?;
     Ok(())
+}
+
+/// State and kernel stack of every thread of `pid` and of its child processes (a case may
+/// fork a server), from /proc: what a timed-out case was waiting for.
+fn kernel_stacks(pid: u32) -> String {
+    let mut out = String::new();
+    let mut pids = vec![pid.to_string()];
+    let children = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten().filter_map(|t| {
+        std::fs::read_to_string(t.path().join("children")).ok()
+    });
+    pids.extend(children.flat_map(|c| c.split_whitespace().map(String::from).collect::<Vec<_>>()));
+    for p in pids {
+        for task in std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten() {
+            let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
+            let stat = read("stat");
+            // The state is the first field after the parenthesised comm.
+            let state = stat.rsplit_once(") ").map_or("?", |(_, rest)| &rest[..1]);
+            out.push_str(&format!("{}/{} {} state {state}\n", p, task.file_name().to_string_lossy(), read("comm").trim()));
+            for frame in read("stack").lines() {
+                out.push_str(&format!("    {frame}\n"));
+            }
+        }
+    }
+    out
 }
