@@ -194,7 +194,14 @@ impl FuseFs {
 
 impl Drop for FuseFs {
     fn drop(&mut self) {
-        // Lazy: a case may still hold files open. The connection ends with the process.
+        // Abort first, while the mount (still in mountinfo) names our connection: a case
+        // process is client and server at once, and exiting with a request in flight to a
+        // server thread already gone (one of its own mounts backing another) would wait
+        // forever in the kernel. Aborted, every request fails at once.
+        if let (Ok(ctl), Ok(conn)) = (fusectl(), self.connection()) {
+            let _ = std::fs::write(ctl.join(conn.to_string()).join("abort"), "1");
+        }
+        // Lazy: a case may still hold files open.
         let _ = rustix::mount::unmount(&self.mnt, UnmountFlags::DETACH);
     }
 }
