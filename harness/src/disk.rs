@@ -1,5 +1,7 @@
 //! The ext4 image the guest mounts (on a loop device) for backing files on ext4. The guest
-//! has no mkfs, so the host makes one small image with mkfs.ext4, once, into the cache.
+//! has no mkfs, so the host makes one small image with mkfs.ext4, once, into the cache, and
+//! keeps only its non-zero blocks (`guest::disk::Sparse`): a fresh filesystem is mostly
+//! zeros, and the image goes into every initramfs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,9 +11,9 @@ use crate::error::{Error, Result};
 /// Large enough for the I/O cases' ~4 MB files; small because it goes into every initramfs.
 const SIZE: &str = "8M";
 
-/// The cached image, made now if it is missing.
+/// The cached image in sparse form, made now if it is missing.
 pub fn ext4_image(cache: &Path) -> Result<PathBuf> {
-    let path = cache.join("images").join(format!("ext4-{SIZE}.img"));
+    let path = cache.join("images").join(format!("ext4-{SIZE}.sparse"));
     if path.is_file() {
         return Ok(path);
     }
@@ -35,7 +37,12 @@ pub fn ext4_image(cache: &Path) -> Result<PathBuf> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    std::fs::rename(&partial, &path).map_err(|e| Error::io(path.display(), e))?;
+    let raw = std::fs::read(&partial).map_err(|e| Error::io(partial.display(), e));
+    let _ = std::fs::remove_file(&partial);
+    let sparse = guest::disk::Sparse::encode(&raw?);
+    let tmp = path.with_extension(format!("sparse.{}", std::process::id()));
+    std::fs::write(&tmp, sparse).map_err(|e| Error::io(tmp.display(), e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(path.display(), e))?;
     Ok(path)
 }
 
