@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustix::mount::{MountFlags, UnmountFlags};
+use rustix::mount::UnmountFlags;
 
 use super::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, InitReply, OpenReply, ServerProcess};
@@ -69,8 +69,7 @@ pub fn cases() -> Vec<Case> {
 
 /// A tmpfs of its own holding "f", the backing file of the fault cases.
 fn backing_tmpfs(ctx: &mut Ctx) -> Result<PathBuf, Stop> {
-    let dir = ctx.scratch("backing-tmpfs")?;
-    rustix::mount::mount("fpt-backing", &dir, "tmpfs", MountFlags::empty(), None)?;
+    let dir = ctx.own_tmpfs("backing-tmpfs")?;
     std::fs::write(dir.join("f"), pattern(200, 1 << 20))?;
     Ok(dir)
 }
@@ -236,8 +235,7 @@ struct Stack {
 /// the FUSE mount (depth 1) serves o1's file itself, and o2 sits on top.
 fn build_stack(ctx: &mut Ctx, tag: &str, registered: bool) -> Result<(Stack, String), Stop> {
     use super::stacking::overlay;
-    let bottom = ctx.scratch(&format!("{tag}-tmpfs"))?;
-    rustix::mount::mount("fpt-bottom", &bottom, "tmpfs", MountFlags::empty(), None)?;
+    let bottom = ctx.own_tmpfs(&format!("{tag}-tmpfs"))?;
     let lower = bottom.join("lower");
     std::fs::create_dir(&lower)?;
     std::fs::write(lower.join("f"), pattern(203, 1 << 20))?;

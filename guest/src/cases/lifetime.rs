@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustix::mount::{MountFlags, UnmountFlags};
+use rustix::mount::UnmountFlags;
 
 use super::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, OpenReply, ServerProcess};
@@ -43,13 +43,6 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// A tmpfs of its own for backing files, so its busyness tells whether the kernel holds one.
-fn backing_tmpfs(ctx: &mut Ctx, name: &str) -> Result<PathBuf, Stop> {
-    let dir = ctx.scratch(name)?;
-    rustix::mount::mount("fpt-backing", &dir, "tmpfs", MountFlags::empty(), None)?;
-    Ok(dir)
-}
-
 /// A passthrough fs serving "f" from a file on `dir`, the server's own fd already closed.
 fn serve_from(ctx: &mut Ctx, dir: &Path, data: &[u8]) -> Result<(FuseFs, PathBuf, i32), Stop> {
     let fs = ctx.mount_passthrough(1)?;
@@ -68,7 +61,7 @@ fn umount_probe(dir: &Path) -> String {
 }
 
 fn outlives_server_fd(ctx: &mut Ctx) -> Result<(), Stop> {
-    let dir = backing_tmpfs(ctx, "b")?;
+    let dir = ctx.own_tmpfs("b")?;
     let (fs, path, _) = serve_from(ctx, &dir, &[])?;
     let file = File::options().read(true).write(true).open(fs.path("f"))?;
     let data = pattern(100, 50_000);
@@ -82,7 +75,7 @@ fn outlives_server_fd(ctx: &mut Ctx) -> Result<(), Stop> {
 }
 
 fn io_after_backing_close(ctx: &mut Ctx) -> Result<(), Stop> {
-    let dir = backing_tmpfs(ctx, "b")?;
+    let dir = ctx.own_tmpfs("b")?;
     let (fs, path, id) = serve_from(ctx, &dir, &pattern(101, 4096))?;
     let file = File::options().read(true).write(true).open(fs.path("f"))?;
     ctx.expect("backing_close", outcome(&fs.backing_close(id)), "ok");
@@ -97,7 +90,7 @@ fn io_after_backing_close(ctx: &mut Ctx) -> Result<(), Stop> {
 }
 
 fn released_after_close_and_release(ctx: &mut Ctx) -> Result<(), Stop> {
-    let dir = backing_tmpfs(ctx, "b")?;
+    let dir = ctx.own_tmpfs("b")?;
     let (fs, _path, id) = serve_from(ctx, &dir, b"data")?;
     let file = File::open(fs.path("f"))?;
     ctx.expect("umount_with_id_and_file", umount_probe(&dir), "EBUSY");
@@ -110,7 +103,7 @@ fn released_after_close_and_release(ctx: &mut Ctx) -> Result<(), Stop> {
 }
 
 fn released_at_connection_end(ctx: &mut Ctx) -> Result<(), Stop> {
-    let dir = backing_tmpfs(ctx, "b")?;
+    let dir = ctx.own_tmpfs("b")?;
     let (fs, _path, _id) = serve_from(ctx, &dir, b"data")?;
     ctx.expect("umount_with_id", umount_probe(&dir), "EBUSY");
     ctx.expect("fuse_unmount", outcome(&fs.shutdown()), "ok");
@@ -120,7 +113,7 @@ fn released_at_connection_end(ctx: &mut Ctx) -> Result<(), Stop> {
 }
 
 fn abort_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
-    let dir = backing_tmpfs(ctx, "b")?;
+    let dir = ctx.own_tmpfs("b")?;
     let data = pattern(103, 8192);
     let (fs, _path, _id) = serve_from(ctx, &dir, &data)?;
     let abort = || outcome(&fs.abort().map_err(|e| crate::fuse::errno(&e)));
@@ -133,7 +126,7 @@ fn abort_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
 }
 
 fn server_exit_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
-    let dir = backing_tmpfs(ctx, "b")?;
+    let dir = ctx.own_tmpfs("b")?;
     let data = pattern(104, 8192);
     std::fs::write(dir.join("f"), &data)?;
     let server_dir = ctx.scratch("server")?;

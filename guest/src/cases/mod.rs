@@ -143,6 +143,14 @@ impl Ctx {
         Ok(dir)
     }
 
+    /// A fresh tmpfs mounted at a new directory: a backing file alone on it keeps it busy
+    /// (umount gives EBUSY) exactly as long as the kernel holds the file.
+    pub fn own_tmpfs(&mut self, name: &str) -> Result<PathBuf, Stop> {
+        let dir = self.scratch(name)?;
+        rustix::mount::mount("fpt-backing", &dir, "tmpfs", rustix::mount::MountFlags::empty(), None)?;
+        Ok(dir)
+    }
+
     /// Mount a FUSE filesystem whose server answers INIT with `init`, and wait for INIT.
     pub fn mount(&mut self, init: InitReply) -> Result<(FuseFs, crate::fuse::InitExchange), Stop> {
         self.mounts += 1;

@@ -13,8 +13,6 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use rustix::mount::MountFlags;
-
 use super::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::OpenReply;
 use crate::sys::outcome;
@@ -83,8 +81,7 @@ fn splice_write_fuse_backing(ctx: &mut Ctx) -> Result<(), Stop> {
 
 fn parallel_dio_passthrough_iomode(ctx: &mut Ctx) -> Result<(), Stop> {
     use crate::fuse::abi::fopen;
-    let dir = ctx.scratch("backing-tmpfs")?;
-    rustix::mount::mount("fpt-backing", &dir, "tmpfs", MountFlags::empty(), None)?;
+    let dir = ctx.own_tmpfs("backing-tmpfs")?;
     let fs = ctx.mount_passthrough(1)?;
     let path = dir.join("f");
     std::fs::write(&path, pattern(112, 1 << 18))?;
@@ -96,8 +93,8 @@ fn parallel_dio_passthrough_iomode(ctx: &mut Ctx) -> Result<(), Stop> {
     let errno = |e: std::io::Error| crate::fuse::errno(&e);
     let open = || File::options().read(true).write(true).open(fs.path("f"));
     let (a, b) = (open(), open());
-    ctx.expect("first_open", outcome(&a.as_ref().map(drop).map_err(|e| crate::fuse::errno(e))), "ok");
-    ctx.expect("second_open", outcome(&b.as_ref().map(drop).map_err(|e| crate::fuse::errno(e))), "ok");
+    ctx.expect("first_open", outcome(&a.as_ref().map(drop).map_err(crate::fuse::errno)), "ok");
+    ctx.expect("second_open", outcome(&b.as_ref().map(drop).map_err(crate::fuse::errno)), "ok");
     let (Ok(a), Ok(b)) = (a, b) else { return Ok(()) };
     // Non-extending writes from two threads at once: the parallel direct-write path.
     let writers: Vec<_> = [Arc::new(a), Arc::new(b)]
