@@ -79,9 +79,7 @@ fn setup(ctx: &mut Ctx) -> Result<(FuseFs, PathBuf), Stop> {
     let dir = backing_tmpfs(ctx)?;
     let fs = ctx.mount_passthrough(1)?;
     let path = dir.join("f");
-    fs.add_file_at("f", &path, OpenReply::CACHED)?;
-    let id = fs.backing_open_path(&path)?;
-    fs.set_open_reply("f", OpenReply::passthrough(id));
+    fs.add_passthrough_file_at("f", &path)?;
     fs.drop_server_fd("f");
     Ok((fs, dir))
 }

@@ -240,9 +240,7 @@ fn on_ext4(ctx: &mut Ctx, name: &str, contents: &[u8]) -> Result<(FuseFs, std::p
     let fs = ctx.mount_passthrough(1)?;
     let backing = super::stacking::ext4(ctx)?.join(name);
     std::fs::write(&backing, contents)?;
-    fs.add_file_at(name, &backing, OpenReply::CACHED)?;
-    let id = fs.backing_open_path(&backing)?;
-    fs.set_open_reply(name, OpenReply::passthrough(id));
+    fs.add_passthrough_file_at(name, &backing)?;
     Ok((fs, backing))
 }
 

@@ -48,9 +48,7 @@ fn serve_from(ctx: &mut Ctx, dir: &Path, data: &[u8]) -> Result<(FuseFs, PathBuf
     let fs = ctx.mount_passthrough(1)?;
     let path = dir.join("f");
     std::fs::write(&path, data)?;
-    fs.add_file_at("f", &path, OpenReply::CACHED)?;
-    let id = fs.backing_open_path(&path)?;
-    fs.set_open_reply("f", OpenReply::passthrough(id));
+    let id = fs.add_passthrough_file_at("f", &path)?;
     fs.drop_server_fd("f");
     Ok((fs, path, id))
 }

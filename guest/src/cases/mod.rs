@@ -179,9 +179,9 @@ impl Ctx {
     /// backing id: what most cases start from. Returns the fs, the backing path and the id.
     pub fn passthrough_file(&mut self, name: &str, contents: &[u8]) -> Result<(FuseFs, PathBuf, i32), Stop> {
         let fs = self.mount_passthrough(1)?;
-        let backing = fs.add_file(name, contents, crate::fuse::OpenReply::CACHED)?;
-        let id = fs.backing_open_path(&backing)?;
-        fs.set_open_reply(name, crate::fuse::OpenReply::passthrough(id));
+        let backing = fs.backing_dir.join(name);
+        std::fs::write(&backing, contents)?;
+        let id = fs.add_passthrough_file_at(name, &backing)?;
         Ok((fs, backing, id))
     }
 

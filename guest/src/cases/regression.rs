@@ -45,9 +45,7 @@ fn splice_write_overlay_backing(ctx: &mut Ctx) -> Result<(), Stop> {
     std::fs::write(lower.join("f"), [])?;
     let merged = super::stacking::overlay(ctx, "ovl", &lower)?.map_err(|e| Stop::Broken(format!("overlay mount: {e}")))?;
     let backing = merged.join("f");
-    fs.add_file_at("f", &backing, OpenReply::CACHED)?;
-    let id = fs.backing_open_path(&backing)?;
-    fs.set_open_reply("f", OpenReply::passthrough(id));
+    fs.add_passthrough_file_at("f", &backing)?;
     let file = File::options().read(true).write(true).open(fs.path("f"))?;
     let data = pattern(110, 40_000);
     let moved = super::io::splice_into(&file, &data, 0)?;
@@ -65,9 +63,7 @@ fn splice_write_fuse_backing(ctx: &mut Ctx) -> Result<(), Stop> {
     let upper = ctx.mount_passthrough(2)?;
     let (lower, bottom, _) = ctx.passthrough_file("b", &[])?;
     let backing = lower.path("b");
-    upper.add_file_at("f", &backing, OpenReply::CACHED)?;
-    let id = upper.backing_open_path(&backing)?;
-    upper.set_open_reply("f", OpenReply::passthrough(id));
+    upper.add_passthrough_file_at("f", &backing)?;
     let file = File::options().read(true).write(true).open(upper.path("f"))?;
     let data = pattern(111, 40_000);
     let moved = super::io::splice_into(&file, &data, 0)?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::process::{Pid, Signal};
 
-use super::{FuseFs, InitReply, OpenReply};
+use super::{FuseFs, InitReply};
 
 pub struct ServerProcess {
     pid: Option<Pid>,
@@ -90,9 +90,7 @@ fn serve(dir: &Path, name: &str, backing: &Path) -> io::Result<u8> {
     if !fs.init()?.kernel_offers_passthrough() {
         return Ok(NO_PASSTHROUGH);
     }
-    fs.add_file_at(name, backing, OpenReply::CACHED)?;
-    let id = fs.backing_open_path(backing).map_err(io::Error::from)?;
-    fs.set_open_reply(name, OpenReply::passthrough(id));
+    fs.add_passthrough_file_at(name, backing)?;
     fs.drop_server_fd(name);
     // The mount must stay when this function returns: the process ends only by SIGKILL.
     std::mem::forget(fs);

@@ -75,6 +75,15 @@ impl FuseFs {
         Ok(())
     }
 
+    /// Serve `name` in passthrough mode from the existing file `path`: register it
+    /// (BACKING_OPEN) and answer OPEN with FOPEN_PASSTHROUGH and the id, which is returned.
+    pub fn add_passthrough_file_at(&self, name: &str, path: &Path) -> io::Result<i32> {
+        self.add_file_at(name, path, OpenReply::CACHED)?;
+        let id = self.backing_open_path(path)?;
+        self.set_open_reply(name, OpenReply::passthrough(id));
+        Ok(id)
+    }
+
     /// Close the server's own fd of `name`'s backing file, so only the kernel holds it.
     pub fn drop_server_fd(&self, name: &str) {
         self.shared.drop_server_fd(name);
