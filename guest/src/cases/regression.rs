@@ -9,12 +9,13 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::time::Duration;
 
 use std::sync::Arc;
 
 use super::{pattern, unmount_when_released, Case, Ctx, Stop};
-use crate::fuse::OpenReply;
+use crate::fuse::{FuseFs, OpenReply};
 use crate::sys::outcome;
 
 fn case(name: &'static str, rule: &'static str, verdict_rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
@@ -45,16 +46,7 @@ fn splice_write_overlay_backing(ctx: &mut Ctx) -> Result<(), Stop> {
     std::fs::write(lower.join("f"), [])?;
     let merged = super::stacking::overlay(ctx, "ovl", &lower)?.map_err(|e| Stop::Broken(format!("overlay mount: {e}")))?;
     let backing = merged.join("f");
-    fs.add_passthrough_file_at("f", &backing)?;
-    let file = File::options().read(true).write(true).open(fs.path("f"))?;
-    let data = pattern(110, 40_000);
-    let moved = super::io::splice_into(&file, &data, 0)?;
-    ctx.expect_count("bytes_spliced", moved as u64, data.len() as u64);
-    let mut back = vec![0u8; data.len()];
-    File::open(&backing)?.read_exact_at(&mut back, 0)?;
-    ctx.check(back == data, "the overlay backing file lacks the spliced bytes");
-    ctx.expect_bypassed(&fs);
-    Ok(())
+    splice_lands_in(ctx, &fs, &backing, &backing, 110)
 }
 
 fn splice_write_fuse_backing(ctx: &mut Ctx) -> Result<(), Stop> {
@@ -62,16 +54,22 @@ fn splice_write_fuse_backing(ctx: &mut Ctx) -> Result<(), Stop> {
     // through to the lower's "b".
     let upper = ctx.mount_passthrough(2)?;
     let (lower, bottom, _) = ctx.passthrough_file("b", &[])?;
-    let backing = lower.path("b");
-    upper.add_passthrough_file_at("f", &backing)?;
-    let file = File::options().read(true).write(true).open(upper.path("f"))?;
-    let data = pattern(111, 40_000);
+    splice_lands_in(ctx, &upper, &lower.path("b"), &bottom, 111)?;
+    ctx.expect_count("lower_write_requests", lower.count(crate::fuse::abi::op::WRITE), 0);
+    Ok(())
+}
+
+/// Serve "f" on `fs` in passthrough mode from the empty file `backing`, splice 40000 bytes
+/// into it, and check they are all of `lands_in` (the file at the bottom of the stack),
+/// with 0 READ/WRITE at `fs`.
+fn splice_lands_in(ctx: &mut Ctx, fs: &FuseFs, backing: &Path, lands_in: &Path, seed: u64) -> Result<(), Stop> {
+    fs.add_passthrough_file_at("f", backing)?;
+    let file = File::options().read(true).write(true).open(fs.path("f"))?;
+    let data = pattern(seed, 40_000);
     let moved = super::io::splice_into(&file, &data, 0)?;
     ctx.expect_count("bytes_spliced", moved as u64, data.len() as u64);
-    ctx.check(std::fs::read(&bottom)? == data, "the bottom file lacks the spliced bytes");
-    use crate::fuse::abi::op;
-    ctx.expect_bypassed(&upper);
-    ctx.expect_count("lower_write_requests", lower.count(op::WRITE), 0);
+    ctx.check(std::fs::read(lands_in)? == data, format!("{} lacks the spliced bytes", lands_in.display()));
+    ctx.expect_bypassed(fs);
     Ok(())
 }
 
