@@ -17,12 +17,9 @@ fn run_on(kernel: &str) -> Run {
 
 /// The snapshot first (so a change in behaviour shows as a diff), then the verdicts.
 fn check(run: &Run) {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_prepend_module_to_snapshot(false);
-    settings.set_omit_expression(true);
-    settings.bind(|| {
-        insta::assert_snapshot!(snapshot::name(&run.kernel_release), snapshot::render(&run.results));
-    });
+    if let Err(diff) = snapshot::check_whole(&run.kernel_release, &run.results) {
+        panic!("{diff}");
+    }
     let bad: Vec<String> = run
         .results
         .iter()
@@ -45,7 +42,7 @@ fn assert_nothing_skipped_for_want_of_passthrough(run: &Run) {
     let skipped: Vec<&str> = run
         .results
         .iter()
-        .filter(|r| r.verdict == Verdict::Skip && r.reason == guest::cases::NO_PASSTHROUGH)
+        .filter(|r| r.verdict == Verdict::Skip && r.reason == proto::wire::NO_PASSTHROUGH)
         .map(|r| r.case.as_str())
         .collect();
     assert!(skipped.is_empty(), "skipped for want of passthrough on {}: {skipped:?}", run.kernel_release);
@@ -60,7 +57,7 @@ fn debian_6_1_in_qemu_skips_every_passthrough_case() {
             assert_eq!(r.verdict, Verdict::Pass, "the control needs no passthrough");
         } else {
             assert_eq!(r.verdict, Verdict::Skip, "{}", r.case);
-            assert_eq!(r.reason, guest::cases::NO_PASSTHROUGH);
+            assert_eq!(r.reason, proto::wire::NO_PASSTHROUGH);
         }
     }
 }
@@ -126,10 +123,11 @@ fn a_kernel_that_panics_at_boot_is_reported_with_its_console() {
 fn a_panic_mid_case_keeps_earlier_results_and_names_the_case() {
     let cases = ["init.depth_zero", "selftest.panic", "ids.close_unknown"];
     let (run, verdicts) = run_cases(&cases);
-    assert_eq!(verdicts, [Verdict::Pass, Verdict::Crash, Verdict::Crash]);
-    let crash = &run.results[1].reason;
-    assert!(crash.starts_with("Kernel panic - not syncing: sysrq triggered crash; last console lines:"), "{crash}");
-    assert!(crash.lines().count() > 5, "the console tail comes with it: {crash}");
+    assert_eq!(verdicts, [Verdict::Pass, Verdict::Crash, Verdict::NotReached]);
+    let crash = run.results[1].crash.as_ref().expect("a crash record");
+    assert_eq!(crash.cause, "Kernel panic - not syncing: sysrq triggered crash");
+    assert_eq!(run.results[1].reason, crash.cause);
+    assert!(crash.console_tail.len() > 5, "the console tail comes with it: {crash:?}");
     assert_eq!(run.results[2].reason, "not reached: the guest went down during selftest.panic");
     let console = std::fs::read_to_string(run.artifacts.join("console.log")).unwrap();
     assert!(console.contains("sysrq: Trigger a crash"), "the whole console log is kept");
@@ -139,9 +137,10 @@ fn a_panic_mid_case_keeps_earlier_results_and_names_the_case() {
 fn a_hung_guest_is_stopped_and_keeps_earlier_results() {
     let cases = ["init.depth_zero", "selftest.hang", "ids.close_unknown"];
     let (run, verdicts) = run_cases(&cases);
-    assert_eq!(verdicts, [Verdict::Pass, Verdict::Hang, Verdict::Crash]);
+    assert_eq!(verdicts, [Verdict::Pass, Verdict::Hang, Verdict::NotReached]);
     let hang = &run.results[1].reason;
     assert!(hang.starts_with("the guest stopped responding during selftest.hang; blocked tasks:"), "{hang}");
+    assert_eq!(run.results[1].crash.as_ref().unwrap().cause, "the guest stopped responding during selftest.hang");
     let dump = std::fs::read_to_string(run.artifacts.join("task-dump.txt")).unwrap();
     assert!(dump.contains("sysrq: Show Blocked State"), "sysrq w answered: {dump}");
     assert!(dump.contains("sysrq: Show State"), "sysrq t answered");
@@ -213,6 +212,7 @@ fn a_kernel_report_fails_the_case_it_appeared_in() {
     let (run, verdicts) = run_cases(&cases);
     assert_eq!(verdicts, [Verdict::Pass, Verdict::Fail, Verdict::Pass], "{:?}", run.results);
     assert!(run.results[1].reason.starts_with("kernel reported hung task: INFO: task "), "{}", run.results[1].reason);
+    assert_eq!(run.results[1].findings[0].kind, proto::FindingKind::HungTask);
     let findings = std::fs::read_to_string(run.artifacts.join("findings.json")).unwrap();
     assert!(findings.contains("\"case\": \"selftest.hung_task\""), "{findings}");
     assert!(findings.contains("\"kind\": \"hung_task\""), "{findings}");

@@ -9,10 +9,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::mount::MountFlags;
 
-/// Where the image is in the guest's initramfs.
-pub const GUEST_IMAGE: &str = "/fpt/ext4.sparse";
-/// In host mode the harness names the image in this variable instead.
-pub const IMAGE_ENV: &str = "FPT_EXT4_IMAGE";
+use proto::layout::{EXT4_IMAGE_ENV, GUEST_EXT4_IMAGE};
+use proto::sparse::Sparse;
 
 /// Why ext4 cannot be had here; cases turn it into a skip.
 #[derive(Debug)]
@@ -34,7 +32,7 @@ impl std::fmt::Display for Unavailable {
 
 /// The image the harness provided, if any.
 pub fn image() -> Option<PathBuf> {
-    let path = std::env::var_os(IMAGE_ENV).map(PathBuf::from).unwrap_or_else(|| GUEST_IMAGE.into());
+    let path = std::env::var_os(EXT4_IMAGE_ENV).map(PathBuf::from).unwrap_or_else(|| GUEST_EXT4_IMAGE.into());
     path.is_file().then_some(path)
 }
 
@@ -54,49 +52,6 @@ pub fn mount_ext4(scratch: &Path, at: &Path) -> io::Result<Result<(), Unavailabl
     // Only now: an autoclear device closed by its last opener before the mount detaches.
     drop(device);
     Ok(Ok(()))
-}
-
-/// An image as its size and its non-zero blocks: `MAGIC`, the size (u64 LE), then for each
-/// non-zero block its offset (u64 LE) and its `BLOCK` bytes.
-pub struct Sparse;
-
-impl Sparse {
-    const MAGIC: &'static [u8; 8] = b"FPTSPRS1";
-    const BLOCK: usize = 4096;
-
-    pub fn encode(image: &[u8]) -> Vec<u8> {
-        let mut out = Self::MAGIC.to_vec();
-        out.extend_from_slice(&(image.len() as u64).to_le_bytes());
-        for (i, block) in image.chunks(Self::BLOCK).enumerate() {
-            if block.iter().any(|&b| b != 0) {
-                out.extend_from_slice(&((i * Self::BLOCK) as u64).to_le_bytes());
-                out.extend_from_slice(block);
-                out.resize(out.len() + Self::BLOCK - block.len(), 0);
-            }
-        }
-        out
-    }
-
-    /// Write the image `sparse` describes to a new (sparse) file at `to`.
-    pub fn expand(sparse: &[u8], to: &Path) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        let bad = || io::Error::new(io::ErrorKind::InvalidData, "not an fpt sparse image");
-        let rest = sparse.strip_prefix(Self::MAGIC.as_slice()).ok_or_else(bad)?;
-        let (size, mut records) = rest.split_at_checked(8).ok_or_else(bad)?;
-        let size = u64::from_le_bytes(size.try_into().expect("8 bytes"));
-        let file = File::create(to)?;
-        file.set_len(size)?;
-        while !records.is_empty() {
-            let (offset, rest) = records.split_at_checked(8).ok_or_else(bad)?;
-            let (block, rest) = rest.split_at_checked(Self::BLOCK).ok_or_else(bad)?;
-            let offset = u64::from_le_bytes(offset.try_into().expect("8 bytes"));
-            // The last block was padded to a whole one: keep the image's size.
-            let len = size.saturating_sub(offset).min(Self::BLOCK as u64) as usize;
-            file.write_all_at(&block[..len], offset)?;
-            records = rest;
-        }
-        Ok(())
-    }
 }
 
 const LOOP_CTL_GET_FREE: libc::Ioctl = 0x4C82;
@@ -159,22 +114,6 @@ fn attach(control: &File, backing: &File) -> io::Result<(PathBuf, File)> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn sparse_images_expand_to_the_same_bytes() {
-        let mut image = vec![0u8; 5 * 4096 + 100];
-        image[10] = 1;
-        image[3 * 4096 + 7] = 2;
-        image[5 * 4096 + 99] = 3;
-        let sparse = super::Sparse::encode(&image);
-        assert_eq!(sparse.len(), 16 + 3 * (8 + 4096), "only the non-zero blocks are kept");
-        let dir = std::env::temp_dir().join(format!("fpt-sparse-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("img");
-        super::Sparse::expand(&sparse, &out).unwrap();
-        assert_eq!(std::fs::read(&out).unwrap(), image);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
     #[test]
     fn loop_config_has_the_uapi_size() {
         assert_eq!(std::mem::size_of::<super::LoopInfo64>(), 232);

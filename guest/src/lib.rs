@@ -1,10 +1,10 @@
-//! The in-guest agent, as a library so the host harness shares its case catalog and its
-//! result types. The binary (`fpt-agent`) is a thin entry point in `main.rs`.
+//! The in-guest agent: PID 1 of the test VM, its FUSE server and the cases. The binary
+//! (`fpt-agent`) is a thin entry point in `main.rs`. The host does not link this crate: what
+//! both sides share is in `proto`, and the host reads the catalog from `fpt-agent list --json`.
 
 pub mod cases;
 pub mod disk;
 pub mod fuse;
-pub mod init;
-pub mod report;
+pub mod pid1;
 pub mod runner;
 pub mod sys;

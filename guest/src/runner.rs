@@ -11,17 +11,36 @@ use std::time::{Duration, Instant};
 
 use rustix::mount::{MountFlags, MountPropagationFlags};
 
+use proto::layout::{CASE_END_MARKER, CASE_START_MARKER};
+use proto::{CaseResult, Event, Verdict};
+
 use crate::cases::{self, Case};
-use crate::report::{CaseResult, Event, Verdict};
+
+/// Whether each case's start and end are written to the kernel log: in the VM, so the
+/// console says which case each kernel report belongs to; never on the host's own log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Markers {
+    KernelLog,
+    None,
+}
 
 /// Run `cases` in order, writing a Start and a Result event for each, then Done.
-pub fn run_all(cases: &[&'static Case], out: &mut dyn Write) -> std::io::Result<()> {
+pub fn run_all(cases: &[&'static Case], out: &mut dyn Write, markers: Markers) -> std::io::Result<()> {
     for case in cases {
+        mark(markers, CASE_START_MARKER, case.name);
         emit(out, &Event::Start { case: case.name.to_string() })?;
         let result = run_isolated(case);
+        mark(markers, CASE_END_MARKER, case.name);
         emit(out, &Event::Result(result))?;
     }
     emit(out, &Event::Done)
+}
+
+/// One line in the kernel log, at notice level so the console shows it.
+fn mark(markers: Markers, marker: &str, case: &str) {
+    if markers == Markers::KernelLog {
+        let _ = std::fs::write("/dev/kmsg", format!("<5>{marker}{case}\n"));
+    }
 }
 
 pub fn emit(out: &mut dyn Write, event: &Event) -> std::io::Result<()> {
@@ -32,11 +51,8 @@ pub fn emit(out: &mut dyn Write, event: &Event) -> std::io::Result<()> {
 fn run_isolated(case: &Case) -> CaseResult {
     let start = Instant::now();
     let crash = |reason: String| CaseResult {
-        case: case.name.to_string(),
-        verdict: Verdict::Crash,
-        reason,
-        observations: Default::default(),
         duration_ms: start.elapsed().as_millis() as u64,
+        ..CaseResult::new(case.name, Verdict::Crash, reason)
     };
     let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
     let mut child = match Command::new(exe)
@@ -115,7 +131,7 @@ pub fn case_main(name: &str) -> ! {
         eprintln!("fpt-agent: cannot isolate case {name}: {e}");
         std::process::exit(3);
     }
-    let result = cases::run(case, Path::new(WORK));
+    let result = cases::run_case(case, Path::new(WORK));
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", serde_json::to_string(&result).expect("results serialise"));
     let _ = out.flush();

@@ -1,7 +1,11 @@
-//! Builds the in-guest agent as one static binary (it is `/init`, with no libc beside it).
+//! The in-guest agent: built as one static binary (it is `/init`, with no libc beside it),
+//! and asked for its catalog: the host never compiles the guest crate, it reads what the
+//! agent it is about to boot says it can run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use proto::CaseInfo;
 
 use crate::error::{Error, Result};
 
@@ -19,10 +23,33 @@ pub fn build() -> Result<PathBuf> {
         .output()
         .map_err(|e| Error::AgentBuild(format!("cargo: {e}")))?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = err.lines().rev().take(20).collect();
-        return Err(Error::AgentBuild(tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
+        return Err(Error::AgentBuild(crate::process::tail(&out.stderr, 20)));
     }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     Ok(target_dir.join(TARGET).join("release").join("fpt-agent"))
+}
+
+/// What `agent list --json` says: every case, in the order a full run takes them.
+pub fn catalog(agent: &Path) -> Result<Vec<CaseInfo>> {
+    let out = crate::process::output(Command::new(agent).args(["list", "--json"]))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| Error::AgentBuild(format!("{} list --json: {e}", agent.display())))
+}
+
+/// The built agent and its catalog: what `cases`, `run` and the tests start from.
+pub fn build_with_catalog() -> Result<(PathBuf, Vec<CaseInfo>)> {
+    let agent = build()?;
+    let catalog = catalog(&agent)?;
+    Ok((agent, catalog))
+}
+
+/// The cases `names` picks from `catalog`, in the order given; with no names, every case a
+/// default run takes.
+pub fn select<'a>(catalog: &'a [CaseInfo], names: &[String]) -> Result<Vec<&'a CaseInfo>> {
+    if names.is_empty() {
+        return Ok(catalog.iter().filter(|c| proto::catalog::in_default_run(c.kills_kernel)).collect());
+    }
+    names
+        .iter()
+        .map(|n| catalog.iter().find(|c| &c.name == n).ok_or_else(|| Error::UnknownCase(n.clone())))
+        .collect()
 }

@@ -6,58 +6,9 @@
 //! kernel/watchdog.c, kernel/rcu/tree_stall.h, lib/refcount.c, mm/kasan/report.c,
 //! kernel/locking/lockdep.c); `tests/corpus/` holds real captures they are tested on.
 
-use serde::Serialize;
+pub use proto::{Finding, FindingKind as Kind};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Panic,
-    Oops,
-    Bug,
-    Warning,
-    Kasan,
-    Lockdep,
-    HungTask,
-    SoftLockup,
-    HardLockup,
-    RcuStall,
-    Refcount,
-}
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Panic => "kernel panic",
-            Kind::Oops => "Oops",
-            Kind::Bug => "BUG",
-            Kind::Warning => "WARNING",
-            Kind::Kasan => "KASAN report",
-            Kind::Lockdep => "lockdep report",
-            Kind::HungTask => "hung task",
-            Kind::SoftLockup => "soft lockup",
-            Kind::HardLockup => "hard lockup",
-            Kind::RcuStall => "RCU stall",
-            Kind::Refcount => "refcount warning",
-        }
-    }
-
-    /// After these the kernel does not come back: the running case is a crash, not a fail.
-    pub fn is_fatal(self) -> bool {
-        self == Kind::Panic
-    }
-}
-
-/// One report the kernel made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub kind: Kind,
-    /// Its first line, without the timestamp.
-    pub headline: String,
-    /// "comm (pid N)" of the task the report names, when it names one.
-    pub task: Option<String>,
-    /// The report's lines, headline first.
-    pub trace: Vec<String>,
-}
+use crate::console::strip_timestamp;
 
 /// What a headline line says, if it starts a report.
 fn headline_kind(line: &str) -> Option<Kind> {
@@ -95,6 +46,11 @@ fn headline_kind(line: &str) -> Option<Kind> {
     })
 }
 
+/// Whether this console line starts a kernel report.
+pub fn starts_report(line: &str) -> bool {
+    headline_kind(strip_timestamp(line).trim_end()).is_some()
+}
+
 /// Lines that end a report.
 fn ends_report(line: &str) -> bool {
     line.starts_with("---[ end trace") || line.starts_with("---[ end Kernel panic") || line.starts_with("=================")
@@ -112,40 +68,20 @@ fn task_of(line: &str) -> Option<String> {
     Some(format!("{comm} (pid {pid})"))
 }
 
-/// Feeds on console lines; yields each finding once its report is complete, with the
-/// context (the running case) that was current when its first line appeared.
+/// Feeds on console lines; yields each finding once its report is complete.
 #[derive(Debug, Default)]
 pub struct Classifier {
     open: Option<Finding>,
-    open_context: Option<String>,
 }
 
 impl Classifier {
     /// Most a report keeps; longer traces are cut (the console log has them whole).
     const MAX_LINES: usize = 120;
 
-    /// Take one console line seen while `context` was current; returns a finding, with the
-    /// context its report started in, when this line completes one (or starts the next).
-    pub fn push_in(&mut self, raw: &str, context: Option<&String>) -> Option<(Option<String>, Finding)> {
-        let starts = headline_kind(crate::console::strip_timestamp(raw).trim_end()).is_some();
-        let previous = self.open_context.clone();
-        let done = self.push(raw);
-        if starts && self.open.is_some() {
-            self.open_context = context.cloned();
-        }
-        done.map(|f| (previous, f))
-    }
-
-    /// The report still open when the console ended, with its context.
-    pub fn finish_in(&mut self) -> Option<(Option<String>, Finding)> {
-        let context = self.open_context.take();
-        self.finish().map(|f| (context, f))
-    }
-
     /// Take one console line; returns a finding when this line completes one (or starts
     /// the next, which completes the one before).
     pub fn push(&mut self, raw: &str) -> Option<Finding> {
-        let line = crate::console::strip_timestamp(raw).trim_end();
+        let line = strip_timestamp(raw).trim_end();
         if let Some(kind) = headline_kind(line) {
             // Some reports come in two headlines: "refcount_t: ..." then its WARNING, and
             // "kernel BUG at ..." or "BUG: kernel NULL pointer dereference" then the Oops that

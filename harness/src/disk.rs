@@ -1,6 +1,6 @@
 //! The ext4 image the guest mounts (on a loop device) for backing files on ext4. The guest
 //! has no mkfs, so the host makes one small image with mkfs.ext4, once, into the cache, and
-//! keeps only its non-zero blocks (`guest::disk::Sparse`): a fresh filesystem is mostly
+//! keeps only its non-zero blocks (`proto::sparse::Sparse`): a fresh filesystem is mostly
 //! zeros, and the image goes into every initramfs.
 
 use std::path::{Path, PathBuf};
@@ -22,24 +22,19 @@ pub fn ext4_image(cache: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
     let partial = dir.join(format!("ext4-{SIZE}.img.{}", std::process::id()));
     // No journal: the cases test stacking and data, and the image stays small.
-    let out = Command::new(&mkfs)
-        .args(["-q", "-F", "-O", "^has_journal", "-E", "root_owner=0:0", "-L", "fpt"])
-        .arg(&partial)
-        .arg(SIZE)
-        .output()
-        .map_err(|e| Error::io(mkfs.display(), e))?;
-    if !out.status.success() {
+    let made = crate::process::output(
+        Command::new(&mkfs)
+            .args(["-q", "-F", "-O", "^has_journal", "-E", "root_owner=0:0", "-L", "fpt"])
+            .arg(&partial)
+            .arg(SIZE),
+    );
+    if let Err(e) = made {
         let _ = std::fs::remove_file(&partial);
-        return Err(Error::Io(format!(
-            "{} failed making {}: {}",
-            mkfs.display(),
-            partial.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(e);
     }
     let raw = std::fs::read(&partial).map_err(|e| Error::io(partial.display(), e));
     let _ = std::fs::remove_file(&partial);
-    let sparse = guest::disk::Sparse::encode(&raw?);
+    let sparse = proto::sparse::Sparse::encode(&raw?);
     let tmp = path.with_extension(format!("sparse.{}", std::process::id()));
     std::fs::write(&tmp, sparse).map_err(|e| Error::io(tmp.display(), e))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(path.display(), e))?;

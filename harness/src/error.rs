@@ -42,8 +42,26 @@ pub enum Error {
     BuildFailed { what: String, errors: String, log: PathBuf },
     #[error("the disk filled up during the kernel build (log: {0}); free some space (the build cache is in the cache directory) and run again")]
     DiskFull(PathBuf),
-    #[error("{0}")]
-    Io(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` could not be started: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command { command: String, status: String, stderr: String },
+    #[error("{what} needs root: run it as root (sudo -E cargo xtask ...)")]
+    NeedsRoot { what: String },
+    #[error("fragment {path}: {why}; give an existing config fragment (CONFIG_X=y lines)")]
+    BadFragment { path: PathBuf, why: String },
+    #[error("{dir} is not a run's artifacts directory: {why}; give a directory under target/fpt-runs/")]
+    NotARun { dir: PathBuf, why: String },
 }
 
 impl Error {
@@ -60,7 +78,7 @@ impl Error {
             Error::Qemu(_) => 9,
             Error::Fetch(_) => 10,
             Error::AgentBuild(_) => 11,
-            Error::Io(_) => 12,
+            Error::Io { .. } | Error::Spawn { .. } | Error::Command { .. } => 12,
             Error::HostRefuses(_) => 13,
             Error::PatchFailed { .. } => 14,
             Error::NotKernelTree { .. } => 15,
@@ -68,12 +86,15 @@ impl Error {
             Error::UnknownProfile { .. } => 17,
             Error::BuildFailed { .. } => 18,
             Error::DiskFull(_) => 19,
+            Error::NeedsRoot { .. } => 20,
+            Error::BadFragment { .. } => 21,
+            Error::NotARun { .. } => 22,
         }
     }
 
-    /// Wrap an I/O error with what we were doing.
-    pub fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
-        Error::Io(format!("{what}: {e}"))
+    /// Wrap an I/O error with what we were doing; the error itself stays the source.
+    pub fn io(what: impl std::fmt::Display, source: std::io::Error) -> Error {
+        Error::Io { what: what.to_string(), source }
     }
 }
 

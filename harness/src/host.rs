@@ -1,28 +1,31 @@
 //! Host mode: the agent runs on this machine's kernel, no VM. Each case still gets its own
 //! process and private mount namespace (the agent does that); we need root for the mounts.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use guest::cases::Case;
-use guest::report::Event;
+use proto::{CaseInfo, Event};
 
+use crate::ending::{Ending, How};
 use crate::error::{Error, Result};
-use crate::results::Collector;
+use crate::results::RunLog;
 
-pub fn run(agent: &Path, cases: &[&'static Case], ext4_image: &Path, artifacts: &Path, on_event: &mut dyn FnMut(&Event)) -> Result<(Collector, Option<String>)> {
+pub fn run_cases(
+    agent: &Path,
+    cases: &[&CaseInfo],
+    ext4_image: &Path,
+    artifacts: &Path,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<RunLog> {
     if !rustix::process::geteuid().is_root() {
-        return Err(Error::Io("host mode mounts filesystems: run it as root".into()));
+        return Err(Error::NeedsRoot { what: "host mode (it mounts filesystems)".into() });
     }
-    let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
-    let mut collector = Collector::new(names.iter().map(|s| s.to_string()).collect());
-    let release = rustix::system::uname().release().to_string_lossy().into_owned();
-    collector.take(Event::Hello { kernel_release: release, cases: vec![], modules: vec![] });
+    let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
     let mut child = Command::new(agent)
         .args(["run", &names.join(",")])
-        .env(guest::disk::IMAGE_ENV, ext4_image)
+        .env(proto::layout::EXT4_IMAGE_ENV, ext4_image)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -30,15 +33,29 @@ pub fn run(agent: &Path, cases: &[&'static Case], ext4_image: &Path, artifacts: 
         .map_err(|e| Error::io(agent.display(), e))?;
     let mut events = std::fs::File::create(artifacts.join("events.jsonl")).map_err(|e| Error::io("artifacts", e))?;
     let started = Instant::now();
+    let mut log = RunLog::default();
+    let mut since = None;
     for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(|l| l.ok()) {
-        use std::io::Write;
         let _ = writeln!(events, "{line}");
         if let Ok(e) = serde_json::from_str::<Event>(&line) {
             on_event(&e);
-            collector.take(e);
+            match e {
+                Event::Start { .. } => since = Some(Instant::now()),
+                Event::Result(_) => since = None,
+                _ => {}
+            }
+            log.events.push(e);
         }
     }
     let status = child.wait().map_err(|e| Error::io("agent", e))?;
-    let died = (!collector.done).then(|| format!("the agent ended ({status}) after {:?} before finishing", started.elapsed()));
-    Ok((collector, died))
+    let done = log.events.iter().any(|e| *e == Event::Done);
+    let how = if done {
+        How::Finished
+    } else {
+        How::WentAway { detail: Some(format!("the agent ended ({status}) after {:?} before finishing", started.elapsed())) }
+    };
+    let ending = Ending { how, running_case_ms: since.map(|s| s.elapsed().as_millis() as u64) };
+    ending.save(artifacts)?;
+    log.ending = Some(ending);
+    Ok(log)
 }

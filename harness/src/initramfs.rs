@@ -8,8 +8,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::modules::Module;
 
-/// The guest path the agent reads module files and their order from (`guest::init`).
-const MODULE_DIR: &str = guest::init::MODULE_DIR;
+use proto::layout::{GUEST_EXT4_IMAGE, MODULE_DIR, MODULE_ORDER};
 
 pub fn build(agent: &Path, modules: &[Module], ext4_image: &Path, out: &Path) -> Result<()> {
     let mut w = Writer::default();
@@ -17,7 +16,7 @@ pub fn build(agent: &Path, modules: &[Module], ext4_image: &Path, out: &Path) ->
         w.dir(dir);
     }
     let image = std::fs::read(ext4_image).map_err(|e| Error::io(ext4_image.display(), e))?;
-    w.file(guest::disk::GUEST_IMAGE.trim_start_matches('/'), 0o644, &image);
+    w.file(GUEST_EXT4_IMAGE.trim_start_matches('/'), 0o644, &image);
     // /dev/console must exist before devtmpfs, or init starts with no stdout.
     w.char_dev("dev/console", 0o600, 5, 1);
     let agent_bytes = std::fs::read(agent).map_err(|e| Error::io(agent.display(), e))?;
@@ -29,7 +28,7 @@ pub fn build(agent: &Path, modules: &[Module], ext4_image: &Path, out: &Path) ->
         order.push_str(&file);
         order.push('\n');
     }
-    w.file(&format!("{}/order", MODULE_DIR.trim_start_matches('/')), 0o644, order.as_bytes());
+    w.file(&format!("{}/{MODULE_ORDER}", MODULE_DIR.trim_start_matches('/')), 0o644, order.as_bytes());
     std::fs::write(out, w.finish()).map_err(|e| Error::io(out.display(), e))
 }
 

@@ -4,7 +4,6 @@
 //! cache), any bzImage the user names, or the running kernel (host mode, no VM).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,51 +137,9 @@ pub fn series(release: &str) -> String {
 
 /// Debian's cloud kernel of `series`, downloaded and unpacked into the cache once.
 pub fn debian(series: &str, cache: &Path) -> Result<Kernel> {
-    crate::provision::ensure("apt-get", "apt")?;
-    crate::provision::ensure("dpkg-deb", "dpkg")?;
-    let package = newest_package(series)?;
-    let dir = cache.join("kernels").join(&package);
-    let done = dir.join(".unpacked");
-    if !done.exists() {
-        eprintln!("fetching {package} (apt-get download)");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-        let download = || {
-            Command::new("apt-get")
-                .args(["download", "-q", &package])
-                .current_dir(&dir)
-                .output()
-                .map_err(|e| Error::Fetch(format!("apt-get: {e}")))
-        };
-        let mut out = download()?;
-        if !out.status.success() && rustix::process::geteuid().is_root() {
-            // Stale package lists name a version the mirror no longer has: refresh, retry.
-            eprintln!("refreshing apt package lists (apt-get update)");
-            crate::provision::quiet(Command::new("apt-get").args(["update", "-q"]));
-            out = download()?;
-        }
-        if !out.status.success() {
-            return Err(Error::Fetch(format!(
-                "apt-get download {package}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let deb = std::fs::read_dir(&dir)
-            .map_err(|e| Error::io(dir.display(), e))?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "deb"))
-            .ok_or_else(|| Error::Fetch(format!("apt-get download {package} left no .deb")))?;
-        let root = dir.join("root");
-        let out = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root).output()
-            .map_err(|e| Error::Fetch(format!("dpkg-deb: {e}")))?;
-        if !out.status.success() {
-            return Err(Error::Fetch(format!("dpkg-deb -x {}: {}", deb.display(), String::from_utf8_lossy(&out.stderr).trim())));
-        }
-        let _ = std::fs::remove_file(&deb);
-        std::fs::write(&done, "").map_err(|e| Error::io(done.display(), e))?;
-    }
-    let root = dir.join("root");
+    let apt = crate::debian::Apt::new(cache)?;
+    let package = newest_package(&apt, series)?;
+    let root = apt.fetch(&package, &cache.join("kernels").join(&package))?;
     let bzimage = first_match(&root.join("boot"), "vmlinuz-")
         .ok_or_else(|| Error::Fetch(format!("{package} has no boot/vmlinuz-*")))?;
     let modules = first_match(&root.join("lib/modules"), "");
@@ -197,7 +154,9 @@ pub fn debian(series: &str, cache: &Path) -> Result<Kernel> {
 }
 
 fn first_match(dir: &Path, prefix: &str) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.flatten()
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
         .map(|e| e.path())
         .collect();
@@ -205,35 +164,17 @@ fn first_match(dir: &Path, prefix: &str) -> Option<PathBuf> {
     found.pop()
 }
 
-/// The newest `linux-image-<series>.*-cloud-amd64-unsigned` apt knows of; refreshes the
-/// package lists once (as root) when it knows none.
-fn newest_package(series: &str) -> Result<String> {
-    let mut names = cloud_packages(series)?;
-    if names.is_empty() && rustix::process::geteuid().is_root() {
-        eprintln!("refreshing apt package lists (apt-get update)");
-        crate::provision::quiet(Command::new("apt-get").args(["update", "-q"]));
-        names = cloud_packages(series)?;
-    }
-    names.sort_by_key(|n| version_key(n));
-    names.pop().ok_or_else(|| Error::Fetch(format!(
-        "apt knows no linux-image-{series}.*-cloud-amd64-unsigned package; run `sudo apt-get update` (Debian 12 has 6.1 and 6.12)"
-    )))
-}
-
-fn cloud_packages(series: &str) -> Result<Vec<String>> {
-    let prefix = format!("linux-image-{series}.");
-    let out = Command::new("apt-cache").args(["pkgnames", &prefix]).output()
-        .map_err(|e| Error::Fetch(format!("apt-cache: {e}")))?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
+/// The newest `linux-image-<series>.*-cloud-amd64-unsigned` the archive has.
+fn newest_package(apt: &crate::debian::Apt, series: &str) -> Result<String> {
+    let mut names: Vec<String> = apt
+        .names(&format!("linux-image-{series}."))?
+        .into_iter()
         .filter(|n| n.ends_with("-cloud-amd64-unsigned"))
-        .map(String::from)
-        .collect())
-}
-
-/// Numeric parts of a package name, for "6.12.117" > "6.12.99".
-fn version_key(name: &str) -> Vec<u64> {
-    name.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect()
+        .collect();
+    names.sort_by_key(|n| crate::debian::version_key(n));
+    names.pop().ok_or_else(|| {
+        Error::Fetch(format!("Debian's archive has no linux-image-{series}.*-cloud-amd64-unsigned package (Debian 12 has 6.1 and 6.12)"))
+    })
 }
 
 #[cfg(test)]
@@ -276,6 +217,5 @@ mod tests {
         assert!(matches!(KernelChoice::parse("host"), KernelChoice::Host));
         assert!(matches!(KernelChoice::parse("debian-6.1"), KernelChoice::Debian(s) if s == "6.1"));
         assert!(matches!(KernelChoice::parse("debian-x"), KernelChoice::Path(p) if p.to_str() == Some("debian-x")));
-        assert!(version_key("linux-image-6.12.117+deb12") > version_key("linux-image-6.12.99+deb12"));
     }
 }

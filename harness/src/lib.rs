@@ -2,10 +2,13 @@
 //! other modules each do one step of it. ARCHITECTURE.md has the map.
 
 pub mod agent;
+pub mod bench;
 pub mod cache;
 pub mod classify;
 pub mod console;
+pub mod debian;
 pub mod disk;
+pub mod ending;
 pub mod error;
 pub mod host;
 pub mod initramfs;
@@ -14,12 +17,16 @@ pub mod kbuild;
 pub mod kernel;
 pub mod modules;
 pub mod provision;
+pub mod repro;
+pub mod process;
 pub mod qemu;
+pub mod replay;
 pub mod report;
 pub mod results;
 pub mod run;
 pub mod snapshot;
+pub mod soak;
 pub mod vm;
 
 pub use error::{Error, Result};
-pub use guest::report::{CaseResult, Event, Verdict};
+pub use proto::{CaseInfo, CaseResult, Event, Verdict};

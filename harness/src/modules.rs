@@ -95,10 +95,10 @@ fn load_bytes(path: &Path) -> Result<Vec<u8>> {
     if file.ends_with(".ko.xz") {
         let mut out = Vec::new();
         lzma_rs::xz_decompress(&mut &raw[..], &mut out)
-            .map_err(|e| Error::Io(format!("{}: bad xz data: {e}", path.display())))?;
+            .map_err(|e| Error::io(path.display(), std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad xz data: {e}"))))?;
         return Ok(out);
     }
-    Err(Error::Io(format!("{}: unsupported module compression (only .ko and .ko.xz)", path.display())))
+    Err(Error::io(path.display(), std::io::Error::new(std::io::ErrorKind::Unsupported, "unsupported module compression (only .ko and .ko.xz)")))
 }
 
 #[cfg(test)]

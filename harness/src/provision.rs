@@ -1,8 +1,9 @@
-//! Makes sure the host tools exist: installs a missing one with apt-get when we are root on
-//! Debian/Ubuntu, and otherwise says exactly what to run.
+//! Makes sure the host tools exist: installs a missing one with the host's apt-get when we
+//! are root on Debian/Ubuntu (the one place the host's own package manager is used), and
+//! otherwise says exactly what to run.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::error::{Error, Result};
 
@@ -18,7 +19,7 @@ pub fn ensure(binary: &str, package: &str) -> Result<()> {
     }
     if !apt_install(package) {
         // The package lists may be missing on a fresh machine: refresh them once and retry.
-        let _ = quiet(Command::new("apt-get").args(["update", "-q"]));
+        let _ = crate::process::succeeds(Command::new("apt-get").args(["update", "-q"]));
         if !apt_install(package) {
             return Err(Error::ToolMissing { tool: binary.into(), fix });
         }
@@ -28,14 +29,11 @@ pub fn ensure(binary: &str, package: &str) -> Result<()> {
 
 fn apt_install(package: &str) -> bool {
     eprintln!("installing {package} with apt-get");
-    quiet(Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends", package])
-        .env("DEBIAN_FRONTEND", "noninteractive"))
-}
-
-/// Run a command with its output hidden; true when it succeeded.
-pub fn quiet(cmd: &mut Command) -> bool {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    cmd.status().map(|s| s.success()).unwrap_or(false)
+    crate::process::succeeds(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 pub fn on_path(binary: &str) -> bool {

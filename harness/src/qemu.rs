@@ -107,7 +107,7 @@ impl VmConfig {
             "-device".into(),
             serial_bus.into(),
             "-device".into(),
-            format!("virtserialport,chardev=res,name={}", guest::init::RESULT_PORT),
+            format!("virtserialport,chardev=res,name={}", proto::layout::RESULT_PORT),
         ]);
         a
     }
@@ -170,7 +170,7 @@ impl Drop for Qemu {
 }
 
 /// The host's TSC frequency in kHz: a TCG guest told it skips calibration, which on a busy
-/// host can fail and hang the boot (KERNEL-FACTS.md).
+/// host can fail and hang the boot (docs/kernel-facts.md).
 pub fn host_tsc_khz() -> Option<u64> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let mhz: f64 = cpuinfo.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;

@@ -2,10 +2,11 @@
 
 use std::fmt::Write;
 
-use guest::report::{CaseResult, Verdict};
+use proto::{CaseResult, Verdict};
 
 use crate::kernel::Identity;
 
+/// The verdict as the table shows it: failures in capitals.
 pub fn verdict_name(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "pass",
@@ -13,7 +14,33 @@ pub fn verdict_name(v: Verdict) -> &'static str {
         Verdict::Skip => "skip",
         Verdict::Crash => "CRASH",
         Verdict::Hang => "HANG",
+        Verdict::NotReached => "NOTRUN",
     }
+}
+
+/// What a result has beyond its one-line reason, for the end of the summary: the reason's
+/// further lines, a crash's console tail, a hang's blocked stacks. Empty when nothing.
+pub fn details(r: &CaseResult) -> String {
+    let mut out = String::new();
+    let mut lines: Vec<&str> = r.reason.lines().skip(1).collect();
+    if let Some(c) = &r.crash {
+        if !c.blocked_stacks.is_empty() {
+            lines.push("blocked tasks:");
+            lines.extend(c.blocked_stacks.iter().map(String::as_str));
+        }
+        if !c.console_tail.is_empty() {
+            lines.push("last console lines:");
+            lines.extend(c.console_tail.iter().map(String::as_str));
+        }
+    }
+    if lines.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "{}: {}", r.case, r.reason.lines().next().unwrap_or(""));
+    for l in lines {
+        let _ = writeln!(out, "  {l}");
+    }
+    out
 }
 
 /// Who the kernel is, in a few lines: release and mode, source, patches, profile, config.
@@ -55,7 +82,7 @@ pub fn table(results: &[CaseResult]) -> String {
     out
 }
 
-/// "7 cases: 6 pass, 1 skip, 0 fail, 0 crash"
+/// "7 cases: 6 pass, 1 skip, 0 fail, 0 crash" (hang and not reached only when there are).
 pub fn totals(results: &[CaseResult]) -> String {
     let n = |v| results.iter().filter(|r| r.verdict == v).count();
     let mut out = format!(
@@ -66,8 +93,10 @@ pub fn totals(results: &[CaseResult]) -> String {
         n(Verdict::Fail),
         n(Verdict::Crash)
     );
-    if n(Verdict::Hang) > 0 {
-        out.push_str(&format!(", {} hang", n(Verdict::Hang)));
+    for v in [Verdict::Hang, Verdict::NotReached] {
+        if n(v) > 0 {
+            let _ = write!(out, ", {} {}", n(v), v.name());
+        }
     }
     out
 }
@@ -78,16 +107,13 @@ mod tests {
 
     #[test]
     fn table_has_one_row_per_case_and_one_line_reasons() {
-        let r = CaseResult {
-            case: "ids.close_unknown".into(),
-            verdict: Verdict::Crash,
-            reason: "guest went down\nlast console lines".into(),
-            observations: Default::default(),
-            duration_ms: 12,
-        };
+        let r = CaseResult { duration_ms: 12, ..CaseResult::new("ids.close_unknown", Verdict::Crash, "guest went down\nmore") };
         let t = table(&[r.clone()]);
         assert_eq!(t.lines().count(), 2);
         assert!(t.lines().nth(1).unwrap().ends_with("CRASH        12ms  guest went down"));
-        assert_eq!(totals(&[r]), "1 cases: 0 pass, 0 skip, 0 fail, 1 crash");
+        assert_eq!(totals(&[r.clone()]), "1 cases: 0 pass, 0 skip, 0 fail, 1 crash");
+        assert_eq!(details(&r), "ids.close_unknown: guest went down\n  more\n");
+        let not_run = CaseResult::new("a.b", Verdict::NotReached, "not reached");
+        assert_eq!(totals(&[not_run]), "1 cases: 0 pass, 0 skip, 0 fail, 0 crash, 1 not reached");
     }
 }

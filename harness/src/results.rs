@@ -1,179 +1,294 @@
-//! Turns the agent's event stream into one result per case, whatever happened to the guest:
-//! the case that was running when it went down is a crash with the console's last lines, and
-//! the cases it never reached say so.
+//! The post-processing: from what a boot saw (a [`RunLog`]: the events, the console, the
+//! task dump, how it ended) to one result per planned case. The same function serves a live
+//! run and `replay`, which loads the log from a run's saved artifacts.
+//!
+//! - the cases that reported keep their results;
+//! - the case that was running when the guest went down is a crash, with a crash record
+//!   (the kernel's fatal line or what the harness saw, and the console's tail); after a hang,
+//!   a hang with the tasks the dump showed blocked; the cases never reached say so;
+//! - each kernel report on the console belongs to the case whose markers enclose it, and
+//!   fails it (crash for a panic).
 
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use guest::report::{CaseResult, Event, Verdict};
+use proto::layout::{marker, Marker};
+use proto::{CaseResult, Crash, Event, Finding, Verdict};
 
+use crate::classify::Classifier;
+use crate::ending::Ending;
+use crate::error::{Error, Result};
+
+/// Everything one boot (or one host-mode run) produced, as saved in its artifacts.
+#[derive(Debug, Default)]
+pub struct RunLog {
+    /// `events.jsonl`
+    pub events: Vec<Event>,
+    /// `console.log` (none in host mode)
+    pub console: Vec<String>,
+    /// `task-dump.txt`, when the guest stopped making progress
+    pub task_dump: Option<Vec<String>>,
+    /// `ending.json`
+    pub ending: Option<Ending>,
+}
+
+impl RunLog {
+    /// The log saved in `dir`.
+    pub fn load(dir: &Path) -> Result<RunLog> {
+        let events_path = dir.join("events.jsonl");
+        let events = std::fs::read_to_string(&events_path)
+            .map_err(|e| Error::NotARun { dir: dir.into(), why: format!("events.jsonl: {e}") })?;
+        let read_lines = |name: &str| std::fs::read_to_string(dir.join(name)).ok().map(|t| t.lines().map(String::from).collect());
+        Ok(RunLog {
+            // A line that is not an event was garbled in transit; the live run skipped it too.
+            events: events.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+            console: read_lines("console.log").unwrap_or_default(),
+            task_dump: read_lines("task-dump.txt"),
+            ending: Ending::load(dir).ok(),
+        })
+    }
+
+    /// The release the agent said hello from.
+    pub fn kernel_release(&self) -> Option<&str> {
+        self.events.iter().find_map(|e| match e {
+            Event::Hello { kernel_release, .. } => Some(kernel_release.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The cases the agent said it would run.
+    pub fn planned(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .find_map(|e| match e {
+                Event::Hello { cases, .. } => Some(cases.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The results of one boot.
 #[derive(Debug)]
-pub struct Collector {
-    started: Instant,
-    /// Cases in the order the run will take them.
-    planned: Vec<String>,
-    pub kernel_release: Option<String>,
-    pub modules: Vec<String>,
+pub struct Assembled {
     pub results: Vec<CaseResult>,
-    /// The case started and not yet reported, with when it started.
-    pub running: Option<(String, Instant)>,
-    pub first_result_after: Option<Duration>,
-    pub done: bool,
+    /// Every kernel report, with the case it appeared in (none: between cases or at boot).
+    pub findings: Vec<(Option<String>, Finding)>,
+    /// Why the agent did not finish, when it did not.
+    pub died: Option<String>,
 }
 
-impl Collector {
-    pub fn new(planned: Vec<String>) -> Self {
-        Collector {
-            started: Instant::now(),
-            planned,
-            kernel_release: None,
-            modules: Vec::new(),
-            results: Vec::new(),
-            running: None,
-            first_result_after: None,
-            done: false,
-        }
-    }
+/// How many console lines a crash record keeps.
+const CRASH_TAIL: usize = 20;
 
-    pub fn hello_seen(&self) -> bool {
-        self.kernel_release.is_some()
-    }
-
-    pub fn take(&mut self, event: Event) {
-        match event {
-            Event::Hello { kernel_release, modules, .. } => {
-                self.kernel_release = Some(kernel_release);
-                self.modules = modules;
-            }
-            Event::Start { case } => self.running = Some((case, Instant::now())),
+pub fn assemble(planned: &[String], log: &RunLog) -> Assembled {
+    let mut results: Vec<CaseResult> = Vec::new();
+    let mut running: Option<String> = None;
+    let mut done = false;
+    for e in &log.events {
+        match e {
+            Event::Start { case } => running = Some(case.clone()),
             Event::Result(r) => {
-                self.first_result_after.get_or_insert(self.started.elapsed());
-                if self.running.as_ref().is_some_and(|(c, _)| *c == r.case) {
-                    self.running = None;
+                if running.as_deref() == Some(&r.case) {
+                    running = None;
                 }
-                self.results.push(r);
+                results.push(r.clone());
             }
-            Event::Done => self.done = true,
+            Event::Done => done = true,
+            Event::Hello { .. } => {}
         }
     }
-
-    /// Close the run. `why` says how the guest went down if the agent did not finish; the
-    /// running case gets it (with `console` lines), the cases never reached get a pointer.
-    pub fn finish(mut self, why: Option<String>, console: &[String]) -> Vec<CaseResult> {
-        let why = match (self.done, why) {
-            (true, _) => return self.results,
-            (false, Some(w)) => w,
-            (false, None) => "the guest went away without a word".to_string(),
-        };
-        let mut crashed_in = None;
-        if let Some((case, since)) = self.running.take() {
-            let reason = format!("{why}; last console lines:\n{}", console.join("\n"));
-            self.results.push(crash(&case, reason, since.elapsed()));
-            crashed_in = Some(case);
+    let findings = findings_by_case(&log.console);
+    let mut died = None;
+    if !done {
+        let ending = log.ending.as_ref();
+        let cause = fatal_headline(&log.console)
+            .or_else(|| ending.map(|e| e.how.describe()))
+            .unwrap_or_else(|| "the guest went away without a word".into());
+        if let Some(case) = &running {
+            let mut r = CaseResult::new(case.clone(), Verdict::Crash, cause.clone());
+            r.duration_ms = ending.and_then(|e| e.running_case_ms).unwrap_or(0);
+            r.crash = Some(Crash { cause: cause.clone(), console_tail: crate::console::last(&log.console, CRASH_TAIL), ..Default::default() });
+            if let (Some(dump), true) = (&log.task_dump, ending.is_some_and(|e| e.how.is_hang())) {
+                mark_hang(&mut r, dump);
+            }
+            results.push(r);
         }
-        let reported: Vec<String> = self.results.iter().map(|r| r.case.clone()).collect();
-        for case in self.planned.iter().filter(|c| !reported.contains(c)) {
-            let reason = match &crashed_in {
+        let reported: Vec<String> = results.iter().map(|r| r.case.clone()).collect();
+        for case in planned.iter().filter(|c| !reported.contains(c)) {
+            let reason = match &running {
                 Some(c) => format!("not reached: the guest went down during {c}"),
-                None => format!("not reached: {why}"),
+                None => format!("not reached: {cause}"),
             };
-            self.results.push(crash(case, reason, Duration::ZERO));
+            results.push(CaseResult::new(case.clone(), Verdict::NotReached, reason));
         }
-        self.results
+        died = Some(cause);
     }
+    apply_findings(&mut results, &findings);
+    Assembled { results, findings, died }
 }
 
-/// A guest that hung: the case it hung in is `hang`, with the tasks sysrq showed blocked
+/// The kernel's reports on `console`, each with the case whose start and end markers
+/// enclose its first line.
+pub fn findings_by_case(console: &[String]) -> Vec<(Option<String>, Finding)> {
+    let mut classifier = Classifier::default();
+    let mut context: Option<String> = None;
+    // The case a report was open in when it started.
+    let mut open_in: Option<String> = None;
+    let mut out = Vec::new();
+    for line in console {
+        match marker(line) {
+            Some(Marker::Start(case)) => context = Some(case.to_string()),
+            Some(Marker::End(_)) => context = None,
+            None => {
+                let starts = crate::classify::starts_report(line);
+                if let Some(f) = classifier.push(line) {
+                    out.push((open_in.take(), f));
+                }
+                if starts {
+                    open_in = context.clone();
+                }
+            }
+        }
+    }
+    out.extend(classifier.finish().map(|f| (open_in, f)));
+    out
+}
+
+/// The kernel's own fatal line (a panic's headline), if the console has one.
+pub fn fatal_headline(console: &[String]) -> Option<String> {
+    Classifier::all(&console.join("\n")).into_iter().find(|f| f.kind.is_fatal()).map(|f| f.headline)
+}
+
+/// A guest that hung: its running case is `hang`, with the tasks sysrq showed blocked
 /// (state D) and their stacks.
-pub fn mark_hang(results: &mut [CaseResult], dump: &[String]) {
-    let Some(r) = results.iter_mut().find(|r| r.verdict == Verdict::Crash && !r.reason.starts_with("not reached")) else {
-        return;
-    };
-    let mut blocked = Vec::new();
-    let mut stacks = Vec::new();
+fn mark_hang(r: &mut CaseResult, dump: &[String]) {
+    let crash = r.crash.get_or_insert_with(Default::default);
     let mut in_blocked = false;
     for line in dump.iter().map(|l| crate::console::strip_timestamp(l)) {
-        if line.starts_with("task:") {
+        if let Some(rest) = line.strip_prefix("task:") {
             in_blocked = line.contains("state:D");
             if in_blocked {
-                let name = line["task:".len()..].split_whitespace().next().unwrap_or("?");
+                let name = rest.split_whitespace().next().unwrap_or("?");
                 let pid = line.split("pid:").nth(1).and_then(|p| p.split_whitespace().next()).unwrap_or("?");
-                blocked.push(format!("{name} (pid {pid})"));
+                crash.blocked_tasks.push(format!("{name} (pid {pid})"));
             }
         } else if line.starts_with("sysrq:") {
             in_blocked = false;
         }
         if in_blocked {
-            stacks.push(line.to_string());
+            crash.blocked_stacks.push(line.to_string());
         }
     }
     r.verdict = Verdict::Hang;
-    let head = r.reason.split("; last console lines:").next().unwrap_or("").to_string();
-    let tasks = if blocked.is_empty() { "none in state D".to_string() } else { blocked.join(", ") };
-    r.reason = format!("{head}; blocked tasks: {tasks} (task-dump.txt has every task)\n{}", stacks.join("\n"));
+    let tasks = if crash.blocked_tasks.is_empty() { "none in state D".to_string() } else { crash.blocked_tasks.join(", ") };
+    r.reason = format!("{}; blocked tasks: {tasks} (task-dump.txt has every task)", crash.cause);
 }
 
-/// The kernel's reports make the case they appeared in fail (crash for a panic), with the
-/// report's kind and first line as the reason; an earlier reason follows it.
-pub fn apply_findings(results: &mut [CaseResult], findings: &[(Option<String>, crate::classify::Finding)]) {
+/// The kernel's reports make the case they appeared in fail (crash for a panic), each kind
+/// once (a hung task is reported again every timeout period), with the report's kind and
+/// first line before the earlier reason.
+fn apply_findings(results: &mut [CaseResult], findings: &[(Option<String>, Finding)]) {
     for (case, f) in findings {
         let Some(r) = results.iter_mut().find(|r| Some(&r.case) == case.as_ref()) else { continue };
-        let headline = format!("kernel reported {}: {}", f.kind.name(), f.headline);
-        // One mention per kind: a hung task is reported again every timeout period.
-        let already = format!("kernel reported {}:", f.kind.name());
-        if r.reason.contains(&already) || r.reason.contains(&f.headline) && r.verdict == Verdict::Crash {
+        let already_cause = r.crash.as_ref().is_some_and(|c| c.cause == f.headline);
+        if r.findings.iter().any(|seen| seen.kind == f.kind) || already_cause {
             continue;
         }
+        r.findings.push(f.clone());
+        let headline = format!("kernel reported {}: {}", f.kind.name(), f.headline);
         r.reason = if r.reason.is_empty() { headline } else { format!("{headline}; {}", r.reason) };
-        r.verdict = if f.kind.is_fatal() || r.verdict == Verdict::Crash { Verdict::Crash } else { Verdict::Fail };
-    }
-}
-
-fn crash(case: &str, reason: String, took: Duration) -> CaseResult {
-    CaseResult {
-        case: case.to_string(),
-        verdict: Verdict::Crash,
-        reason,
-        observations: Default::default(),
-        duration_ms: took.as_millis() as u64,
+        r.verdict = match r.verdict {
+            _ if f.kind.is_fatal() => Verdict::Crash,
+            v if v.is_ok() => Verdict::Fail,
+            v => v,
+        };
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ending::How;
 
-    fn result(case: &str) -> Event {
-        Event::Result(CaseResult {
-            case: case.into(),
-            verdict: Verdict::Pass,
-            reason: String::new(),
-            observations: Default::default(),
-            duration_ms: 1,
-        })
+    fn pass(case: &str) -> Event {
+        Event::Result(CaseResult::new(case, Verdict::Pass, ""))
+    }
+
+    fn hello() -> Event {
+        Event::Hello { kernel_release: "6.12".into(), cases: vec!["a".into(), "b".into(), "c".into()], modules: vec![] }
+    }
+
+    fn planned() -> Vec<String> {
+        vec!["a".into(), "b".into(), "c".into()]
     }
 
     #[test]
     fn a_guest_that_dies_mid_case_keeps_earlier_results() {
-        let mut c = Collector::new(vec!["a".into(), "b".into(), "c".into()]);
-        c.take(Event::Hello { kernel_release: "6.12".into(), cases: vec![], modules: vec![] });
-        c.take(Event::Start { case: "a".into() });
-        c.take(result("a"));
-        c.take(Event::Start { case: "b".into() });
-        let out = c.finish(Some("Kernel panic - not syncing: x".into()), &["[1.0] trace".into()]);
-        assert_eq!(out.len(), 3);
-        assert_eq!(out[0].verdict, Verdict::Pass);
-        assert_eq!(out[1].verdict, Verdict::Crash);
-        assert!(out[1].reason.starts_with("Kernel panic - not syncing: x; last console lines:\n[1.0] trace"));
-        assert_eq!(out[2].reason, "not reached: the guest went down during b");
+        let log = RunLog {
+            events: vec![hello(), Event::Start { case: "a".into() }, pass("a"), Event::Start { case: "b".into() }],
+            console: vec!["[1.0] fpt-agent: start b".into(), "[1.1] Kernel panic - not syncing: x".into(), "[1.2] trace".into()],
+            ending: Some(Ending { how: How::WentAway { detail: None }, running_case_ms: Some(1500) }),
+            task_dump: None,
+        };
+        let out = assemble(&planned(), &log);
+        let v: Vec<Verdict> = out.results.iter().map(|r| r.verdict).collect();
+        assert_eq!(v, [Verdict::Pass, Verdict::Crash, Verdict::NotReached]);
+        let crash = out.results[1].crash.as_ref().unwrap();
+        assert_eq!(crash.cause, "Kernel panic - not syncing: x");
+        assert_eq!(crash.console_tail.last().unwrap(), "[1.2] trace");
+        assert_eq!(out.results[1].duration_ms, 1500);
+        assert_eq!(out.results[1].findings.len(), 0, "the panic is the cause, not a second finding");
+        assert_eq!(out.results[2].reason, "not reached: the guest went down during b");
+        assert_eq!(out.died.as_deref(), Some("Kernel panic - not syncing: x"));
     }
 
     #[test]
     fn a_finished_run_is_taken_as_is() {
-        let mut c = Collector::new(vec!["a".into()]);
-        c.take(Event::Start { case: "a".into() });
-        c.take(result("a"));
-        c.take(Event::Done);
-        assert!(c.first_result_after.is_some());
-        assert_eq!(c.finish(Some("ignored".into()), &[]).len(), 1);
+        let log = RunLog { events: vec![hello(), pass("a"), pass("b"), pass("c"), Event::Done], ..Default::default() };
+        let out = assemble(&planned(), &log);
+        assert!(out.died.is_none());
+        assert!(out.results.iter().all(|r| r.verdict == Verdict::Pass));
+    }
+
+    #[test]
+    fn a_hang_names_the_blocked_tasks() {
+        let log = RunLog {
+            events: vec![hello(), Event::Start { case: "a".into() }],
+            console: vec![],
+            task_dump: Some(vec![
+                "[5.0] sysrq: Show Blocked State".into(),
+                "[5.0] task:fpt-agent       state:D stack:0     pid:57    tgid:57".into(),
+                "[5.0]  fuse_simple_request+0x1/0x2".into(),
+                "[5.1] sysrq: Show State".into(),
+            ]),
+            ending: Some(Ending { how: How::Unresponsive { during: Some("a".into()) }, running_case_ms: Some(10_000) }),
+        };
+        let out = assemble(&planned(), &log);
+        let r = &out.results[0];
+        assert_eq!(r.verdict, Verdict::Hang);
+        assert_eq!(r.reason, "the guest stopped responding during a; blocked tasks: fpt-agent (pid 57) (task-dump.txt has every task)");
+        assert_eq!(r.crash.as_ref().unwrap().blocked_stacks.len(), 2);
+    }
+
+    #[test]
+    fn reports_belong_to_the_case_their_markers_enclose() {
+        let console: Vec<String> = [
+            "[1.0] fpt-agent: start a",
+            "[1.1] INFO: task x:5 blocked for more than 2 seconds.",
+            "[1.2] Call Trace:",
+            "[1.3] fpt-agent: end a",
+            "[1.4] INFO: task x:5 blocked for more than 2 seconds.",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let found = findings_by_case(&console);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].0.as_deref(), Some("a"));
+        assert_eq!(found[1].0, None);
+        let log = RunLog { events: vec![hello(), pass("a"), pass("b"), pass("c"), Event::Done], console, ..Default::default() };
+        let out = assemble(&planned(), &log);
+        assert_eq!(out.results[0].verdict, Verdict::Fail);
+        assert_eq!(out.results[0].reason, "kernel reported hung task: INFO: task x:5 blocked for more than 2 seconds.");
     }
 }

@@ -4,12 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use guest::cases::Case;
-use guest::report::{CaseResult, Event};
+use proto::{CaseInfo, CaseResult, Event};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::kernel::{self, Identity, Kernel, KernelChoice};
 use crate::qemu::{self, Accel, Machine};
+use crate::results::RunLog;
 use crate::vm::{self, VmOptions};
 use crate::{agent, cache, initramfs, modules};
 
@@ -81,18 +82,37 @@ impl Run {
     }
 }
 
-/// The cases a request names, in the order given; all of the catalog's safe ones if none.
-pub fn select_cases(names: &[String]) -> Result<Vec<&'static Case>> {
-    if names.is_empty() {
-        return Ok(guest::cases::catalog().iter().filter(|c| !c.kills_kernel).collect());
-    }
-    names.iter().map(|n| guest::cases::find(n).ok_or_else(|| Error::UnknownCase(n.clone()))).collect()
+/// What a run directory holds besides the logs: who the kernel was, how it ran, and which
+/// cases each boot was to run (one boot, or one per case with `--isolate`). `replay` starts
+/// from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub identity: Identity,
+    pub mode: String,
+    pub boots: Vec<PlannedBoot>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlannedBoot {
+    /// Relative to the run directory: "." or the case's name.
+    pub dir: String,
+    pub cases: Vec<String>,
+}
+
+impl Plan {
+    pub const FILE: &'static str = "plan.json";
 }
 
 pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let total = Instant::now();
-    let cases = select_cases(&req.cases)?;
     let mut t = Timings::default();
+
+    // The agent first: its catalog decides what the case names mean.
+    let started = Instant::now();
+    let (agent, catalog) = agent::build_with_catalog()?;
+    t.agent_build = started.elapsed();
+    t.agent_bytes = std::fs::metadata(&agent).map(|m| m.len()).unwrap_or(0);
+    let cases = agent::select(&catalog, &req.cases)?;
 
     let started = Instant::now();
     let kernel = match &req.kernel {
@@ -106,11 +126,6 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
         qemu::ensure_installed()?;
     }
 
-    let started = Instant::now();
-    let agent = agent::build()?;
-    t.agent_build = started.elapsed();
-    t.agent_bytes = std::fs::metadata(&agent).map(|m| m.len()).unwrap_or(0);
-
     let label = match &kernel {
         Some(k) => k.release.clone(),
         None => format!("host-{}", rustix::system::uname().release().to_string_lossy()),
@@ -119,18 +134,19 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
 
     let Some(kernel) = kernel else {
         if let Some(c) = cases.iter().find(|c| c.kills_kernel) {
-            return Err(Error::HostRefuses(c.name.into()));
+            return Err(Error::HostRefuses(c.name.clone()));
         }
         let started = Instant::now();
         let ext4 = crate::disk::ext4_image(&cache::dir())?;
-        let (collector, died) = crate::host::run(&agent, &cases, &ext4, &artifacts, on_event)?;
+        let release = rustix::system::uname().release().to_string_lossy().into_owned();
+        let identity = Identity { release, source: "the running kernel".into(), ..Default::default() };
+        let plan = Plan { identity, mode: "host".into(), boots: vec![PlannedBoot { dir: ".".into(), cases: names(&cases) }] };
+        save_plan(&plan, &artifacts)?;
+        let log = crate::host::run_cases(&agent, &cases, &ext4, &artifacts, on_event)?;
         t.guest_wall = started.elapsed();
-        t.first_result_after = collector.first_result_after;
-        let release = collector.kernel_release.clone().unwrap_or_default();
-        let results = collector.finish(died.clone(), &[]);
+        t.first_result_after = None;
         t.total = total.elapsed();
-        let identity = Identity { release: release.clone(), source: "the running kernel".into(), ..Default::default() };
-        return finish(Run { kernel_release: release, identity, mode: "host".into(), results, died, artifacts, timings: t });
+        return finish(plan, vec![(log, names(&cases))], artifacts, t);
     };
 
     let started = Instant::now();
@@ -147,7 +163,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let started = Instant::now();
     let accel = match req.accel {
         Some(a) => a,
-        None => choose_accel(&kernel, &image, req.machine, &artifacts),
+        None => choose_accel(&kernel, &image, req.machine, &catalog, &artifacts),
     };
     t.accel_probe = started.elapsed();
 
@@ -160,52 +176,78 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     if let Some(n) = req.cpus {
         opts.cpus = n;
     }
-    // One boot for all, or (isolated) one per case, each with its own artifacts directory.
-    let groups: Vec<(Vec<&'static Case>, PathBuf)> = if req.isolate {
-        cases.iter().map(|c| (vec![*c], artifacts.join(c.name))).collect()
-    } else {
-        vec![(cases.clone(), artifacts.clone())]
-    };
-    let mut results = Vec::new();
-    let mut findings = Vec::new();
-    let mut died = None;
-    let mut release = kernel.release.clone();
-    for (group, dir) in groups {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-        let boot = vm::boot(&kernel, &image, &group, &opts, &dir, on_event)?;
-        t.guest_wall += boot.wall;
-        t.first_result_after = t.first_result_after.or(boot.first_result_after);
-        release = boot.collector.kernel_release.clone().unwrap_or(release);
-        let mut part = boot.collector.finish(boot.died.clone(), &boot.console_tail);
-        if let Some(dump) = &boot.hang_dump {
-            crate::results::mark_hang(&mut part, dump);
-        }
-        crate::results::apply_findings(&mut part, &boot.findings);
-        results.extend(part);
-        findings.extend(boot.findings.iter().map(|(case, f)| serde_json::json!({ "case": case, "finding": f })));
-        died = died.or(boot.died);
-    }
-    let path = artifacts.join("findings.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&findings).expect("findings serialise"))
-        .map_err(|e| Error::io(path.display(), e))?;
-    t.total = total.elapsed();
     let machine = match req.machine {
         Machine::Microvm => "microvm",
         Machine::Q35 => "q35",
     };
-    finish(Run {
-        kernel_release: release,
+    // One boot for all, or (isolated) one per case, each with its own artifacts directory.
+    let groups: Vec<(Vec<&CaseInfo>, String)> = if req.isolate {
+        cases.iter().map(|c| (vec![*c], c.name.clone())).collect()
+    } else {
+        vec![(cases.clone(), ".".to_string())]
+    };
+    let plan = Plan {
         identity: kernel.identity.clone(),
         mode: format!("qemu {} {machine}", accel.name()),
-        results,
-        died,
-        artifacts,
-        timings: t,
-    })
+        boots: groups.iter().map(|(g, dir)| PlannedBoot { dir: dir.clone(), cases: names(g) }).collect(),
+    };
+    save_plan(&plan, &artifacts)?;
+    let mut logs = Vec::new();
+    for (group, dir) in &groups {
+        let dir = artifacts.join(dir);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        let boot = vm::boot(&kernel, &image, group, &catalog, &opts, &dir, on_event)?;
+        t.guest_wall += boot.wall;
+        t.first_result_after = t.first_result_after.or(boot.first_result_after);
+        logs.push((boot.log, names(group)));
+    }
+    t.total = total.elapsed();
+    finish(plan, logs, artifacts, t)
 }
 
-/// Save the results, with the kernel's identity, next to the console log.
-fn finish(run: Run) -> Result<Run> {
+fn names(cases: &[&CaseInfo]) -> Vec<String> {
+    cases.iter().map(|c| c.name.clone()).collect()
+}
+
+fn save_plan(plan: &Plan, artifacts: &Path) -> Result<()> {
+    let path = artifacts.join(Plan::FILE);
+    std::fs::write(&path, serde_json::to_string_pretty(plan).expect("plans serialise")).map_err(|e| Error::io(path.display(), e))
+}
+
+/// The post-processing of every boot's log (`results::assemble`), then the results, the
+/// findings and the summary saved next to the console log. `replay` ends here too.
+pub fn finish(plan: Plan, logs: Vec<(RunLog, Vec<String>)>, artifacts: PathBuf, timings: Timings) -> Result<Run> {
+    let run = assemble(plan, &logs, artifacts, timings);
+    save(&run, &logs)?;
+    Ok(run)
+}
+
+/// The run the logs make, saving nothing.
+pub fn assemble(plan: Plan, logs: &[(RunLog, Vec<String>)], artifacts: PathBuf, timings: Timings) -> Run {
+    let mut results = Vec::new();
+    let mut died = None;
+    let mut release = plan.identity.release.clone();
+    for (log, planned) in logs {
+        let part = crate::results::assemble(planned, log);
+        release = log.kernel_release().map(String::from).unwrap_or(release);
+        results.extend(part.results);
+        died = died.or(part.died);
+    }
+    Run { kernel_release: release, identity: plan.identity, mode: plan.mode, results, died, artifacts, timings }
+}
+
+/// results.json, findings.json (VM runs) and summary.txt, beside the logs.
+fn save(run: &Run, logs: &[(RunLog, Vec<String>)]) -> Result<()> {
+    if run.mode != "host" {
+        let findings: Vec<_> = logs
+            .iter()
+            .flat_map(|(log, _)| crate::results::findings_by_case(&log.console))
+            .map(|(case, f)| serde_json::json!({ "case": case, "finding": f }))
+            .collect();
+        let path = run.artifacts.join("findings.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&findings).expect("findings serialise"))
+            .map_err(|e| Error::io(path.display(), e))?;
+    }
     let json = serde_json::json!({ "kernel": run.identity, "mode": run.mode, "results": run.results });
     let path = run.artifacts.join("results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&json).expect("results serialise"))
@@ -217,8 +259,7 @@ fn finish(run: Run) -> Result<Run> {
         crate::report::totals(&run.results)
     );
     let path = run.artifacts.join("summary.txt");
-    std::fs::write(&path, summary).map_err(|e| Error::io(path.display(), e))?;
-    Ok(run)
+    std::fs::write(&path, summary).map_err(|e| Error::io(path.display(), e))
 }
 
 /// `target/fpt-runs/<unix time>-<label>`, and `target/fpt-runs/latest` pointing at it.
@@ -241,7 +282,7 @@ fn artifacts_dir(label: &str) -> Result<PathBuf> {
 
 /// KVM only when a real boot under it reaches the agent: here /dev/kvm exists but hangs or
 /// aborts ordinary guests. The answer is kept for this host boot.
-fn choose_accel(kernel: &Kernel, image: &Path, machine: Machine, artifacts: &Path) -> Accel {
+fn choose_accel(kernel: &Kernel, image: &Path, machine: Machine, catalog: &[CaseInfo], artifacts: &Path) -> Accel {
     if !qemu::kvm_device_usable() {
         return Accel::Tcg;
     }
@@ -257,7 +298,8 @@ fn choose_accel(kernel: &Kernel, image: &Path, machine: Machine, artifacts: &Pat
     let mut opts = VmOptions::new(Accel::Kvm);
     opts.machine = machine;
     opts.boot_timeout = Duration::from_secs(10);
-    let works = vm::boot(kernel, image, &[], &opts, &probe_dir, &mut |_| {}).is_ok_and(|b| b.collector.done);
+    let works = vm::boot(kernel, image, &[], catalog, &opts, &probe_dir, &mut |_| {})
+        .is_ok_and(|b| b.log.events.iter().any(|e| *e == Event::Done));
     let accel = if works { Accel::Kvm } else { Accel::Tcg };
     eprintln!("KVM probe boot {}: using {}", if works { "worked" } else { "failed" }, accel.name());
     let _ = std::fs::create_dir_all(cache::dir());

@@ -1,11 +1,12 @@
-//! Observations as text, compared with the insta snapshot kept per kernel release series in
-//! `tests/snapshots/linux-<major>.<minor>.snap`. The end-to-end tests assert the same text
-//! with insta; `cargo xtask run` compares the cases it ran with the same file.
+//! Observations as text, compared with the snapshot kept per kernel release series in
+//! `tests/snapshots/linux-<major>.<minor>.snap` (insta's file format). This module is the
+//! only reader and the only writer of those files: `cargo xtask run` compares the cases it
+//! ran (and `--bless` writes), the end-to-end tests compare whole runs with [`check_whole`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use guest::report::{CaseResult, Verdict};
+use proto::{CaseResult, Verdict};
 
 use crate::error::{Error, Result};
 
@@ -106,12 +107,38 @@ pub fn compare(release: &str, results: &[CaseResult]) -> Comparison {
     Comparison::Differs { path, diff }
 }
 
+/// What every snapshot file starts with (insta's header for the e2e test that made them).
+const HEADER: &str = "---\nsource: tests/e2e.rs\n---\n";
+
 /// Write the snapshot for this series from a full run, in insta's file format.
 pub fn write(release: &str, results: &[CaseResult]) -> Result<PathBuf> {
     let path = path(&name(release));
-    let text = format!("---\nsource: tests/e2e.rs\nexpression: observations\n---\n{}", render(results));
-    std::fs::write(&path, text).map_err(|e| Error::io(path.display(), e))?;
+    write_at(&path, results)?;
     Ok(path)
+}
+
+fn write_at(path: &std::path::Path, results: &[CaseResult]) -> Result<()> {
+    std::fs::write(path, format!("{HEADER}{}", render(results))).map_err(|e| Error::io(path.display(), e))
+}
+
+/// The end-to-end tests' assertion: the whole run's observations equal the series'
+/// snapshot. On a difference the diff is returned, and the new text is written beside the
+/// snapshot as `<name>.snap.new` (not under CI); `FPT_BLESS=1` writes the snapshot itself.
+pub fn check_whole(release: &str, results: &[CaseResult]) -> std::result::Result<(), String> {
+    let path = path(&name(release));
+    let old = std::fs::read_to_string(&path).map(|t| body(&t).to_string()).unwrap_or_default();
+    let new = render(results);
+    if old == new {
+        return Ok(());
+    }
+    if std::env::var_os("FPT_BLESS").is_some_and(|v| v == "1") {
+        return write_at(&path, results).map_err(|e| e.to_string());
+    }
+    if std::env::var_os("CI").is_none() {
+        let _ = write_at(&path.with_extension("snap.new"), results);
+    }
+    let diff = similar::TextDiff::from_lines(&old, &new).unified_diff().context_radius(2).header("snapshot", "this run").to_string();
+    Err(format!("observations differ from {} (FPT_BLESS=1 rewrites it):\n{diff}", path.display()))
 }
 
 #[cfg(test)]
@@ -120,11 +147,9 @@ mod tests {
 
     fn result(case: &str, verdict: Verdict, obs: &[(&str, serde_json::Value)]) -> CaseResult {
         CaseResult {
-            case: case.into(),
-            verdict,
-            reason: String::new(),
             observations: obs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
             duration_ms: 5,
+            ..CaseResult::new(case, verdict, "")
         }
     }
 
@@ -139,7 +164,7 @@ mod tests {
 
     #[test]
     fn reads_the_body_of_an_insta_file() {
-        let file = "---\nsource: tests/e2e.rs\nexpression: observations\n---\na.one:\n  x: 1\n";
+        let file = "---\nsource: tests/e2e.rs\n---\na.one:\n  x: 1\n";
         assert_eq!(body(file), "a.one:\n  x: 1\n");
         assert_eq!(blocks(body(file))["a.one"], "a.one:\n  x: 1\n");
     }

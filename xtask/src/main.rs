@@ -10,7 +10,7 @@ use harness::kernel::KernelChoice;
 use harness::qemu::{Accel, Machine};
 use harness::run::{Request, Run};
 use harness::snapshot::{self, Comparison};
-use harness::{report, Event, Verdict};
+use harness::{report, Event};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Conformance and regression harness for Linux FUSE passthrough")]
@@ -23,7 +23,14 @@ struct Cli {
 enum Cmd {
     /// Boot a kernel (Debian's 6.12 cloud kernel by default), run the cases, compare with the snapshot.
     Run(RunArgs),
-    /// Unit tests, then the end-to-end suite: Debian 6.12 and 6.1 in QEMU, then host mode.
+    /// Re-derive a run's results from its saved artifacts (console.log, events.jsonl,
+    /// task-dump.txt, ending.json): classifier, results, snapshot comparison, report.
+    Replay {
+        /// A run's directory, e.g. target/fpt-runs/latest.
+        dir: PathBuf,
+    },
+    /// The tidy gate (rustfmt, clippy, tidy tests), unit tests, then the end-to-end suite:
+    /// Debian 6.12 and 6.1 in QEMU, the built kernel, then host mode.
     Test,
     /// Time a warm run and its parts: boot to first result, per-case durations, image size.
     /// With --kernel-build: time kernel builds instead (unchanged, after a touch, after a
@@ -198,16 +205,14 @@ fn main() -> ExitCode {
     harness::interrupt::install();
     let code = match cli.command {
         Cmd::Run(args) => run(&args),
+        Cmd::Replay { dir } => replay(&dir),
         Cmd::Test => test(),
         Cmd::Bench { target, kernel_build: true, clean, .. } => bench_kernel_build(&target, clean),
         Cmd::Bench { target, runs, .. } => bench(&target, runs),
         Cmd::Soak { target, runs } => soak(&target, runs),
         Cmd::Repro { target, runs, same_boot } => repro(&target, runs, same_boot),
         Cmd::Kernel { command: KernelCmd::Build(source) } => kernel_build(&source),
-        Cmd::Cases { markdown } => {
-            print!("{}", if markdown { cases_markdown() } else { cases_text() });
-            0
-        }
+        Cmd::Cases { markdown } => cases(markdown),
     };
     ExitCode::from(code as u8)
 }
@@ -241,8 +246,8 @@ fn run(args: &RunArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    print_run(&run);
     if args.bless {
+        print_run(&run);
         if !args.target.cases.is_empty() {
             eprintln!("error: --bless writes the whole snapshot: run every case (no --case)");
             return 2;
@@ -251,30 +256,48 @@ fn run(args: &RunArgs) -> i32 {
             Ok(p) => println!("snapshot written: {}", p.display()),
             Err(e) => return fail(&e),
         }
-    } else {
-        match snapshot::compare(&run.kernel_release, &run.results) {
-            Comparison::Match { unknown } => {
-                println!("snapshot: matches {}", snapshot::name(&run.kernel_release));
-                if !unknown.is_empty() {
-                    let more = if unknown.len() > 5 { format!(" and {} more", unknown.len() - 5) } else { String::new() };
-                    println!("snapshot: not in it (not compared): {}{more}", unknown[..unknown.len().min(5)].join(", "));
-                }
-            }
-            Comparison::Missing(p) => println!("snapshot: none for these cases at {} (--bless writes it)", p.display()),
-            Comparison::Differs { path, diff } => {
-                println!("{diff}");
-                let e = harness::Error::SnapshotMismatch(path);
-                if run.all_ok() {
-                    return fail(&e);
-                }
-                eprintln!("error: {e}");
+        return exit_code(&run);
+    }
+    conclude(&run)
+}
+
+/// Print a run, compare it with its snapshot, and say how it ended: what `run` and
+/// `replay` share.
+fn conclude(run: &Run) -> i32 {
+    print_run(run);
+    match snapshot::compare(&run.kernel_release, &run.results) {
+        Comparison::Match { unknown } => {
+            println!("snapshot: matches {}", snapshot::name(&run.kernel_release));
+            if !unknown.is_empty() {
+                let more = if unknown.len() > 5 { format!(" and {} more", unknown.len() - 5) } else { String::new() };
+                println!("snapshot: not in it (not compared): {}{more}", unknown[..unknown.len().min(5)].join(", "));
             }
         }
+        Comparison::Missing(p) => println!("snapshot: none for these cases at {} (--bless writes it)", p.display()),
+        Comparison::Differs { path, diff } => {
+            println!("{diff}");
+            let e = harness::Error::SnapshotMismatch(path);
+            if run.all_ok() {
+                return fail(&e);
+            }
+            eprintln!("error: {e}");
+        }
     }
+    exit_code(run)
+}
+
+fn exit_code(run: &Run) -> i32 {
     match harness::interrupt::requested() {
         Some(sig) => 128 + sig,
         None if run.all_ok() => 0,
         None => 1,
+    }
+}
+
+fn replay(dir: &std::path::Path) -> i32 {
+    match harness::replay::replay(dir) {
+        Ok(run) => conclude(&run),
+        Err(e) => fail(&e),
     }
 }
 
@@ -298,8 +321,11 @@ fn print_run(run: &Run) {
     println!("{}", report::identity(&run.identity, &run.mode));
     print!("{}", report::table(&run.results));
     println!("{}", report::totals(&run.results));
-    for r in run.results.iter().filter(|r| r.reason.contains('\n')) {
-        println!("\n{}: {}", r.case, r.reason.replace('\n', "\n  "));
+    for r in &run.results {
+        let details = report::details(r);
+        if !details.is_empty() {
+            print!("\n{details}");
+        }
     }
     if let Some(why) = &run.died {
         println!("the guest did not finish: {why}");
@@ -307,11 +333,15 @@ fn print_run(run: &Run) {
     println!("artifacts: {}", run.artifacts.display());
 }
 
+/// The tidy gate first (it takes seconds and fails fastest), then unit tests, then the
+/// end-to-end suite.
 fn test() -> i32 {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = harness::cache::workspace_root();
-    let steps: [(&str, &[&str]); 2] = [
-        ("unit tests", &["test", "--package", "guest", "--package", "harness", "--package", "xtask"]),
+    let steps: [(&str, &[&str]); 4] = [
+        ("tidy: rustfmt", &["fmt", "--all", "--check"]),
+        ("tidy: clippy", &["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"]),
+        ("unit and tidy tests", &["test", "--package", "proto", "--package", "guest", "--package", "harness", "--package", "xtask"]),
         // One at a time: each boots a VM, and two TCG guests on two cores slow each other.
         ("end-to-end suite", &["test", "--package", "e2e", "--", "--test-threads=1"]),
     ];
@@ -327,251 +357,137 @@ fn test() -> i32 {
 }
 
 fn bench(target: &Target, runs: u32) -> i32 {
-    let req = target.request();
-    // A first run warms the caches (kernel download, agent build); it is not counted.
     eprintln!("warm-up run");
-    if let Err(e) = harness::run::run(&req, &mut |_| {}) {
-        return fail(&e);
-    }
-    let mut totals = Vec::new();
-    let mut last = None;
-    for i in 1..=runs {
-        match harness::run::run(&req, &mut |_| {}) {
-            Ok(run) => {
-                let t = &run.timings;
-                println!(
-                    "run {i}: whole {:.2} s | guest {:.2} s | boot to first result {} | agent build {:.2} s | initramfs {:.3} s | KVM probe {:.2} s",
-                    t.total.as_secs_f64(),
-                    t.guest_wall.as_secs_f64(),
-                    t.first_result_after.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64())),
-                    t.agent_build.as_secs_f64(),
-                    t.initramfs_build.as_secs_f64(),
-                    t.accel_probe.as_secs_f64(),
-                );
-                totals.push(t.total.as_secs_f64());
-                last = Some(run);
-            }
-            Err(e) => return fail(&e),
-        }
-    }
-    let Some(run) = last else { return 0 };
-    totals.sort_by(f64::total_cmp);
+    let timed = harness::bench::runs(&target.request(), runs, &mut |i, run| {
+        let t = &run.timings;
+        println!(
+            "run {i}: whole {:.2} s | guest {:.2} s | boot to first result {} | agent build {:.2} s | initramfs {:.3} s | KVM probe {:.2} s",
+            t.total.as_secs_f64(),
+            t.guest_wall.as_secs_f64(),
+            t.first_result_after.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64())),
+            t.agent_build.as_secs_f64(),
+            t.initramfs_build.as_secs_f64(),
+            t.accel_probe.as_secs_f64(),
+        );
+    });
+    let runs = match timed {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let Some(run) = runs.last() else { return 0 };
+    let totals: Vec<f64> = runs.iter().map(|r| r.timings.total.as_secs_f64()).collect();
+    let (median, min, max) = harness::bench::spread(&totals);
     println!();
     println!("kernel {} ({})", run.kernel_release, run.mode);
-    println!("whole run, warm cache: median {:.2} s, min {:.2} s, max {:.2} s over {runs} runs",
-        totals[totals.len() / 2], totals[0], totals[totals.len() - 1]);
+    println!("whole run, warm cache: median {median:.2} s, min {min:.2} s, max {max:.2} s over {} runs", runs.len());
     println!("agent binary: {} KiB; initramfs: {} KiB", run.timings.agent_bytes / 1024, run.timings.initramfs_bytes / 1024);
     println!("per-case durations (last run):");
     print!("{}", report::table(&run.results));
     0
 }
 
-/// The kernel developer's loop, timed on the tree `--src` names (default: the cached
-/// linux-source-6.12, which is ours to touch). fs/fuse/passthrough.c gets its mtime bumped
-/// and then one comment line, which is taken out again at the end.
 fn bench_kernel_build(target: &Target, clean: bool) -> i32 {
-    let cache = harness::cache::dir();
-    let mut source = target.source.clone();
-    if source.src.is_none() && source.profile.is_none() {
-        source.profile = Some("minimal".into());
-    }
-    let req = BuildRequest { progress: false, ..source.request() };
-    let timed = |what: &str| -> Result<harness::kbuild::Built, harness::Error> {
-        let started = std::time::Instant::now();
-        let built = harness::kbuild::build(&req, &cache)?;
-        println!("{what}: {:.1} s", started.elapsed().as_secs_f64());
-        Ok(built)
-    };
-    let result = (|| -> Result<(), harness::Error> {
-        if clean {
-            let _ = std::fs::remove_dir_all(harness::kbuild::entry_dir(&req, &cache)?);
-            timed("clean build")?;
-        } else {
-            harness::kbuild::build(&req, &cache)?;
-        }
-        timed("unchanged rebuild")?;
-        let file = harness::kbuild::source_dir(&req, &cache)?.join("fs/fuse/passthrough.c");
-        let original = std::fs::read(&file).map_err(|e| harness::Error::io(file.display(), e))?;
-        std::fs::write(&file, &original).map_err(|e| harness::Error::io(file.display(), e))?;
-        timed("rebuild after touching fs/fuse/passthrough.c")?;
-        let mut changed = original.clone();
-        changed.extend_from_slice(b"/* fpt bench: one-line change */\n");
-        std::fs::write(&file, &changed).map_err(|e| harness::Error::io(file.display(), e))?;
-        let started = std::time::Instant::now();
-        let run = harness::run::run(&Request { kernel: KernelChoice::Build(req.clone()), ..target.request() }, &mut |_| {});
-        std::fs::write(&file, &original).map_err(|e| harness::Error::io(file.display(), e))?;
-        let run = run?;
-        println!("one-line change in fs/fuse, then build + boot + suite: {:.1} s ({})", started.elapsed().as_secs_f64(), report::totals(&run.results));
-        Ok(())
-    })();
-    match result {
+    match harness::bench::kernel_build(&target.source.request(), &target.request(), clean, &mut |l| println!("{l}")) {
         Ok(()) => 0,
         Err(e) => fail(&e),
     }
 }
 
 fn soak(target: &Target, runs: u32) -> i32 {
-    use std::collections::BTreeMap;
-    let req = target.request();
-    // case -> each distinct (verdict, observations) seen, with how often.
-    let mut seen: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
-    let mut times = Vec::new();
-    let mut complete = 0;
-    let mut artifact_dirs = Vec::new();
-    let mut downs: BTreeMap<String, (f64, u64)> = BTreeMap::new();
-    for i in 1..=runs {
-        let run = match harness::run::run(&req, &mut |_| {}) {
-            Ok(r) => r,
-            Err(e) => return fail(&e),
-        };
-        let has = |f: &str| run.artifacts.join(f).is_file();
-        let vm = run.mode.starts_with("qemu");
-        if has("results.json") && has("summary.txt") && (!vm || has("findings.json")) {
-            complete += 1;
-        }
-        artifact_dirs.push(run.artifacts.clone());
+    let soak = harness::soak::soak(&target.request(), runs, &mut |i, run| {
         let first = run.timings.first_result_after.map_or(0.0, |d| d.as_secs_f64());
         println!(
             "run {i}/{runs}: {} | guest {:.1} s (first result after {first:.1} s)",
             report::totals(&run.results),
             run.timings.guest_wall.as_secs_f64()
         );
-        times.push(run.timings.guest_wall.as_secs_f64());
-        // How long after its start a case that took the guest down was reported.
-        for r in run.results.iter().filter(|r| matches!(r.verdict, Verdict::Hang | Verdict::Crash)) {
-            if !r.reason.starts_with("not reached") {
-                let timeout = guest::cases::find(&r.case).map_or(0, |c| c.timeout.as_secs());
-                let took = r.duration_ms as f64 / 1000.0;
-                let worst = downs.entry(r.case.clone()).or_insert((0.0f64, timeout));
-                worst.0 = worst.0.max(took);
-            }
-        }
-        for r in &run.results {
-            let outcome = format!("{} {}", report::verdict_name(r.verdict), snapshot::render(std::slice::from_ref(r)).trim_end());
-            *seen.entry(r.case.clone()).or_default().entry(outcome).or_default() += 1;
-        }
-    }
-    let flaky: Vec<_> = seen.iter().filter(|(_, outcomes)| outcomes.len() > 1).collect();
-    for (case, outcomes) in &flaky {
+    });
+    let soak = match soak {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    for (case, outcomes) in soak.flaky() {
         println!("\nflaky: {case}");
-        for (outcome, n) in outcomes.iter() {
+        for (outcome, n) in outcomes {
             println!("  {n}x {}", outcome.replace('\n', "\n      "));
         }
     }
-    // Any QEMU still running one of these runs' images outlived the harness.
-    let left = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("qemu-system") && artifact_dirs.iter().any(|d| c.contains(&*d.to_string_lossy())))
-        .count();
-    println!("\nQEMU processes left running: {left}; runs with complete artifacts: {complete}/{runs}");
-    for (case, (worst, timeout)) in &downs {
+    println!("\nQEMU processes left running: {}; runs with complete artifacts: {}/{runs}", soak.qemu_left, soak.complete);
+    for (case, (worst, timeout)) in &soak.downs {
         println!("{case}: crash/hang reported at most {worst:.1} s after the case started (its timeout: {timeout} s)");
     }
-    times.sort_by(f64::total_cmp);
+    let (median, min, max) = harness::bench::spread(&soak.guest_secs);
     println!(
-        "{runs} runs of {} cases: {} flaky; guest time min {:.1} s, median {:.1} s, max {:.1} s",
-        seen.len(),
-        flaky.len(),
-        times.first().unwrap_or(&0.0),
-        times.get(times.len() / 2).unwrap_or(&0.0),
-        times.last().unwrap_or(&0.0)
+        "{runs} runs of {} cases: {} flaky; guest time min {min:.1} s, median {median:.1} s, max {max:.1} s",
+        soak.outcomes.len(),
+        soak.flaky().len(),
     );
-    if flaky.is_empty() && left == 0 && complete == runs { 0 } else { 1 }
+    if soak.ok() {
+        0
+    } else {
+        1
+    }
 }
 
 fn repro(target: &Target, runs: u32, same_boot: bool) -> i32 {
-    let [case] = target.cases.as_slice() else {
+    if target.cases.len() != 1 {
         eprintln!("error: repro takes exactly one --case");
         return 2;
-    };
-    let mut req = target.request();
-    let rounds = if same_boot {
-        req.cases = vec![case.clone(); runs as usize];
-        1
-    } else {
-        runs
-    };
-    for round in 1..=rounds {
-        let run = match harness::run::run(&req, &mut |_| {}) {
-            Ok(r) => r,
-            Err(e) => return fail(&e),
-        };
-        let findings = std::fs::read_to_string(run.artifacts.join("findings.json")).unwrap_or_default();
-        let found = run.results.iter().find(|r| r.verdict != harness::Verdict::Pass || findings.trim() != "[]");
-        let Some(hit) = found else {
-            println!("run {round}/{rounds}: {}", report::totals(&run.results));
-            continue;
-        };
-        // The same command as `run`: repro's own options dropped.
-        let mut args = std::env::args().skip(2).peekable();
-        let mut again = vec!["run".to_string()];
-        while let Some(a) = args.next() {
-            match a.as_str() {
-                "--runs" => {
-                    args.next();
-                }
-                "--same-boot" => {}
-                _ if a.starts_with("--runs=") => {}
-                _ => again.push(a),
-            }
+    }
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let rerun = harness::repro::rerun_command(&args);
+    let outcome = harness::repro::repro(&target.request(), runs, same_boot, &rerun, &mut |round, run| {
+        println!("run {round}: {}", report::totals(&run.results));
+    });
+    match outcome {
+        Ok(harness::repro::Repro::Clean { .. }) => {
+            println!("{}: no failure and no kernel report in {runs} runs", target.cases[0]);
+            0
         }
-        let again = again.join(" ");
-        let how = format!(
-            "{}\nrerun: cargo xtask {again}\nqemu: {}",
-            report::identity(&run.identity, &run.mode),
-            std::fs::read_to_string(run.artifacts.join("qemu-command.txt")).unwrap_or_default().trim()
-        );
-        let _ = std::fs::write(run.artifacts.join("repro.txt"), &how);
-        println!("run {round}/{rounds}: {} {}: {}", hit.case, report::verdict_name(hit.verdict), hit.reason.lines().next().unwrap_or(""));
-        println!("{how}\nartifacts: {}", run.artifacts.display());
-        return 1;
+        Ok(harness::repro::Repro::Hit { round, run, case, how }) => {
+            let r = run.results.iter().find(|r| r.case == case).expect("the hit is a result");
+            println!("run {round}: {case} {}: {}", report::verdict_name(r.verdict), r.reason.lines().next().unwrap_or(""));
+            println!("{how}\nartifacts: {}", run.artifacts.display());
+            1
+        }
+        Err(e) => fail(&e),
     }
-    println!("{case}: no failure and no kernel report in {runs} runs");
+}
+
+/// The catalog, as the built agent reports it.
+fn cases(markdown: bool) -> i32 {
+    let catalog = match harness::agent::build_with_catalog() {
+        Ok((_, c)) => c,
+        Err(e) => return fail(&e),
+    };
+    if markdown {
+        print!("{}", proto::catalog::markdown(&catalog));
+        return 0;
+    }
+    for c in &catalog {
+        let one_line = proto::catalog::one_line;
+        println!("{}\n  rule: {}\n  verdict: {}\n  timeout: {} s", c.name, one_line(&c.rule), one_line(&c.verdict_rule), c.timeout_secs);
+    }
     0
-}
-
-fn cases_text() -> String {
-    let mut out = String::new();
-    for c in guest::cases::catalog() {
-        out.push_str(&format!("{}\n  rule: {}\n  verdict: {}\n  timeout: {} s\n", c.name, one_line(c.rule), one_line(c.verdict_rule), c.timeout.as_secs()));
-    }
-    out
-}
-
-fn cases_markdown() -> String {
-    let mut out = String::from(
-        "# Cases\n\nGenerated by `cargo xtask cases --markdown`; do not edit by hand.\n\n\
-         | case | group | rule | verdict rule |\n|---|---|---|---|\n",
-    );
-    for c in guest::cases::catalog() {
-        out.push_str(&format!("| `{}` | {} | {} | {} |\n", c.name, c.group, one_line(c.rule), one_line(c.verdict_rule)));
-    }
-    out
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn docs_cases_md_is_current() {
-        let path = harness::cache::workspace_root().join("docs/cases.md");
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            on_disk == super::cases_markdown(),
-            "docs/cases.md is stale: run `cargo xtask cases --markdown > docs/cases.md`"
-        );
-    }
-
-    #[test]
     fn the_command_line_parses() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// The subcommands as clap knows them: the tidy test checks ARCHITECTURE.md names each.
+    #[test]
+    fn architecture_md_names_every_subcommand() {
+        use clap::CommandFactory;
+        let root = harness::cache::workspace_root();
+        let arch = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+        for sub in super::Cli::command().get_subcommands() {
+            let name = sub.get_name();
+            assert!(arch.contains(&format!("`{name}`")), "ARCHITECTURE.md does not name `cargo xtask {name}` (as `{name}`)");
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! FUSE_DEV_IOC_BACKING_OPEN's argument checks: the map, the fd, and what the fd is.
 
 use std::os::fd::{AsFd, AsRawFd};
-use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
 
@@ -9,38 +8,109 @@ use super::{Case, Ctx, Stop};
 use crate::fuse::abi::BackingMap;
 use crate::sys::outcome;
 
-fn case(name: &'static str, rule: &'static str, verdict_rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
-    Case { name, group: "backing_open", rule, verdict_rule, timeout: Duration::from_secs(10), kills_kernel: false, run }
-}
 
 /// Non-regular files are refused since 6.17, backported to 6.12.48 (and 6.16.y).
 const NON_REGULAR_FIX: &[(u32, u32, u32)] = &[(6, 12, 48), (6, 17, 0)];
 
+/// What the cases of this group share.
+const DEFAULTS: Case = Case {
+    ..Case::DEFAULT
+};
+
 pub fn cases() -> Vec<Case> {
     vec![
-        case("backing_open.flags_nonzero", "fuse_backing_map.flags must be 0", "pass on EINVAL", flags_nonzero),
-        case("backing_open.padding_nonzero", "fuse_backing_map.padding must be 0 (a non-zero one was \
-              accepted before 6.9)", "pass on EINVAL", padding_nonzero),
-        case("backing_open.closed_fd", "an fd that is not open gives EBADF", "pass on EBADF", closed_fd),
-        case("backing_open.o_path_fd", "an O_PATH fd of a regular file is accepted from 6.12 (EBADF \
-              before)", "pass on ok from 6.12, EBADF before", o_path_fd),
-        case("backing_open.directory", "a directory is refused with EISDIR (since 6.17 and 6.12.48)",
-             "pass on EISDIR on a fixed kernel; success on an older one is the known bug", directory),
-        case("backing_open.fifo", "a FIFO is refused with EINVAL (since 6.17 and 6.12.48)",
-             "pass on EINVAL on a fixed kernel; success on an older one is the known bug", fifo),
-        case("backing_open.socket", "a socket is refused with EINVAL (since 6.17 and 6.12.48)",
-             "pass on EINVAL on a fixed kernel; success on an older one is the known bug", socket),
-        case("backing_open.char_device", "a character device (/dev/null) is refused with EINVAL \
-              (since 6.17 and 6.12.48)", "pass on EINVAL on a fixed kernel", char_device),
-        case("backing_open.o_path_fifo", "a FIFO through an O_PATH fd is refused too (the route \
-              of the original bug)", "pass on EINVAL on a fixed kernel", o_path_fifo),
-        case("backing_open.proc_file", "a /proc file is a regular file to the check: what the \
-              kernel does is recorded", "pass unless the ioctl hangs or crashes (observation)", proc_file),
-        case("backing_open.before_mount", "BACKING_OPEN on a /dev/fuse fd not yet attached to a \
-              mount gives EPERM", "pass on EPERM", before_mount),
-        case("backing_open.ids_not_reused", "ids are >= 1 and a closed id is not handed out again \
-              at once (cyclic allocation)", "pass when ids are positive and the next id differs \
-              from the closed one", ids_not_reused),
+        Case {
+            name: "backing_open.flags_nonzero",
+            rule: "fuse_backing_map.flags must be 0",
+            verdict_rule: "pass on EINVAL",
+            run: flags_nonzero,
+            ..DEFAULTS
+        },
+        Case {
+            name: "backing_open.padding_nonzero",
+            rule: "fuse_backing_map.padding must be 0 (a non-zero one was \
+              accepted before 6.9)",
+            verdict_rule: "pass on EINVAL",
+            run: padding_nonzero,
+            ..DEFAULTS
+        },
+        Case {
+            name: "backing_open.closed_fd",
+            rule: "an fd that is not open gives EBADF",
+            verdict_rule: "pass on EBADF",
+            run: closed_fd,
+            ..DEFAULTS
+        },
+        Case {
+            name: "backing_open.o_path_fd",
+            rule: "an O_PATH fd of a regular file is accepted from 6.12 (EBADF \
+              before)",
+            verdict_rule: "pass on ok from 6.12, EBADF before",
+            run: o_path_fd,
+            ..DEFAULTS
+        },
+        Case {
+            name: "backing_open.directory",
+            rule: "a directory is refused with EISDIR (since 6.17 and 6.12.48)",
+            verdict_rule: "pass on EISDIR on a fixed kernel; success on an older one is the known bug",
+            run: directory,
+            ..DEFAULTS
+        },
+        Case {
+            name: "backing_open.fifo",
+            rule: "a FIFO is refused with EINVAL (since 6.17 and 6.12.48)",
+            verdict_rule: "pass on EINVAL on a fixed kernel; success on an older one is the known bug",
+            run: fifo,
+            ..DEFAULTS
+        },
+        Case {
+            name: "backing_open.socket",
+            rule: "a socket is refused with EINVAL (since 6.17 and 6.12.48)",
+            verdict_rule: "pass on EINVAL on a fixed kernel; success on an older one is the known bug",
+            run: socket,
+            ..DEFAULTS
+        },
+        Case {
+            name: "backing_open.char_device",
+            rule: "a character device (/dev/null) is refused with EINVAL \
+              (since 6.17 and 6.12.48)",
+            verdict_rule: "pass on EINVAL on a fixed kernel",
+            run: char_device,
+            ..DEFAULTS
+        },
+        Case {
+            name: "backing_open.o_path_fifo",
+            rule: "a FIFO through an O_PATH fd is refused too (the route \
+              of the original bug)",
+            verdict_rule: "pass on EINVAL on a fixed kernel",
+            run: o_path_fifo,
+            ..DEFAULTS
+        },
+        Case {
+            name: "backing_open.proc_file",
+            rule: "a /proc file is a regular file to the check: what the \
+              kernel does is recorded",
+            verdict_rule: "pass unless the ioctl hangs or crashes (observation)",
+            run: proc_file,
+            ..DEFAULTS
+        },
+        Case {
+            name: "backing_open.before_mount",
+            rule: "BACKING_OPEN on a /dev/fuse fd not yet attached to a \
+              mount gives EPERM",
+            verdict_rule: "pass on EPERM",
+            run: before_mount,
+            ..DEFAULTS
+        },
+        Case {
+            name: "backing_open.ids_not_reused",
+            rule: "ids are >= 1 and a closed id is not handed out again \
+              at once (cyclic allocation)",
+            verdict_rule: "pass when ids are positive and the next id differs \
+              from the closed one",
+            run: ids_not_reused,
+            ..DEFAULTS
+        },
     ]
 }
 

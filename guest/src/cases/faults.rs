@@ -17,52 +17,76 @@ use super::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, InitReply, OpenReply, ServerProcess};
 use crate::sys::outcome;
 
-fn case(name: &'static str, rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
-    Case {
-        name,
-        group: "faults",
-        rule,
-        verdict_rule: "pass when every I/O thread returns, nothing hangs, and the backing \
+
+/// What the cases of this group share.
+const DEFAULTS: Case = Case {
+    verdict_rule: "pass when every I/O thread returns, nothing hangs, and the backing \
                        tmpfs unmounts once the files are closed",
-        timeout: Duration::from_secs(30),
-        kills_kernel: false,
-        run,
-    }
-}
+    timeout: Duration::from_secs(30),
+    ..Case::DEFAULT
+};
 
 pub fn cases() -> Vec<Case> {
     vec![
-        case("faults.abort_during_io", "the connection is aborted (fusectl) while passthrough \
-              reads, writes, splices and page faults run in a loop", abort_during_io),
-        case("faults.lazy_umount_during_io", "umount -l of the FUSE mount while passthrough I/O \
-              runs on open files", lazy_umount_during_io),
-        case("faults.stalled_server_open_then_abort", "the server stops answering while a \
-              passthrough open is in progress; aborting the connection ends the open", stalled_server_open),
-        case("faults.server_exit_during_io", "the server process exits (SIGKILL) while a \
-              passthrough file is open, mapped and being read, written, spliced and faulted in",
-             server_exit_during_io),
         Case {
+            name: "faults.abort_during_io",
+            rule: "the connection is aborted (fusectl) while passthrough \
+              reads, writes, splices and page faults run in a loop",
+            run: abort_during_io,
+            ..DEFAULTS
+        },
+        Case {
+            name: "faults.lazy_umount_during_io",
+            rule: "umount -l of the FUSE mount while passthrough I/O \
+              runs on open files",
+            run: lazy_umount_during_io,
+            ..DEFAULTS
+        },
+        Case {
+            name: "faults.stalled_server_open_then_abort",
+            rule: "the server stops answering while a \
+              passthrough open is in progress; aborting the connection ends the open",
+            run: stalled_server_open,
+            ..DEFAULTS
+        },
+        Case {
+            name: "faults.server_exit_during_io",
+            rule: "the server process exits (SIGKILL) while a \
+              passthrough file is open, mapped and being read, written, spliced and faulted in",
+            run: server_exit_during_io,
+            ..DEFAULTS
+        },
+        Case {
+            name: "faults.backing_on_asking_servers_mounts",
+            rule: "the server that asks for a backing \
+                   file also serves the mount it is on: a passthrough mount (ELOOP) and a plain \
+                   one (allowed: its I/O reaches that mount's server)",
             verdict_rule: "pass on ELOOP for a backing file on the server's other passthrough \
                            mount, and when the one on its plain mount works without a hang",
-            ..case("faults.backing_on_asking_servers_mounts", "the server that asks for a backing \
-                   file also serves the mount it is on: a passthrough mount (ELOOP) and a plain \
-                   one (allowed: its I/O reaches that mount's server)", backing_on_asking_servers_mounts)
+            run: backing_on_asking_servers_mounts,
+            ..DEFAULTS
         },
         Case {
-            verdict_rule: "pass when every unmount and read returns and the bottom tmpfs is \
-                           released after each order",
-            ..case("faults.overlay_fuse_overlay_teardown", "overlayfs over a passthrough FUSE mount \
+            name: "faults.overlay_fuse_overlay_teardown",
+            rule: "overlayfs over a passthrough FUSE mount \
                    whose files sit on another overlayfs, torn down (umount -l) in every order with \
                    a file open through the top; with the backing files registered (depth 2) \
-                   the upper overlay is refused", overlay_fuse_overlay_teardown)
+                   the upper overlay is refused",
+            verdict_rule: "pass when every unmount and read returns and the bottom tmpfs is \
+                           released after each order",
+            run: overlay_fuse_overlay_teardown,
+            ..DEFAULTS
         },
         Case {
+            name: "faults.parallel_dio_cached_open_mmap",
+            rule: "parallel direct writes (FOPEN_DIRECT_IO | \
+                   FOPEN_PARALLEL_DIRECT_WRITES) together with a cached open and an mmap of the \
+                   same inode",
             verdict_rule: "pass when the cached open and the mmap return while parallel direct \
                            writes run (before 6.12 the open could wait forever: run with --isolate)",
             kills_kernel: true,
-            ..case("faults.parallel_dio_cached_open_mmap", "parallel direct writes (FOPEN_DIRECT_IO | \
-                   FOPEN_PARALLEL_DIRECT_WRITES) together with a cached open and an mmap of the \
-                   same inode", parallel_dio_cached_open_mmap)
+            run: parallel_dio_cached_open_mmap,
+            ..DEFAULTS
         },
     ]
 }

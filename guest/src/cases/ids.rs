@@ -7,51 +7,94 @@ use crate::fuse::abi::op;
 use crate::fuse::OpenReply;
 use crate::sys::outcome;
 
+/// What the cases of this group share.
+const DEFAULTS: Case = Case {
+    ..Case::DEFAULT
+};
+
 pub fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "ids.close_unknown",
-            group: "ids",
             rule: "BACKING_CLOSE of an id never opened gives ENOENT; closing an id twice gives \
                    ENOENT the second time",
             verdict_rule: "pass on ENOENT, ok, ENOENT",
-            timeout: Duration::from_secs(10),
-            kills_kernel: false,
             run: close_unknown,
+            ..DEFAULTS
         },
         Case {
             name: "ids.open_reply_unknown_id",
-            group: "ids",
             rule: "an OPEN reply with FOPEN_PASSTHROUGH naming an unknown backing id makes \
                    open() fail with EIO, and the kernel releases the file",
             verdict_rule: "pass when open() gives EIO",
-            timeout: Duration::from_secs(10),
-            kills_kernel: false,
             run: open_reply_unknown_id,
+            ..DEFAULTS
         },
-        case("ids.close_zero", "BACKING_CLOSE of id 0 gives EINVAL", "pass on EINVAL", close_zero),
-        case("ids.close_negative", "BACKING_CLOSE of a negative id (as u32 0xffffffff) gives EINVAL",
-             "pass on EINVAL", close_negative),
-        case("ids.close_other_connection", "BACKING_CLOSE of an id registered on another \
+        Case {
+            name: "ids.close_zero",
+            rule: "BACKING_CLOSE of id 0 gives EINVAL",
+            verdict_rule: "pass on EINVAL",
+            run: close_zero,
+            ..DEFAULTS
+        },
+        Case {
+            name: "ids.close_negative",
+            rule: "BACKING_CLOSE of a negative id (as u32 0xffffffff) gives EINVAL",
+            verdict_rule: "pass on EINVAL",
+            run: close_negative,
+            ..DEFAULTS
+        },
+        Case {
+            name: "ids.close_other_connection",
+            rule: "BACKING_CLOSE of an id registered on another \
               connection gives ENOENT, and the id stays usable on its own connection",
-             "pass on ENOENT, then ok on the owner", close_other_connection),
-        case("ids.open_reply_closed_id", "an OPEN reply naming a closed id makes open() fail with \
-              EIO, and the kernel releases the file", "pass on EIO", open_reply_closed_id),
-        case("ids.open_reply_zero", "an OPEN reply with FOPEN_PASSTHROUGH and id 0 makes open() \
-              fail with EIO", "pass on EIO", open_reply_zero),
-        case("ids.open_reply_negative", "an OPEN reply with FOPEN_PASSTHROUGH and id -1 makes \
-              open() fail with EIO", "pass on EIO", open_reply_negative),
-        case("ids.open_reply_other_connection", "an OPEN reply naming an id of another \
-              connection makes open() fail with EIO", "pass on EIO", open_reply_other_connection),
-        case("ids.reply_then_close", "replying with an id and closing it at once races the \
+            verdict_rule: "pass on ENOENT, then ok on the owner",
+            run: close_other_connection,
+            ..DEFAULTS
+        },
+        Case {
+            name: "ids.open_reply_closed_id",
+            rule: "an OPEN reply naming a closed id makes open() fail with \
+              EIO, and the kernel releases the file",
+            verdict_rule: "pass on EIO",
+            run: open_reply_closed_id,
+            ..DEFAULTS
+        },
+        Case {
+            name: "ids.open_reply_zero",
+            rule: "an OPEN reply with FOPEN_PASSTHROUGH and id 0 makes open() \
+              fail with EIO",
+            verdict_rule: "pass on EIO",
+            run: open_reply_zero,
+            ..DEFAULTS
+        },
+        Case {
+            name: "ids.open_reply_negative",
+            rule: "an OPEN reply with FOPEN_PASSTHROUGH and id -1 makes \
+              open() fail with EIO",
+            verdict_rule: "pass on EIO",
+            run: open_reply_negative,
+            ..DEFAULTS
+        },
+        Case {
+            name: "ids.open_reply_other_connection",
+            rule: "an OPEN reply naming an id of another \
+              connection makes open() fail with EIO",
+            verdict_rule: "pass on EIO",
+            run: open_reply_other_connection,
+            ..DEFAULTS
+        },
+        Case {
+            name: "ids.reply_then_close",
+            rule: "replying with an id and closing it at once races the \
               kernel's lookup of it: recorded as an observation, never a verdict",
-             "pass unless open() gives something other than success or EIO", reply_then_close),
+            verdict_rule: "pass unless open() gives something other than success or EIO",
+            run: reply_then_close,
+            ..DEFAULTS
+        },
     ]
 }
 
-fn case(name: &'static str, rule: &'static str, verdict_rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
-    Case { name, group: "ids", rule, verdict_rule, timeout: Duration::from_secs(10), kills_kernel: false, run }
-}
 
 fn close_unknown(ctx: &mut Ctx) -> Result<(), Stop> {
     let fs = ctx.mount_passthrough(1)?;

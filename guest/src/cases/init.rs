@@ -1,6 +1,5 @@
 //! INIT negotiation: what the kernel offers and what our answer switches on.
 
-use std::time::Duration;
 
 use super::{Case, Ctx, Stop, NO_PASSTHROUGH};
 use crate::fuse::{abi, InitReply};
@@ -10,62 +9,50 @@ pub fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "init.offer",
-            group: "init",
             rule: "the kernel offers FUSE_PASSTHROUGH (flags2 bit 5) in INIT; an answer with \
                    INIT_EXT, PASSTHROUGH and max_stack_depth 1 switches it on",
             verdict_rule: "pass when BACKING_OPEN succeeds after that answer; skip when the \
                            kernel does not offer the flag",
-            timeout: Duration::from_secs(10),
-            kills_kernel: false,
             run: offer,
+            ..Case::DEFAULT
         },
         Case {
             name: "init.depth_zero",
-            group: "init",
             rule: "max_stack_depth 0 in the INIT answer leaves passthrough off, silently",
             verdict_rule: "pass when BACKING_OPEN then gives EPERM",
-            timeout: Duration::from_secs(10),
-            kills_kernel: false,
             run: depth_zero,
+            ..Case::DEFAULT
         },
         Case {
             name: "init.depth_two",
-            group: "init",
             rule: "max_stack_depth 2 (FILESYSTEM_MAX_STACK_DEPTH) switches passthrough on",
             verdict_rule: "pass when BACKING_OPEN succeeds",
-            timeout: Duration::from_secs(10),
-            kills_kernel: false,
             run: depth_two,
+            ..Case::DEFAULT
         },
         Case {
             name: "init.depth_three",
-            group: "init",
             rule: "max_stack_depth above 2 leaves passthrough off, silently",
             verdict_rule: "pass when BACKING_OPEN then gives EPERM",
-            timeout: Duration::from_secs(10),
-            kills_kernel: false,
             run: depth_three,
+            ..Case::DEFAULT
         },
         Case {
             name: "init.no_init_ext",
-            group: "init",
             rule: "without FUSE_INIT_EXT in the answer the kernel ignores flags2, so the \
                    PASSTHROUGH bit there does nothing",
             verdict_rule: "pass when BACKING_OPEN then gives EPERM",
-            timeout: Duration::from_secs(10),
-            kills_kernel: false,
             run: no_init_ext,
+            ..Case::DEFAULT
         },
         Case {
             name: "init.writeback_cache",
-            group: "init",
             rule: "FUSE_WRITEBACK_CACHE together with PASSTHROUGH leaves passthrough off \
                    (since 6.11 and 6.10.10)",
             verdict_rule: "pass when BACKING_OPEN gives EPERM on a fixed kernel; on an older \
                            one, success is the known bug",
-            timeout: Duration::from_secs(10),
-            kills_kernel: false,
             run: writeback_cache,
+            ..Case::DEFAULT
         },
     ]
 }
@@ -74,7 +61,7 @@ fn offer(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, init) = ctx.mount(InitReply::passthrough(1))?;
     ctx.observe("kernel_protocol", format!("{}.{}", init.major, init.minor));
     ctx.observe("kernel_offers_passthrough", init.kernel_offers_passthrough());
-    ctx.observe("kernel_offers_init_ext", init.kernel_flags & abi::init::INIT_EXT != 0);
+    ctx.observe("kernel_offers_init_ext", init.kernel_flags & abi::init_flags::INIT_EXT != 0);
     if !init.kernel_offers_passthrough() {
         return Err(Stop::Skip(NO_PASSTHROUGH.into()));
     }
@@ -115,7 +102,7 @@ fn depth_three(ctx: &mut Ctx) -> Result<(), Stop> {
 
 fn no_init_ext(ctx: &mut Ctx) -> Result<(), Stop> {
     let mut init = InitReply::passthrough(1);
-    init.flags &= !abi::init::INIT_EXT;
+    init.flags &= !abi::init_flags::INIT_EXT;
     let got = backing_open_after(ctx, init)?;
     ctx.expect("backing_open", got, "EPERM");
     Ok(())
@@ -123,7 +110,7 @@ fn no_init_ext(ctx: &mut Ctx) -> Result<(), Stop> {
 
 fn writeback_cache(ctx: &mut Ctx) -> Result<(), Stop> {
     let mut init = InitReply::passthrough(1);
-    init.flags |= abi::init::WRITEBACK_CACHE;
+    init.flags |= abi::init_flags::WRITEBACK_CACHE;
     let got = backing_open_after(ctx, init)?;
     if ctx.kernel.has_fix(&[(6, 10, 10), (6, 11, 0)]) {
         ctx.expect("backing_open", got, "EPERM");

@@ -10,93 +10,184 @@ use crate::fuse::abi::op;
 use crate::fuse::{FuseFs, InitReply, OpenReply};
 use crate::sys::outcome;
 
+/// What the cases of this group share.
+const DEFAULTS: Case = Case {
+    verdict_rule: "pass when the bytes match the backing file and the server saw 0 READ and 0 WRITE",
+    timeout: Duration::from_secs(30),
+    ..Case::DEFAULT
+};
+
 pub fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "io.passthrough_round_trip",
-            group: "io",
             rule: "with FOPEN_PASSTHROUGH, writes to the FUSE file land in the backing file and \
                    writes to the backing file are read through the FUSE file, without READ or \
                    WRITE requests",
             verdict_rule: "pass when every range compares equal both ways and the server saw \
                            0 READ and 0 WRITE",
             timeout: Duration::from_secs(20),
-            kills_kernel: false,
             run: passthrough_round_trip,
+            ..DEFAULTS
         },
         Case {
             name: "io.cached_round_trip",
-            group: "io",
             rule: "the same file served without passthrough: same data, and READ/WRITE reach \
                    the server (the control for io.passthrough_round_trip)",
             verdict_rule: "pass when every range compares equal both ways and the server saw \
                            READ and WRITE requests",
             timeout: Duration::from_secs(20),
-            kills_kernel: false,
             run: cached_round_trip,
+            ..DEFAULTS
         },
-        case("io.readv_writev", "writev and preadv through a passthrough file", readv_writev),
-        case("io.append", "O_APPEND writes through a passthrough file land at the end", append),
-        case("io.direct", "O_DIRECT reads and writes through a passthrough file (if the backing \
-              filesystem takes O_DIRECT)", direct),
-        case("io.aio", "Linux AIO (io_submit) reads and writes through a passthrough file", aio),
-        case("io.io_uring", "io_uring reads and writes through a passthrough file (skipped where \
-              io_uring is disabled)", io_uring),
-        case("io.splice_in", "splice from a pipe into a passthrough file", splice_in),
-        case("io.splice_out", "splice from a passthrough file into a pipe", splice_out),
-        case("io.sendfile", "sendfile from a passthrough file to a tmpfs file", sendfile),
-        case("io.mmap_shared", "MAP_SHARED on a passthrough file maps the backing file: stores \
-              show in the backing file, and backing writes show in the mapping", mmap_shared),
-        case("io.mmap_private", "MAP_PRIVATE stores stay private; the backing file is untouched", mmap_private),
-        case("io.large_file", "a 64 MiB file written and read back through passthrough", large_file),
-        case("io.sparse_and_eof", "holes read as zeros; reads stop at the backing file's EOF", sparse_and_eof),
-        case("io.extending_write_size", "an extending passthrough write updates the FUSE inode's \
-              size (since 6.12 and 6.11.6; before, stat showed the old size: known bug)", extending_write_size),
-        case("io.truncate_then_read", "truncate through the server (SETATTR), then passthrough \
-              reads see the new size and zeros past the old data", truncate_then_read),
-        case("io.ext4_round_trip", "the round trip of io.passthrough_round_trip with the backing \
-              file on ext4 (a loop device)", ext4_round_trip),
-        case("io.ext4_direct", "O_DIRECT reads and writes through a passthrough file whose backing \
-              file is on ext4, where O_DIRECT reaches the block device", ext4_direct),
         Case {
+            name: "io.readv_writev",
+            rule: "writev and preadv through a passthrough file",
+            run: readv_writev,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.append",
+            rule: "O_APPEND writes through a passthrough file land at the end",
+            run: append,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.direct",
+            rule: "O_DIRECT reads and writes through a passthrough file (if the backing \
+              filesystem takes O_DIRECT)",
+            run: direct,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.aio",
+            rule: "Linux AIO (io_submit) reads and writes through a passthrough file",
+            run: aio,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.io_uring",
+            rule: "io_uring reads and writes through a passthrough file (skipped where \
+              io_uring is disabled)",
+            run: io_uring,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.splice_in",
+            rule: "splice from a pipe into a passthrough file",
+            run: splice_in,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.splice_out",
+            rule: "splice from a passthrough file into a pipe",
+            run: splice_out,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.sendfile",
+            rule: "sendfile from a passthrough file to a tmpfs file",
+            run: sendfile,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.mmap_shared",
+            rule: "MAP_SHARED on a passthrough file maps the backing file: stores \
+              show in the backing file, and backing writes show in the mapping",
+            run: mmap_shared,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.mmap_private",
+            rule: "MAP_PRIVATE stores stay private; the backing file is untouched",
+            run: mmap_private,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.large_file",
+            rule: "a 64 MiB file written and read back through passthrough",
+            run: large_file,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.sparse_and_eof",
+            rule: "holes read as zeros; reads stop at the backing file's EOF",
+            run: sparse_and_eof,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.extending_write_size",
+            rule: "an extending passthrough write updates the FUSE inode's \
+              size (since 6.12 and 6.11.6; before, stat showed the old size: known bug)",
+            run: extending_write_size,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.truncate_then_read",
+            rule: "truncate through the server (SETATTR), then passthrough \
+              reads see the new size and zeros past the old data",
+            run: truncate_then_read,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.ext4_round_trip",
+            rule: "the round trip of io.passthrough_round_trip with the backing \
+              file on ext4 (a loop device)",
+            run: ext4_round_trip,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.ext4_direct",
+            rule: "O_DIRECT reads and writes through a passthrough file whose backing \
+              file is on ext4, where O_DIRECT reaches the block device",
+            run: ext4_direct,
+            ..DEFAULTS
+        },
+        Case {
+            name: "io.fsync_goes_to_server",
+            rule: "fsync is not passed through: the server gets FSYNC",
             verdict_rule: "pass when FSYNC reaches the server once and READ/WRITE never",
-            ..case("io.fsync_goes_to_server", "fsync is not passed through: the server gets FSYNC", fsync_goes_to_server)
+            run: fsync_goes_to_server,
+            ..DEFAULTS
         },
         Case {
+            name: "io.fallocate_goes_to_server",
+            rule: "fallocate is not passed through: the server gets \
+                   FALLOCATE",
             verdict_rule: "pass when FALLOCATE reaches the server once (its ENOSYS is remembered) \
                            and the backing file is untouched",
-            ..case("io.fallocate_goes_to_server", "fallocate is not passed through: the server gets \
-                   FALLOCATE", fallocate_goes_to_server)
+            run: fallocate_goes_to_server,
+            ..DEFAULTS
         },
         Case {
+            name: "io.lseek_goes_to_server",
+            rule: "lseek(SEEK_DATA) is not passed through: the server \
+                   gets LSEEK",
             verdict_rule: "pass when LSEEK reaches the server and SEEK_DATA still answers (the \
                            kernel's generic seek after the server's ENOSYS)",
-            ..case("io.lseek_goes_to_server", "lseek(SEEK_DATA) is not passed through: the server \
-                   gets LSEEK", lseek_goes_to_server)
+            run: lseek_goes_to_server,
+            ..DEFAULTS
         },
         Case {
+            name: "io.copy_file_range_goes_to_server",
+            rule: "copy_file_range between two passthrough \
+                   files is not passed through: the server gets COPY_FILE_RANGE",
             verdict_rule: "pass when COPY_FILE_RANGE reaches the server, the copy still completes \
                            (the splice fallback, itself passed through) and READ/WRITE stay 0",
-            ..case("io.copy_file_range_goes_to_server", "copy_file_range between two passthrough \
-                   files is not passed through: the server gets COPY_FILE_RANGE", copy_file_range_goes_to_server)
+            run: copy_file_range_goes_to_server,
+            ..DEFAULTS
         },
-        case("io.concurrent", "four threads write and read disjoint regions of one passthrough \
-              file at once", concurrent),
+        Case {
+            name: "io.concurrent",
+            rule: "four threads write and read disjoint regions of one passthrough \
+              file at once",
+            run: concurrent,
+            ..DEFAULTS
+        },
     ]
 }
 
 /// An I/O case: data compared with the backing file byte for byte, 0 READ and 0 WRITE.
-fn case(name: &'static str, rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
-    Case {
-        name,
-        group: "io",
-        rule,
-        verdict_rule: "pass when the bytes match the backing file and the server saw 0 READ and 0 WRITE",
-        timeout: Duration::from_secs(30),
-        kills_kernel: false,
-        run,
-    }
-}
 
 /// (offset, length) pairs written through the FUSE file: unaligned, page-sized, and one over
 /// 1 MiB that also straddles the 1 MiB max_write. No two ranges (of either list) overlap.

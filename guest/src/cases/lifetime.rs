@@ -12,34 +12,78 @@ use super::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, OpenReply, ServerProcess};
 use crate::sys::outcome;
 
-fn case(name: &'static str, rule: &'static str, verdict_rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
-    Case { name, group: "lifetime", rule, verdict_rule, timeout: Duration::from_secs(15), kills_kernel: false, run }
-}
+
+/// What the cases of this group share.
+const DEFAULTS: Case = Case {
+    timeout: Duration::from_secs(15),
+    ..Case::DEFAULT
+};
 
 pub fn cases() -> Vec<Case> {
     vec![
-        case("lifetime.outlives_server_fd", "the registered file outlives the server's own fd: I/O \
-              keeps working after the server closed it", "pass when data round-trips with 0 READ/WRITE",
-             outlives_server_fd),
-        case("lifetime.io_after_backing_close", "I/O keeps working after BACKING_CLOSE while a \
-              passthrough file is open", "pass when data round-trips after the close", io_after_backing_close),
-        case("lifetime.released_after_close_and_release", "the backing file is released only when \
-              the id is closed AND the last passthrough file is released", "pass on EBUSY, EBUSY, \
-              then ok for umount of the backing tmpfs", released_after_close_and_release),
-        case("lifetime.released_at_connection_end", "ids never closed are released when the \
-              connection ends (unmount and /dev/fuse closed)", "pass when the backing tmpfs is busy \
-              before and unmountable after", released_at_connection_end),
-        case("lifetime.abort_with_open_files", "aborting the connection (fusectl abort) while \
+        Case {
+            name: "lifetime.outlives_server_fd",
+            rule: "the registered file outlives the server's own fd: I/O \
+              keeps working after the server closed it",
+            verdict_rule: "pass when data round-trips with 0 READ/WRITE",
+            run: outlives_server_fd,
+            ..DEFAULTS
+        },
+        Case {
+            name: "lifetime.io_after_backing_close",
+            rule: "I/O keeps working after BACKING_CLOSE while a \
+              passthrough file is open",
+            verdict_rule: "pass when data round-trips after the close",
+            run: io_after_backing_close,
+            ..DEFAULTS
+        },
+        Case {
+            name: "lifetime.released_after_close_and_release",
+            rule: "the backing file is released only when \
+              the id is closed AND the last passthrough file is released",
+            verdict_rule: "pass on EBUSY, EBUSY, \
+              then ok for umount of the backing tmpfs",
+            run: released_after_close_and_release,
+            ..DEFAULTS
+        },
+        Case {
+            name: "lifetime.released_at_connection_end",
+            rule: "ids never closed are released when the \
+              connection ends (unmount and /dev/fuse closed)",
+            verdict_rule: "pass when the backing tmpfs is busy \
+              before and unmountable after",
+            run: released_at_connection_end,
+            ..DEFAULTS
+        },
+        Case {
+            name: "lifetime.abort_with_open_files",
+            rule: "aborting the connection (fusectl abort) while \
               passthrough files are open and mapped: what I/O returns afterwards, and that \
-              everything is released", "pass when nothing hangs and the backing tmpfs is unmountable \
-              once the files are closed", abort_with_open_files),
-        case("lifetime.server_exit_with_open_files", "the server process exiting (SIGKILL) while \
+              everything is released",
+            verdict_rule: "pass when nothing hangs and the backing tmpfs is unmountable \
+              once the files are closed",
+            run: abort_with_open_files,
+            ..DEFAULTS
+        },
+        Case {
+            name: "lifetime.server_exit_with_open_files",
+            rule: "the server process exiting (SIGKILL) while \
               passthrough files are open and mapped: what I/O returns afterwards, and that \
-              everything is released", "pass when nothing hangs and the backing tmpfs is unmountable \
-              once the files are closed", server_exit_with_open_files),
-        case("lifetime.fusectl_backing_files", "the proposed fusectl backing_files file lists each \
-              registered id and path (\"%5u: <path>\")", "pass when its lines match; skip where the \
-              file does not exist (not in mainline)", fusectl_backing_files),
+              everything is released",
+            verdict_rule: "pass when nothing hangs and the backing tmpfs is unmountable \
+              once the files are closed",
+            run: server_exit_with_open_files,
+            ..DEFAULTS
+        },
+        Case {
+            name: "lifetime.fusectl_backing_files",
+            rule: "the proposed fusectl backing_files file lists each \
+              registered id and path (\"%5u: <path>\")",
+            verdict_rule: "pass when its lines match; skip where the \
+              file does not exist (not in mainline)",
+            run: fusectl_backing_files,
+            ..DEFAULTS
+        },
     ]
 }
 

@@ -22,17 +22,19 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use serde::Serialize;
 
+use proto::{CaseInfo, CaseResult, Observations, Verdict};
+
 use crate::fuse::{FuseFs, InitReply};
-use crate::report::{CaseResult, Observations, Verdict};
 
-/// The reason every passthrough case gives on a kernel without the feature.
-pub const NO_PASSTHROUGH: &str = "kernel does not offer FUSE_PASSTHROUGH";
+pub use proto::wire::NO_PASSTHROUGH;
 
+/// One case, declared with named fields and the rest from its group's `DEFAULTS` (itself
+/// built on [`Case::DEFAULT`]): `Case { name: "io.x", rule: "...", verdict_rule: "...",
+/// run: x, ..DEFAULTS }`. The group is the name's first part.
 #[derive(Debug)]
 pub struct Case {
     /// `group.name`, unique; what `--case` takes.
     pub name: &'static str,
-    pub group: &'static str,
     /// The rule under test, as the UAPI or the kernel states it.
     pub rule: &'static str,
     /// What makes the verdict pass.
@@ -42,6 +44,38 @@ pub struct Case {
     /// May take the kernel down: never in a full run, never on the host; name it to run it.
     pub kills_kernel: bool,
     pub run: fn(&mut Ctx) -> Result<(), Stop>,
+}
+
+impl Case {
+    /// What every declaration starts from; a unit test checks that each case replaced the
+    /// name, the rule, the verdict rule and the run.
+    pub const DEFAULT: Case = Case {
+        name: "",
+        rule: "",
+        verdict_rule: "",
+        timeout: Duration::from_secs(10),
+        kills_kernel: false,
+        run: undeclared,
+    };
+
+    pub fn group(&self) -> &'static str {
+        proto::catalog::group_of(self.name)
+    }
+
+    /// What `fpt-agent list --json` says of it.
+    pub fn info(&self) -> CaseInfo {
+        CaseInfo {
+            name: self.name.into(),
+            rule: self.rule.into(),
+            verdict_rule: self.verdict_rule.into(),
+            timeout_secs: self.timeout.as_secs(),
+            kills_kernel: self.kills_kernel,
+        }
+    }
+}
+
+fn undeclared(_: &mut Ctx) -> Result<(), Stop> {
+    Err(Stop::Broken("this case was declared without a run function".into()))
 }
 
 /// Every case, in the order a full run takes them.
@@ -66,6 +100,22 @@ pub fn catalog() -> &'static [Case] {
 
 pub fn find(name: &str) -> Option<&'static Case> {
     catalog().iter().find(|c| c.name == name)
+}
+
+/// The catalog as the host reads it.
+pub fn infos() -> Vec<CaseInfo> {
+    catalog().iter().map(Case::info).collect()
+}
+
+/// "all" (every case a default run takes) or a comma-separated list of names.
+pub fn select(list: &str) -> Result<Vec<&'static Case>, String> {
+    if list == "all" {
+        return Ok(catalog().iter().filter(|c| proto::catalog::in_default_run(c.kills_kernel)).collect());
+    }
+    list.split(',')
+        .filter(|n| !n.is_empty())
+        .map(|n| find(n).ok_or_else(|| format!("unknown case {n}")))
+        .collect()
 }
 
 /// Why a case stopped before its end.
@@ -155,7 +205,7 @@ impl Ctx {
     pub fn mount(&mut self, init: InitReply) -> Result<(FuseFs, crate::fuse::InitExchange), Stop> {
         self.mounts += 1;
         let fs = FuseFs::mount(&self.work.join(format!("fs{}", self.mounts)), init)?;
-        let exchange = fs.init()?;
+        let exchange = fs.wait_for_init()?;
         Ok((fs, exchange))
     }
 
@@ -195,7 +245,7 @@ impl Ctx {
 }
 
 /// Run one case in this process and turn what it did into a result.
-pub fn run(case: &Case, work: &Path) -> CaseResult {
+pub fn run_case(case: &Case, work: &Path) -> CaseResult {
     let start = Instant::now();
     let mut ctx = Ctx::new(work);
     let stopped = (case.run)(&mut ctx);
@@ -206,11 +256,9 @@ pub fn run(case: &Case, work: &Path) -> CaseResult {
         Ok(()) => (Verdict::Fail, ctx.failures.join("; ")),
     };
     CaseResult {
-        case: case.name.to_string(),
-        verdict,
-        reason,
         observations: ctx.observations,
         duration_ms: start.elapsed().as_millis() as u64,
+        ..CaseResult::new(case.name, verdict, reason)
     }
 }
 
@@ -256,9 +304,29 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n, "duplicate case names");
         for c in catalog() {
-            assert!(c.name.starts_with(&format!("{}.", c.group)), "{} not in its group", c.name);
+            assert!(c.name.contains('.') && !c.group().is_empty(), "{} has no group", c.name);
             assert!(!c.name.contains(','), "{}: commas separate names on the command line", c.name);
+            assert!(!c.rule.is_empty() && !c.verdict_rule.is_empty(), "{}: a rule and a verdict rule", c.name);
+            assert_ne!(c.rule, c.verdict_rule, "{}", c.name);
         }
+    }
+
+    #[test]
+    fn selects_cases_by_name() {
+        assert!(select("all").unwrap().iter().all(|c| !c.kills_kernel));
+        assert!(!select("selftest.panic").unwrap().is_empty());
+        assert_eq!(select("init.offer").unwrap()[0].name, "init.offer");
+        assert!(select("init.offer,nope").unwrap_err().contains("nope"));
+    }
+
+    #[test]
+    fn docs_cases_md_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/cases.md");
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == proto::catalog::markdown(&infos()),
+            "docs/cases.md is stale: run `cargo xtask cases --markdown > docs/cases.md`"
+        );
     }
 
     #[test]

@@ -13,36 +13,95 @@ use crate::fuse::abi::{fopen, op};
 use crate::fuse::{errno, CreateReply, OpenReply};
 use crate::sys::outcome;
 
-fn case(name: &'static str, rule: &'static str, verdict_rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
-    Case { name, group: "open_reply", rule, verdict_rule, timeout: Duration::from_secs(10), kills_kernel: false, run }
-}
+
+/// What the cases of this group share.
+const DEFAULTS: Case = Case {
+    ..Case::DEFAULT
+};
 
 pub fn cases() -> Vec<Case> {
     vec![
-        case("open_reply.keep_cache", "FOPEN_PASSTHROUGH with FOPEN_KEEP_CACHE is refused: open() \
-              gives EIO", "pass on EIO", keep_cache),
-        case("open_reply.direct_io", "FOPEN_PASSTHROUGH with FOPEN_DIRECT_IO: read and write go to \
-              the server, mmap goes to the backing file", "pass when READ/WRITE reach the server and \
-              a mapping shows the backing file's bytes", direct_io),
-        case("open_reply.parallel_direct_writes", "FOPEN_PASSTHROUGH with \
+        Case {
+            name: "open_reply.keep_cache",
+            rule: "FOPEN_PASSTHROUGH with FOPEN_KEEP_CACHE is refused: open() \
+              gives EIO",
+            verdict_rule: "pass on EIO",
+            run: keep_cache,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.direct_io",
+            rule: "FOPEN_PASSTHROUGH with FOPEN_DIRECT_IO: read and write go to \
+              the server, mmap goes to the backing file",
+            verdict_rule: "pass when READ/WRITE reach the server and \
+              a mapping shows the backing file's bytes",
+            run: direct_io,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.parallel_direct_writes",
+            rule: "FOPEN_PASSTHROUGH with \
               FOPEN_PARALLEL_DIRECT_WRITES is accepted and I/O is passed through",
-             "pass when data round-trips with 0 READ and 0 WRITE", parallel_direct_writes),
-        case("open_reply.second_backing_id", "a second open of an inode in passthrough mode naming a \
-              different backing id fails with EIO (EBUSY inside)", "pass on ok then EIO", second_backing_id),
-        case("open_reply.same_backing_id_twice", "a second open naming the same backing id shares \
-              the inode's backing file", "pass on ok, ok", same_backing_id_twice),
-        case("open_reply.cached_on_passthrough_inode", "an open without passthrough while the inode \
-              is in passthrough mode fails with EIO", "pass on ok then EIO", cached_on_passthrough_inode),
-        case("open_reply.passthrough_on_cached_inode", "a passthrough open while the inode is open \
-              in cached mode fails with EIO (ETXTBSY inside)", "pass on ok then EIO", passthrough_on_cached_inode),
-        case("open_reply.mmap_direct_io_fd", "mmap through a direct-I/O (non-passthrough) fd of an \
-              inode in passthrough mode gives ENODEV", "pass on ENODEV", mmap_direct_io_fd),
-        case("open_reply.create_passthrough", "CREATE answered with FOPEN_PASSTHROUGH and a backing id \
+            verdict_rule: "pass when data round-trips with 0 READ and 0 WRITE",
+            run: parallel_direct_writes,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.second_backing_id",
+            rule: "a second open of an inode in passthrough mode naming a \
+              different backing id fails with EIO (EBUSY inside)",
+            verdict_rule: "pass on ok then EIO",
+            run: second_backing_id,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.same_backing_id_twice",
+            rule: "a second open naming the same backing id shares \
+              the inode's backing file",
+            verdict_rule: "pass on ok, ok",
+            run: same_backing_id_twice,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.cached_on_passthrough_inode",
+            rule: "an open without passthrough while the inode \
+              is in passthrough mode fails with EIO",
+            verdict_rule: "pass on ok then EIO",
+            run: cached_on_passthrough_inode,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.passthrough_on_cached_inode",
+            rule: "a passthrough open while the inode is open \
+              in cached mode fails with EIO (ETXTBSY inside)",
+            verdict_rule: "pass on ok then EIO",
+            run: passthrough_on_cached_inode,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.mmap_direct_io_fd",
+            rule: "mmap through a direct-I/O (non-passthrough) fd of an \
+              inode in passthrough mode gives ENODEV",
+            verdict_rule: "pass on ENODEV",
+            run: mmap_direct_io_fd,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.create_passthrough",
+            rule: "CREATE answered with FOPEN_PASSTHROUGH and a backing id \
               the server registered: writes land in the new backing file, bypassing the server",
-             "pass when the data lands with 0 WRITE", create_passthrough),
-        case("open_reply.after_release_mode_resets", "once every file of an inode is closed, it may \
-              be opened in the other mode", "pass on ok for passthrough, then cached, then passthrough",
-             after_release_mode_resets),
+            verdict_rule: "pass when the data lands with 0 WRITE",
+            run: create_passthrough,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.after_release_mode_resets",
+            rule: "once every file of an inode is closed, it may \
+              be opened in the other mode",
+            verdict_rule: "pass on ok for passthrough, then cached, then passthrough",
+            run: after_release_mode_resets,
+            ..DEFAULTS
+        },
     ]
 }
 

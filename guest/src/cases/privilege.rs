@@ -1,6 +1,5 @@
 //! Who may register backing files.
 
-use std::time::Duration;
 
 use super::{Case, Ctx, Stop};
 use crate::sys::{outcome, without_cap_sys_admin};
@@ -8,23 +7,19 @@ use crate::sys::{outcome, without_cap_sys_admin};
 pub fn cases() -> Vec<Case> {
     vec![Case {
         name: "privilege.no_cap_sys_admin",
-        group: "privilege",
         rule: "BACKING_OPEN and BACKING_CLOSE need CAP_SYS_ADMIN in the initial user namespace",
         verdict_rule: "pass when both give EPERM with CAP_SYS_ADMIN dropped from the effective \
                        set, and BACKING_OPEN works again once it is back",
-        timeout: Duration::from_secs(10),
-        kills_kernel: false,
         run: no_cap_sys_admin,
+        ..Case::DEFAULT
     },
     Case {
         name: "privilege.user_namespace_root",
-        group: "privilege",
         rule: "root inside a new user namespace, serving a FUSE mount that namespace owns, has \
                no CAP_SYS_ADMIN in the initial namespace: BACKING_OPEN gives EPERM",
         verdict_rule: "pass when the mount works and BACKING_OPEN gives EPERM",
-        timeout: Duration::from_secs(10),
-        kills_kernel: false,
         run: user_namespace_root,
+        ..Case::DEFAULT
     }]
 }
 
@@ -75,7 +70,7 @@ pub fn userns_probe(dir: &str) -> ! {
             Ok(fs) => fs,
             Err(e) => return Ok((outcome::<()>(&Err(crate::fuse::errno(&e))), "not tried".into())),
         };
-        let _ = fs.init();
+        let _ = fs.wait_for_init();
         let backing = fs.add_file("f", b"x", Default::default()).map_err(|e| crate::fuse::errno(&e))?;
         Ok(("ok".into(), outcome(&fs.backing_open_path(&backing))))
     })();

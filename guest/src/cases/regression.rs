@@ -18,24 +18,42 @@ use super::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, OpenReply};
 use crate::sys::outcome;
 
-fn case(name: &'static str, rule: &'static str, verdict_rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
-    Case { name, group: "regression", rule, verdict_rule, timeout: Duration::from_secs(15), kills_kernel: false, run }
-}
+
+/// What the cases of this group share.
+const DEFAULTS: Case = Case {
+    timeout: Duration::from_secs(15),
+    ..Case::DEFAULT
+};
 
 pub fn cases() -> Vec<Case> {
     vec![
-        case("regression.splice_write_overlay_backing", "splice into a passthrough file whose backing \
+        Case {
+            name: "regression.splice_write_overlay_backing",
+            rule: "splice into a passthrough file whose backing \
               file is on overlayfs goes to the backing file (before 6.11 it took the generic path)",
-             "pass when the spliced bytes land in the backing file with 0 WRITE", splice_write_overlay_backing),
-        case("regression.splice_write_fuse_backing", "splice into a passthrough file whose backing \
+            verdict_rule: "pass when the spliced bytes land in the backing file with 0 WRITE",
+            run: splice_write_overlay_backing,
+            ..DEFAULTS
+        },
+        Case {
+            name: "regression.splice_write_fuse_backing",
+            rule: "splice into a passthrough file whose backing \
               file is on another passthrough FUSE mount goes through both to the bottom file \
-              (before 6.11 it took the generic path)", "pass when the spliced bytes land in the \
-              bottom file with 0 WRITE on both servers", splice_write_fuse_backing),
-        case("regression.parallel_dio_passthrough_iomode", "parallel direct writes on passthrough \
+              (before 6.11 it took the generic path)",
+            verdict_rule: "pass when the spliced bytes land in the \
+              bottom file with 0 WRITE on both servers",
+            run: splice_write_fuse_backing,
+            ..DEFAULTS
+        },
+        Case {
+            name: "regression.parallel_dio_passthrough_iomode",
+            rule: "parallel direct writes on passthrough \
               files (FOPEN_PASSTHROUGH | DIRECT_IO | PARALLEL_DIRECT_WRITES) leave the inode's I/O \
               mode right: no false EBUSY on later opens, no leaked backing file (fixed in 6.9)",
-             "pass when every open succeeds and the backing tmpfs is released after the last close",
-             parallel_dio_passthrough_iomode),
+            verdict_rule: "pass when every open succeeds and the backing tmpfs is released after the last close",
+            run: parallel_dio_passthrough_iomode,
+            ..DEFAULTS
+        },
     ]
 }
 

@@ -5,60 +5,105 @@ use std::time::Duration;
 
 use super::{Case, Ctx, Stop};
 
+/// What the cases of this group share.
+const DEFAULTS: Case = Case {
+    verdict_rule: "fails or crashes by design: the finding the kernel reports is the point",
+    timeout: Duration::from_secs(45),
+    kills_kernel: true,
+    ..Case::DEFAULT
+};
+
 pub fn cases() -> Vec<Case> {
     vec![Case {
         name: "selftest.panic",
-        group: "selftest",
         rule: "a kernel panic in the middle of a case is reported as that case's crash, with \
                the console, and every earlier result is kept",
         verdict_rule: "never reports: the harness marks it crash (sysrq-trigger 'c')",
         timeout: Duration::from_secs(10),
-        kills_kernel: true,
         run: panic,
+        ..DEFAULTS
     },
     Case {
         name: "selftest.hang",
-        group: "selftest",
         rule: "a guest that stops making progress is stopped by the harness, which reports \
                the running case as crash and keeps every earlier result",
         verdict_rule: "never reports: the harness marks it crash after its timeout plus slack",
         timeout: Duration::from_secs(2),
-        kills_kernel: true,
         run: hang,
+        ..DEFAULTS
     },
-    selftest("selftest.hung_task", "a task blocked on a stalled FUSE server for longer than the \
-              hung-task timeout (lowered to 2 s) is reported by the kernel as a hung task", hung_task),
-    selftest("selftest.lkdtm_warning", "LKDTM WARNING: a real WARNING report", lkdtm_warning),
-    selftest("selftest.lkdtm_bug", "LKDTM BUG: a real BUG report (the task is killed)", lkdtm_bug),
-    selftest("selftest.lkdtm_exception", "LKDTM EXCEPTION: a real Oops", lkdtm_exception),
-    selftest("selftest.lkdtm_refcount", "LKDTM REFCOUNT_INC_OVERFLOW: a real refcount_t warning", lkdtm_refcount),
-    selftest("selftest.lkdtm_softlockup", "LKDTM SOFTLOCKUP: a CPU spinning in the kernel, reported \
-              as a soft lockup (and an RCU stall)", lkdtm_softlockup),
-    selftest("selftest.lkdtm_hardlockup", "LKDTM HARDLOCKUP on CPU 1: a CPU spinning with \
+    Case {
+        name: "selftest.hung_task",
+        rule: "a task blocked on a stalled FUSE server for longer than the \
+              hung-task timeout (lowered to 2 s) is reported by the kernel as a hung task",
+        run: hung_task,
+        ..DEFAULTS
+    },
+    Case {
+        name: "selftest.lkdtm_warning",
+        rule: "LKDTM WARNING: a real WARNING report",
+        run: lkdtm_warning,
+        ..DEFAULTS
+    },
+    Case {
+        name: "selftest.lkdtm_bug",
+        rule: "LKDTM BUG: a real BUG report (the task is killed)",
+        run: lkdtm_bug,
+        ..DEFAULTS
+    },
+    Case {
+        name: "selftest.lkdtm_exception",
+        rule: "LKDTM EXCEPTION: a real Oops",
+        run: lkdtm_exception,
+        ..DEFAULTS
+    },
+    Case {
+        name: "selftest.lkdtm_refcount",
+        rule: "LKDTM REFCOUNT_INC_OVERFLOW: a real refcount_t warning",
+        run: lkdtm_refcount,
+        ..DEFAULTS
+    },
+    Case {
+        name: "selftest.lkdtm_softlockup",
+        rule: "LKDTM SOFTLOCKUP: a CPU spinning in the kernel, reported \
+              as a soft lockup (and an RCU stall)",
+        run: lkdtm_softlockup,
+        ..DEFAULTS
+    },
+    Case {
+        name: "selftest.lkdtm_hardlockup",
+        rule: "LKDTM HARDLOCKUP on CPU 1: a CPU spinning with \
               interrupts off, reported as a hard lockup by the debug profile's buddy detector \
-              (needs --cpus 2)", lkdtm_hardlockup),
-    selftest("selftest.rcu_stall", "LKDTM SOFTLOCKUP on CPU 1 while CPU 0 queues RCU callbacks: \
+              (needs --cpus 2)",
+        run: lkdtm_hardlockup,
+        ..DEFAULTS
+    },
+    Case {
+        name: "selftest.rcu_stall",
+        rule: "LKDTM SOFTLOCKUP on CPU 1 while CPU 0 queues RCU callbacks: \
               the grace period cannot end, reported as an RCU stall (stall timeout lowered to \
-              3 s; needs --cpus 2)", rcu_stall),
-    selftest("selftest.lkdtm_hung_task", "LKDTM HUNG_TASK: a task in D state forever, reported as hung", lkdtm_hung_task),
-    selftest("selftest.lkdtm_use_after_free", "LKDTM READ_AFTER_FREE: on the kasan profile, a real \
-              KASAN slab-use-after-free report", lkdtm_use_after_free),
+              3 s; needs --cpus 2)",
+        run: rcu_stall,
+        ..DEFAULTS
+    },
+    Case {
+        name: "selftest.lkdtm_hung_task",
+        rule: "LKDTM HUNG_TASK: a task in D state forever, reported as hung",
+        run: lkdtm_hung_task,
+        ..DEFAULTS
+    },
+    Case {
+        name: "selftest.lkdtm_use_after_free",
+        rule: "LKDTM READ_AFTER_FREE: on the kasan profile, a real \
+              KASAN slab-use-after-free report",
+        run: lkdtm_use_after_free,
+        ..DEFAULTS
+    },
     ]
 }
 
 /// A harness selftest: provokes a real kernel report so the harness's handling of it (and
 /// the classifier's corpus) can be checked. Only run when named, and only in a VM.
-fn selftest(name: &'static str, rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
-    Case {
-        name,
-        group: "selftest",
-        rule,
-        verdict_rule: "fails or crashes by design: the finding the kernel reports is the point",
-        timeout: Duration::from_secs(45),
-        kills_kernel: true,
-        run,
-    }
-}
 
 fn hung_task(ctx: &mut Ctx) -> Result<(), Stop> {
     use std::os::unix::fs::FileExt;

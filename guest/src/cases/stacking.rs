@@ -12,34 +12,107 @@ use super::{Case, Ctx, Stop};
 use crate::fuse::{FuseFs, OpenReply};
 use crate::sys::outcome;
 
-fn case(name: &'static str, rule: &'static str, verdict_rule: &'static str, run: fn(&mut Ctx) -> Result<(), Stop>) -> Case {
-    Case { name, group: "stacking", rule, verdict_rule, timeout: Duration::from_secs(15), kills_kernel: false, run }
-}
+
+/// What the cases of this group share.
+const DEFAULTS: Case = Case {
+    timeout: Duration::from_secs(15),
+    ..Case::DEFAULT
+};
 
 pub fn cases() -> Vec<Case> {
     vec![
-        case("stacking.tmpfs_depth_1", "a backing file on tmpfs (depth 0) with max_stack_depth 1", "pass on ok", tmpfs_depth_1),
-        case("stacking.tmpfs_depth_2", "a backing file on tmpfs (depth 0) with max_stack_depth 2", "pass on ok", tmpfs_depth_2),
-        case("stacking.ext4_depth_1", "a backing file on ext4 (depth 0, on a loop device) with \
-              max_stack_depth 1", "pass on ok", ext4_depth_1),
-        case("stacking.ext4_depth_2", "a backing file on ext4 (depth 0, on a loop device) with \
-              max_stack_depth 2", "pass on ok", ext4_depth_2),
-        case("stacking.overlay_depth_1", "a backing file on overlayfs (depth 1) with max_stack_depth 1",
-             "pass on ELOOP", overlay_depth_1),
-        case("stacking.overlay_depth_2", "a backing file on overlayfs (depth 1) with max_stack_depth 2",
-             "pass on ok", overlay_depth_2),
-        case("stacking.fuse_depth_1", "a backing file on another passthrough FUSE mount (depth 1) with \
-              max_stack_depth 1", "pass on ELOOP", fuse_depth_1),
-        case("stacking.fuse_depth_2", "a backing file on another passthrough FUSE mount (depth 1) with \
-              max_stack_depth 2", "pass on ok", fuse_depth_2),
-        case("stacking.same_mount", "a backing file on the same FUSE mount (its depth equals \
-              max_stack_depth)", "pass on ELOOP with depth 1 and with depth 2", same_mount),
-        case("stacking.overlay_over_fuse_depth_1", "overlayfs over a passthrough FUSE mount of depth 1 \
-              (overlay depth 2) mounts", "pass when the overlay mounts and reads through", overlay_over_fuse_depth_1),
-        case("stacking.overlay_over_fuse_depth_2", "overlayfs over a passthrough FUSE mount of depth 2 \
-              would be depth 3: refused", "pass when the overlay mount fails", overlay_over_fuse_depth_2),
-        case("stacking.fuse_over_overlay_over_fuse", "a three-level chain: FUSE (depth 2) with a backing \
-              file on overlayfs over FUSE (depth 1): the overlay is at depth 2", "pass on ELOOP", fuse_over_overlay_over_fuse),
+        Case {
+            name: "stacking.tmpfs_depth_1",
+            rule: "a backing file on tmpfs (depth 0) with max_stack_depth 1",
+            verdict_rule: "pass on ok",
+            run: tmpfs_depth_1,
+            ..DEFAULTS
+        },
+        Case {
+            name: "stacking.tmpfs_depth_2",
+            rule: "a backing file on tmpfs (depth 0) with max_stack_depth 2",
+            verdict_rule: "pass on ok",
+            run: tmpfs_depth_2,
+            ..DEFAULTS
+        },
+        Case {
+            name: "stacking.ext4_depth_1",
+            rule: "a backing file on ext4 (depth 0, on a loop device) with \
+              max_stack_depth 1",
+            verdict_rule: "pass on ok",
+            run: ext4_depth_1,
+            ..DEFAULTS
+        },
+        Case {
+            name: "stacking.ext4_depth_2",
+            rule: "a backing file on ext4 (depth 0, on a loop device) with \
+              max_stack_depth 2",
+            verdict_rule: "pass on ok",
+            run: ext4_depth_2,
+            ..DEFAULTS
+        },
+        Case {
+            name: "stacking.overlay_depth_1",
+            rule: "a backing file on overlayfs (depth 1) with max_stack_depth 1",
+            verdict_rule: "pass on ELOOP",
+            run: overlay_depth_1,
+            ..DEFAULTS
+        },
+        Case {
+            name: "stacking.overlay_depth_2",
+            rule: "a backing file on overlayfs (depth 1) with max_stack_depth 2",
+            verdict_rule: "pass on ok",
+            run: overlay_depth_2,
+            ..DEFAULTS
+        },
+        Case {
+            name: "stacking.fuse_depth_1",
+            rule: "a backing file on another passthrough FUSE mount (depth 1) with \
+              max_stack_depth 1",
+            verdict_rule: "pass on ELOOP",
+            run: fuse_depth_1,
+            ..DEFAULTS
+        },
+        Case {
+            name: "stacking.fuse_depth_2",
+            rule: "a backing file on another passthrough FUSE mount (depth 1) with \
+              max_stack_depth 2",
+            verdict_rule: "pass on ok",
+            run: fuse_depth_2,
+            ..DEFAULTS
+        },
+        Case {
+            name: "stacking.same_mount",
+            rule: "a backing file on the same FUSE mount (its depth equals \
+              max_stack_depth)",
+            verdict_rule: "pass on ELOOP with depth 1 and with depth 2",
+            run: same_mount,
+            ..DEFAULTS
+        },
+        Case {
+            name: "stacking.overlay_over_fuse_depth_1",
+            rule: "overlayfs over a passthrough FUSE mount of depth 1 \
+              (overlay depth 2) mounts",
+            verdict_rule: "pass when the overlay mounts and reads through",
+            run: overlay_over_fuse_depth_1,
+            ..DEFAULTS
+        },
+        Case {
+            name: "stacking.overlay_over_fuse_depth_2",
+            rule: "overlayfs over a passthrough FUSE mount of depth 2 \
+              would be depth 3: refused",
+            verdict_rule: "pass when the overlay mount fails",
+            run: overlay_over_fuse_depth_2,
+            ..DEFAULTS
+        },
+        Case {
+            name: "stacking.fuse_over_overlay_over_fuse",
+            rule: "a three-level chain: FUSE (depth 2) with a backing \
+              file on overlayfs over FUSE (depth 1): the overlay is at depth 2",
+            verdict_rule: "pass on ELOOP",
+            run: fuse_over_overlay_over_fuse,
+            ..DEFAULTS
+        },
     ]
 }
 

@@ -97,7 +97,7 @@ pub fn opcode_name(opcode: u32) -> String {
 }
 
 /// INIT flags (the 64-bit value is `flags | flags2 << 32`).
-pub mod init {
+pub mod init_flags {
     pub const ASYNC_READ: u64 = 1 << 0;
     pub const BIG_WRITES: u64 = 1 << 5;
     pub const WRITEBACK_CACHE: u64 = 1 << 16;

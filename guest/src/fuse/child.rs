@@ -87,7 +87,7 @@ fn serve(dir: &Path, name: &str, backing: &Path) -> io::Result<u8> {
     // Die with the case: a server must never outlive the process that asked for it.
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
     let fs = FuseFs::mount(dir, InitReply::passthrough(1))?;
-    if !fs.init()?.kernel_offers_passthrough() {
+    if !fs.wait_for_init()?.kernel_offers_passthrough() {
         return Ok(NO_PASSTHROUGH);
     }
     fs.add_passthrough_file_at(name, backing)?;

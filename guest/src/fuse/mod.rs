@@ -19,10 +19,10 @@ use rustix::mount::{MountFlags, UnmountFlags};
 
 pub use server::{backing_open as backing_open_raw, CreateReply, InitExchange, InitReply, OpenReply};
 pub use child::ServerProcess;
-use server::Shared;
+use server::ServerState;
 
 pub struct FuseFs {
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     server: Option<std::thread::JoinHandle<()>>,
     /// Where the filesystem is mounted.
     pub mnt: PathBuf,
@@ -47,14 +47,14 @@ impl FuseFs {
             MountFlags::NOSUID | MountFlags::NODEV,
             Some(c(&opts).as_c_str()),
         )?;
-        let shared = Shared::new(dev, backing_dir.clone(), init);
+        let shared = ServerState::new(dev, backing_dir.clone(), init);
         let serving = Arc::clone(&shared);
         let server = std::thread::Builder::new().name("fuse-server".into()).spawn(move || serving.serve())?;
         Ok(FuseFs { shared, server: Some(server), mnt, backing_dir })
     }
 
     /// The INIT exchange, once the server has answered it.
-    pub fn init(&self) -> io::Result<InitExchange> {
+    pub fn wait_for_init(&self) -> io::Result<InitExchange> {
         self.shared
             .wait_init(Duration::from_secs(10))
             .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "no INIT from the kernel in 10 s"))

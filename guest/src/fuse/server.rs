@@ -34,7 +34,7 @@ impl InitReply {
     /// Ask for passthrough with the given `max_stack_depth`.
     pub fn passthrough(max_stack_depth: u32) -> Self {
         InitReply {
-            flags: Self::BASE | abi::init::INIT_EXT | abi::init::PASSTHROUGH,
+            flags: Self::BASE | abi::init_flags::INIT_EXT | abi::init_flags::PASSTHROUGH,
             max_stack_depth,
             raw_flags: false,
         }
@@ -42,10 +42,10 @@ impl InitReply {
 
     /// A plain server: no passthrough asked for.
     pub fn plain() -> Self {
-        InitReply { flags: Self::BASE | abi::init::INIT_EXT, max_stack_depth: 0, raw_flags: false }
+        InitReply { flags: Self::BASE | abi::init_flags::INIT_EXT, max_stack_depth: 0, raw_flags: false }
     }
 
-    const BASE: u64 = abi::init::ASYNC_READ | abi::init::BIG_WRITES | abi::init::MAX_PAGES;
+    const BASE: u64 = abi::init_flags::ASYNC_READ | abi::init_flags::BIG_WRITES | abi::init_flags::MAX_PAGES;
 }
 
 /// What the kernel sent in INIT, and what we answered.
@@ -58,7 +58,7 @@ pub struct InitExchange {
 
 impl InitExchange {
     pub fn kernel_offers_passthrough(&self) -> bool {
-        self.kernel_flags & abi::init::PASSTHROUGH != 0
+        self.kernel_flags & abi::init_flags::PASSTHROUGH != 0
     }
 }
 
@@ -115,7 +115,7 @@ struct Tree {
     created_ids: Vec<i32>,
 }
 
-pub(crate) struct Shared {
+pub(crate) struct ServerState {
     pub(crate) dev: OwnedFd,
     backing_dir: PathBuf,
     init_reply: InitReply,
@@ -133,9 +133,9 @@ const MAX_PAGES: u16 = 256;
 /// The kernel refuses reads of /dev/fuse with a smaller buffer than max_write + headers.
 const BUF_SIZE: usize = MAX_WRITE as usize + 4096;
 
-impl Shared {
+impl ServerState {
     pub(crate) fn new(dev: OwnedFd, backing_dir: PathBuf, init_reply: InitReply) -> Arc<Self> {
-        Arc::new(Shared {
+        Arc::new(ServerState {
             dev,
             backing_dir,
             init_reply,
@@ -280,7 +280,7 @@ impl Shared {
             return Reply::Error(Errno::INVAL);
         };
         let mut kernel_flags = u64::from(init_in.flags);
-        if kernel_flags & abi::init::INIT_EXT != 0 {
+        if kernel_flags & abi::init_flags::INIT_EXT != 0 {
             kernel_flags |= u64::from(init_in.flags2) << 32;
         }
         let want = self.init_reply;

@@ -48,7 +48,7 @@ fn include(name: &str, files: &mut Vec<PathBuf>, depth: u32) -> Result<()> {
     let text = std::fs::read_to_string(&path)
         .map_err(|_| Error::UnknownProfile { name: name.into(), known: profile_names().join(", ") })?;
     if depth > 4 {
-        return Err(Error::Io(format!("{}: includes nest too deep", path.display())));
+        return Err(Error::BadFragment { path, why: "includes nest more than 4 deep".into() });
     }
     for line in text.lines() {
         if let Some(inner) = line.strip_prefix("# include:") {
@@ -73,7 +73,7 @@ impl Fragments {
         files.extend(profile.files.iter().cloned());
         for f in extra {
             if !f.is_file() {
-                return Err(Error::Io(format!("fragment {}: no such file", f.display())));
+                return Err(Error::BadFragment { path: f.clone(), why: "no such file".into() });
             }
             files.push(f.clone());
         }
@@ -138,7 +138,7 @@ pub fn configure(tree: &Path, out: &Path, fragments: &Fragments) -> Result<()> {
         .arg(out.join(".config"))
         .args(&fragments.files)
         .output()
-        .map_err(|e| Error::Io(format!("merge_config.sh: {e}")))?;
+        .map_err(|source| Error::Spawn { command: "merge_config.sh".into(), source })?;
     if !merged.status.success() {
         return Err(Error::BuildFailed {
             what: "merge_config.sh".into(),
@@ -210,7 +210,7 @@ fn make(tree: &Path, out: &Path, targets: &[&str]) -> Result<()> {
         .arg("ARCH=x86_64")
         .args(targets)
         .output()
-        .map_err(|e| Error::Io(format!("make: {e}")))?;
+        .map_err(|source| Error::Spawn { command: "make".into(), source })?;
     if result.status.success() {
         return Ok(());
     }

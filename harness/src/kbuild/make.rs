@@ -26,7 +26,7 @@ pub fn bzimage(tree: &Path, out: &Path, log_path: &Path, progress: bool) -> Resu
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::Io(format!("make: {e}")))?;
+        .map_err(|source| Error::Spawn { command: "make".into(), source })?;
     let mut log = std::fs::File::create(log_path).map_err(|e| Error::io(log_path.display(), e))?;
     // stderr joins stdout in one stream, so the log keeps their order.
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -65,7 +65,7 @@ pub fn bzimage(tree: &Path, out: &Path, log_path: &Path, progress: bool) -> Resu
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let status = child.wait().map_err(|e| Error::Io(format!("make: {e}")))?;
+    let status = child.wait().map_err(|e| Error::io("waiting for make", e))?;
     if disk_full {
         return Err(Error::DiskFull(log_path.into()));
     }

@@ -60,7 +60,7 @@ pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
     if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         eprintln!("waiting for another build of {} to finish", entry.display());
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| Error::Io(format!("locking {}: {e}", entry.display())))?;
+            .map_err(|e| Error::io(format!("locking {}", entry.display()), e.into()))?;
     }
 
     // The tree make runs in: the source itself, or a patched copy of it.

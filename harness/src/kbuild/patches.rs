@@ -99,10 +99,10 @@ pub fn patched_tree(src: &Source, series: &Series, entry: &Path) -> Result<PathB
     if !linked.is_ok_and(|s| s.success()) {
         // Another filesystem: hard links cannot cross it, copy instead.
         remove(&tree)?;
-        let copied = Command::new("cp").args(["-a", "--reflink=auto"]).arg(&src.dir).arg(&tree).status();
-        if !copied.is_ok_and(|s| s.success()) {
+        let copied = crate::process::output(Command::new("cp").args(["-a", "--reflink=auto"]).arg(&src.dir).arg(&tree));
+        if let Err(e) = copied {
             let _ = remove(&tree);
-            return Err(Error::Io(format!("could not copy {} to {}", src.dir.display(), tree.display())));
+            return Err(e);
         }
     }
     let mail_dir = entry.join("mails");
@@ -124,7 +124,7 @@ fn apply_all(series: &Series, tree: &Path, mail_dir: &Path) -> Result<()> {
             .args(["apply", "--verbose", "--whitespace=nowarn"])
             .arg(&file)
             .output()
-            .map_err(|e| Error::Io(format!("git apply: {e}")))?;
+            .map_err(|source| Error::Spawn { command: "git apply".into(), source })?;
         if !out.status.success() {
             return Err(Error::PatchFailed { patch: mail.name.clone(), why: failing_hunk(&String::from_utf8_lossy(&out.stderr)) });
         }

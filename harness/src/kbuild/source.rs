@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::{Error, Result};
+use crate::process;
 
 pub const DEFAULT_PACKAGE: &str = "linux-source-6.12";
 
@@ -92,31 +93,29 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// linux-source-6.12: `apt-get download`, unpack the .deb, untar its tarball, once.
+/// linux-source-6.12: fetched and unpacked through the harness's apt configuration, its
+/// tarball untarred, once.
 fn package(cache: &Path) -> Result<Source> {
     let name = DEFAULT_PACKAGE.to_string();
     // An unpacked tree is used as it is: asking apt costs a second on every build.
     if let Some(found) = unpacked(cache, &name) {
         return Ok(found);
     }
-    let version = candidate_version(&name)?;
+    let apt = crate::debian::Apt::new(cache)?;
+    let version = apt
+        .candidate(&name)?
+        .ok_or_else(|| Error::Fetch(format!("Debian's archive has no {name}; give --src a kernel tree")))?;
     let root = cache.join("sources").join(format!("{name}_{version}").replace(['~', '+', ':'], "_"));
     let dir = root.join(&name);
     let done = root.join(".unpacked");
     if !done.exists() {
-        eprintln!("fetching and unpacking {name} {version} (once; about 30 s)");
+        eprintln!("unpacking {name} {version} (once; about 30 s)");
         let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).map_err(|e| Error::io(root.display(), e))?;
-        run(Command::new("apt-get").args(["download", "-q", &format!("{name}={version}")]).current_dir(&root), "apt-get download")?;
-        let deb = std::fs::read_dir(&root).map_err(|e| Error::io(root.display(), e))?.flatten()
-            .map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "deb"))
-            .ok_or_else(|| Error::Fetch(format!("apt-get download {name} left no .deb")))?;
-        let unpacked = root.join("deb");
-        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked), "dpkg-deb -x")?;
-        let tarball = unpacked.join("usr/src").join(format!("{name}.tar.xz"));
-        run(Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(&root), "tar -xf")?;
-        let _ = std::fs::remove_dir_all(&unpacked);
-        let _ = std::fs::remove_file(&deb);
+        let deb_root = apt.fetch(&format!("{name}={version}"), &root.join("deb"))?;
+        let tarball = deb_root.join("usr/src").join(format!("{name}.tar.xz"));
+        process::output(Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(&root))
+            .map_err(|e| Error::Fetch(e.to_string()))?;
+        let _ = std::fs::remove_dir_all(root.join("deb"));
         check_tree(&dir)?;
         std::fs::write(&done, &version).map_err(|e| Error::io(done.display(), e))?;
     }
@@ -136,35 +135,9 @@ fn unpacked(cache: &Path, name: &str) -> Option<Source> {
         })
         .filter(|(v, _)| !v.is_empty())
         .collect();
-    found.sort_by_key(|(v, _)| v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u64>().ok()).collect::<Vec<_>>());
+    found.sort_by_key(|(v, _)| crate::debian::version_key(v));
     let (version, dir) = found.pop()?;
     Some(Source { dir, kind: Kind::Package { name: name.to_string(), version } })
-}
-
-fn candidate_version(package: &str) -> Result<String> {
-    let policy = || -> Option<String> {
-        let out = Command::new("apt-cache").args(["policy", package]).output().ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let v = text.lines().find_map(|l| l.trim().strip_prefix("Candidate:"))?.trim().to_string();
-        (v != "(none)" && !v.is_empty()).then_some(v)
-    };
-    if let Some(v) = policy() {
-        return Ok(v);
-    }
-    if rustix::process::geteuid().is_root() {
-        eprintln!("refreshing apt package lists (apt-get update)");
-        crate::provision::quiet(Command::new("apt-get").args(["update", "-q"]));
-    }
-    policy().ok_or_else(|| Error::Fetch(format!("apt knows no {package}; run `sudo apt-get update`, or give --src")))
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd.output().map_err(|e| Error::Fetch(format!("{what}: {e}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Fetch(format!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim())))
-    }
 }
 
 #[cfg(test)]

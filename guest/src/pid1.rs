@@ -8,17 +8,14 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountFlags;
 
-use crate::cases::{self, Case};
-use crate::report::Event;
-use crate::runner;
+use proto::layout::{CASES_PARAM, MODULE_DIR, MODULE_ORDER, RESULT_PORT};
+use proto::Event;
 
-/// The name the harness gives the result port (`virtserialport,name=...`).
-pub const RESULT_PORT: &str = "fpt.results";
-/// Where the harness puts kernel modules, and the file listing them in load order.
-pub const MODULE_DIR: &str = "/lib/modules/fpt";
+use crate::cases;
+use crate::runner::{self, Markers};
 
 pub fn main() -> ! {
-    if let Err(e) = run() {
+    if let Err(e) = set_up_and_run() {
         eprintln!("fpt-agent: {e}");
     }
     // Nothing is left to flush but the page cache; then end the VM. A restart, not a power
@@ -32,7 +29,7 @@ pub fn main() -> ! {
     }
 }
 
-fn run() -> Result<(), String> {
+fn set_up_and_run() -> Result<(), String> {
     mount("proc", "/proc", "proc")?;
     mount("sysfs", "/sys", "sysfs")?;
     mount("devtmpfs", "/dev", "devtmpfs")?;
@@ -42,7 +39,9 @@ fn run() -> Result<(), String> {
     let _ = mount("fusectl", "/sys/fs/fuse/connections", "fusectl");
 
     let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
-    let selected = select(param(&cmdline, "fpt.cases").unwrap_or("all"))?;
+    let selected = cases::select(param(&cmdline, CASES_PARAM).unwrap_or("all"))?;
+    // Case markers go to the kernel log: unthrottled, or a full run loses most of them.
+    let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on");
 
     let port = find_port(RESULT_PORT, Duration::from_secs(10))?;
     let mut out = File::options().write(true).open(&port).map_err(|e| format!("{}: {e}", port.display()))?;
@@ -53,7 +52,7 @@ fn run() -> Result<(), String> {
         modules,
     };
     runner::emit(&mut out, &hello).map_err(|e| format!("result port: {e}"))?;
-    runner::run_all(&selected, &mut out).map_err(|e| format!("result port: {e}"))?;
+    runner::run_all(&selected, &mut out, Markers::KernelLog).map_err(|e| format!("result port: {e}"))?;
     Ok(())
 }
 
@@ -65,7 +64,7 @@ fn mount(source: &str, target: &str, fstype: &str) -> Result<(), String> {
 
 /// Load the modules the harness packed, in the order it wrote down (dependencies first).
 fn load_modules() -> Vec<String> {
-    let order = std::fs::read_to_string(Path::new(MODULE_DIR).join("order")).unwrap_or_default();
+    let order = std::fs::read_to_string(Path::new(MODULE_DIR).join(MODULE_ORDER)).unwrap_or_default();
     let mut loaded = Vec::new();
     for name in order.lines().filter(|l| !l.is_empty()) {
         let path = Path::new(MODULE_DIR).join(name);
@@ -82,17 +81,6 @@ fn load_modules() -> Vec<String> {
 /// `key=value` from the kernel command line.
 pub fn param<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
     cmdline.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-}
-
-/// "all" or a comma-separated list of case names.
-pub fn select(list: &str) -> Result<Vec<&'static Case>, String> {
-    if list == "all" {
-        return Ok(cases::catalog().iter().filter(|c| !c.kills_kernel).collect());
-    }
-    list.split(',')
-        .filter(|n| !n.is_empty())
-        .map(|n| cases::find(n).ok_or_else(|| format!("unknown case {n}")))
-        .collect()
 }
 
 /// The /dev node of the virtio-console port called `name`; it appears once virtio_console
@@ -126,13 +114,5 @@ mod tests {
         assert_eq!(param(cmdline, "fpt.cases"), Some("init.offer,ids.close_unknown"));
         assert_eq!(param(cmdline, "fpt.case"), None);
         assert_eq!(param(cmdline, "panic"), Some("-1"));
-    }
-
-    #[test]
-    fn selects_cases_by_name() {
-        assert!(select("all").unwrap().iter().all(|c| !c.kills_kernel));
-        assert!(!select("selftest.panic").unwrap().is_empty());
-        assert_eq!(select("init.offer").unwrap()[0].name, "init.offer");
-        assert!(select("init.offer,nope").unwrap_err().contains("nope"));
     }
 }

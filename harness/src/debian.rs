@@ -1,0 +1,169 @@
+//! Debian's package archive, through an apt configuration of the harness's own: its sources
+//! list, package lists and download cache live under `<cache>/apt/` and are passed to
+//! apt-get and apt-cache with `-o Dir::...`, so the host's own sources lists are never read
+//! or edited, and no root is needed to refresh them. Every package the harness fetches
+//! (kernels, kernel sources, and later libraries) comes through [`Apt::fetch`]: downloaded
+//! with `apt-get download`, unpacked with `dpkg-deb -x`, kept with a marker, never installed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use crate::error::{Error, Result};
+use crate::process;
+
+/// The suites the harness reads: today Debian 12's (the kernels and sources it used so far
+/// come from them). Each line: archive path, suite.
+const SUITES: &[(&str, &str)] =
+    &[("debian", "bookworm"), ("debian", "bookworm-updates"), ("debian-security", "bookworm-security")];
+const MIRROR: &str = "http://deb.debian.org";
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+/// Package lists older than this are refreshed before a look-up.
+const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// The harness's private view of the archive.
+pub struct Apt {
+    root: PathBuf,
+}
+
+impl Apt {
+    /// The configuration under `<cache>/apt/`, written if it is not there yet.
+    pub fn new(cache: &Path) -> Result<Apt> {
+        crate::provision::ensure("apt-get", "apt")?;
+        crate::provision::ensure("dpkg-deb", "dpkg")?;
+        let root = cache.join("apt");
+        for dir in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
+            let d = root.join(dir);
+            std::fs::create_dir_all(&d).map_err(|e| Error::io(d.display(), e))?;
+        }
+        let list: String = SUITES
+            .iter()
+            .map(|(archive, suite)| format!("deb [signed-by={KEYRING}] {MIRROR}/{archive} {suite} main\n"))
+            .collect();
+        let sources = root.join("sources.list");
+        if std::fs::read_to_string(&sources).ok().as_deref() != Some(list.as_str()) {
+            std::fs::write(&sources, list).map_err(|e| Error::io(sources.display(), e))?;
+            // New suites: the old lists no longer match.
+            let _ = std::fs::remove_file(root.join("lists/.fpt-updated"));
+        }
+        Ok(Apt { root })
+    }
+
+    /// `tool` (apt-get, apt-cache) pointed at our configuration.
+    fn command(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(tool);
+        let dir = |d: &str| self.root.join(d).to_string_lossy().into_owned();
+        for (key, value) in [
+            ("Dir::Etc::SourceList", dir("sources.list")),
+            ("Dir::Etc::SourceParts", dir("sources.list.d")),
+            ("Dir::State::Lists", dir("lists")),
+            ("Dir::Cache", dir("cache")),
+        ] {
+            cmd.arg("-o").arg(format!("{key}={value}"));
+        }
+        cmd
+    }
+
+    /// Refresh the package lists (`apt-get update` with our configuration).
+    pub fn update(&self) -> Result<()> {
+        eprintln!("refreshing the harness's package lists (apt-get update, private configuration)");
+        let mut cmd = self.command("apt-get");
+        cmd.args(["update", "-q"]);
+        process::output(&mut cmd).map_err(|e| Error::Fetch(e.to_string()))?;
+        let stamp = self.root.join("lists/.fpt-updated");
+        std::fs::write(&stamp, "").map_err(|e| Error::io(stamp.display(), e))
+    }
+
+    /// Refresh the lists if they were never fetched or are older than a day.
+    fn fresh_lists(&self) -> Result<()> {
+        let stamp = self.root.join("lists/.fpt-updated");
+        let age = std::fs::metadata(&stamp)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok());
+        match age {
+            Some(a) if a < LISTS_MAX_AGE => Ok(()),
+            _ => self.update(),
+        }
+    }
+
+    /// Every package name that starts with `prefix`.
+    pub fn names(&self, prefix: &str) -> Result<Vec<String>> {
+        self.fresh_lists()?;
+        let mut cmd = self.command("apt-cache");
+        cmd.args(["pkgnames", prefix]);
+        let out = process::output(&mut cmd).map_err(|e| Error::Fetch(e.to_string()))?;
+        Ok(String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect())
+    }
+
+    /// The version `apt-get download PACKAGE` would fetch.
+    pub fn candidate(&self, package: &str) -> Result<Option<String>> {
+        self.fresh_lists()?;
+        let mut cmd = self.command("apt-cache");
+        cmd.args(["policy", package]);
+        let out = process::output(&mut cmd).map_err(|e| Error::Fetch(e.to_string()))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v = text.lines().find_map(|l| l.trim().strip_prefix("Candidate:")).map(|v| v.trim().to_string());
+        Ok(v.filter(|v| v != "(none)" && !v.is_empty()))
+    }
+
+    /// `package` (or `package=version`) downloaded and unpacked into `dir/root`, once: a
+    /// marker says the unpacking finished. Returns `dir/root`.
+    pub fn fetch(&self, package: &str, dir: &Path) -> Result<PathBuf> {
+        let root = dir.join("root");
+        let done = dir.join(".unpacked");
+        if done.exists() {
+            return Ok(root);
+        }
+        eprintln!("fetching {package} (apt-get download)");
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+        let download = || {
+            let mut cmd = self.command("apt-get");
+            cmd.args(["download", "-q", package]).current_dir(dir);
+            process::output(&mut cmd)
+        };
+        if download().is_err() {
+            // Lists a day old can name a version the mirror no longer has: refresh, retry.
+            self.update()?;
+            download().map_err(|e| Error::Fetch(e.to_string()))?;
+        }
+        let deb = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir.display(), e))?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .ok_or_else(|| Error::Fetch(format!("apt-get download {package} left no .deb")))?;
+        process::output(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root)).map_err(|e| Error::Fetch(e.to_string()))?;
+        let _ = std::fs::remove_file(&deb);
+        std::fs::write(&done, package).map_err(|e| Error::io(done.display(), e))?;
+        Ok(root)
+    }
+}
+
+/// Numeric parts of a package name or version, for "6.12.117" > "6.12.99".
+pub fn version_key(name: &str) -> Vec<u64> {
+    name.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_by_their_numbers() {
+        assert!(version_key("linux-image-6.12.117+deb12") > version_key("linux-image-6.12.99+deb12"));
+        assert!(version_key("6.1.0-56") > version_key("6.1.0-9"));
+    }
+
+    #[test]
+    fn the_private_configuration_names_its_own_lists() {
+        let cache = tempfile::tempdir().unwrap();
+        let apt = Apt::new(cache.path()).unwrap();
+        let cmd = apt.command("apt-cache");
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.iter().any(|a| a.starts_with("Dir::State::Lists=") && a.contains(&*cache.path().to_string_lossy())));
+        let list = std::fs::read_to_string(cache.path().join("apt/sources.list")).unwrap();
+        assert!(list.contains(" bookworm main"), "{list}");
+    }
+}
