@@ -9,9 +9,17 @@ use harness::run::{Request, Run};
 use harness::{snapshot, Verdict};
 
 fn run_on(kernel: &str) -> Run {
-    let req = Request { kernel: KernelChoice::parse(kernel), ..Default::default() };
+    let req = Request {
+        kernel: KernelChoice::parse(kernel),
+        ..Default::default()
+    };
     let run = harness::run::run(&req, &mut |_| {}).unwrap_or_else(|e| panic!("{kernel}: {e}"));
-    eprintln!("{}\n{}\nartifacts: {}", harness::report::table(&run.results), harness::report::totals(&run.results), run.artifacts.display());
+    eprintln!(
+        "{}\n{}\nartifacts: {}",
+        harness::report::table(&run.results),
+        harness::report::totals(&run.results),
+        run.artifacts.display()
+    );
     run
 }
 
@@ -26,7 +34,12 @@ fn check(run: &Run) {
         .filter(|r| !r.verdict.is_ok())
         .map(|r| format!("{} {:?}: {}", r.case, r.verdict, r.reason))
         .collect();
-    assert!(bad.is_empty(), "cases failed on {}:\n{}", run.kernel_release, bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "cases failed on {}:\n{}",
+        run.kernel_release,
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -45,7 +58,11 @@ fn assert_nothing_skipped_for_want_of_passthrough(run: &Run) {
         .filter(|r| r.verdict == Verdict::Skip && r.reason == proto::wire::NO_PASSTHROUGH)
         .map(|r| r.case.as_str())
         .collect();
-    assert!(skipped.is_empty(), "skipped for want of passthrough on {}: {skipped:?}", run.kernel_release);
+    assert!(
+        skipped.is_empty(),
+        "skipped for want of passthrough on {}: {skipped:?}",
+        run.kernel_release
+    );
 }
 
 #[test]
@@ -83,12 +100,18 @@ fn xtask_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         .args(args)
         .output()
         .expect("cargo runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Run `cases` in one boot of the default kernel: the run and its verdicts, in order.
 fn run_cases(cases: &[&str]) -> (Run, Vec<Verdict>) {
-    let req = Request { cases: cases.iter().map(|c| c.to_string()).collect(), ..Default::default() };
+    let req = Request {
+        cases: cases.iter().map(|c| c.to_string()).collect(),
+        ..Default::default()
+    };
     let run = harness::run::run(&req, &mut |_| {}).expect("the guest booted");
     let verdicts = run.results.iter().map(|r| r.verdict).collect();
     (run, verdicts)
@@ -96,16 +119,32 @@ fn run_cases(cases: &[&str]) -> (Run, Vec<Verdict>) {
 
 fn assert_error(args: &[&str], code: i32, says: &str) {
     let (got, stderr) = xtask(args);
-    assert_eq!(got, code, "exit code of `xtask run {}`; stderr:\n{stderr}", args.join(" "));
-    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
-    assert!(line.contains(says), "`xtask run {}` said {line:?}, expected it to mention {says:?}", args.join(" "));
+    assert_eq!(
+        got,
+        code,
+        "exit code of `xtask run {}`; stderr:\n{stderr}",
+        args.join(" ")
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(
+        line.contains(says),
+        "`xtask run {}` said {line:?}, expected it to mention {says:?}",
+        args.join(" ")
+    );
 }
 
 #[test]
 fn bad_input_gets_a_one_line_error_and_its_own_exit_code() {
     assert_error(&["--kernel", "/nonexistent/bzImage"], 4, "no such file");
     assert_error(&["--kernel", "Cargo.toml"], 5, "not a bzImage");
-    assert_error(&["--kernel", "host", "--case", "no.such_case"], 7, "unknown case no.such_case");
+    assert_error(
+        &["--kernel", "host", "--case", "no.such_case"],
+        7,
+        "unknown case no.such_case",
+    );
     let (code, stderr) = xtask_with_env(&[], &[("FPT_QEMU", "/nonexistent/qemu-system-x86_64")]);
     assert_eq!(code, 8, "missing QEMU: {stderr}");
 }
@@ -115,34 +154,67 @@ fn a_kernel_that_panics_at_boot_is_reported_with_its_console() {
     // No init where the kernel looks: it panics with "VFS: Unable to mount root fs".
     let (code, stderr) = xtask(&["--append", "rdinit=/nonexistent", "--case", "init.offer"]);
     assert_eq!(code, 6, "stderr:\n{stderr}");
-    assert!(stderr.contains("the kernel panicked during boot: Kernel panic - not syncing"), "{stderr}");
-    assert!(stderr.contains("console.log"), "the error names the console log: {stderr}");
+    assert!(
+        stderr.contains("the kernel panicked during boot: Kernel panic - not syncing"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("console.log"),
+        "the error names the console log: {stderr}"
+    );
 }
 
 #[test]
 fn a_panic_mid_case_keeps_earlier_results_and_names_the_case() {
     let cases = ["init.depth_zero", "selftest.panic", "ids.close_unknown"];
     let (run, verdicts) = run_cases(&cases);
-    assert_eq!(verdicts, [Verdict::Pass, Verdict::Crash, Verdict::NotReached]);
+    assert_eq!(
+        verdicts,
+        [Verdict::Pass, Verdict::Crash, Verdict::NotReached]
+    );
     let crash = run.results[1].crash.as_ref().expect("a crash record");
-    assert_eq!(crash.cause, "Kernel panic - not syncing: sysrq triggered crash");
+    assert_eq!(
+        crash.cause,
+        "Kernel panic - not syncing: sysrq triggered crash"
+    );
     assert_eq!(run.results[1].reason, crash.cause);
-    assert!(crash.console_tail.len() > 5, "the console tail comes with it: {crash:?}");
-    assert_eq!(run.results[2].reason, "not reached: the guest went down during selftest.panic");
+    assert!(
+        crash.console_tail.len() > 5,
+        "the console tail comes with it: {crash:?}"
+    );
+    assert_eq!(
+        run.results[2].reason,
+        "not reached: the guest went down during selftest.panic"
+    );
     let console = std::fs::read_to_string(run.artifacts.join("console.log")).unwrap();
-    assert!(console.contains("sysrq: Trigger a crash"), "the whole console log is kept");
+    assert!(
+        console.contains("sysrq: Trigger a crash"),
+        "the whole console log is kept"
+    );
 }
 
 #[test]
 fn a_hung_guest_is_stopped_and_keeps_earlier_results() {
     let cases = ["init.depth_zero", "selftest.hang", "ids.close_unknown"];
     let (run, verdicts) = run_cases(&cases);
-    assert_eq!(verdicts, [Verdict::Pass, Verdict::Hang, Verdict::NotReached]);
+    assert_eq!(
+        verdicts,
+        [Verdict::Pass, Verdict::Hang, Verdict::NotReached]
+    );
     let hang = &run.results[1].reason;
-    assert!(hang.starts_with("the guest stopped responding during selftest.hang; blocked tasks:"), "{hang}");
-    assert_eq!(run.results[1].crash.as_ref().unwrap().cause, "the guest stopped responding during selftest.hang");
+    assert!(
+        hang.starts_with("the guest stopped responding during selftest.hang; blocked tasks:"),
+        "{hang}"
+    );
+    assert_eq!(
+        run.results[1].crash.as_ref().unwrap().cause,
+        "the guest stopped responding during selftest.hang"
+    );
     let dump = std::fs::read_to_string(run.artifacts.join("task-dump.txt")).unwrap();
-    assert!(dump.contains("sysrq: Show Blocked State"), "sysrq w answered: {dump}");
+    assert!(
+        dump.contains("sysrq: Show Blocked State"),
+        "sysrq w answered: {dump}"
+    );
     assert!(dump.contains("sysrq: Show State"), "sysrq t answered");
 }
 
@@ -153,8 +225,16 @@ fn linux_source_6_12_built_with_the_minimal_profile() {
         ..Default::default()
     };
     let run = harness::run::run(&req, &mut |_| {}).unwrap_or_else(|e| panic!("built kernel: {e}"));
-    eprintln!("{}\n{}", harness::report::identity(&run.identity, &run.mode), harness::report::table(&run.results));
-    assert!(run.identity.source.starts_with("linux-source-6.12 "), "{:?}", run.identity);
+    eprintln!(
+        "{}\n{}",
+        harness::report::identity(&run.identity, &run.mode),
+        harness::report::table(&run.results)
+    );
+    assert!(
+        run.identity.source.starts_with("linux-source-6.12 "),
+        "{:?}",
+        run.identity
+    );
     assert_eq!(run.identity.profile, "minimal");
     assert_eq!(run.identity.config_hash.len(), 16);
     // Compared with the same snapshot as Debian's 6.12 build: the same kernel series.
@@ -167,7 +247,11 @@ fn bad_kernel_sources_get_their_own_errors() {
     let scratch = tempfile::tempdir().unwrap();
     let not_a_tree = scratch.path().join("empty");
     std::fs::create_dir_all(&not_a_tree).unwrap();
-    assert_error(&["--src", not_a_tree.to_str().unwrap()], 15, "is not a kernel tree");
+    assert_error(
+        &["--src", not_a_tree.to_str().unwrap()],
+        15,
+        "is not a kernel tree",
+    );
 
     let patch = scratch.path().join("0001-does-not-apply.patch");
     std::fs::write(
@@ -178,7 +262,11 @@ fn bad_kernel_sources_get_their_own_errors() {
          @@ -1,3 +1,3 @@\n no such line one\n-no such line two\n+replaced\n no such line three\n",
     )
     .unwrap();
-    assert_error(&["--patch", patch.to_str().unwrap()], 14, "patch 0001-does-not-apply.patch does not apply");
+    assert_error(
+        &["--patch", patch.to_str().unwrap()],
+        14,
+        "patch 0001-does-not-apply.patch does not apply",
+    );
 
     assert_error(&["--profile", "nope"], 17, "unknown profile nope");
 
@@ -195,14 +283,27 @@ fn bad_kernel_sources_get_their_own_errors() {
     .unwrap();
     let (code, stderr) = xtask(&["--patch", breaks.to_str().unwrap()]);
     assert_eq!(code, 18, "{stderr}");
-    assert!(stderr.contains("error: make tinyconfig failed (log: "), "{stderr}");
+    assert!(
+        stderr.contains("error: make tinyconfig failed (log: "),
+        "{stderr}"
+    );
 
     let fragment = scratch.path().join("bad.config");
-    std::fs::write(&fragment, "CONFIG_FPT_NO_SUCH_OPTION=y\n# CONFIG_FUSE_FS is not set\n").unwrap();
+    std::fs::write(
+        &fragment,
+        "CONFIG_FPT_NO_SUCH_OPTION=y\n# CONFIG_FUSE_FS is not set\n",
+    )
+    .unwrap();
     let (code, stderr) = xtask(&["--fragment", fragment.to_str().unwrap()]);
     assert_eq!(code, 16, "{stderr}");
-    assert!(stderr.contains("CONFIG_FPT_NO_SUCH_OPTION (bad.config): unknown option"), "{stderr}");
-    assert!(stderr.contains("CONFIG_FUSE_PASSTHROUGH=y (base.config): did not survive olddefconfig"), "{stderr}");
+    assert!(
+        stderr.contains("CONFIG_FPT_NO_SUCH_OPTION (bad.config): unknown option"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("CONFIG_FUSE_PASSTHROUGH=y (base.config): did not survive olddefconfig"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -210,11 +311,28 @@ fn a_kernel_report_fails_the_case_it_appeared_in() {
     // A real hung task: a writer stuck on the inode lock behind a stalled FUSE server.
     let cases = ["init.depth_zero", "selftest.hung_task", "ids.close_unknown"];
     let (run, verdicts) = run_cases(&cases);
-    assert_eq!(verdicts, [Verdict::Pass, Verdict::Fail, Verdict::Pass], "{:?}", run.results);
-    assert!(run.results[1].reason.starts_with("kernel reported hung task: INFO: task "), "{}", run.results[1].reason);
-    assert_eq!(run.results[1].findings[0].kind, proto::FindingKind::HungTask);
+    assert_eq!(
+        verdicts,
+        [Verdict::Pass, Verdict::Fail, Verdict::Pass],
+        "{:?}",
+        run.results
+    );
+    assert!(
+        run.results[1]
+            .reason
+            .starts_with("kernel reported hung task: INFO: task "),
+        "{}",
+        run.results[1].reason
+    );
+    assert_eq!(
+        run.results[1].findings[0].kind,
+        proto::FindingKind::HungTask
+    );
     let findings = std::fs::read_to_string(run.artifacts.join("findings.json")).unwrap();
-    assert!(findings.contains("\"case\": \"selftest.hung_task\""), "{findings}");
+    assert!(
+        findings.contains("\"case\": \"selftest.hung_task\""),
+        "{findings}"
+    );
     assert!(findings.contains("\"kind\": \"hung_task\""), "{findings}");
 }
 
@@ -223,11 +341,23 @@ fn a_case_that_can_wedge_the_kernel_runs_in_a_boot_of_its_own() {
     // Parallel direct writes + a cached open + mmap of one inode: the hang fixed in 6.12.
     // On Debian's 6.12 the open returns; `--isolate` gives the case (and each other) its boot.
     let cases = ["faults.parallel_dio_cached_open_mmap", "init.depth_zero"];
-    let req = Request { cases: cases.iter().map(|c| c.to_string()).collect(), isolate: true, ..Default::default() };
+    let req = Request {
+        cases: cases.iter().map(|c| c.to_string()).collect(),
+        isolate: true,
+        ..Default::default()
+    };
     let run = harness::run::run(&req, &mut |_| {}).expect("the guests booted");
     let verdicts: Vec<Verdict> = run.results.iter().map(|r| r.verdict).collect();
-    assert_eq!(verdicts, [Verdict::Pass, Verdict::Pass], "{:?}", run.results);
+    assert_eq!(
+        verdicts,
+        [Verdict::Pass, Verdict::Pass],
+        "{:?}",
+        run.results
+    );
     for case in cases {
-        assert!(run.artifacts.join(case).join("console.log").is_file(), "{case} has its own boot and console");
+        assert!(
+            run.artifacts.join(case).join("console.log").is_file(),
+            "{case} has its own boot and console"
+        );
     }
 }

@@ -23,7 +23,9 @@ pub enum Unavailable {
 impl std::fmt::Display for Unavailable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Unavailable::NoImage => "no ext4 image (the harness makes it with mkfs.ext4 from e2fsprogs)",
+            Unavailable::NoImage => {
+                "no ext4 image (the harness makes it with mkfs.ext4 from e2fsprogs)"
+            }
             Unavailable::NoExt4 => "this kernel has no ext4",
             Unavailable::NoLoop => "this kernel has no loop devices",
         })
@@ -32,18 +34,27 @@ impl std::fmt::Display for Unavailable {
 
 /// The image the harness provided, if any.
 pub fn image() -> Option<PathBuf> {
-    let path = std::env::var_os(EXT4_IMAGE_ENV).map(PathBuf::from).unwrap_or_else(|| GUEST_EXT4_IMAGE.into());
+    let path = std::env::var_os(EXT4_IMAGE_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| GUEST_EXT4_IMAGE.into());
     path.is_file().then_some(path)
 }
 
 /// Copy the image into `scratch` and mount it at `at` through a loop device that frees
 /// itself when unmounted (the case's mount namespace ends with the case).
 pub fn mount_ext4(scratch: &Path, at: &Path) -> io::Result<Result<(), Unavailable>> {
-    let Some(image) = image() else { return Ok(Err(Unavailable::NoImage)) };
-    if !std::fs::read_to_string("/proc/filesystems")?.lines().any(|l| l.trim_end().ends_with("\text4")) {
+    let Some(image) = image() else {
+        return Ok(Err(Unavailable::NoImage));
+    };
+    if !std::fs::read_to_string("/proc/filesystems")?
+        .lines()
+        .any(|l| l.trim_end().ends_with("\text4"))
+    {
         return Ok(Err(Unavailable::NoExt4));
     }
-    let Ok(control) = File::open("/dev/loop-control") else { return Ok(Err(Unavailable::NoLoop)) };
+    let Ok(control) = File::open("/dev/loop-control") else {
+        return Ok(Err(Unavailable::NoLoop));
+    };
     let copy = scratch.join("ext4.img");
     Sparse::expand(&std::fs::read(&image)?, &copy)?;
     let backing = File::options().read(true).write(true).open(&copy)?;
@@ -101,7 +112,14 @@ fn attach(control: &File, backing: &File) -> io::Result<(PathBuf, File)> {
         config.fd = backing.as_raw_fd() as u32;
         config.info.flags = LO_FLAGS_AUTOCLEAR;
         // SAFETY: the ioctl reads a loop_config that lives for the call.
-        if unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE, &config as *const LoopConfig) } == 0 {
+        if unsafe {
+            libc::ioctl(
+                device.as_raw_fd(),
+                LOOP_CONFIGURE,
+                &config as *const LoopConfig,
+            )
+        } == 0
+        {
             return Ok((path, device));
         }
         last = io::Error::last_os_error();

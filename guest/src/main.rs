@@ -19,7 +19,10 @@ fn main() {
         // A helper process of privilege.user_namespace_root.
         ["userns-probe", dir] => cases::privilege::userns_probe(dir),
         ["list", "--json"] => {
-            println!("{}", serde_json::to_string(&cases::infos()).expect("the catalog serialises"));
+            println!(
+                "{}",
+                serde_json::to_string(&cases::infos()).expect("the catalog serialises")
+            );
         }
         ["run"] | ["run", _] => {
             let selected = match cases::select(args.get(2).copied().unwrap_or("all")) {
@@ -31,11 +34,15 @@ fn main() {
             };
             let mut out = std::io::stdout().lock();
             let hello = proto::Event::Hello {
-                kernel_release: rustix::system::uname().release().to_string_lossy().into_owned(),
+                kernel_release: rustix::system::uname()
+                    .release()
+                    .to_string_lossy()
+                    .into_owned(),
                 cases: selected.iter().map(|c| c.name.to_string()).collect(),
                 modules: Vec::new(),
             };
-            let ran = runner::emit(&mut out, &hello).and_then(|()| runner::run_all(&selected, &mut out, Markers::None));
+            let ran = runner::emit(&mut out, &hello)
+                .and_then(|()| runner::run_all(&selected, &mut out, Markers::None));
             if let Err(e) = ran {
                 eprintln!("fpt-agent: writing results: {e}");
                 std::process::exit(1);

@@ -38,13 +38,17 @@ fn set_up_and_run() -> Result<(), String> {
     // fusectl exists only once fuse is there (built in, or loaded just now).
     let _ = mount("fusectl", "/sys/fs/fuse/connections", "fusectl");
 
-    let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
+    let cmdline =
+        std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
     let selected = cases::select(param(&cmdline, CASES_PARAM).unwrap_or("all"))?;
     // Case markers go to the kernel log: unthrottled, or a full run loses most of them.
     let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on");
 
     let port = find_port(RESULT_PORT, Duration::from_secs(10))?;
-    let mut out = File::options().write(true).open(&port).map_err(|e| format!("{}: {e}", port.display()))?;
+    let mut out = File::options()
+        .write(true)
+        .open(&port)
+        .map_err(|e| format!("{}: {e}", port.display()))?;
     let uname = rustix::system::uname();
     let hello = Event::Hello {
         kernel_release: uname.release().to_string_lossy().into_owned(),
@@ -52,7 +56,8 @@ fn set_up_and_run() -> Result<(), String> {
         modules,
     };
     runner::emit(&mut out, &hello).map_err(|e| format!("result port: {e}"))?;
-    runner::run_all(&selected, &mut out, Markers::KernelLog).map_err(|e| format!("result port: {e}"))?;
+    runner::run_all(&selected, &mut out, Markers::KernelLog)
+        .map_err(|e| format!("result port: {e}"))?;
     Ok(())
 }
 
@@ -64,14 +69,17 @@ fn mount(source: &str, target: &str, fstype: &str) -> Result<(), String> {
 
 /// Load the modules the harness packed, in the order it wrote down (dependencies first).
 fn load_modules() -> Vec<String> {
-    let order = std::fs::read_to_string(Path::new(MODULE_DIR).join(MODULE_ORDER)).unwrap_or_default();
+    let order =
+        std::fs::read_to_string(Path::new(MODULE_DIR).join(MODULE_ORDER)).unwrap_or_default();
     let mut loaded = Vec::new();
     for name in order.lines().filter(|l| !l.is_empty()) {
         let path = Path::new(MODULE_DIR).join(name);
         let result = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .and_then(|fd| rustix::system::finit_module(&fd, c"", 0));
         match result {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => loaded.push(name.trim_end_matches(".ko").to_string()),
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {
+                loaded.push(name.trim_end_matches(".ko").to_string())
+            }
             Err(e) => eprintln!("fpt-agent: loading {name}: {e}"),
         }
     }
@@ -80,7 +88,9 @@ fn load_modules() -> Vec<String> {
 
 /// `key=value` from the kernel command line.
 pub fn param<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// The /dev node of the virtio-console port called `name`; it appears once virtio_console
@@ -90,7 +100,8 @@ fn find_port(name: &str, wait: Duration) -> Result<PathBuf, String> {
     loop {
         if let Ok(dir) = std::fs::read_dir("/sys/class/virtio-ports") {
             for entry in dir.flatten() {
-                let port_name = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
+                let port_name =
+                    std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
                 let dev = Path::new("/dev").join(entry.file_name());
                 if port_name.trim() == name && dev.exists() {
                     return Ok(dev);
@@ -98,7 +109,10 @@ fn find_port(name: &str, wait: Duration) -> Result<PathBuf, String> {
             }
         }
         if Instant::now() >= deadline {
-            return Err(format!("no virtio-console port named {name} after {} s", wait.as_secs()));
+            return Err(format!(
+                "no virtio-console port named {name} after {} s",
+                wait.as_secs()
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -111,7 +125,10 @@ mod tests {
     #[test]
     fn reads_params_from_the_command_line() {
         let cmdline = "console=ttyS0 fpt.cases=init.offer,ids.close_unknown panic=-1\n";
-        assert_eq!(param(cmdline, "fpt.cases"), Some("init.offer,ids.close_unknown"));
+        assert_eq!(
+            param(cmdline, "fpt.cases"),
+            Some("init.offer,ids.close_unknown")
+        );
         assert_eq!(param(cmdline, "fpt.case"), None);
         assert_eq!(param(cmdline, "panic"), Some("-1"));
     }

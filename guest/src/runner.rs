@@ -25,10 +25,19 @@ pub enum Markers {
 }
 
 /// Run `cases` in order, writing a Start and a Result event for each, then Done.
-pub fn run_all(cases: &[&'static Case], out: &mut dyn Write, markers: Markers) -> std::io::Result<()> {
+pub fn run_all(
+    cases: &[&'static Case],
+    out: &mut dyn Write,
+    markers: Markers,
+) -> std::io::Result<()> {
     for case in cases {
         mark(markers, CASE_START_MARKER, case.name);
-        emit(out, &Event::Start { case: case.name.to_string() })?;
+        emit(
+            out,
+            &Event::Start {
+                case: case.name.to_string(),
+            },
+        )?;
         let result = run_isolated(case);
         mark(markers, CASE_END_MARKER, case.name);
         emit(out, &Event::Result(result))?;
@@ -92,7 +101,10 @@ fn run_isolated(case: &Case) -> CaseResult {
             let _ = std::fs::write("/proc/sysrq-trigger", "w");
             "; the process did not die (stuck in the kernel)".to_string()
         };
-        return crash(format!("timed out after {} s{stuck}; its threads then:\n{stacks}", case.timeout.as_secs()));
+        return crash(format!(
+            "timed out after {} s{stuck}; its threads then:\n{stacks}",
+            case.timeout.as_secs()
+        ));
     };
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
@@ -105,7 +117,10 @@ fn run_isolated(case: &Case) -> CaseResult {
             let tail = String::from_utf8_lossy(&stderr);
             let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            crash(format!("case process ended without a result ({status}): {}", tail.join(" | ")))
+            crash(format!(
+                "case process ended without a result ({status}): {}",
+                tail.join(" | ")
+            ))
         }
     }
 }
@@ -133,7 +148,11 @@ pub fn case_main(name: &str) -> ! {
     }
     let result = cases::run_case(case, Path::new(WORK));
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", serde_json::to_string(&result).expect("results serialise"));
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string(&result).expect("results serialise")
+    );
     let _ = out.flush();
     std::process::exit(0)
 }
@@ -158,17 +177,28 @@ fn sandbox() -> std::io::Result<()> {
 fn kernel_stacks(pid: u32) -> String {
     let mut out = String::new();
     let mut pids = vec![pid.to_string()];
-    let children = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten().filter_map(|t| {
-        std::fs::read_to_string(t.path().join("children")).ok()
-    });
+    let children = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok());
     pids.extend(children.flat_map(|c| c.split_whitespace().map(String::from).collect::<Vec<_>>()));
     for p in pids {
-        for task in std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten() {
+        for task in std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
             let stat = read("stat");
             // The state is the first field after the parenthesised comm.
             let state = stat.rsplit_once(") ").map_or("?", |(_, rest)| &rest[..1]);
-            out.push_str(&format!("{}/{} {} state {state}\n", p, task.file_name().to_string_lossy(), read("comm").trim()));
+            out.push_str(&format!(
+                "{}/{} {} state {state}\n",
+                p,
+                task.file_name().to_string_lossy(),
+                read("comm").trim()
+            ));
             for frame in read("stack").lines() {
                 out.push_str(&format!("    {frame}\n"));
             }

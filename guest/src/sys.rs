@@ -89,11 +89,15 @@ impl KernelVersion {
     /// stable series it was backported to, and last the mainline release it landed in:
     /// `&[(6, 12, 48), (6, 17, 0)]`.
     pub fn has_fix(&self, fixed_in: &[(u32, u32, u32)]) -> bool {
-        let Some(&(maj, min, _)) = fixed_in.last() else { return true };
+        let Some(&(maj, min, _)) = fixed_in.last() else {
+            return true;
+        };
         if (self.major, self.minor) >= (maj, min) {
             return true;
         }
-        fixed_in.iter().any(|&(ma, mi, p)| (self.major, self.minor) == (ma, mi) && self.patch >= p)
+        fixed_in
+            .iter()
+            .any(|&(ma, mi, p)| (self.major, self.minor) == (ma, mi) && self.patch >= p)
     }
 
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
@@ -128,7 +132,13 @@ pub fn aio_rw(fd: i32, write: bool, buf: *mut u8, len: usize, offset: i64) -> Re
         res: i64,
         res2: i64,
     }
-    let check = |r: libc::c_long| if r < 0 { Err(Errno::from_raw_os_error(last_errno())) } else { Ok(r) };
+    let check = |r: libc::c_long| {
+        if r < 0 {
+            Err(Errno::from_raw_os_error(last_errno()))
+        } else {
+            Ok(r)
+        }
+    };
     let mut ctx: libc::c_ulong = 0;
     // SAFETY: raw AIO syscalls with a context, control block and event of the kernel's layout,
     // all alive until io_destroy; `buf` is valid for `len` bytes (the caller's buffer).
@@ -143,18 +153,38 @@ pub fn aio_rw(fd: i32, write: bool, buf: *mut u8, len: usize, offset: i64) -> Re
             ..Default::default()
         };
         let mut list = [&mut cb as *mut Iocb];
-        let submitted = check(libc::syscall(libc::SYS_io_submit, ctx, 1, list.as_mut_ptr()));
+        let submitted = check(libc::syscall(
+            libc::SYS_io_submit,
+            ctx,
+            1,
+            list.as_mut_ptr(),
+        ));
         let mut event = IoEvent::default();
-        let got = submitted.and_then(|_| check(libc::syscall(libc::SYS_io_getevents, ctx, 1, 1, &mut event, std::ptr::null::<libc::timespec>())));
+        let got = submitted.and_then(|_| {
+            check(libc::syscall(
+                libc::SYS_io_getevents,
+                ctx,
+                1,
+                1,
+                &mut event,
+                std::ptr::null::<libc::timespec>(),
+            ))
+        });
         libc::syscall(libc::SYS_io_destroy, ctx);
         got?;
-        if event.res < 0 { Err(Errno::from_raw_os_error(-event.res as i32)) } else { Ok(event.res) }
+        if event.res < 0 {
+            Err(Errno::from_raw_os_error(-event.res as i32))
+        } else {
+            Ok(event.res)
+        }
     }
 }
 
 /// errno of the last failed libc call (EIO if there is none).
 pub fn last_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// Run `f` with CAP_SYS_ADMIN dropped from this thread's effective set, then put it back.

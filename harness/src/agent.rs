@@ -17,7 +17,17 @@ pub fn build() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--quiet", "--release", "--package", "guest", "--bin", "fpt-agent", "--target", TARGET])
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            "guest",
+            "--bin",
+            "fpt-agent",
+            "--target",
+            TARGET,
+        ])
         // --target keeps these flags off build scripts and proc macros, which cannot be static.
         .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static")
         .output()
@@ -25,14 +35,17 @@ pub fn build() -> Result<PathBuf> {
     if !out.status.success() {
         return Err(Error::AgentBuild(crate::process::tail(&out.stderr, 20)));
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     Ok(target_dir.join(TARGET).join("release").join("fpt-agent"))
 }
 
 /// What `agent list --json` says: every case, in the order a full run takes them.
 pub fn catalog(agent: &Path) -> Result<Vec<CaseInfo>> {
     let out = crate::process::output(Command::new(agent).args(["list", "--json"]))?;
-    serde_json::from_slice(&out.stdout).map_err(|e| Error::AgentBuild(format!("{} list --json: {e}", agent.display())))
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::AgentBuild(format!("{} list --json: {e}", agent.display())))
 }
 
 /// The built agent and its catalog: what `cases`, `run` and the tests start from.
@@ -46,10 +59,18 @@ pub fn build_with_catalog() -> Result<(PathBuf, Vec<CaseInfo>)> {
 /// default run takes.
 pub fn select<'a>(catalog: &'a [CaseInfo], names: &[String]) -> Result<Vec<&'a CaseInfo>> {
     if names.is_empty() {
-        return Ok(catalog.iter().filter(|c| proto::catalog::in_default_run(c.kills_kernel)).collect());
+        return Ok(catalog
+            .iter()
+            .filter(|c| proto::catalog::in_default_run(c.kills_kernel))
+            .collect());
     }
     names
         .iter()
-        .map(|n| catalog.iter().find(|c| &c.name == n).ok_or_else(|| Error::UnknownCase(n.clone())))
+        .map(|n| {
+            catalog
+                .iter()
+                .find(|c| &c.name == n)
+                .ok_or_else(|| Error::UnknownCase(n.clone()))
+        })
         .collect()
 }

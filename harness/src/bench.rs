@@ -37,9 +37,17 @@ pub fn spread(values: &[f64]) -> (f64, f64, f64) {
 }
 
 /// The build loop; each measured step is reported through `line` as it ends.
-pub fn kernel_build(source: &BuildRequest, target: &Request, clean: bool, line: &mut dyn FnMut(String)) -> Result<()> {
+pub fn kernel_build(
+    source: &BuildRequest,
+    target: &Request,
+    clean: bool,
+    line: &mut dyn FnMut(String),
+) -> Result<()> {
     let cache = crate::cache::dir();
-    let mut req = BuildRequest { progress: false, ..source.clone() };
+    let mut req = BuildRequest {
+        progress: false,
+        ..source.clone()
+    };
     if req.src.is_none() && req.profile.is_none() {
         req.profile = Some("minimal".into());
     }
@@ -64,7 +72,13 @@ pub fn kernel_build(source: &BuildRequest, target: &Request, clean: bool, line: 
     changed.extend_from_slice(b"/* fpt bench: one-line change */\n");
     std::fs::write(&file, &changed).map_err(|e| Error::io(file.display(), e))?;
     let started = Instant::now();
-    let run = crate::run::run(&Request { kernel: KernelChoice::Build(req.clone()), ..target.clone() }, &mut |_| {});
+    let run = crate::run::run(
+        &Request {
+            kernel: KernelChoice::Build(req.clone()),
+            ..target.clone()
+        },
+        &mut |_| {},
+    );
     std::fs::write(&file, &original).map_err(|e| Error::io(file.display(), e))?;
     let run = run?;
     line(format!(

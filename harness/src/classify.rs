@@ -23,7 +23,9 @@ fn headline_kind(line: &str) -> Option<Kind> {
         Kind::HardLockup
     } else if l.starts_with("INFO: task ") && l.contains(" blocked for more than ") {
         Kind::HungTask
-    } else if l.contains("rcu: INFO: ") && l.contains("stall") || l.contains("detected stalls on CPUs/tasks") {
+    } else if l.contains("rcu: INFO: ") && l.contains("stall")
+        || l.contains("detected stalls on CPUs/tasks")
+    {
         Kind::RcuStall
     } else if l.starts_with("WARNING: possible circular locking dependency")
         || l.starts_with("WARNING: possible recursive locking")
@@ -53,7 +55,9 @@ pub fn starts_report(line: &str) -> bool {
 
 /// Lines that end a report.
 fn ends_report(line: &str) -> bool {
-    line.starts_with("---[ end trace") || line.starts_with("---[ end Kernel panic") || line.starts_with("=================")
+    line.starts_with("---[ end trace")
+        || line.starts_with("---[ end Kernel panic")
+        || line.starts_with("=================")
 }
 
 /// "CPU: 0 UID: 0 PID: 57 Comm: fpt-agent Not tainted ..." -> "fpt-agent (pid 57)";
@@ -89,7 +93,10 @@ impl Classifier {
             // part of it.
             let continues = |f: &Finding| {
                 f.trace.len() < 8
-                    && matches!((f.kind, kind), (Kind::Refcount, Kind::Warning) | (Kind::Bug, Kind::Oops))
+                    && matches!(
+                        (f.kind, kind),
+                        (Kind::Refcount, Kind::Warning) | (Kind::Bug, Kind::Oops)
+                    )
             };
             if let Some(f) = self.open.as_mut().filter(|f| continues(f)) {
                 f.trace.push(line.to_string());
@@ -143,7 +150,11 @@ mod tests {
     fn recognises_every_capture_in_the_corpus() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
         let mut per_kind: BTreeMap<String, usize> = BTreeMap::new();
-        let mut files: Vec<_> = std::fs::read_dir(&dir).expect("the corpus exists").flatten().map(|e| e.path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("the corpus exists")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         files.sort();
         assert!(!files.is_empty());
         for file in files {
@@ -151,9 +162,24 @@ mod tests {
             let want = name.split('-').next().unwrap().to_string();
             let text = std::fs::read_to_string(&file).unwrap();
             let findings = Classifier::all(&text);
-            let kinds: Vec<String> = findings.iter().map(|f| serde_json::to_value(f.kind).unwrap().as_str().unwrap().to_string()).collect();
-            assert!(kinds.contains(&want), "{name}: wanted {want}, found {kinds:?}");
-            let f = findings.iter().find(|f| serde_json::to_value(f.kind).unwrap() == want.as_str()).unwrap();
+            let kinds: Vec<String> = findings
+                .iter()
+                .map(|f| {
+                    serde_json::to_value(f.kind)
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect();
+            assert!(
+                kinds.contains(&want),
+                "{name}: wanted {want}, found {kinds:?}"
+            );
+            let f = findings
+                .iter()
+                .find(|f| serde_json::to_value(f.kind).unwrap() == want.as_str())
+                .unwrap();
             assert!(f.trace.len() > 1, "{name}: a finding keeps its trace");
             *per_kind.entry(want).or_default() += 1;
         }
@@ -162,8 +188,14 @@ mod tests {
 
     #[test]
     fn reads_the_task_from_either_form() {
-        assert_eq!(task_of("CPU: 1 UID: 0 PID: 57 Comm: fpt-agent Not tainted 6.12.117 #1").unwrap(), "fpt-agent (pid 57)");
-        assert_eq!(task_of("INFO: task fpt-agent:57 blocked for more than 2 seconds.").unwrap(), "fpt-agent (pid 57)");
+        assert_eq!(
+            task_of("CPU: 1 UID: 0 PID: 57 Comm: fpt-agent Not tainted 6.12.117 #1").unwrap(),
+            "fpt-agent (pid 57)"
+        );
+        assert_eq!(
+            task_of("INFO: task fpt-agent:57 blocked for more than 2 seconds.").unwrap(),
+            "fpt-agent (pid 57)"
+        );
         assert_eq!(task_of("Call Trace:"), None);
     }
 }

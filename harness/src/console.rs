@@ -20,7 +20,10 @@ mod tests {
 
     #[test]
     fn strips_the_timestamp_only() {
-        assert_eq!(strip_timestamp("[    1.80] Kernel panic - not syncing: x"), "Kernel panic - not syncing: x");
+        assert_eq!(
+            strip_timestamp("[    1.80] Kernel panic - not syncing: x"),
+            "Kernel panic - not syncing: x"
+        );
         assert_eq!(strip_timestamp("[harness] x"), "[harness] x");
         assert_eq!(last(&["a".into(), "b".into()], 1), ["b"]);
         assert_eq!(last(&["a".into()], 5), ["a"]);

@@ -14,8 +14,11 @@ use crate::process;
 
 /// The suites the harness reads: today Debian 12's (the kernels and sources it used so far
 /// come from them). Each line: archive path, suite.
-const SUITES: &[(&str, &str)] =
-    &[("debian", "bookworm"), ("debian", "bookworm-updates"), ("debian-security", "bookworm-security")];
+const SUITES: &[(&str, &str)] = &[
+    ("debian", "bookworm"),
+    ("debian", "bookworm-updates"),
+    ("debian-security", "bookworm-security"),
+];
 const MIRROR: &str = "http://deb.debian.org";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Package lists older than this are refreshed before a look-up.
@@ -38,7 +41,9 @@ impl Apt {
         }
         let list: String = SUITES
             .iter()
-            .map(|(archive, suite)| format!("deb [signed-by={KEYRING}] {MIRROR}/{archive} {suite} main\n"))
+            .map(|(archive, suite)| {
+                format!("deb [signed-by={KEYRING}] {MIRROR}/{archive} {suite} main\n")
+            })
             .collect();
         let sources = root.join("sources.list");
         if std::fs::read_to_string(&sources).ok().as_deref() != Some(list.as_str()) {
@@ -93,7 +98,10 @@ impl Apt {
         let mut cmd = self.command("apt-cache");
         cmd.args(["pkgnames", prefix]);
         let out = process::output(&mut cmd).map_err(|e| Error::Fetch(e.to_string()))?;
-        Ok(String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect())
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect())
     }
 
     /// The version `apt-get download PACKAGE` would fetch.
@@ -103,7 +111,10 @@ impl Apt {
         cmd.args(["policy", package]);
         let out = process::output(&mut cmd).map_err(|e| Error::Fetch(e.to_string()))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let v = text.lines().find_map(|l| l.trim().strip_prefix("Candidate:")).map(|v| v.trim().to_string());
+        let v = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Candidate:"))
+            .map(|v| v.trim().to_string());
         Ok(v.filter(|v| v != "(none)" && !v.is_empty()))
     }
 
@@ -134,7 +145,8 @@ impl Apt {
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "deb"))
             .ok_or_else(|| Error::Fetch(format!("apt-get download {package} left no .deb")))?;
-        process::output(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root)).map_err(|e| Error::Fetch(e.to_string()))?;
+        process::output(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))
+            .map_err(|e| Error::Fetch(e.to_string()))?;
         let _ = std::fs::remove_file(&deb);
         std::fs::write(&done, package).map_err(|e| Error::io(done.display(), e))?;
         Ok(root)
@@ -143,7 +155,9 @@ impl Apt {
 
 /// Numeric parts of a package name or version, for "6.12.117" > "6.12.99".
 pub fn version_key(name: &str) -> Vec<u64> {
-    name.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect()
+    name.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -152,7 +166,9 @@ mod tests {
 
     #[test]
     fn versions_compare_by_their_numbers() {
-        assert!(version_key("linux-image-6.12.117+deb12") > version_key("linux-image-6.12.99+deb12"));
+        assert!(
+            version_key("linux-image-6.12.117+deb12") > version_key("linux-image-6.12.99+deb12")
+        );
         assert!(version_key("6.1.0-56") > version_key("6.1.0-9"));
     }
 
@@ -161,8 +177,14 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         let apt = Apt::new(cache.path()).unwrap();
         let cmd = apt.command("apt-cache");
-        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert!(args.iter().any(|a| a.starts_with("Dir::State::Lists=") && a.contains(&*cache.path().to_string_lossy())));
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args
+            .iter()
+            .any(|a| a.starts_with("Dir::State::Lists=")
+                && a.contains(&*cache.path().to_string_lossy())));
         let list = std::fs::read_to_string(cache.path().join("apt/sources.list")).unwrap();
         assert!(list.contains(" bookworm main"), "{list}");
     }

@@ -24,7 +24,16 @@ pub fn ext4_image(cache: &Path) -> Result<PathBuf> {
     // No journal: the cases test stacking and data, and the image stays small.
     let made = crate::process::output(
         Command::new(&mkfs)
-            .args(["-q", "-F", "-O", "^has_journal", "-E", "root_owner=0:0", "-L", "fpt"])
+            .args([
+                "-q",
+                "-F",
+                "-O",
+                "^has_journal",
+                "-E",
+                "root_owner=0:0",
+                "-L",
+                "fpt",
+            ])
             .arg(&partial)
             .arg(SIZE),
     );
@@ -43,7 +52,10 @@ pub fn ext4_image(cache: &Path) -> Result<PathBuf> {
 
 /// mkfs.ext4 lives in /usr/sbin, which a non-root PATH often lacks.
 fn mkfs_ext4() -> Result<PathBuf> {
-    let sbin = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"].into_iter().map(PathBuf::from).find(|p| p.is_file());
+    let sbin = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
     if let Some(p) = sbin {
         return Ok(p);
     }

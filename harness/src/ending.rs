@@ -41,11 +41,23 @@ impl How {
         match self {
             How::Finished => "the agent finished".into(),
             How::WentAway { detail: Some(d) } => d.clone(),
-            How::WentAway { detail: None } => "the guest powered off before the agent finished".into(),
-            How::Unresponsive { during: Some(case) } => format!("the guest stopped responding during {case}"),
-            How::Unresponsive { during: None } => "the guest stopped responding between cases".into(),
-            How::BootTimeout { console_silent: true, .. } => "no output from the guest".into(),
-            How::BootTimeout { console_silent: false, .. } => "the agent never started".into(),
+            How::WentAway { detail: None } => {
+                "the guest powered off before the agent finished".into()
+            }
+            How::Unresponsive { during: Some(case) } => {
+                format!("the guest stopped responding during {case}")
+            }
+            How::Unresponsive { during: None } => {
+                "the guest stopped responding between cases".into()
+            }
+            How::BootTimeout {
+                console_silent: true,
+                ..
+            } => "no output from the guest".into(),
+            How::BootTimeout {
+                console_silent: false,
+                ..
+            } => "the agent never started".into(),
             How::RunLimit { secs } => format!("the whole-run limit of {secs} s ran out"),
             How::Interrupted { signal } => format!("interrupted by signal {signal}"),
         }
@@ -62,13 +74,19 @@ impl Ending {
 
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(Self::FILE);
-        std::fs::write(&path, serde_json::to_string_pretty(self).expect("endings serialise"))
-            .map_err(|e| Error::io(path.display(), e))
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(self).expect("endings serialise"),
+        )
+        .map_err(|e| Error::io(path.display(), e))
     }
 
     pub fn load(dir: &Path) -> Result<Ending> {
         let path = dir.join(Self::FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
-        serde_json::from_str(&text).map_err(|e| Error::NotARun { dir: dir.into(), why: format!("{}: {e}", Self::FILE) })
+        serde_json::from_str(&text).map_err(|e| Error::NotARun {
+            dir: dir.into(),
+            why: format!("{}: {e}", Self::FILE),
+        })
     }
 }

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 pub enum Error {
     #[error("kernel {0}: no such file; give a bzImage, `host`, or leave --kernel out for Debian's 6.12 cloud kernel")]
     KernelMissing(PathBuf),
-    #[error("kernel {path}: not a bzImage ({why}); give an x86 bzImage such as arch/x86/boot/bzImage")]
+    #[error(
+        "kernel {path}: not a bzImage ({why}); give an x86 bzImage such as arch/x86/boot/bzImage"
+    )]
     NotBzImage { path: PathBuf, why: String },
     #[error("modules {0}: not a modules directory (no kernel/ inside); give lib/modules/<release> of the same kernel")]
     BadModules(PathBuf),
@@ -17,9 +19,17 @@ pub enum Error {
     #[error("{tool} is missing and could not be installed here: {fix}")]
     ToolMissing { tool: String, fix: String },
     #[error("the kernel panicked during boot: {headline} (console: {console})")]
-    BootPanic { headline: String, console: PathBuf, tail: Vec<String> },
+    BootPanic {
+        headline: String,
+        console: PathBuf,
+        tail: Vec<String>,
+    },
     #[error("the guest did not start the agent within {secs} s: {why} (console: {console})")]
-    BootTimeout { secs: u64, why: String, console: PathBuf },
+    BootTimeout {
+        secs: u64,
+        why: String,
+        console: PathBuf,
+    },
     #[error("QEMU failed: {0}")]
     Qemu(String),
     #[error("fetching the kernel failed: {0}")]
@@ -39,7 +49,11 @@ pub enum Error {
     #[error("the kernel config lacks what the fragments ask for:\n  {}", .0.join("\n  "))]
     ConfigMismatch(Vec<String>),
     #[error("{what} failed (log: {log}):\n{errors}")]
-    BuildFailed { what: String, errors: String, log: PathBuf },
+    BuildFailed {
+        what: String,
+        errors: String,
+        log: PathBuf,
+    },
     #[error("the disk filled up during the kernel build (log: {0}); free some space (the build cache is in the cache directory) and run again")]
     DiskFull(PathBuf),
     #[error("{what}: {source}")]
@@ -55,12 +69,18 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("`{command}` failed ({status}): {stderr}")]
-    Command { command: String, status: String, stderr: String },
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
     #[error("{what} needs root: run it as root (sudo -E cargo xtask ...)")]
     NeedsRoot { what: String },
     #[error("fragment {path}: {why}; give an existing config fragment (CONFIG_X=y lines)")]
     BadFragment { path: PathBuf, why: String },
-    #[error("{dir} is not a run's artifacts directory: {why}; give a directory under target/fpt-runs/")]
+    #[error(
+        "{dir} is not a run's artifacts directory: {why}; give a directory under target/fpt-runs/"
+    )]
     NotARun { dir: PathBuf, why: String },
 }
 
@@ -94,7 +114,10 @@ impl Error {
 
     /// Wrap an I/O error with what we were doing; the error itself stays the source.
     pub fn io(what: impl std::fmt::Display, source: std::io::Error) -> Error {
-        Error::Io { what: what.to_string(), source }
+        Error::Io {
+            what: what.to_string(),
+            source,
+        }
     }
 }
 

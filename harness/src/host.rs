@@ -20,7 +20,9 @@ pub fn run_cases(
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<RunLog> {
     if !rustix::process::geteuid().is_root() {
-        return Err(Error::NeedsRoot { what: "host mode (it mounts filesystems)".into() });
+        return Err(Error::NeedsRoot {
+            what: "host mode (it mounts filesystems)".into(),
+        });
     }
     let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
     let mut child = Command::new(agent)
@@ -31,11 +33,15 @@ pub fn run_cases(
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| Error::io(agent.display(), e))?;
-    let mut events = std::fs::File::create(artifacts.join("events.jsonl")).map_err(|e| Error::io("artifacts", e))?;
+    let mut events = std::fs::File::create(artifacts.join("events.jsonl"))
+        .map_err(|e| Error::io("artifacts", e))?;
     let started = Instant::now();
     let mut log = RunLog::default();
     let mut since = None;
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(|l| l.ok()) {
+    for line in BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .map_while(|l| l.ok())
+    {
         let _ = writeln!(events, "{line}");
         if let Ok(e) = serde_json::from_str::<Event>(&line) {
             on_event(&e);
@@ -48,13 +54,21 @@ pub fn run_cases(
         }
     }
     let status = child.wait().map_err(|e| Error::io("agent", e))?;
-    let done = log.events.iter().any(|e| *e == Event::Done);
+    let done = log.events.contains(&Event::Done);
     let how = if done {
         How::Finished
     } else {
-        How::WentAway { detail: Some(format!("the agent ended ({status}) after {:?} before finishing", started.elapsed())) }
+        How::WentAway {
+            detail: Some(format!(
+                "the agent ended ({status}) after {:?} before finishing",
+                started.elapsed()
+            )),
+        }
     };
-    let ending = Ending { how, running_case_ms: since.map(|s| s.elapsed().as_millis() as u64) };
+    let ending = Ending {
+        how,
+        running_case_ms: since.map(|s| s.elapsed().as_millis() as u64),
+    };
     ending.save(artifacts)?;
     log.ending = Some(ending);
     Ok(log)

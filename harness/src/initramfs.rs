@@ -12,7 +12,16 @@ use proto::layout::{GUEST_EXT4_IMAGE, MODULE_DIR, MODULE_ORDER};
 
 pub fn build(agent: &Path, modules: &[Module], ext4_image: &Path, out: &Path) -> Result<()> {
     let mut w = Writer::default();
-    for dir in ["dev", "proc", "sys", "tmp", "lib", "lib/modules", "lib/modules/fpt", "fpt"] {
+    for dir in [
+        "dev",
+        "proc",
+        "sys",
+        "tmp",
+        "lib",
+        "lib/modules",
+        "lib/modules/fpt",
+        "fpt",
+    ] {
         w.dir(dir);
     }
     let image = std::fs::read(ext4_image).map_err(|e| Error::io(ext4_image.display(), e))?;
@@ -24,11 +33,19 @@ pub fn build(agent: &Path, modules: &[Module], ext4_image: &Path, out: &Path) ->
     let mut order = String::new();
     for m in modules {
         let file = format!("{}.ko", m.name);
-        w.file(&format!("{}/{file}", MODULE_DIR.trim_start_matches('/')), 0o644, &m.bytes);
+        w.file(
+            &format!("{}/{file}", MODULE_DIR.trim_start_matches('/')),
+            0o644,
+            &m.bytes,
+        );
         order.push_str(&file);
         order.push('\n');
     }
-    w.file(&format!("{}/{MODULE_ORDER}", MODULE_DIR.trim_start_matches('/')), 0o644, order.as_bytes());
+    w.file(
+        &format!("{}/{MODULE_ORDER}", MODULE_DIR.trim_start_matches('/')),
+        0o644,
+        order.as_bytes(),
+    );
     std::fs::write(out, w.finish()).map_err(|e| Error::io(out.display(), e))
 }
 
@@ -60,8 +77,19 @@ impl Writer {
     fn entry(&mut self, name: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) {
         self.ino += 1;
         let fields = [
-            self.ino, mode, 0, 0, nlink, 0, data.len() as u32, 0, 0, rdev.0, rdev.1,
-            name.len() as u32 + 1, 0,
+            self.ino,
+            mode,
+            0,
+            0,
+            nlink,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0,
         ];
         self.buf.extend_from_slice(b"070701");
         for f in fields {
@@ -75,7 +103,7 @@ impl Writer {
     }
 
     fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }

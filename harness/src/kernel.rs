@@ -26,8 +26,11 @@ impl Kernel {
     /// it, microvm runs with acpi=off and QEMU names the virtio-mmio devices on the
     /// command line.
     pub fn has_acpi(&self) -> bool {
-        let Some(config) = &self.config else { return true };
-        std::fs::read_to_string(config).map_or(true, |text| text.lines().any(|l| l == "CONFIG_ACPI=y"))
+        let Some(config) = &self.config else {
+            return true;
+        };
+        std::fs::read_to_string(config)
+            .map_or(true, |text| text.lines().any(|l| l == "CONFIG_ACPI=y"))
     }
 }
 
@@ -82,8 +85,10 @@ impl Kernel {
             return Err(Error::KernelMissing(bzimage.into()));
         }
         let bytes = std::fs::read(bzimage).map_err(|e| Error::io(bzimage.display(), e))?;
-        let release = bzimage_release(&bytes)
-            .map_err(|why| Error::NotBzImage { path: bzimage.into(), why })?;
+        let release = bzimage_release(&bytes).map_err(|why| Error::NotBzImage {
+            path: bzimage.into(),
+            why,
+        })?;
         if let Some(m) = modules {
             if !m.join("kernel").is_dir() {
                 return Err(Error::BadModules(m.into()));
@@ -101,7 +106,13 @@ impl Kernel {
             .filter(|_| bzimage.ends_with("arch/x86/boot/bzImage"))
             .map(|top| top.join(".config"))
             .filter(|c| c.is_file());
-        Ok(Kernel { bzimage: bzimage.into(), modules: modules.map(Into::into), release, identity, config })
+        Ok(Kernel {
+            bzimage: bzimage.into(),
+            modules: modules.map(Into::into),
+            release,
+            identity,
+            config,
+        })
     }
 }
 
@@ -110,7 +121,10 @@ pub fn bzimage_release(bytes: &[u8]) -> Result<String, String> {
     // Boot protocol: 0xAA55 at 0x1FE, "HdrS" at 0x202, kernel_version (a pointer into the
     // setup code, minus 0x200) at 0x20E.
     if bytes.len() < 0x210 {
-        return Err(format!("{} bytes, too short for a boot sector and setup header", bytes.len()));
+        return Err(format!(
+            "{} bytes, too short for a boot sector and setup header",
+            bytes.len()
+        ));
     }
     if bytes[0x1FE..0x200] != [0x55, 0xAA] {
         return Err("no boot signature 0xAA55 at offset 0x1FE".into());
@@ -119,8 +133,14 @@ pub fn bzimage_release(bytes: &[u8]) -> Result<String, String> {
         return Err("no \"HdrS\" setup header magic at offset 0x202".into());
     }
     let ptr = u16::from_le_bytes([bytes[0x20E], bytes[0x20F]]) as usize + 0x200;
-    let tail = bytes.get(ptr..).ok_or("kernel_version points past the end")?;
-    let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len()).min(256);
+    let tail = bytes
+        .get(ptr..)
+        .ok_or("kernel_version points past the end")?;
+    let end = tail
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(tail.len())
+        .min(256);
     let version = String::from_utf8_lossy(&tail[..end]);
     let release = version.split_whitespace().next().unwrap_or("");
     if release.is_empty() {
@@ -131,8 +151,14 @@ pub fn bzimage_release(bytes: &[u8]) -> Result<String, String> {
 
 /// "6.12" from "6.12.117+deb12-cloud-amd64": snapshots are kept per release series.
 pub fn series(release: &str) -> String {
-    release.split(|c: char| !c.is_ascii_digit() && c != '.').next().unwrap_or(release)
-        .split('.').take(2).collect::<Vec<_>>().join(".")
+    release
+        .split(|c: char| !c.is_ascii_digit() && c != '.')
+        .next()
+        .unwrap_or(release)
+        .split('.')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Debian's cloud kernel of `series`, downloaded and unpacked into the cache once.
@@ -200,7 +226,9 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_bzimage() {
-        assert!(bzimage_release(b"#!/bin/sh\n").unwrap_err().contains("too short"));
+        assert!(bzimage_release(b"#!/bin/sh\n")
+            .unwrap_err()
+            .contains("too short"));
         let mut b = fake_bzimage("6.1.0");
         b[0x202] = b'X';
         assert!(bzimage_release(&b).unwrap_err().contains("HdrS"));
@@ -216,6 +244,8 @@ mod tests {
         assert_eq!(series("6.18.44-fc-v657"), "6.18");
         assert!(matches!(KernelChoice::parse("host"), KernelChoice::Host));
         assert!(matches!(KernelChoice::parse("debian-6.1"), KernelChoice::Debian(s) if s == "6.1"));
-        assert!(matches!(KernelChoice::parse("debian-x"), KernelChoice::Path(p) if p.to_str() == Some("debian-x")));
+        assert!(
+            matches!(KernelChoice::parse("debian-x"), KernelChoice::Path(p) if p.to_str() == Some("debian-x"))
+        );
     }
 }

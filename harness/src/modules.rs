@@ -41,12 +41,18 @@ pub fn select(modules_dir: &Path, wanted: &[&str]) -> Result<Vec<Module>> {
 
 /// name -> file, for every module file under `dir`.
 fn walk(dir: &Path, index: &mut HashMap<String, PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
             walk(&path, index);
-        } else if let Some(name) = path.file_name().and_then(|n| n.to_str()).filter(|n| n.contains(".ko")) {
+        } else if let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| n.contains(".ko"))
+        {
             index.insert(module_name(name), path);
         }
     }
@@ -57,12 +63,17 @@ fn visit(index: &HashMap<String, PathBuf>, name: &str, order: &mut Vec<Module>) 
         return Ok(());
     }
     // Not a file: built in, or not in this kernel at all. Either way nothing to load.
-    let Some(path) = index.get(name) else { return Ok(()) };
+    let Some(path) = index.get(name) else {
+        return Ok(());
+    };
     let bytes = load_bytes(path)?;
     for dep in depends(&bytes) {
         visit(index, &dep, order)?;
     }
-    order.push(Module { name: name.to_string(), bytes });
+    order.push(Module {
+        name: name.to_string(),
+        bytes,
+    });
     Ok(())
 }
 
@@ -72,7 +83,13 @@ fn depends(module: &[u8]) -> Vec<String> {
     module
         .split(|&b| b == 0)
         .find_map(|field| field.strip_prefix(key))
-        .map(|v| String::from_utf8_lossy(v).split(',').filter(|d| !d.is_empty()).map(normalise).collect())
+        .map(|v| {
+            String::from_utf8_lossy(v)
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(normalise)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -94,11 +111,21 @@ fn load_bytes(path: &Path) -> Result<Vec<u8>> {
     }
     if file.ends_with(".ko.xz") {
         let mut out = Vec::new();
-        lzma_rs::xz_decompress(&mut &raw[..], &mut out)
-            .map_err(|e| Error::io(path.display(), std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad xz data: {e}"))))?;
+        lzma_rs::xz_decompress(&mut &raw[..], &mut out).map_err(|e| {
+            Error::io(
+                path.display(),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad xz data: {e}")),
+            )
+        })?;
         return Ok(out);
     }
-    Err(Error::io(path.display(), std::io::Error::new(std::io::ErrorKind::Unsupported, "unsupported module compression (only .ko and .ko.xz)")))
+    Err(Error::io(
+        path.display(),
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "unsupported module compression (only .ko and .ko.xz)",
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -114,7 +141,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fpt-modtest-{}", std::process::id()));
         let k = dir.join("kernel/drivers");
         std::fs::create_dir_all(&k).unwrap();
-        std::fs::write(k.join("virtio_console.ko"), fake_module("virtio,virtio_ring")).unwrap();
+        std::fs::write(
+            k.join("virtio_console.ko"),
+            fake_module("virtio,virtio_ring"),
+        )
+        .unwrap();
         std::fs::write(k.join("virtio.ko"), fake_module("virtio_ring")).unwrap();
         std::fs::write(k.join("virtio_ring.ko"), fake_module("")).unwrap();
         std::fs::write(k.join("fuse.ko"), fake_module("")).unwrap();
@@ -130,6 +161,9 @@ mod tests {
 
     #[test]
     fn a_directory_without_modules_is_refused() {
-        assert!(matches!(select(Path::new("/nonexistent"), &wanted()), Err(Error::BadModules(_))));
+        assert!(matches!(
+            select(Path::new("/nonexistent"), &wanted()),
+            Err(Error::BadModules(_))
+        ));
     }
 }

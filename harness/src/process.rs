@@ -15,16 +15,28 @@ use crate::error::{Error, Result};
 /// lines of its stderr.
 pub fn output(cmd: &mut Command) -> Result<Output> {
     let command = describe(cmd);
-    let out = cmd.stdin(Stdio::null()).output().map_err(|source| Error::Spawn { command: command.clone(), source })?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            command: command.clone(),
+            source,
+        })?;
     if out.status.success() {
         return Ok(out);
     }
-    Err(Error::Command { command, status: out.status.to_string(), stderr: tail(&out.stderr, 12) })
+    Err(Error::Command {
+        command,
+        status: out.status.to_string(),
+        stderr: tail(&out.stderr, 12),
+    })
 }
 
 /// Run `cmd` with its output hidden; whether it succeeded.
 pub fn succeeds(cmd: &mut Command) -> bool {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     cmd.status().is_ok_and(|s| s.success())
 }
 
@@ -38,7 +50,11 @@ pub fn describe(cmd: &Command) -> String {
 /// The last `n` non-empty lines of a command's output, joined.
 pub fn tail(bytes: &[u8], n: usize) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let lines: Vec<&str> = text.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
@@ -48,10 +64,19 @@ mod tests {
 
     #[test]
     fn a_failing_command_is_named_with_its_stderr() {
-        let err = output(Command::new("sh").args(["-c", "echo one >&2; echo two >&2; exit 3"])).unwrap_err();
+        let err = output(Command::new("sh").args(["-c", "echo one >&2; echo two >&2; exit 3"]))
+            .unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("`sh -c echo one >&2; echo two >&2; exit 3` failed (exit status: 3): one\ntwo"), "{text}");
-        assert!(matches!(output(&mut Command::new("/nonexistent/x")), Err(Error::Spawn { .. })));
+        assert!(
+            text.starts_with(
+                "`sh -c echo one >&2; echo two >&2; exit 3` failed (exit status: 3): one\ntwo"
+            ),
+            "{text}"
+        );
+        assert!(matches!(
+            output(&mut Command::new("/nonexistent/x")),
+            Err(Error::Spawn { .. })
+        ));
         assert!(succeeds(&mut Command::new("true")));
     }
 }

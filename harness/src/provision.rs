@@ -13,18 +13,32 @@ pub fn ensure(binary: &str, package: &str) -> Result<()> {
         return Ok(());
     }
     let fix = format!("install it with `sudo apt-get install -y {package}`");
-    let can_install = rustix::process::geteuid().is_root() && Path::new("/usr/bin/apt-get").exists();
+    let can_install =
+        rustix::process::geteuid().is_root() && Path::new("/usr/bin/apt-get").exists();
     if !can_install {
-        return Err(Error::ToolMissing { tool: binary.into(), fix });
+        return Err(Error::ToolMissing {
+            tool: binary.into(),
+            fix,
+        });
     }
     if !apt_install(package) {
         // The package lists may be missing on a fresh machine: refresh them once and retry.
         let _ = crate::process::succeeds(Command::new("apt-get").args(["update", "-q"]));
         if !apt_install(package) {
-            return Err(Error::ToolMissing { tool: binary.into(), fix });
+            return Err(Error::ToolMissing {
+                tool: binary.into(),
+                fix,
+            });
         }
     }
-    if on_path(binary) { Ok(()) } else { Err(Error::ToolMissing { tool: binary.into(), fix }) }
+    if on_path(binary) {
+        Ok(())
+    } else {
+        Err(Error::ToolMissing {
+            tool: binary.into(),
+            fix,
+        })
+    }
 }
 
 fn apt_install(package: &str) -> bool {
@@ -69,7 +83,10 @@ pub fn ensure_build_tools() -> Result<()> {
 fn ensure_package(package: &str, file: &str) -> Result<()> {
     let fix = format!("install it with `sudo apt-get install -y {package}`");
     if !rustix::process::geteuid().is_root() || !apt_install(package) || !Path::new(file).exists() {
-        return Err(Error::ToolMissing { tool: file.into(), fix });
+        return Err(Error::ToolMissing {
+            tool: file.into(),
+            fix,
+        });
     }
     Ok(())
 }

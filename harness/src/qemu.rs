@@ -83,23 +83,50 @@ impl VmConfig {
             Accel::Tcg => "max",
         };
         let mut a: Vec<String> = [
-            "-M", machine, "-accel", self.accel.name(), "-cpu", cpu,
-            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-M",
+            machine,
+            "-accel",
+            self.accel.name(),
+            "-cpu",
+            cpu,
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        a.extend(["-m".into(), self.memory_mib.to_string(), "-smp".into(), self.cpus.to_string()]);
-        a.extend(["-kernel".into(), path(&self.bzimage), "-initrd".into(), path(&self.initramfs)]);
+        a.extend([
+            "-m".into(),
+            self.memory_mib.to_string(),
+            "-smp".into(),
+            self.cpus.to_string(),
+        ]);
+        a.extend([
+            "-kernel".into(),
+            path(&self.bzimage),
+            "-initrd".into(),
+            path(&self.initramfs),
+        ]);
         a.extend(["-append".into(), self.cmdline.clone()]);
         a.extend([
             "-chardev".into(),
-            format!("socket,id=mon,path={},server=on,wait=off", path(&self.monitor_socket)),
+            format!(
+                "socket,id=mon,path={},server=on,wait=off",
+                path(&self.monitor_socket)
+            ),
             "-mon".into(),
             "chardev=mon,mode=readline".into(),
         ]);
         // The console on the first serial port, on our stdin and stdout pipes.
-        a.extend(["-chardev".into(), "stdio,id=con,signal=off".into(), "-serial".into(), "chardev:con".into()]);
+        a.extend([
+            "-chardev".into(),
+            "stdio,id=con,signal=off".into(),
+            "-serial".into(),
+            "chardev:con".into(),
+        ]);
         // Results on a virtio-console port of their own.
         a.extend([
             "-chardev".into(),
@@ -107,7 +134,10 @@ impl VmConfig {
             "-device".into(),
             serial_bus.into(),
             "-device".into(),
-            format!("virtserialport,chardev=res,name={}", proto::layout::RESULT_PORT),
+            format!(
+                "virtserialport,chardev=res,name={}",
+                proto::layout::RESULT_PORT
+            ),
         ]);
         a
     }
@@ -125,7 +155,10 @@ pub struct Qemu {
 impl Qemu {
     pub fn spawn(config: &VmConfig) -> Result<Qemu> {
         let mut cmd = Command::new(binary());
-        cmd.args(config.args()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(config.args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         // Its own process group: Ctrl-C reaches us, and we end QEMU ourselves.
         cmd.process_group(0);
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
@@ -135,7 +168,9 @@ impl Qemu {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| Error::Qemu(format!("cannot start {}: {e}", binary())))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::Qemu(format!("cannot start {}: {e}", binary())))?;
         Ok(Qemu { child })
     }
 
@@ -150,7 +185,11 @@ impl Qemu {
         let mut mon = std::os::unix::net::UnixStream::connect(monitor)?;
         mon.write_all(b"chardev-send-break con\n")?;
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let stdin = self.child.stdin.as_mut().ok_or_else(|| std::io::Error::other("no console input"))?;
+        let stdin = self
+            .child
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no console input"))?;
         stdin.write_all(&[key])?;
         stdin.flush()
     }
@@ -173,11 +212,22 @@ impl Drop for Qemu {
 /// host can fail and hang the boot (docs/kernel-facts.md).
 pub fn host_tsc_khz() -> Option<u64> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = cpuinfo.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
+    let mhz: f64 = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
     Some((mhz * 1000.0) as u64)
 }
 
 /// /dev/kvm opens read-write: the precondition for trying KVM at all.
 pub fn kvm_device_usable() -> bool {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
 }

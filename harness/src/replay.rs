@@ -11,13 +11,22 @@ use crate::run::{Plan, Run, Timings};
 
 pub fn replay(dir: &Path) -> Result<Run> {
     let plan_path = dir.join(Plan::FILE);
-    let text = std::fs::read_to_string(&plan_path)
-        .map_err(|e| Error::NotARun { dir: dir.into(), why: format!("{}: {e}", Plan::FILE) })?;
-    let plan: Plan =
-        serde_json::from_str(&text).map_err(|e| Error::NotARun { dir: dir.into(), why: format!("{}: {e}", Plan::FILE) })?;
+    let text = std::fs::read_to_string(&plan_path).map_err(|e| Error::NotARun {
+        dir: dir.into(),
+        why: format!("{}: {e}", Plan::FILE),
+    })?;
+    let plan: Plan = serde_json::from_str(&text).map_err(|e| Error::NotARun {
+        dir: dir.into(),
+        why: format!("{}: {e}", Plan::FILE),
+    })?;
     let mut logs = Vec::new();
     for boot in &plan.boots {
         logs.push((RunLog::load(&dir.join(&boot.dir))?, boot.cases.clone()));
     }
-    Ok(crate::run::assemble(plan, &logs, dir.into(), Timings::default()))
+    Ok(crate::run::assemble(
+        plan,
+        &logs,
+        dir.into(),
+        Timings::default(),
+    ))
 }

@@ -60,9 +60,18 @@ pub fn identity(id: &Identity, mode: &str) -> String {
 
 /// A table of `results`, reasons cut to one line (the full text is in results.json).
 pub fn table(results: &[CaseResult]) -> String {
-    let width = results.iter().map(|r| r.case.len()).max().unwrap_or(4).max(4);
+    let width = results
+        .iter()
+        .map(|r| r.case.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let mut out = String::new();
-    let _ = writeln!(out, "{:width$}  {:7}  {:>8}  reason", "case", "verdict", "time");
+    let _ = writeln!(
+        out,
+        "{:width$}  {:7}  {:>8}  reason",
+        "case", "verdict", "time"
+    );
     for r in results {
         let reason = r.reason.lines().next().unwrap_or("");
         let reason = if reason.chars().count() > 90 {
@@ -107,13 +116,26 @@ mod tests {
 
     #[test]
     fn table_has_one_row_per_case_and_one_line_reasons() {
-        let r = CaseResult { duration_ms: 12, ..CaseResult::new("ids.close_unknown", Verdict::Crash, "guest went down\nmore") };
-        let t = table(&[r.clone()]);
+        let r = CaseResult {
+            duration_ms: 12,
+            ..CaseResult::new("ids.close_unknown", Verdict::Crash, "guest went down\nmore")
+        };
+        let t = table(std::slice::from_ref(&r));
         assert_eq!(t.lines().count(), 2);
-        assert!(t.lines().nth(1).unwrap().ends_with("CRASH        12ms  guest went down"));
-        assert_eq!(totals(&[r.clone()]), "1 cases: 0 pass, 0 skip, 0 fail, 1 crash");
+        assert!(t
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("CRASH        12ms  guest went down"));
+        assert_eq!(
+            totals(std::slice::from_ref(&r)),
+            "1 cases: 0 pass, 0 skip, 0 fail, 1 crash"
+        );
         assert_eq!(details(&r), "ids.close_unknown: guest went down\n  more\n");
         let not_run = CaseResult::new("a.b", Verdict::NotReached, "not reached");
-        assert_eq!(totals(&[not_run]), "1 cases: 0 pass, 0 skip, 0 fail, 0 crash, 1 not reached");
+        assert_eq!(
+            totals(&[not_run]),
+            "1 cases: 0 pass, 0 skip, 0 fail, 0 crash, 1 not reached"
+        );
     }
 }

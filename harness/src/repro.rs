@@ -11,11 +11,22 @@ pub enum Repro {
     /// Every round passed with no kernel report.
     Clean { rounds: u32 },
     /// Round `round` hit: `case` did not pass or the kernel reported something.
-    Hit { round: u32, run: Run, case: String, how: String },
+    Hit {
+        round: u32,
+        run: Box<Run>,
+        case: String,
+        how: String,
+    },
 }
 
 /// `req` names one case; `rerun` is the `cargo xtask run ...` command that reruns it.
-pub fn repro(req: &Request, runs: u32, same_boot: bool, rerun: &str, each: &mut dyn FnMut(u32, &Run)) -> Result<Repro> {
+pub fn repro(
+    req: &Request,
+    runs: u32,
+    same_boot: bool,
+    rerun: &str,
+    each: &mut dyn FnMut(u32, &Run),
+) -> Result<Repro> {
     let mut req = req.clone();
     let rounds = if same_boot {
         req.cases = vec![req.cases[0].clone(); runs as usize];
@@ -25,19 +36,29 @@ pub fn repro(req: &Request, runs: u32, same_boot: bool, rerun: &str, each: &mut 
     };
     for round in 1..=rounds {
         let run = crate::run::run(&req, &mut |_| {})?;
-        let hit = run.results.iter().find(|r| r.verdict != Verdict::Pass || !r.findings.is_empty()).map(|r| r.case.clone());
+        let hit = run
+            .results
+            .iter()
+            .find(|r| r.verdict != Verdict::Pass || !r.findings.is_empty())
+            .map(|r| r.case.clone());
         let Some(case) = hit else {
             each(round, &run);
             continue;
         };
-        let qemu = std::fs::read_to_string(run.artifacts.join("qemu-command.txt")).unwrap_or_default();
+        let qemu =
+            std::fs::read_to_string(run.artifacts.join("qemu-command.txt")).unwrap_or_default();
         let how = format!(
             "{}\nrerun: cargo xtask {rerun}\nqemu: {}",
             crate::report::identity(&run.identity, &run.mode),
             qemu.trim()
         );
         let _ = std::fs::write(run.artifacts.join("repro.txt"), &how);
-        return Ok(Repro::Hit { round, run, case, how });
+        return Ok(Repro::Hit {
+            round,
+            run: Box::new(run),
+            case,
+            how,
+        });
     }
     Ok(Repro::Clean { rounds })
 }
@@ -63,10 +84,22 @@ pub fn rerun_command(repro_args: &[String]) -> String {
 mod tests {
     #[test]
     fn the_rerun_command_drops_repros_own_options() {
-        let args: Vec<String> = ["--case", "a.b", "--runs", "5", "--same-boot", "--runs=3", "--profile", "debug"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(super::rerun_command(&args), "run --case a.b --profile debug");
+        let args: Vec<String> = [
+            "--case",
+            "a.b",
+            "--runs",
+            "5",
+            "--same-boot",
+            "--runs=3",
+            "--profile",
+            "debug",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            super::rerun_command(&args),
+            "run --case a.b --profile debug"
+        );
     }
 }

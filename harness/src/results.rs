@@ -35,12 +35,21 @@ impl RunLog {
     /// The log saved in `dir`.
     pub fn load(dir: &Path) -> Result<RunLog> {
         let events_path = dir.join("events.jsonl");
-        let events = std::fs::read_to_string(&events_path)
-            .map_err(|e| Error::NotARun { dir: dir.into(), why: format!("events.jsonl: {e}") })?;
-        let read_lines = |name: &str| std::fs::read_to_string(dir.join(name)).ok().map(|t| t.lines().map(String::from).collect());
+        let events = std::fs::read_to_string(&events_path).map_err(|e| Error::NotARun {
+            dir: dir.into(),
+            why: format!("events.jsonl: {e}"),
+        })?;
+        let read_lines = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .ok()
+                .map(|t| t.lines().map(String::from).collect())
+        };
         Ok(RunLog {
             // A line that is not an event was garbled in transit; the live run skipped it too.
-            events: events.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+            events: events
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect(),
             console: read_lines("console.log").unwrap_or_default(),
             task_dump: read_lines("task-dump.txt"),
             ending: Ending::load(dir).ok(),
@@ -107,7 +116,11 @@ pub fn assemble(planned: &[String], log: &RunLog) -> Assembled {
         if let Some(case) = &running {
             let mut r = CaseResult::new(case.clone(), Verdict::Crash, cause.clone());
             r.duration_ms = ending.and_then(|e| e.running_case_ms).unwrap_or(0);
-            r.crash = Some(Crash { cause: cause.clone(), console_tail: crate::console::last(&log.console, CRASH_TAIL), ..Default::default() });
+            r.crash = Some(Crash {
+                cause: cause.clone(),
+                console_tail: crate::console::last(&log.console, CRASH_TAIL),
+                ..Default::default()
+            });
             if let (Some(dump), true) = (&log.task_dump, ending.is_some_and(|e| e.how.is_hang())) {
                 mark_hang(&mut r, dump);
             }
@@ -124,7 +137,11 @@ pub fn assemble(planned: &[String], log: &RunLog) -> Assembled {
         died = Some(cause);
     }
     apply_findings(&mut results, &findings);
-    Assembled { results, findings, died }
+    Assembled {
+        results,
+        findings,
+        died,
+    }
 }
 
 /// The kernel's reports on `console`, each with the case whose start and end markers
@@ -156,7 +173,10 @@ pub fn findings_by_case(console: &[String]) -> Vec<(Option<String>, Finding)> {
 
 /// The kernel's own fatal line (a panic's headline), if the console has one.
 pub fn fatal_headline(console: &[String]) -> Option<String> {
-    Classifier::all(&console.join("\n")).into_iter().find(|f| f.kind.is_fatal()).map(|f| f.headline)
+    Classifier::all(&console.join("\n"))
+        .into_iter()
+        .find(|f| f.kind.is_fatal())
+        .map(|f| f.headline)
 }
 
 /// A guest that hung: its running case is `hang`, with the tasks sysrq showed blocked
@@ -169,7 +189,11 @@ fn mark_hang(r: &mut CaseResult, dump: &[String]) {
             in_blocked = line.contains("state:D");
             if in_blocked {
                 let name = rest.split_whitespace().next().unwrap_or("?");
-                let pid = line.split("pid:").nth(1).and_then(|p| p.split_whitespace().next()).unwrap_or("?");
+                let pid = line
+                    .split("pid:")
+                    .nth(1)
+                    .and_then(|p| p.split_whitespace().next())
+                    .unwrap_or("?");
                 crash.blocked_tasks.push(format!("{name} (pid {pid})"));
             }
         } else if line.starts_with("sysrq:") {
@@ -180,8 +204,15 @@ fn mark_hang(r: &mut CaseResult, dump: &[String]) {
         }
     }
     r.verdict = Verdict::Hang;
-    let tasks = if crash.blocked_tasks.is_empty() { "none in state D".to_string() } else { crash.blocked_tasks.join(", ") };
-    r.reason = format!("{}; blocked tasks: {tasks} (task-dump.txt has every task)", crash.cause);
+    let tasks = if crash.blocked_tasks.is_empty() {
+        "none in state D".to_string()
+    } else {
+        crash.blocked_tasks.join(", ")
+    };
+    r.reason = format!(
+        "{}; blocked tasks: {tasks} (task-dump.txt has every task)",
+        crash.cause
+    );
 }
 
 /// The kernel's reports make the case they appeared in fail (crash for a panic), each kind
@@ -189,14 +220,20 @@ fn mark_hang(r: &mut CaseResult, dump: &[String]) {
 /// first line before the earlier reason.
 fn apply_findings(results: &mut [CaseResult], findings: &[(Option<String>, Finding)]) {
     for (case, f) in findings {
-        let Some(r) = results.iter_mut().find(|r| Some(&r.case) == case.as_ref()) else { continue };
+        let Some(r) = results.iter_mut().find(|r| Some(&r.case) == case.as_ref()) else {
+            continue;
+        };
         let already_cause = r.crash.as_ref().is_some_and(|c| c.cause == f.headline);
         if r.findings.iter().any(|seen| seen.kind == f.kind) || already_cause {
             continue;
         }
         r.findings.push(f.clone());
         let headline = format!("kernel reported {}: {}", f.kind.name(), f.headline);
-        r.reason = if r.reason.is_empty() { headline } else { format!("{headline}; {}", r.reason) };
+        r.reason = if r.reason.is_empty() {
+            headline
+        } else {
+            format!("{headline}; {}", r.reason)
+        };
         r.verdict = match r.verdict {
             _ if f.kind.is_fatal() => Verdict::Crash,
             v if v.is_ok() => Verdict::Fail,
@@ -215,7 +252,11 @@ mod tests {
     }
 
     fn hello() -> Event {
-        Event::Hello { kernel_release: "6.12".into(), cases: vec!["a".into(), "b".into(), "c".into()], modules: vec![] }
+        Event::Hello {
+            kernel_release: "6.12".into(),
+            cases: vec!["a".into(), "b".into(), "c".into()],
+            modules: vec![],
+        }
     }
 
     fn planned() -> Vec<String> {
@@ -225,9 +266,21 @@ mod tests {
     #[test]
     fn a_guest_that_dies_mid_case_keeps_earlier_results() {
         let log = RunLog {
-            events: vec![hello(), Event::Start { case: "a".into() }, pass("a"), Event::Start { case: "b".into() }],
-            console: vec!["[1.0] fpt-agent: start b".into(), "[1.1] Kernel panic - not syncing: x".into(), "[1.2] trace".into()],
-            ending: Some(Ending { how: How::WentAway { detail: None }, running_case_ms: Some(1500) }),
+            events: vec![
+                hello(),
+                Event::Start { case: "a".into() },
+                pass("a"),
+                Event::Start { case: "b".into() },
+            ],
+            console: vec![
+                "[1.0] fpt-agent: start b".into(),
+                "[1.1] Kernel panic - not syncing: x".into(),
+                "[1.2] trace".into(),
+            ],
+            ending: Some(Ending {
+                how: How::WentAway { detail: None },
+                running_case_ms: Some(1500),
+            }),
             task_dump: None,
         };
         let out = assemble(&planned(), &log);
@@ -237,14 +290,24 @@ mod tests {
         assert_eq!(crash.cause, "Kernel panic - not syncing: x");
         assert_eq!(crash.console_tail.last().unwrap(), "[1.2] trace");
         assert_eq!(out.results[1].duration_ms, 1500);
-        assert_eq!(out.results[1].findings.len(), 0, "the panic is the cause, not a second finding");
-        assert_eq!(out.results[2].reason, "not reached: the guest went down during b");
+        assert_eq!(
+            out.results[1].findings.len(),
+            0,
+            "the panic is the cause, not a second finding"
+        );
+        assert_eq!(
+            out.results[2].reason,
+            "not reached: the guest went down during b"
+        );
         assert_eq!(out.died.as_deref(), Some("Kernel panic - not syncing: x"));
     }
 
     #[test]
     fn a_finished_run_is_taken_as_is() {
-        let log = RunLog { events: vec![hello(), pass("a"), pass("b"), pass("c"), Event::Done], ..Default::default() };
+        let log = RunLog {
+            events: vec![hello(), pass("a"), pass("b"), pass("c"), Event::Done],
+            ..Default::default()
+        };
         let out = assemble(&planned(), &log);
         assert!(out.died.is_none());
         assert!(out.results.iter().all(|r| r.verdict == Verdict::Pass));
@@ -261,7 +324,12 @@ mod tests {
                 "[5.0]  fuse_simple_request+0x1/0x2".into(),
                 "[5.1] sysrq: Show State".into(),
             ]),
-            ending: Some(Ending { how: How::Unresponsive { during: Some("a".into()) }, running_case_ms: Some(10_000) }),
+            ending: Some(Ending {
+                how: How::Unresponsive {
+                    during: Some("a".into()),
+                },
+                running_case_ms: Some(10_000),
+            }),
         };
         let out = assemble(&planned(), &log);
         let r = &out.results[0];
@@ -286,9 +354,16 @@ mod tests {
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].0.as_deref(), Some("a"));
         assert_eq!(found[1].0, None);
-        let log = RunLog { events: vec![hello(), pass("a"), pass("b"), pass("c"), Event::Done], console, ..Default::default() };
+        let log = RunLog {
+            events: vec![hello(), pass("a"), pass("b"), pass("c"), Event::Done],
+            console,
+            ..Default::default()
+        };
         let out = assemble(&planned(), &log);
         assert_eq!(out.results[0].verdict, Verdict::Fail);
-        assert_eq!(out.results[0].reason, "kernel reported hung task: INFO: task x:5 blocked for more than 2 seconds.");
+        assert_eq!(
+            out.results[0].reason,
+            "kernel reported hung task: INFO: task x:5 blocked for more than 2 seconds."
+        );
     }
 }

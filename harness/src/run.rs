@@ -128,7 +128,10 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
 
     let label = match &kernel {
         Some(k) => k.release.clone(),
-        None => format!("host-{}", rustix::system::uname().release().to_string_lossy()),
+        None => format!(
+            "host-{}",
+            rustix::system::uname().release().to_string_lossy()
+        ),
     };
     let artifacts = artifacts_dir(&label)?;
 
@@ -138,9 +141,23 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
         }
         let started = Instant::now();
         let ext4 = crate::disk::ext4_image(&cache::dir())?;
-        let release = rustix::system::uname().release().to_string_lossy().into_owned();
-        let identity = Identity { release, source: "the running kernel".into(), ..Default::default() };
-        let plan = Plan { identity, mode: "host".into(), boots: vec![PlannedBoot { dir: ".".into(), cases: names(&cases) }] };
+        let release = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
+        let identity = Identity {
+            release,
+            source: "the running kernel".into(),
+            ..Default::default()
+        };
+        let plan = Plan {
+            identity,
+            mode: "host".into(),
+            boots: vec![PlannedBoot {
+                dir: ".".into(),
+                cases: names(&cases),
+            }],
+        };
         save_plan(&plan, &artifacts)?;
         let log = crate::host::run_cases(&agent, &cases, &ext4, &artifacts, on_event)?;
         t.guest_wall = started.elapsed();
@@ -189,7 +206,13 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let plan = Plan {
         identity: kernel.identity.clone(),
         mode: format!("qemu {} {machine}", accel.name()),
-        boots: groups.iter().map(|(g, dir)| PlannedBoot { dir: dir.clone(), cases: names(g) }).collect(),
+        boots: groups
+            .iter()
+            .map(|(g, dir)| PlannedBoot {
+                dir: dir.clone(),
+                cases: names(g),
+            })
+            .collect(),
     };
     save_plan(&plan, &artifacts)?;
     let mut logs = Vec::new();
@@ -211,19 +234,33 @@ fn names(cases: &[&CaseInfo]) -> Vec<String> {
 
 fn save_plan(plan: &Plan, artifacts: &Path) -> Result<()> {
     let path = artifacts.join(Plan::FILE);
-    std::fs::write(&path, serde_json::to_string_pretty(plan).expect("plans serialise")).map_err(|e| Error::io(path.display(), e))
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(plan).expect("plans serialise"),
+    )
+    .map_err(|e| Error::io(path.display(), e))
 }
 
 /// The post-processing of every boot's log (`results::assemble`), then the results, the
 /// findings and the summary saved next to the console log. `replay` ends here too.
-pub fn finish(plan: Plan, logs: Vec<(RunLog, Vec<String>)>, artifacts: PathBuf, timings: Timings) -> Result<Run> {
+pub fn finish(
+    plan: Plan,
+    logs: Vec<(RunLog, Vec<String>)>,
+    artifacts: PathBuf,
+    timings: Timings,
+) -> Result<Run> {
     let run = assemble(plan, &logs, artifacts, timings);
     save(&run, &logs)?;
     Ok(run)
 }
 
 /// The run the logs make, saving nothing.
-pub fn assemble(plan: Plan, logs: &[(RunLog, Vec<String>)], artifacts: PathBuf, timings: Timings) -> Run {
+pub fn assemble(
+    plan: Plan,
+    logs: &[(RunLog, Vec<String>)],
+    artifacts: PathBuf,
+    timings: Timings,
+) -> Run {
     let mut results = Vec::new();
     let mut died = None;
     let mut release = plan.identity.release.clone();
@@ -233,7 +270,15 @@ pub fn assemble(plan: Plan, logs: &[(RunLog, Vec<String>)], artifacts: PathBuf, 
         results.extend(part.results);
         died = died.or(part.died);
     }
-    Run { kernel_release: release, identity: plan.identity, mode: plan.mode, results, died, artifacts, timings }
+    Run {
+        kernel_release: release,
+        identity: plan.identity,
+        mode: plan.mode,
+        results,
+        died,
+        artifacts,
+        timings,
+    }
 }
 
 /// results.json, findings.json (VM runs) and summary.txt, beside the logs.
@@ -245,13 +290,20 @@ fn save(run: &Run, logs: &[(RunLog, Vec<String>)]) -> Result<()> {
             .map(|(case, f)| serde_json::json!({ "case": case, "finding": f }))
             .collect();
         let path = run.artifacts.join("findings.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&findings).expect("findings serialise"))
-            .map_err(|e| Error::io(path.display(), e))?;
-    }
-    let json = serde_json::json!({ "kernel": run.identity, "mode": run.mode, "results": run.results });
-    let path = run.artifacts.join("results.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&json).expect("results serialise"))
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&findings).expect("findings serialise"),
+        )
         .map_err(|e| Error::io(path.display(), e))?;
+    }
+    let json =
+        serde_json::json!({ "kernel": run.identity, "mode": run.mode, "results": run.results });
+    let path = run.artifacts.join("results.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&json).expect("results serialise"),
+    )
+    .map_err(|e| Error::io(path.display(), e))?;
     let summary = format!(
         "{}\n{}\n{}",
         crate::report::identity(&run.identity, &run.mode),
@@ -265,8 +317,19 @@ fn save(run: &Run, logs: &[(RunLog, Vec<String>)]) -> Result<()> {
 /// `target/fpt-runs/<unix time>-<label>`, and `target/fpt-runs/latest` pointing at it.
 fn artifacts_dir(label: &str) -> Result<PathBuf> {
     let runs = cache::workspace_root().join("target").join("fpt-runs");
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let label: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let label: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let mut dir = runs.join(format!("{secs}-{label}"));
     let mut n = 1;
     while dir.exists() {
@@ -282,7 +345,13 @@ fn artifacts_dir(label: &str) -> Result<PathBuf> {
 
 /// KVM only when a real boot under it reaches the agent: here /dev/kvm exists but hangs or
 /// aborts ordinary guests. The answer is kept for this host boot.
-fn choose_accel(kernel: &Kernel, image: &Path, machine: Machine, catalog: &[CaseInfo], artifacts: &Path) -> Accel {
+fn choose_accel(
+    kernel: &Kernel,
+    image: &Path,
+    machine: Machine,
+    catalog: &[CaseInfo],
+    artifacts: &Path,
+) -> Accel {
     if !qemu::kvm_device_usable() {
         return Accel::Tcg;
     }
@@ -290,7 +359,11 @@ fn choose_accel(kernel: &Kernel, image: &Path, machine: Machine, catalog: &[Case
     let memo = cache::dir().join("kvm-probe");
     if let Ok(saved) = std::fs::read_to_string(&memo) {
         if let Some(answer) = saved.strip_prefix(boot_id.trim()) {
-            return if answer.trim() == "kvm" { Accel::Kvm } else { Accel::Tcg };
+            return if answer.trim() == "kvm" {
+                Accel::Kvm
+            } else {
+                Accel::Tcg
+            };
         }
     }
     let probe_dir = artifacts.join("kvm-probe");
@@ -299,9 +372,13 @@ fn choose_accel(kernel: &Kernel, image: &Path, machine: Machine, catalog: &[Case
     opts.machine = machine;
     opts.boot_timeout = Duration::from_secs(10);
     let works = vm::boot(kernel, image, &[], catalog, &opts, &probe_dir, &mut |_| {})
-        .is_ok_and(|b| b.log.events.iter().any(|e| *e == Event::Done));
+        .is_ok_and(|b| b.log.events.contains(&Event::Done));
     let accel = if works { Accel::Kvm } else { Accel::Tcg };
-    eprintln!("KVM probe boot {}: using {}", if works { "worked" } else { "failed" }, accel.name());
+    eprintln!(
+        "KVM probe boot {}: using {}",
+        if works { "worked" } else { "failed" },
+        accel.name()
+    );
     let _ = std::fs::create_dir_all(cache::dir());
     let _ = std::fs::write(&memo, format!("{} {}\n", boot_id.trim(), accel.name()));
     accel

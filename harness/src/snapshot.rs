@@ -17,7 +17,10 @@ pub fn name(release: &str) -> String {
 }
 
 pub fn path(name: &str) -> PathBuf {
-    crate::cache::workspace_root().join("tests").join("snapshots").join(format!("{name}.snap"))
+    crate::cache::workspace_root()
+        .join("tests")
+        .join("snapshots")
+        .join(format!("{name}.snap"))
 }
 
 /// One block per case, in run order: its observations, one per line, values as JSON.
@@ -40,7 +43,9 @@ pub fn render(results: &[CaseResult]) -> String {
 
 /// The body of an insta snapshot file (what follows its `---` header).
 pub fn body(file_text: &str) -> &str {
-    let Some(rest) = file_text.strip_prefix("---\n") else { return file_text };
+    let Some(rest) = file_text.strip_prefix("---\n") else {
+        return file_text;
+    };
     match rest.find("\n---\n") {
         Some(i) => &rest[i + 5..],
         None => file_text,
@@ -69,10 +74,15 @@ fn blocks(text: &str) -> BTreeMap<String, String> {
 #[derive(Debug)]
 pub enum Comparison {
     /// Every compared case matches; `unknown` ran but has no block in the snapshot.
-    Match { unknown: Vec<String> },
+    Match {
+        unknown: Vec<String>,
+    },
     /// No snapshot for this series yet, or none of the cases that ran are in it.
     Missing(PathBuf),
-    Differs { path: PathBuf, diff: String },
+    Differs {
+        path: PathBuf,
+        diff: String,
+    },
 }
 
 /// Compare the cases in `results` (a subset run is fine) with the series' snapshot. Crashed
@@ -80,7 +90,9 @@ pub enum Comparison {
 /// snapshot does not know are listed, not failed.
 pub fn compare(release: &str, results: &[CaseResult]) -> Comparison {
     let path = path(&name(release));
-    let Ok(file) = std::fs::read_to_string(&path) else { return Comparison::Missing(path) };
+    let Ok(file) = std::fs::read_to_string(&path) else {
+        return Comparison::Missing(path);
+    };
     let expected = blocks(body(&file));
     let got = blocks(&render(results));
     let (mut old, mut new, mut unknown) = (String::new(), String::new(), Vec::new());
@@ -118,7 +130,8 @@ pub fn write(release: &str, results: &[CaseResult]) -> Result<PathBuf> {
 }
 
 fn write_at(path: &std::path::Path, results: &[CaseResult]) -> Result<()> {
-    std::fs::write(path, format!("{HEADER}{}", render(results))).map_err(|e| Error::io(path.display(), e))
+    std::fs::write(path, format!("{HEADER}{}", render(results)))
+        .map_err(|e| Error::io(path.display(), e))
 }
 
 /// The end-to-end tests' assertion: the whole run's observations equal the series'
@@ -126,7 +139,9 @@ fn write_at(path: &std::path::Path, results: &[CaseResult]) -> Result<()> {
 /// snapshot as `<name>.snap.new` (not under CI); `FPT_BLESS=1` writes the snapshot itself.
 pub fn check_whole(release: &str, results: &[CaseResult]) -> std::result::Result<(), String> {
     let path = path(&name(release));
-    let old = std::fs::read_to_string(&path).map(|t| body(&t).to_string()).unwrap_or_default();
+    let old = std::fs::read_to_string(&path)
+        .map(|t| body(&t).to_string())
+        .unwrap_or_default();
     let new = render(results);
     if old == new {
         return Ok(());
@@ -137,8 +152,15 @@ pub fn check_whole(release: &str, results: &[CaseResult]) -> std::result::Result
     if std::env::var_os("CI").is_none() {
         let _ = write_at(&path.with_extension("snap.new"), results);
     }
-    let diff = similar::TextDiff::from_lines(&old, &new).unified_diff().context_radius(2).header("snapshot", "this run").to_string();
-    Err(format!("observations differ from {} (FPT_BLESS=1 rewrites it):\n{diff}", path.display()))
+    let diff = similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(2)
+        .header("snapshot", "this run")
+        .to_string();
+    Err(format!(
+        "observations differ from {} (FPT_BLESS=1 rewrites it):\n{diff}",
+        path.display()
+    ))
 }
 
 #[cfg(test)]
@@ -147,7 +169,10 @@ mod tests {
 
     fn result(case: &str, verdict: Verdict, obs: &[(&str, serde_json::Value)]) -> CaseResult {
         CaseResult {
-            observations: obs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            observations: obs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             duration_ms: 5,
             ..CaseResult::new(case, verdict, "")
         }
@@ -156,10 +181,17 @@ mod tests {
     #[test]
     fn renders_observations_not_verdicts_or_durations() {
         let text = render(&[
-            result("a.one", Verdict::Fail, &[("open", "EIO".into()), ("count", 3.into())]),
+            result(
+                "a.one",
+                Verdict::Fail,
+                &[("open", "EIO".into()), ("count", 3.into())],
+            ),
             result("a.two", Verdict::Skip, &[]),
         ]);
-        assert_eq!(text, "a.one:\n  count: 3\n  open: \"EIO\"\na.two: skipped\n");
+        assert_eq!(
+            text,
+            "a.one:\n  count: 3\n  open: \"EIO\"\na.two: skipped\n"
+        );
     }
 
     #[test]

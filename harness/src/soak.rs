@@ -37,7 +37,10 @@ impl Soak {
 /// Run `req` `runs` times; `each` sees every run as it ends.
 pub fn soak(req: &Request, runs: u32, each: &mut dyn FnMut(u32, &Run)) -> Result<Soak> {
     let catalog = crate::agent::build_with_catalog()?.1;
-    let mut soak = Soak { runs, ..Default::default() };
+    let mut soak = Soak {
+        runs,
+        ..Default::default()
+    };
     for i in 1..=runs {
         let run = crate::run::run(req, &mut |_| {})?;
         let has = |f: &str| run.artifacts.join(f).is_file();
@@ -47,15 +50,31 @@ pub fn soak(req: &Request, runs: u32, each: &mut dyn FnMut(u32, &Run)) -> Result
         }
         soak.artifacts.push(run.artifacts.clone());
         soak.guest_secs.push(run.timings.guest_wall.as_secs_f64());
-        for r in run.results.iter().filter(|r| matches!(r.verdict, Verdict::Hang | Verdict::Crash)) {
-            let timeout = catalog.iter().find(|c| c.name == r.case).map_or(0, |c| c.timeout_secs);
+        for r in run
+            .results
+            .iter()
+            .filter(|r| matches!(r.verdict, Verdict::Hang | Verdict::Crash))
+        {
+            let timeout = catalog
+                .iter()
+                .find(|c| c.name == r.case)
+                .map_or(0, |c| c.timeout_secs);
             let worst = soak.downs.entry(r.case.clone()).or_insert((0.0, timeout));
             worst.0 = worst.0.max(r.duration_ms as f64 / 1000.0);
         }
         for r in &run.results {
             let rendered = crate::snapshot::render(std::slice::from_ref(r));
-            let outcome = format!("{} {}", crate::report::verdict_name(r.verdict), rendered.trim_end());
-            *soak.outcomes.entry(r.case.clone()).or_default().entry(outcome).or_default() += 1;
+            let outcome = format!(
+                "{} {}",
+                crate::report::verdict_name(r.verdict),
+                rendered.trim_end()
+            );
+            *soak
+                .outcomes
+                .entry(r.case.clone())
+                .or_default()
+                .entry(outcome)
+                .or_default() += 1;
         }
         each(i, &run);
     }
@@ -72,6 +91,8 @@ pub fn qemu_left(artifacts: &[PathBuf]) -> usize {
         .flatten()
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("qemu-system") && artifacts.iter().any(|d| c.contains(&*d.to_string_lossy())))
+        .filter(|c| {
+            c.contains("qemu-system") && artifacts.iter().any(|d| c.contains(&*d.to_string_lossy()))
+        })
         .count()
 }

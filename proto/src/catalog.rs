@@ -45,7 +45,11 @@ pub fn in_default_run(kills_kernel: bool) -> bool {
 /// The value of the `fpt.cases=` parameter for `names`: `all` when they are exactly the
 /// default selection of `catalog` (the command line holds 2048 bytes; the names do not fit).
 pub fn cases_param(names: &[&str], catalog: &[CaseInfo]) -> String {
-    let default: Vec<&str> = catalog.iter().filter(|c| in_default_run(c.kills_kernel)).map(|c| c.name.as_str()).collect();
+    let default: Vec<&str> = catalog
+        .iter()
+        .filter(|c| in_default_run(c.kills_kernel))
+        .map(|c| c.name.as_str())
+        .collect();
     if names == default.as_slice() {
         "all".into()
     } else {
@@ -60,7 +64,13 @@ pub fn markdown(catalog: &[CaseInfo]) -> String {
          | case | group | rule | verdict rule |\n|---|---|---|---|\n",
     );
     for c in catalog {
-        out.push_str(&format!("| `{}` | {} | {} | {} |\n", c.name, c.group(), one_line(&c.rule), one_line(&c.verdict_rule)));
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            c.name,
+            c.group(),
+            one_line(&c.rule),
+            one_line(&c.verdict_rule)
+        ));
     }
     out
 }
@@ -75,7 +85,13 @@ mod tests {
     use super::*;
 
     fn info(name: &str, kills_kernel: bool) -> CaseInfo {
-        CaseInfo { name: name.into(), rule: "r".into(), verdict_rule: "v".into(), timeout_secs: 10, kills_kernel }
+        CaseInfo {
+            name: name.into(),
+            rule: "r".into(),
+            verdict_rule: "v".into(),
+            timeout_secs: 10,
+            kills_kernel,
+        }
     }
 
     #[test]

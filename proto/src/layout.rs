@@ -25,7 +25,9 @@ pub const CASE_END_MARKER: &str = "fpt-agent: end ";
 /// The case a console line marks the start or end of, if it is a marker.
 pub fn marker(line: &str) -> Option<Marker<'_>> {
     if let Some(at) = line.find(CASE_START_MARKER) {
-        return Some(Marker::Start(line[at + CASE_START_MARKER.len()..].trim_end()));
+        return Some(Marker::Start(
+            line[at + CASE_START_MARKER.len()..].trim_end(),
+        ));
     }
     let at = line.find(CASE_END_MARKER)?;
     Some(Marker::End(line[at + CASE_END_MARKER.len()..].trim_end()))
@@ -43,8 +45,14 @@ mod tests {
 
     #[test]
     fn markers_are_found_behind_the_timestamp() {
-        assert_eq!(marker("[    3.10] fpt-agent: start init.offer"), Some(Marker::Start("init.offer")));
-        assert_eq!(marker("[    3.20] fpt-agent: end init.offer\r"), Some(Marker::End("init.offer")));
+        assert_eq!(
+            marker("[    3.10] fpt-agent: start init.offer"),
+            Some(Marker::Start("init.offer"))
+        );
+        assert_eq!(
+            marker("[    3.20] fpt-agent: end init.offer\r"),
+            Some(Marker::End("init.offer"))
+        );
         assert_eq!(marker("[    3.20] fuse: init (API version 7.41)"), None);
     }
 }

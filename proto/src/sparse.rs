@@ -30,7 +30,9 @@ impl Sparse {
     pub fn expand(sparse: &[u8], to: &Path) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
         let bad = || io::Error::new(io::ErrorKind::InvalidData, "not an fpt sparse image");
-        let rest = sparse.strip_prefix(Self::MAGIC.as_slice()).ok_or_else(bad)?;
+        let rest = sparse
+            .strip_prefix(Self::MAGIC.as_slice())
+            .ok_or_else(bad)?;
         let (size, mut records) = rest.split_at_checked(8).ok_or_else(bad)?;
         let size = u64::from_le_bytes(size.try_into().expect("8 bytes"));
         let file = File::create(to)?;
@@ -57,7 +59,11 @@ mod tests {
         image[3 * 4096 + 7] = 2;
         image[5 * 4096 + 99] = 3;
         let sparse = super::Sparse::encode(&image);
-        assert_eq!(sparse.len(), 16 + 3 * (8 + 4096), "only the non-zero blocks are kept");
+        assert_eq!(
+            sparse.len(),
+            16 + 3 * (8 + 4096),
+            "only the non-zero blocks are kept"
+        );
         let dir = std::env::temp_dir().join(format!("fpt-sparse-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("img");

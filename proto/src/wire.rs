@@ -33,8 +33,14 @@ impl Verdict {
         matches!(self, Verdict::Pass | Verdict::Skip)
     }
 
-    pub const ALL: [Verdict; 6] =
-        [Verdict::Pass, Verdict::Skip, Verdict::Fail, Verdict::Crash, Verdict::Hang, Verdict::NotReached];
+    pub const ALL: [Verdict; 6] = [
+        Verdict::Pass,
+        Verdict::Skip,
+        Verdict::Fail,
+        Verdict::Crash,
+        Verdict::Hang,
+        Verdict::NotReached,
+    ];
 
     /// The word the results table and the totals use.
     pub fn name(self) -> &'static str {
@@ -157,9 +163,15 @@ pub struct Finding {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The agent is up and about to run `cases`.
-    Hello { kernel_release: String, cases: Vec<String>, modules: Vec<String> },
+    Hello {
+        kernel_release: String,
+        cases: Vec<String>,
+        modules: Vec<String>,
+    },
     /// A case has started: if nothing follows, this is the case that was running.
-    Start { case: String },
+    Start {
+        case: String,
+    },
     Result(CaseResult),
     /// Every case has reported; the guest powers off next.
     Done,
@@ -179,10 +191,14 @@ mod tests {
 
     #[test]
     fn a_plain_result_reads_and_writes_without_the_host_fields() {
-        let line = r#"{"case":"a.b","verdict":"pass","reason":"","observations":{"n":1},"duration_ms":3}"#;
+        let line =
+            r#"{"case":"a.b","verdict":"pass","reason":"","observations":{"n":1},"duration_ms":3}"#;
         let r: CaseResult = serde_json::from_str(line).unwrap();
         assert!(r.crash.is_none() && r.findings.is_empty());
         assert_eq!(serde_json::to_string(&r).unwrap(), line);
-        assert_eq!(serde_json::to_value(Verdict::NotReached).unwrap(), "not_reached");
+        assert_eq!(
+            serde_json::to_value(Verdict::NotReached).unwrap(),
+            "not_reached"
+        );
     }
 }

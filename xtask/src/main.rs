@@ -13,7 +13,10 @@ use harness::snapshot::{self, Comparison};
 use harness::{report, Event};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Conformance and regression harness for Linux FUSE passthrough")]
+#[command(
+    name = "cargo xtask",
+    about = "Conformance and regression harness for Linux FUSE passthrough"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -106,7 +109,10 @@ struct Source {
 
 impl Source {
     fn given(&self) -> bool {
-        self.src.is_some() || !self.patches.is_empty() || self.profile.is_some() || !self.fragments.is_empty()
+        self.src.is_some()
+            || !self.patches.is_empty()
+            || self.profile.is_some()
+            || !self.fragments.is_empty()
     }
 
     fn request(&self) -> BuildRequest {
@@ -207,11 +213,22 @@ fn main() -> ExitCode {
         Cmd::Run(args) => run(&args),
         Cmd::Replay { dir } => replay(&dir),
         Cmd::Test => test(),
-        Cmd::Bench { target, kernel_build: true, clean, .. } => bench_kernel_build(&target, clean),
+        Cmd::Bench {
+            target,
+            kernel_build: true,
+            clean,
+            ..
+        } => bench_kernel_build(&target, clean),
         Cmd::Bench { target, runs, .. } => bench(&target, runs),
         Cmd::Soak { target, runs } => soak(&target, runs),
-        Cmd::Repro { target, runs, same_boot } => repro(&target, runs, same_boot),
-        Cmd::Kernel { command: KernelCmd::Build(source) } => kernel_build(&source),
+        Cmd::Repro {
+            target,
+            runs,
+            same_boot,
+        } => repro(&target, runs, same_boot),
+        Cmd::Kernel {
+            command: KernelCmd::Build(source),
+        } => kernel_build(&source),
         Cmd::Cases { markdown } => cases(markdown),
     };
     ExitCode::from(code as u8)
@@ -231,11 +248,20 @@ fn fail(e: &harness::Error) -> i32 {
 /// Print each result as it arrives.
 fn live(event: &Event) {
     match event {
-        Event::Hello { kernel_release, cases, .. } => {
+        Event::Hello {
+            kernel_release,
+            cases,
+            ..
+        } => {
             eprintln!("agent up on {kernel_release}, {} cases", cases.len())
         }
         Event::Result(r) => {
-            eprintln!("  {:5}  {} ({} ms)", report::verdict_name(r.verdict), r.case, r.duration_ms)
+            eprintln!(
+                "  {:5}  {} ({} ms)",
+                report::verdict_name(r.verdict),
+                r.case,
+                r.duration_ms
+            )
         }
         Event::Start { .. } | Event::Done => {}
     }
@@ -269,11 +295,21 @@ fn conclude(run: &Run) -> i32 {
         Comparison::Match { unknown } => {
             println!("snapshot: matches {}", snapshot::name(&run.kernel_release));
             if !unknown.is_empty() {
-                let more = if unknown.len() > 5 { format!(" and {} more", unknown.len() - 5) } else { String::new() };
-                println!("snapshot: not in it (not compared): {}{more}", unknown[..unknown.len().min(5)].join(", "));
+                let more = if unknown.len() > 5 {
+                    format!(" and {} more", unknown.len() - 5)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "snapshot: not in it (not compared): {}{more}",
+                    unknown[..unknown.len().min(5)].join(", ")
+                );
             }
         }
-        Comparison::Missing(p) => println!("snapshot: none for these cases at {} (--bless writes it)", p.display()),
+        Comparison::Missing(p) => println!(
+            "snapshot: none for these cases at {} (--bless writes it)",
+            p.display()
+        ),
         Comparison::Differs { path, diff } => {
             println!("{diff}");
             let e = harness::Error::SnapshotMismatch(path);
@@ -340,14 +376,45 @@ fn test() -> i32 {
     let root = harness::cache::workspace_root();
     let steps: [(&str, &[&str]); 4] = [
         ("tidy: rustfmt", &["fmt", "--all", "--check"]),
-        ("tidy: clippy", &["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"]),
-        ("unit and tidy tests", &["test", "--package", "proto", "--package", "guest", "--package", "harness", "--package", "xtask"]),
+        (
+            "tidy: clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        (
+            "unit and tidy tests",
+            &[
+                "test",
+                "--package",
+                "proto",
+                "--package",
+                "guest",
+                "--package",
+                "harness",
+                "--package",
+                "xtask",
+            ],
+        ),
         // One at a time: each boots a VM, and two TCG guests on two cores slow each other.
-        ("end-to-end suite", &["test", "--package", "e2e", "--", "--test-threads=1"]),
+        (
+            "end-to-end suite",
+            &["test", "--package", "e2e", "--", "--test-threads=1"],
+        ),
     ];
     for (what, args) in steps {
         eprintln!("== {what}: cargo {}", args.join(" "));
-        let ok = Command::new(&cargo).args(args).current_dir(&root).status().is_ok_and(|s| s.success());
+        let ok = Command::new(&cargo)
+            .args(args)
+            .current_dir(&root)
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
             eprintln!("error: {what} failed");
             return 1;
@@ -379,15 +446,27 @@ fn bench(target: &Target, runs: u32) -> i32 {
     let (median, min, max) = harness::bench::spread(&totals);
     println!();
     println!("kernel {} ({})", run.kernel_release, run.mode);
-    println!("whole run, warm cache: median {median:.2} s, min {min:.2} s, max {max:.2} s over {} runs", runs.len());
-    println!("agent binary: {} KiB; initramfs: {} KiB", run.timings.agent_bytes / 1024, run.timings.initramfs_bytes / 1024);
+    println!(
+        "whole run, warm cache: median {median:.2} s, min {min:.2} s, max {max:.2} s over {} runs",
+        runs.len()
+    );
+    println!(
+        "agent binary: {} KiB; initramfs: {} KiB",
+        run.timings.agent_bytes / 1024,
+        run.timings.initramfs_bytes / 1024
+    );
     println!("per-case durations (last run):");
     print!("{}", report::table(&run.results));
     0
 }
 
 fn bench_kernel_build(target: &Target, clean: bool) -> i32 {
-    match harness::bench::kernel_build(&target.source.request(), &target.request(), clean, &mut |l| println!("{l}")) {
+    match harness::bench::kernel_build(
+        &target.source.request(),
+        &target.request(),
+        clean,
+        &mut |l| println!("{l}"),
+    ) {
         Ok(()) => 0,
         Err(e) => fail(&e),
     }
@@ -395,7 +474,10 @@ fn bench_kernel_build(target: &Target, clean: bool) -> i32 {
 
 fn soak(target: &Target, runs: u32) -> i32 {
     let soak = harness::soak::soak(&target.request(), runs, &mut |i, run| {
-        let first = run.timings.first_result_after.map_or(0.0, |d| d.as_secs_f64());
+        let first = run
+            .timings
+            .first_result_after
+            .map_or(0.0, |d| d.as_secs_f64());
         println!(
             "run {i}/{runs}: {} | guest {:.1} s (first result after {first:.1} s)",
             report::totals(&run.results),
@@ -412,7 +494,10 @@ fn soak(target: &Target, runs: u32) -> i32 {
             println!("  {n}x {}", outcome.replace('\n', "\n      "));
         }
     }
-    println!("\nQEMU processes left running: {}; runs with complete artifacts: {}/{runs}", soak.qemu_left, soak.complete);
+    println!(
+        "\nQEMU processes left running: {}; runs with complete artifacts: {}/{runs}",
+        soak.qemu_left, soak.complete
+    );
     for (case, (worst, timeout)) in &soak.downs {
         println!("{case}: crash/hang reported at most {worst:.1} s after the case started (its timeout: {timeout} s)");
     }
@@ -436,17 +521,39 @@ fn repro(target: &Target, runs: u32, same_boot: bool) -> i32 {
     }
     let args: Vec<String> = std::env::args().skip(2).collect();
     let rerun = harness::repro::rerun_command(&args);
-    let outcome = harness::repro::repro(&target.request(), runs, same_boot, &rerun, &mut |round, run| {
-        println!("run {round}: {}", report::totals(&run.results));
-    });
+    let outcome = harness::repro::repro(
+        &target.request(),
+        runs,
+        same_boot,
+        &rerun,
+        &mut |round, run| {
+            println!("run {round}: {}", report::totals(&run.results));
+        },
+    );
     match outcome {
         Ok(harness::repro::Repro::Clean { .. }) => {
-            println!("{}: no failure and no kernel report in {runs} runs", target.cases[0]);
+            println!(
+                "{}: no failure and no kernel report in {runs} runs",
+                target.cases[0]
+            );
             0
         }
-        Ok(harness::repro::Repro::Hit { round, run, case, how }) => {
-            let r = run.results.iter().find(|r| r.case == case).expect("the hit is a result");
-            println!("run {round}: {case} {}: {}", report::verdict_name(r.verdict), r.reason.lines().next().unwrap_or(""));
+        Ok(harness::repro::Repro::Hit {
+            round,
+            run,
+            case,
+            how,
+        }) => {
+            let r = run
+                .results
+                .iter()
+                .find(|r| r.case == case)
+                .expect("the hit is a result");
+            println!(
+                "run {round}: {case} {}: {}",
+                report::verdict_name(r.verdict),
+                r.reason.lines().next().unwrap_or("")
+            );
             println!("{how}\nartifacts: {}", run.artifacts.display());
             1
         }
@@ -466,7 +573,13 @@ fn cases(markdown: bool) -> i32 {
     }
     for c in &catalog {
         let one_line = proto::catalog::one_line;
-        println!("{}\n  rule: {}\n  verdict: {}\n  timeout: {} s", c.name, one_line(&c.rule), one_line(&c.verdict_rule), c.timeout_secs);
+        println!(
+            "{}\n  rule: {}\n  verdict: {}\n  timeout: {} s",
+            c.name,
+            one_line(&c.rule),
+            one_line(&c.verdict_rule),
+            c.timeout_secs
+        );
     }
     0
 }
@@ -487,7 +600,10 @@ mod tests {
         let arch = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
         for sub in super::Cli::command().get_subcommands() {
             let name = sub.get_name();
-            assert!(arch.contains(&format!("`{name}`")), "ARCHITECTURE.md does not name `cargo xtask {name}` (as `{name}`)");
+            assert!(
+                arch.contains(&format!("`{name}`")),
+                "ARCHITECTURE.md does not name `cargo xtask {name}` (as `{name}`)"
+            );
         }
     }
 }

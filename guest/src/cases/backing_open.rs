@@ -8,14 +8,11 @@ use super::{Case, Ctx, Stop};
 use crate::fuse::abi::BackingMap;
 use crate::sys::outcome;
 
-
 /// Non-regular files are refused since 6.17, backported to 6.12.48 (and 6.16.y).
 const NON_REGULAR_FIX: &[(u32, u32, u32)] = &[(6, 12, 48), (6, 17, 0)];
 
 /// What the cases of this group share.
-const DEFAULTS: Case = Case {
-    ..Case::DEFAULT
-};
+const DEFAULTS: Case = Case { ..Case::DEFAULT };
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -52,21 +49,24 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "backing_open.directory",
             rule: "a directory is refused with EISDIR (since 6.17 and 6.12.48)",
-            verdict_rule: "pass on EISDIR on a fixed kernel; success on an older one is the known bug",
+            verdict_rule:
+                "pass on EISDIR on a fixed kernel; success on an older one is the known bug",
             run: directory,
             ..DEFAULTS
         },
         Case {
             name: "backing_open.fifo",
             rule: "a FIFO is refused with EINVAL (since 6.17 and 6.12.48)",
-            verdict_rule: "pass on EINVAL on a fixed kernel; success on an older one is the known bug",
+            verdict_rule:
+                "pass on EINVAL on a fixed kernel; success on an older one is the known bug",
             run: fifo,
             ..DEFAULTS
         },
         Case {
             name: "backing_open.socket",
             rule: "a socket is refused with EINVAL (since 6.17 and 6.12.48)",
-            verdict_rule: "pass on EINVAL on a fixed kernel; success on an older one is the known bug",
+            verdict_rule:
+                "pass on EINVAL on a fixed kernel; success on an older one is the known bug",
             run: socket,
             ..DEFAULTS
         },
@@ -124,15 +124,31 @@ fn setup(ctx: &mut Ctx) -> Result<(crate::fuse::FuseFs, std::fs::File), Stop> {
 
 fn flags_nonzero(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, file) = setup(ctx)?;
-    let map = BackingMap { fd: file.as_raw_fd(), flags: 1, padding: 0 };
-    ctx.expect("backing_open", outcome(&fs.backing_open_map(&map)), "EINVAL");
+    let map = BackingMap {
+        fd: file.as_raw_fd(),
+        flags: 1,
+        padding: 0,
+    };
+    ctx.expect(
+        "backing_open",
+        outcome(&fs.backing_open_map(&map)),
+        "EINVAL",
+    );
     Ok(())
 }
 
 fn padding_nonzero(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, file) = setup(ctx)?;
-    let map = BackingMap { fd: file.as_raw_fd(), flags: 0, padding: 1 };
-    ctx.expect("backing_open", outcome(&fs.backing_open_map(&map)), "EINVAL");
+    let map = BackingMap {
+        fd: file.as_raw_fd(),
+        flags: 0,
+        padding: 1,
+    };
+    ctx.expect(
+        "backing_open",
+        outcome(&fs.backing_open_map(&map)),
+        "EINVAL",
+    );
     Ok(())
 }
 
@@ -140,22 +156,40 @@ fn closed_fd(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, file) = setup(ctx)?;
     let fd = file.as_raw_fd();
     drop(file);
-    let map = BackingMap { fd, flags: 0, padding: 0 };
+    let map = BackingMap {
+        fd,
+        flags: 0,
+        padding: 0,
+    };
     ctx.expect("backing_open", outcome(&fs.backing_open_map(&map)), "EBADF");
     Ok(())
 }
 
 fn o_path_fd(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _file) = setup(ctx)?;
-    let path = rustix::fs::open(fs.backing_dir.join("f"), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+    let path = rustix::fs::open(
+        fs.backing_dir.join("f"),
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let got = outcome(&fs.backing_open(path.as_fd()));
-    let expected = if ctx.kernel.at_least(6, 12) { "ok" } else { "EBADF" };
+    let expected = if ctx.kernel.at_least(6, 12) {
+        "ok"
+    } else {
+        "EBADF"
+    };
     ctx.expect("backing_open", got, expected);
     Ok(())
 }
 
 /// Register `fd` and judge it as a non-regular file: `refused_with` on a fixed kernel.
-fn non_regular(ctx: &mut Ctx, fs: &crate::fuse::FuseFs, fd: std::os::fd::BorrowedFd<'_>, refused_with: &str, what: &str) {
+fn non_regular(
+    ctx: &mut Ctx,
+    fs: &crate::fuse::FuseFs,
+    fd: std::os::fd::BorrowedFd<'_>,
+    refused_with: &str,
+    what: &str,
+) {
     let got = outcome(&fs.backing_open(fd));
     if ctx.kernel.has_fix(NON_REGULAR_FIX) {
         ctx.expect("backing_open", got, refused_with);
@@ -164,7 +198,10 @@ fn non_regular(ctx: &mut Ctx, fs: &crate::fuse::FuseFs, fd: std::os::fd::Borrowe
         ctx.observe("backing_open", got);
     } else {
         if got == "ok" {
-            ctx.check(false, format!("known bug: {what} accepted as a backing file (fixed 6.17, 6.12.48)"));
+            ctx.check(
+                false,
+                format!("known bug: {what} accepted as a backing file (fixed 6.17, 6.12.48)"),
+            );
         }
         ctx.observe("backing_open", got);
     }
@@ -172,14 +209,24 @@ fn non_regular(ctx: &mut Ctx, fs: &crate::fuse::FuseFs, fd: std::os::fd::Borrowe
 
 fn directory(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _file) = setup(ctx)?;
-    let dir = rustix::fs::open(&fs.backing_dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let dir = rustix::fs::open(
+        &fs.backing_dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     non_regular(ctx, &fs, dir.as_fd(), "EISDIR", "a directory");
     Ok(())
 }
 
 fn make_fifo(ctx: &mut Ctx) -> Result<std::path::PathBuf, Stop> {
     let path = ctx.scratch("special")?.join("fifo");
-    rustix::fs::mknodat(rustix::fs::CWD, &path, rustix::fs::FileType::Fifo, Mode::from_raw_mode(0o600), 0)?;
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )?;
     Ok(path)
 }
 
@@ -197,7 +244,11 @@ fn o_path_fifo(ctx: &mut Ctx) -> Result<(), Stop> {
     let path = make_fifo(ctx)?;
     let fd = rustix::fs::open(&path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
     if !ctx.kernel.at_least(6, 12) {
-        ctx.expect("backing_open", outcome(&fs.backing_open(fd.as_fd())), "EBADF");
+        ctx.expect(
+            "backing_open",
+            outcome(&fs.backing_open(fd.as_fd())),
+            "EBADF",
+        );
         return Ok(());
     }
     non_regular(ctx, &fs, fd.as_fd(), "EINVAL", "a FIFO through O_PATH");
@@ -213,7 +264,10 @@ fn socket(ctx: &mut Ctx) -> Result<(), Stop> {
 
 fn char_device(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _file) = setup(ctx)?;
-    let null = std::fs::File::options().read(true).write(true).open("/dev/null")?;
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     non_regular(ctx, &fs, null.as_fd(), "EINVAL", "a character device");
     Ok(())
 }
@@ -233,8 +287,16 @@ fn before_mount(ctx: &mut Ctx) -> Result<(), Stop> {
     // Learn first whether passthrough exists at all (skip otherwise).
     let (_fs, file) = setup(ctx)?;
     let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
-    let map = BackingMap { fd: file.as_raw_fd(), flags: 0, padding: 0 };
-    ctx.expect("backing_open", outcome(&crate::fuse::backing_open_raw(&dev, &map)), "EPERM");
+    let map = BackingMap {
+        fd: file.as_raw_fd(),
+        flags: 0,
+        padding: 0,
+    };
+    ctx.expect(
+        "backing_open",
+        outcome(&crate::fuse::backing_open_raw(&dev, &map)),
+        "EPERM",
+    );
     Ok(())
 }
 
@@ -246,7 +308,10 @@ fn ids_not_reused(ctx: &mut Ctx) -> Result<(), Stop> {
     let third = fs.backing_open(file.as_fd())?;
     ctx.observe("ids", [first, second, third]);
     ctx.check(first >= 1 && second >= 1 && third >= 1, "an id below 1");
-    ctx.check(second != first, format!("closed id {first} was handed out again at once"));
+    ctx.check(
+        second != first,
+        format!("closed id {first} was handed out again at once"),
+    );
     ctx.check(third != second, "two open registrations share an id");
     Ok(())
 }

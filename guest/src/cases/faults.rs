@@ -17,7 +17,6 @@ use super::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, InitReply, OpenReply, ServerProcess};
 use crate::sys::outcome;
 
-
 /// What the cases of this group share.
 const DEFAULTS: Case = Case {
     verdict_rule: "pass when every I/O thread returns, nothing hangs, and the backing \
@@ -82,7 +81,8 @@ pub fn cases() -> Vec<Case> {
             rule: "parallel direct writes (FOPEN_DIRECT_IO | \
                    FOPEN_PARALLEL_DIRECT_WRITES) together with a cached open and an mmap of the \
                    same inode",
-            verdict_rule: "pass when the cached open and the mmap return while parallel direct \
+            verdict_rule:
+                "pass when the cached open and the mmap return while parallel direct \
                            writes run (before 6.12 the open could wait forever: run with --isolate)",
             kills_kernel: true,
             run: parallel_dio_cached_open_mmap,
@@ -109,18 +109,35 @@ fn setup(ctx: &mut Ctx) -> Result<(FuseFs, PathBuf), Stop> {
 }
 
 /// Loop one kind of I/O on `file` until `stop`; return the last outcome.
-fn io_loop(kind: &'static str, file: Arc<File>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<String> {
+fn io_loop(
+    kind: &'static str,
+    file: Arc<File>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut last = String::from("not run");
         let mut buf = vec![0u8; 65536];
         while !stop.load(Ordering::SeqCst) {
             let r: Result<(), rustix::io::Errno> = match kind {
-                "read" => file.read_at(&mut buf, 4096).map(drop).map_err(|e| crate::fuse::errno(&e)),
-                "write" => file.write_at(&buf[..4096], 8192).map(drop).map_err(|e| crate::fuse::errno(&e)),
+                "read" => file
+                    .read_at(&mut buf, 4096)
+                    .map(drop)
+                    .map_err(|e| crate::fuse::errno(&e)),
+                "write" => file
+                    .write_at(&buf[..4096], 8192)
+                    .map(drop)
+                    .map_err(|e| crate::fuse::errno(&e)),
                 "splice" => (|| {
                     let (r, w) = rustix::pipe::pipe()?;
                     let mut off = 0u64;
-                    rustix::pipe::splice(&*file, Some(&mut off), &w, None, 4096, rustix::pipe::SpliceFlags::empty())?;
+                    rustix::pipe::splice(
+                        &*file,
+                        Some(&mut off),
+                        &w,
+                        None,
+                        4096,
+                        rustix::pipe::SpliceFlags::empty(),
+                    )?;
                     drop(r);
                     Ok(())
                 })(),
@@ -128,7 +145,14 @@ fn io_loop(kind: &'static str, file: Arc<File>, stop: Arc<AtomicBool>) -> std::t
                     use rustix::mm::{MapFlags, ProtFlags};
                     // SAFETY: map, touch one byte, unmap: the mapping lives only here.
                     unsafe {
-                        let p = rustix::mm::mmap(std::ptr::null_mut(), 65536, ProtFlags::READ, MapFlags::SHARED, &*file, 0)?;
+                        let p = rustix::mm::mmap(
+                            std::ptr::null_mut(),
+                            65536,
+                            ProtFlags::READ,
+                            MapFlags::SHARED,
+                            &*file,
+                            0,
+                        )?;
                         std::ptr::read_volatile((p as *const u8).add(40_000));
                         rustix::mm::munmap(p, 65536)?;
                     }
@@ -147,14 +171,19 @@ fn under_io(ctx: &mut Ctx, path: &Path, fault: impl FnOnce() -> String) -> Resul
     let file = Arc::new(File::options().read(true).write(true).open(path)?);
     let stop = Arc::new(AtomicBool::new(false));
     let kinds = ["read", "write", "splice", "page_fault"];
-    let threads: Vec<_> = kinds.iter().map(|k| io_loop(k, Arc::clone(&file), Arc::clone(&stop))).collect();
+    let threads: Vec<_> = kinds
+        .iter()
+        .map(|k| io_loop(k, Arc::clone(&file), Arc::clone(&stop)))
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
     let fault_outcome = fault();
     ctx.observe("fault", fault_outcome);
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
     for (kind, t) in kinds.iter().zip(threads) {
-        let last = t.join().map_err(|_| Stop::Broken(format!("the {kind} thread panicked")))?;
+        let last = t
+            .join()
+            .map_err(|_| Stop::Broken(format!("the {kind} thread panicked")))?;
         ctx.observe(&format!("{kind}_after_fault"), last);
     }
     Ok(())
@@ -167,7 +196,9 @@ fn expect_released(ctx: &mut Ctx, dir: &Path) {
 
 fn abort_during_io(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, dir) = setup(ctx)?;
-    under_io(ctx, &fs.path("f"), || outcome(&fs.abort().map_err(|e| crate::fuse::errno(&e))))?;
+    under_io(ctx, &fs.path("f"), || {
+        outcome(&fs.abort().map_err(|e| crate::fuse::errno(&e)))
+    })?;
     let _ = rustix::mount::unmount(&fs.mnt, UnmountFlags::DETACH);
     drop(fs);
     expect_released(ctx, &dir);
@@ -176,7 +207,9 @@ fn abort_during_io(ctx: &mut Ctx) -> Result<(), Stop> {
 
 fn lazy_umount_during_io(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, dir) = setup(ctx)?;
-    under_io(ctx, &fs.path("f"), || outcome(&rustix::mount::unmount(&fs.mnt, UnmountFlags::DETACH)))?;
+    under_io(ctx, &fs.path("f"), || {
+        outcome(&rustix::mount::unmount(&fs.mnt, UnmountFlags::DETACH))
+    })?;
     drop(fs);
     expect_released(ctx, &dir);
     Ok(())
@@ -188,11 +221,21 @@ fn stalled_server_open(ctx: &mut Ctx) -> Result<(), Stop> {
     std::fs::metadata(fs.path("f"))?;
     fs.stall();
     let path = fs.path("f");
-    let opener = std::thread::spawn(move || File::open(path).map(drop).map_err(|e| crate::fuse::errno(&e)));
+    let opener = std::thread::spawn(move || {
+        File::open(path)
+            .map(drop)
+            .map_err(|e| crate::fuse::errno(&e))
+    });
     std::thread::sleep(Duration::from_millis(500));
     ctx.observe("open_still_waiting", !opener.is_finished());
-    ctx.expect("abort", outcome(&fs.abort().map_err(|e| crate::fuse::errno(&e))), "ok");
-    let opened = opener.join().map_err(|_| Stop::Broken("the opener panicked".into()))?;
+    ctx.expect(
+        "abort",
+        outcome(&fs.abort().map_err(|e| crate::fuse::errno(&e))),
+        "ok",
+    );
+    let opened = opener
+        .join()
+        .map_err(|_| Stop::Broken("the opener panicked".into()))?;
     ctx.observe("open_after_abort", outcome(&opened));
     let _ = rustix::mount::unmount(&fs.mnt, UnmountFlags::DETACH);
     drop(fs);
@@ -228,18 +271,30 @@ fn backing_on_asking_servers_mounts(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.expect("backing_open_on_own_plain_mount", outcome(&got), "ok");
     let Ok(id) = got else { return Ok(()) };
     asking.add_file_at("f", &plain.path("b"), OpenReply::passthrough(id))?;
-    let file = File::options().read(true).write(true).open(asking.path("f"))?;
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .open(asking.path("f"))?;
     let mut back = vec![0u8; data.len()];
     file.read_exact_at(&mut back, 0)?;
-    ctx.check(back == data, "a read through the chain returned other bytes");
+    ctx.check(
+        back == data,
+        "a read through the chain returned other bytes",
+    );
     let more = pattern(202, 5000);
     file.write_all_at(&more, 1000)?;
     drop(file);
-    ctx.check(std::fs::read(&lower)?[1000..6000] == more[..], "a write through the chain did not land");
+    ctx.check(
+        std::fs::read(&lower)?[1000..6000] == more[..],
+        "a write through the chain did not land",
+    );
     ctx.expect_bypassed(&asking);
     use crate::fuse::abi::op;
     ctx.observe("plain_mount_read_requests_seen", plain.count(op::READ) > 0);
-    ctx.observe("plain_mount_write_requests_seen", plain.count(op::WRITE) > 0);
+    ctx.observe(
+        "plain_mount_write_requests_seen",
+        plain.count(op::WRITE) > 0,
+    );
     Ok(())
 }
 
@@ -262,7 +317,8 @@ fn build_stack(ctx: &mut Ctx, tag: &str, registered: bool) -> Result<(Stack, Str
     std::fs::create_dir(&lower)?;
     std::fs::write(lower.join("f"), pattern(203, 1 << 20))?;
     let fs = ctx.mount_passthrough(if registered { 2 } else { 1 })?;
-    let o1 = overlay(ctx, &format!("{tag}-o1"), &lower)?.map_err(|e| Stop::Broken(format!("overlay o1: {e}")))?;
+    let o1 = overlay(ctx, &format!("{tag}-o1"), &lower)?
+        .map_err(|e| Stop::Broken(format!("overlay o1: {e}")))?;
     fs.add_file_at("f", &o1.join("f"), OpenReply::CACHED)?;
     if registered {
         let id = fs.backing_open_path(&o1.join("f"))?;
@@ -280,34 +336,69 @@ fn build_stack(ctx: &mut Ctx, tag: &str, registered: bool) -> Result<(Stack, Str
         Err(_) => fs.mnt.clone(),
     };
     let file = File::open(top.join("f"))?;
-    Ok((Stack { layers, file, _fs: fs, bottom }, o2_outcome))
+    Ok((
+        Stack {
+            layers,
+            file,
+            _fs: fs,
+            bottom,
+        },
+        o2_outcome,
+    ))
 }
 
 fn overlay_fuse_overlay_teardown(ctx: &mut Ctx) -> Result<(), Stop> {
-    let orders: &[&[usize]] = &[&[0, 1, 2], &[0, 2, 1], &[1, 0, 2], &[1, 2, 0], &[2, 0, 1], &[2, 1, 0], &[0, 1], &[1, 0]];
+    let orders: &[&[usize]] = &[
+        &[0, 1, 2],
+        &[0, 2, 1],
+        &[1, 0, 2],
+        &[1, 2, 0],
+        &[2, 0, 1],
+        &[2, 1, 0],
+        &[0, 1],
+        &[1, 0],
+    ];
     for (n, order) in orders.iter().enumerate() {
         let registered = order.len() == 2;
         let (stack, o2) = build_stack(ctx, &format!("s{n}"), registered)?;
-        let key = if registered { "upper_overlay_over_registered" } else { "upper_overlay_over_plain" };
+        let key = if registered {
+            "upper_overlay_over_registered"
+        } else {
+            "upper_overlay_over_plain"
+        };
         ctx.observe(key, &o2);
         ctx.check((o2 == "ok") != registered, format!("{key}: got {o2}"));
         let mut buf = vec![0u8; 4096];
-        let first = stack.file.read_at(&mut buf, 0).map_err(|e| crate::fuse::errno(&e));
-        ctx.check(first.is_ok() && buf == pattern(203, 4096), "the first read through the stack failed");
+        let first = stack
+            .file
+            .read_at(&mut buf, 0)
+            .map_err(|e| crate::fuse::errno(&e));
+        ctx.check(
+            first.is_ok() && buf == pattern(203, 4096),
+            "the first read through the stack failed",
+        );
         let mut steps = Vec::new();
         for (step, &i) in order.iter().enumerate() {
             let (name, at) = &stack.layers[i];
             let umount = outcome(&rustix::mount::unmount(at, UnmountFlags::DETACH));
             // Each read 256 KiB further on, past what readahead may have cached.
             let off = (step as u64 + 1) << 18;
-            let read = outcome(&stack.file.read_at(&mut buf, off).map_err(|e| crate::fuse::errno(&e)));
+            let read = outcome(
+                &stack
+                    .file
+                    .read_at(&mut buf, off)
+                    .map_err(|e| crate::fuse::errno(&e)),
+            );
             steps.push(format!("{name}: umount {umount}, read {read}"));
         }
         let names: Vec<&str> = order.iter().map(|&i| stack.layers[i].0).collect();
         let bottom = stack.bottom.clone();
         drop(stack);
         let released = unmount_when_released(&bottom);
-        ctx.check(released == "ok", format!("order {names:?}: the bottom tmpfs stayed busy ({released})"));
+        ctx.check(
+            released == "ok",
+            format!("order {names:?}: the bottom tmpfs stayed busy ({released})"),
+        );
         steps.push(format!("bottom tmpfs released: {released}"));
         ctx.observe(&format!("teardown_{}", names.join("_")), steps.join("; "));
     }
@@ -317,7 +408,10 @@ fn overlay_fuse_overlay_teardown(ctx: &mut Ctx) -> Result<(), Stop> {
 fn parallel_dio_cached_open_mmap(ctx: &mut Ctx) -> Result<(), Stop> {
     use crate::fuse::abi::fopen;
     let (fs, _) = ctx.mount(InitReply::plain())?;
-    let dio = OpenReply { open_flags: fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES, backing_id: 0 };
+    let dio = OpenReply {
+        open_flags: fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES,
+        backing_id: 0,
+    };
     fs.add_file("f", &pattern(210, 1 << 20), dio)?;
     let file = Arc::new(File::options().read(true).write(true).open(fs.path("f"))?);
     fs.set_open_reply("f", OpenReply::CACHED);
@@ -341,16 +435,25 @@ fn parallel_dio_cached_open_mmap(ctx: &mut Ctx) -> Result<(), Stop> {
     let opener = std::thread::spawn(move || -> String {
         use rustix::mm::{MapFlags, ProtFlags};
         let opened = File::options().read(true).write(true).open(&path);
-        let Ok(cached) = opened else { return outcome(&opened.map(drop).map_err(|e| crate::fuse::errno(&e))) };
+        let Ok(cached) = opened else {
+            return outcome(&opened.map(drop).map_err(|e| crate::fuse::errno(&e)));
+        };
         // SAFETY: a shared mapping of one page, written, read and unmapped here.
         let mapped = unsafe {
-            rustix::mm::mmap(std::ptr::null_mut(), 4096, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &cached, 1 << 19)
-                .map(|p| {
-                    std::ptr::write_volatile(p as *mut u8, 0x5a);
-                    let seen = std::ptr::read_volatile(p as *const u8);
-                    let _ = rustix::mm::munmap(p, 4096);
-                    seen
-                })
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                4096,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &cached,
+                1 << 19,
+            )
+            .map(|p| {
+                std::ptr::write_volatile(p as *mut u8, 0x5a);
+                let seen = std::ptr::read_volatile(p as *const u8);
+                let _ = rustix::mm::munmap(p, 4096);
+                seen
+            })
         };
         match mapped {
             Ok(0x5a) => "ok".into(),
@@ -364,18 +467,25 @@ fn parallel_dio_cached_open_mmap(ctx: &mut Ctx) -> Result<(), Stop> {
     }
     let in_time = opener.is_finished();
     ctx.observe("cached_open_returned_within_5s", in_time);
-    ctx.check(in_time, "the cached open did not return within 5 s while parallel direct writes \
-                        ran (the hang fixed in 6.12)");
+    ctx.check(
+        in_time,
+        "the cached open did not return within 5 s while parallel direct writes \
+                        ran (the hang fixed in 6.12)",
+    );
     stop.store(true, Ordering::SeqCst);
     for (i, w) in writers.into_iter().enumerate() {
-        let last = w.join().map_err(|_| Stop::Broken("a writer panicked".into()))?;
+        let last = w
+            .join()
+            .map_err(|_| Stop::Broken("a writer panicked".into()))?;
         ctx.observe(&format!("writer_{i}"), last);
     }
     if !in_time {
         // Free the opener so the case can end: an abort fails every request still waiting.
         let _ = fs.abort();
     }
-    let opened = opener.join().map_err(|_| Stop::Broken("the opener panicked".into()))?;
+    let opened = opener
+        .join()
+        .map_err(|_| Stop::Broken("the opener panicked".into()))?;
     ctx.expect("cached_open_and_mmap", opened, "ok");
     Ok(())
 }

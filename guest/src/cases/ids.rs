@@ -8,9 +8,7 @@ use crate::fuse::OpenReply;
 use crate::sys::outcome;
 
 /// What the cases of this group share.
-const DEFAULTS: Case = Case {
-    ..Case::DEFAULT
-};
+const DEFAULTS: Case = Case { ..Case::DEFAULT };
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -95,11 +93,14 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-
 fn close_unknown(ctx: &mut Ctx) -> Result<(), Stop> {
     let fs = ctx.mount_passthrough(1)?;
     // Ids start at 1 on a fresh connection: 1 has never been handed out yet.
-    ctx.expect("close_never_opened", outcome(&fs.backing_close(1)), "ENOENT");
+    ctx.expect(
+        "close_never_opened",
+        outcome(&fs.backing_close(1)),
+        "ENOENT",
+    );
     let backing = fs.add_file("f", b"x", Default::default())?;
     let id = fs.backing_open_path(&backing)?;
     ctx.observe("opened_id", id);
@@ -115,7 +116,10 @@ fn open_reply_unknown_id(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.expect("open", outcome(&opened), "EIO");
     ctx.observe("open_requests", fs.count(op::OPEN));
     // RELEASE travels asynchronously: give it a moment, then record what arrived.
-    ctx.observe("release_requests", fs.wait_count(op::RELEASE, 1, Duration::from_secs(1)));
+    ctx.observe(
+        "release_requests",
+        fs.wait_count(op::RELEASE, 1, Duration::from_secs(1)),
+    );
     Ok(())
 }
 
@@ -136,7 +140,11 @@ fn close_other_connection(ctx: &mut Ctx) -> Result<(), Stop> {
     let other = ctx.mount_passthrough(1)?;
     let backing = owner.add_file("f", b"x", OpenReply::CACHED)?;
     let id = owner.backing_open_path(&backing)?;
-    ctx.expect("close_on_other", outcome(&other.backing_close(id)), "ENOENT");
+    ctx.expect(
+        "close_on_other",
+        outcome(&other.backing_close(id)),
+        "ENOENT",
+    );
     ctx.expect("close_on_owner", outcome(&owner.backing_close(id)), "ok");
     Ok(())
 }
@@ -146,7 +154,10 @@ fn open_with_id(ctx: &mut Ctx, fs: &crate::fuse::FuseFs, id: i32) -> Result<(), 
     fs.add_file("f", b"data", OpenReply::passthrough(id))?;
     let opened = std::fs::File::open(fs.path("f")).map_err(|e| crate::fuse::errno(&e));
     ctx.expect("open", outcome(&opened), "EIO");
-    ctx.observe("release_requests", fs.wait_count(op::RELEASE, 1, Duration::from_secs(1)));
+    ctx.observe(
+        "release_requests",
+        fs.wait_count(op::RELEASE, 1, Duration::from_secs(1)),
+    );
     Ok(())
 }
 
@@ -188,11 +199,24 @@ fn reply_then_close(ctx: &mut Ctx) -> Result<(), Stop> {
         fs.set_open_reply(&name, OpenReply::passthrough(id));
         // Close the id from another thread while open() is in flight.
         let path = fs.path(&name);
-        let opener = std::thread::spawn(move || std::fs::File::open(path).map(drop).map_err(|e| crate::fuse::errno(&e)));
+        let opener = std::thread::spawn(move || {
+            std::fs::File::open(path)
+                .map(drop)
+                .map_err(|e| crate::fuse::errno(&e))
+        });
         let closed = fs.backing_close(id);
         let opened = opener.join().unwrap_or(Err(rustix::io::Errno::IO));
-        *outcomes.entry(format!("open {} / close {}", outcome(&opened), outcome(&closed))).or_default() += 1;
-        ctx.check(matches!(opened, Ok(()) | Err(rustix::io::Errno::IO)), format!("open() gave {}", outcome(&opened)));
+        *outcomes
+            .entry(format!(
+                "open {} / close {}",
+                outcome(&opened),
+                outcome(&closed)
+            ))
+            .or_default() += 1;
+        ctx.check(
+            matches!(opened, Ok(()) | Err(rustix::io::Errno::IO)),
+            format!("open() gave {}", outcome(&opened)),
+        );
     }
     // Which interleavings happened is timing: kept out of the snapshot on purpose.
     eprintln!("ids.reply_then_close: {outcomes:?}");

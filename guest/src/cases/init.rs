@@ -1,6 +1,5 @@
 //! INIT negotiation: what the kernel offers and what our answer switches on.
 
-
 use super::{Case, Ctx, Stop, NO_PASSTHROUGH};
 use crate::fuse::{abi, InitReply};
 use crate::sys::outcome;
@@ -60,8 +59,14 @@ pub fn cases() -> Vec<Case> {
 fn offer(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, init) = ctx.mount(InitReply::passthrough(1))?;
     ctx.observe("kernel_protocol", format!("{}.{}", init.major, init.minor));
-    ctx.observe("kernel_offers_passthrough", init.kernel_offers_passthrough());
-    ctx.observe("kernel_offers_init_ext", init.kernel_flags & abi::init_flags::INIT_EXT != 0);
+    ctx.observe(
+        "kernel_offers_passthrough",
+        init.kernel_offers_passthrough(),
+    );
+    ctx.observe(
+        "kernel_offers_init_ext",
+        init.kernel_flags & abi::init_flags::INIT_EXT != 0,
+    );
     if !init.kernel_offers_passthrough() {
         return Err(Stop::Skip(NO_PASSTHROUGH.into()));
     }
@@ -77,7 +82,11 @@ fn offer(ctx: &mut Ctx) -> Result<(), Stop> {
 fn depth_zero(ctx: &mut Ctx) -> Result<(), Stop> {
     let fs = ctx.mount_passthrough(0)?;
     let backing = fs.add_file("f", b"x", Default::default())?;
-    ctx.expect("backing_open", outcome(&fs.backing_open_path(&backing)), "EPERM");
+    ctx.expect(
+        "backing_open",
+        outcome(&fs.backing_open_path(&backing)),
+        "EPERM",
+    );
     Ok(())
 }
 
@@ -115,7 +124,10 @@ fn writeback_cache(ctx: &mut Ctx) -> Result<(), Stop> {
     if ctx.kernel.has_fix(&[(6, 10, 10), (6, 11, 0)]) {
         ctx.expect("backing_open", got, "EPERM");
     } else {
-        ctx.check(false, "known bug: passthrough + writeback cache accepted (fixed 6.11, 6.10.10)");
+        ctx.check(
+            false,
+            "known bug: passthrough + writeback cache accepted (fixed 6.11, 6.10.10)",
+        );
         ctx.observe("backing_open", got);
     }
     Ok(())

@@ -10,9 +10,10 @@ use crate::fuse::abi::op;
 use crate::fuse::{FuseFs, InitReply, OpenReply};
 use crate::sys::outcome;
 
-/// What the cases of this group share.
+/// An I/O case: data compared with the backing file byte for byte, 0 READ and 0 WRITE.
 const DEFAULTS: Case = Case {
-    verdict_rule: "pass when the bytes match the backing file and the server saw 0 READ and 0 WRITE",
+    verdict_rule:
+        "pass when the bytes match the backing file and the server saw 0 READ and 0 WRITE",
     timeout: Duration::from_secs(30),
     ..Case::DEFAULT
 };
@@ -187,12 +188,15 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// An I/O case: data compared with the backing file byte for byte, 0 READ and 0 WRITE.
-
 /// (offset, length) pairs written through the FUSE file: unaligned, page-sized, and one over
 /// 1 MiB that also straddles the 1 MiB max_write. No two ranges (of either list) overlap.
-const FUSE_WRITES: &[(u64, usize)] =
-    &[(0, 1), (4093, 2), (4096, 4096), (12345, 100_000), (1_048_577, 1_572_864)];
+const FUSE_WRITES: &[(u64, usize)] = &[
+    (0, 1),
+    (4093, 2),
+    (4096, 4096),
+    (12345, 100_000),
+    (1_048_577, 1_572_864),
+];
 /// Ranges written to the backing file and read back through the FUSE file.
 const BACKING_WRITES: &[(u64, usize)] = &[(200_001, 7), (2_700_000, 1_258_291)];
 
@@ -210,8 +214,14 @@ fn cached_round_trip(ctx: &mut Ctx) -> Result<(), Stop> {
     let (reads, writes) = (fs.count(op::READ), fs.count(op::WRITE));
     ctx.observe("read_requests_seen", reads > 0);
     ctx.observe("write_requests_seen", writes > 0);
-    ctx.check(reads > 0, "the server saw no READ: the control did not reach it");
-    ctx.check(writes > 0, "the server saw no WRITE: the control did not reach it");
+    ctx.check(
+        reads > 0,
+        "the server saw no READ: the control did not reach it",
+    );
+    ctx.check(
+        writes > 0,
+        "the server saw no WRITE: the control did not reach it",
+    );
     Ok(())
 }
 
@@ -243,7 +253,11 @@ fn round_trip(ctx: &mut Ctx, fs: &FuseFs, backing: &std::path::Path) -> Result<(
     let fuse = File::open(&fuse_path)?;
     let mut read = 0;
     for &(off, len) in BACKING_WRITES.iter().chain(FUSE_WRITES) {
-        let seed = if BACKING_WRITES.contains(&(off, len)) { off ^ 0xff } else { off };
+        let seed = if BACKING_WRITES.contains(&(off, len)) {
+            off ^ 0xff
+        } else {
+            off
+        };
         let got = read_exact_at(&fuse, off, len)?;
         read += got.len();
         if got != pattern(seed, len) {
@@ -255,7 +269,10 @@ fn round_trip(ctx: &mut Ctx, fs: &FuseFs, backing: &std::path::Path) -> Result<(
     ctx.observe("bytes_written_through_fuse", written);
     ctx.observe("bytes_read_through_fuse", read);
     ctx.observe("size_seen_through_fuse", size);
-    ctx.check(mismatched.is_empty(), format!("data differs: {}", mismatched.join(", ")));
+    ctx.check(
+        mismatched.is_empty(),
+        format!("data differs: {}", mismatched.join(", ")),
+    );
     ctx.observe("mismatched_ranges", mismatched);
     Ok(())
 }
@@ -271,7 +288,13 @@ fn open_rw(path: &std::path::Path) -> std::io::Result<File> {
 }
 
 /// Compare `want` with the backing file's bytes at `off`, as a check named `what`.
-fn check_backing(ctx: &mut Ctx, backing: &std::path::Path, off: u64, want: &[u8], what: &str) -> Result<(), Stop> {
+fn check_backing(
+    ctx: &mut Ctx,
+    backing: &std::path::Path,
+    off: u64,
+    want: &[u8],
+    what: &str,
+) -> Result<(), Stop> {
     let got = read_exact_at(&File::open(backing)?, off, want.len())?;
     ctx.check(got == want, format!("{what}: the backing file differs"));
     Ok(())
@@ -281,14 +304,22 @@ fn readv_writev(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, backing, _) = ctx.passthrough_file("f", &[])?;
     let file = open_rw(&fs.path("f"))?;
     let parts = [pattern(10, 1000), pattern(11, 5000), pattern(12, 70_000)];
-    let slices: Vec<std::io::IoSlice<'_>> = parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
+    let slices: Vec<std::io::IoSlice<'_>> =
+        parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
     let written = rustix::io::pwritev(&file, &slices, 333)?;
     let all: Vec<u8> = parts.concat();
     ctx.expect_count("bytes_written", written as u64, all.len() as u64);
     check_backing(ctx, &backing, 333, &all, "writev")?;
     let mut a = vec![0u8; 4000];
     let mut b = vec![0u8; all.len() - 4000];
-    let read = rustix::io::preadv(&file, &mut [std::io::IoSliceMut::new(&mut a), std::io::IoSliceMut::new(&mut b)], 333)?;
+    let read = rustix::io::preadv(
+        &file,
+        &mut [
+            std::io::IoSliceMut::new(&mut a),
+            std::io::IoSliceMut::new(&mut b),
+        ],
+        333,
+    )?;
     ctx.expect_count("bytes_read", read as u64, all.len() as u64);
     ctx.check([a, b].concat() == all, "preadv returned other bytes");
     ctx.expect_bypassed(&fs);
@@ -303,8 +334,15 @@ fn append(ctx: &mut Ctx) -> Result<(), Stop> {
     std::io::Write::write_all(&mut file, &more)?;
     std::io::Write::write_all(&mut file, &more)?;
     let whole = std::fs::read(&backing)?;
-    ctx.expect_count("backing_size", whole.len() as u64, (start.len() + 2 * more.len()) as u64);
-    ctx.check(whole == [start, more.clone(), more].concat(), "appended bytes are not at the end");
+    ctx.expect_count(
+        "backing_size",
+        whole.len() as u64,
+        (start.len() + 2 * more.len()) as u64,
+    );
+    ctx.check(
+        whole == [start, more.clone(), more].concat(),
+        "appended bytes are not at the end",
+    );
     ctx.expect_bypassed(&fs);
     Ok(())
 }
@@ -327,7 +365,11 @@ fn ext4_round_trip(ctx: &mut Ctx) -> Result<(), Stop> {
 }
 
 /// A passthrough file `name` (holding `contents`) whose backing file is on a fresh ext4.
-fn on_ext4(ctx: &mut Ctx, name: &str, contents: &[u8]) -> Result<(FuseFs, std::path::PathBuf), Stop> {
+fn on_ext4(
+    ctx: &mut Ctx,
+    name: &str,
+    contents: &[u8],
+) -> Result<(FuseFs, std::path::PathBuf), Stop> {
     let fs = ctx.mount_passthrough(1)?;
     let backing = super::stacking::ext4(ctx)?.join(name);
     std::fs::write(&backing, contents)?;
@@ -337,8 +379,15 @@ fn on_ext4(ctx: &mut Ctx, name: &str, contents: &[u8]) -> Result<(FuseFs, std::p
 
 /// O_DIRECT through the passthrough file `f`: one aligned page written and read at 4096.
 fn direct_through(ctx: &mut Ctx, fs: &FuseFs, backing: &std::path::Path) -> Result<(), Stop> {
-    let opened = File::options().read(true).write(true).custom_flags(libc::O_DIRECT).open(fs.path("f"));
-    ctx.observe("open_o_direct", outcome(&opened.as_ref().map(drop).map_err(crate::fuse::errno)));
+    let opened = File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(fs.path("f"));
+    ctx.observe(
+        "open_o_direct",
+        outcome(&opened.as_ref().map(drop).map_err(crate::fuse::errno)),
+    );
     let Ok(file) = opened else {
         return Ok(());
     };
@@ -354,7 +403,10 @@ fn direct_through(ctx: &mut Ctx, fs: &FuseFs, backing: &std::path::Path) -> Resu
         buf.fill(0);
         let read = rustix::io::pread(&file, &mut *buf, 4096);
         ctx.observe("pread", outcome(&read));
-        ctx.check(buf == pattern(30, 4096).as_slice(), "O_DIRECT read returned other bytes");
+        ctx.check(
+            buf == pattern(30, 4096).as_slice(),
+            "O_DIRECT read returned other bytes",
+        );
     }
     ctx.expect_bypassed(fs);
     Ok(())
@@ -365,11 +417,20 @@ fn aio(ctx: &mut Ctx) -> Result<(), Stop> {
     let file = open_rw(&fs.path("f"))?;
     let data = pattern(40, 65536);
     let mut back = vec![0u8; data.len()];
-    let wrote = crate::sys::aio_rw(file.as_raw_fd(), true, data.as_ptr() as *mut u8, data.len(), 8192);
+    let wrote = crate::sys::aio_rw(
+        file.as_raw_fd(),
+        true,
+        data.as_ptr() as *mut u8,
+        data.len(),
+        8192,
+    );
     ctx.observe("aio_write", outcome(&wrote));
     let read = crate::sys::aio_rw(file.as_raw_fd(), false, back.as_mut_ptr(), back.len(), 8192);
     ctx.observe("aio_read", outcome(&read));
-    ctx.check(wrote == Ok(data.len() as i64) && read == Ok(data.len() as i64), "an AIO request did not complete in full");
+    ctx.check(
+        wrote == Ok(data.len() as i64) && read == Ok(data.len() as i64),
+        "an AIO request did not complete in full",
+    );
     check_backing(ctx, &backing, 8192, &data, "io_submit write")?;
     ctx.check(back == data, "io_submit read returned other bytes");
     ctx.expect_bypassed(&fs);
@@ -382,20 +443,36 @@ fn io_uring(ctx: &mut Ctx) -> Result<(), Stop> {
     let file = open_rw(&fs.path("f"))?;
     let mut ring = match IoUring::new(4) {
         Ok(r) => r,
-        Err(e) => return Err(Stop::Skip(format!("io_uring unavailable here: {}", crate::sys::errno_name(crate::fuse::errno(&e))))),
+        Err(e) => {
+            return Err(Stop::Skip(format!(
+                "io_uring unavailable here: {}",
+                crate::sys::errno_name(crate::fuse::errno(&e))
+            )))
+        }
     };
     let data = pattern(41, 65536);
     let mut back = vec![0u8; data.len()];
     let fd = types::Fd(file.as_raw_fd());
     let mut run = |entry: io_uring::squeue::Entry| -> std::io::Result<i32> {
         // SAFETY: the buffers the entry points at outlive the wait for its completion.
-        unsafe { ring.submission().push(&entry).map_err(|_| std::io::Error::other("submission queue full"))? };
+        unsafe {
+            ring.submission()
+                .push(&entry)
+                .map_err(|_| std::io::Error::other("submission queue full"))?
+        };
         ring.submit_and_wait(1)?;
-        let cqe = ring.completion().next().ok_or_else(|| std::io::Error::other("no completion"))?;
+        let cqe = ring
+            .completion()
+            .next()
+            .ok_or_else(|| std::io::Error::other("no completion"))?;
         Ok(cqe.result())
     };
-    let wrote = run(opcode::Write::new(fd, data.as_ptr(), data.len() as u32).offset(12288).build())?;
-    let read = run(opcode::Read::new(fd, back.as_mut_ptr(), back.len() as u32).offset(12288).build())?;
+    let wrote = run(opcode::Write::new(fd, data.as_ptr(), data.len() as u32)
+        .offset(12288)
+        .build())?;
+    let read = run(opcode::Read::new(fd, back.as_mut_ptr(), back.len() as u32)
+        .offset(12288)
+        .build())?;
     ctx.expect_count("bytes_written", wrote.max(0) as u64, data.len() as u64);
     ctx.expect_count("bytes_read", read.max(0) as u64, data.len() as u64);
     check_backing(ctx, &backing, 12288, &data, "io_uring write")?;
@@ -411,7 +488,14 @@ pub(super) fn splice_into(file: &File, data: &[u8], mut off: u64) -> Result<usiz
     rustix::io::write(&w, data)?;
     let mut moved = 0;
     while moved < data.len() {
-        let n = rustix::pipe::splice(&r, None, file, Some(&mut off), data.len() - moved, rustix::pipe::SpliceFlags::empty())?;
+        let n = rustix::pipe::splice(
+            &r,
+            None,
+            file,
+            Some(&mut off),
+            data.len() - moved,
+            rustix::pipe::SpliceFlags::empty(),
+        )?;
         if n == 0 {
             break;
         }
@@ -440,7 +524,14 @@ fn splice_out(ctx: &mut Ctx) -> Result<(), Stop> {
     let mut off = 0u64;
     let mut moved = 0;
     while moved < data.len() {
-        let n = rustix::pipe::splice(&file, Some(&mut off), &w, None, data.len() - moved, rustix::pipe::SpliceFlags::empty())?;
+        let n = rustix::pipe::splice(
+            &file,
+            Some(&mut off),
+            &w,
+            None,
+            data.len() - moved,
+            rustix::pipe::SpliceFlags::empty(),
+        )?;
         if n == 0 {
             break;
         }
@@ -473,7 +564,10 @@ fn sendfile(ctx: &mut Ctx) -> Result<(), Stop> {
         sent += n;
     }
     ctx.expect_count("bytes_sent", sent as u64, data.len() as u64);
-    ctx.check(std::fs::read(&dst_path)? == data, "sendfile copied other bytes");
+    ctx.check(
+        std::fs::read(&dst_path)? == data,
+        "sendfile copied other bytes",
+    );
     ctx.expect_bypassed(&fs);
     Ok(())
 }
@@ -485,10 +579,23 @@ struct Mapping {
 }
 
 impl Mapping {
-    fn new(file: &File, len: usize, flags: rustix::mm::MapFlags) -> Result<Mapping, rustix::io::Errno> {
+    fn new(
+        file: &File,
+        len: usize,
+        flags: rustix::mm::MapFlags,
+    ) -> Result<Mapping, rustix::io::Errno> {
         use rustix::mm::ProtFlags;
         // SAFETY: a fresh mapping of `len` bytes of an open file; the guard unmaps it.
-        let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, flags, file, 0)? };
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                flags,
+                file,
+                0,
+            )?
+        };
         Ok(Mapping { ptr, len })
     }
 
@@ -517,7 +624,10 @@ fn mmap_shared(ctx: &mut Ctx) -> Result<(), Stop> {
     check_backing(ctx, &backing, 4096, &stored, "store through the mapping")?;
     let written = pattern(61, 5000);
     open_rw(&backing)?.write_all_at(&written, 30_000)?;
-    ctx.check(map.bytes()[30_000..35_000] == written[..], "a backing write does not show in the mapping");
+    ctx.check(
+        map.bytes()[30_000..35_000] == written[..],
+        "a backing write does not show in the mapping",
+    );
     ctx.expect_bypassed(&fs);
     Ok(())
 }
@@ -528,10 +638,16 @@ fn mmap_private(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, backing, _) = ctx.passthrough_file("f", &data)?;
     let file = open_rw(&fs.path("f"))?;
     let mut map = Mapping::new(&file, len, rustix::mm::MapFlags::PRIVATE)?;
-    ctx.check(map.bytes() == data.as_slice(), "the private mapping does not show the backing file");
+    ctx.check(
+        map.bytes() == data.as_slice(),
+        "the private mapping does not show the backing file",
+    );
     map.bytes()[..100].fill(0xAA);
     drop(map);
-    ctx.check(std::fs::read(&backing)? == data, "a private store reached the backing file");
+    ctx.check(
+        std::fs::read(&backing)? == data,
+        "a private store reached the backing file",
+    );
     ctx.expect_bypassed(&fs);
     Ok(())
 }
@@ -608,7 +724,10 @@ fn truncate_then_read(ctx: &mut Ctx) -> Result<(), Stop> {
     file.set_len(10_000)?;
     let got = read_exact_at(&file, 0, 10_000)?;
     ctx.check(got[..5000] == data[..5000], "data before the cut changed");
-    ctx.check(got[5000..].iter().all(|&b| b == 0), "the regrown part is not zeros");
+    ctx.check(
+        got[5000..].iter().all(|&b| b == 0),
+        "the regrown part is not zeros",
+    );
     ctx.expect_bypassed(&fs);
     Ok(())
 }
@@ -634,11 +753,19 @@ fn concurrent(ctx: &mut Ctx) -> Result<(), Stop> {
         .collect();
     let mut all_ok = true;
     for w in workers {
-        all_ok &= w.join().map_err(|_| Stop::Broken("a worker panicked".into()))??;
+        all_ok &= w
+            .join()
+            .map_err(|_| Stop::Broken("a worker panicked".into()))??;
     }
     ctx.check(all_ok, "a worker read back other bytes than it wrote");
     for i in 0..4u64 {
-        check_backing(ctx, &backing, i * region as u64, &pattern(i * 100 + 7, region), "final region")?;
+        check_backing(
+            ctx,
+            &backing,
+            i * region as u64,
+            &pattern(i * 100 + 7, region),
+            "final region",
+        )?;
     }
     ctx.expect_bypassed(&fs);
     Ok(())
@@ -648,7 +775,10 @@ fn fsync_goes_to_server(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _, _) = ctx.passthrough_file("f", b"data")?;
     let file = open_rw(&fs.path("f"))?;
     file.write_all_at(b"more", 4)?;
-    ctx.observe("fsync", outcome(&file.sync_all().map_err(|e| crate::fuse::errno(&e))));
+    ctx.observe(
+        "fsync",
+        outcome(&file.sync_all().map_err(|e| crate::fuse::errno(&e))),
+    );
     ctx.expect_count("fsync_requests", fs.count(op::FSYNC), 1);
     ctx.expect_bypassed(&fs);
     Ok(())
@@ -658,8 +788,14 @@ fn fallocate_goes_to_server(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, backing, _) = ctx.passthrough_file("f", b"data")?;
     let file = open_rw(&fs.path("f"))?;
     let flags = rustix::fs::FallocateFlags::empty();
-    ctx.observe("fallocate", outcome(&rustix::fs::fallocate(&file, flags, 0, 1 << 20)));
-    ctx.observe("fallocate_again", outcome(&rustix::fs::fallocate(&file, flags, 0, 1 << 20)));
+    ctx.observe(
+        "fallocate",
+        outcome(&rustix::fs::fallocate(&file, flags, 0, 1 << 20)),
+    );
+    ctx.observe(
+        "fallocate_again",
+        outcome(&rustix::fs::fallocate(&file, flags, 0, 1 << 20)),
+    );
     ctx.expect_count("fallocate_requests", fs.count(op::FALLOCATE), 1);
     ctx.expect_count("backing_size", std::fs::metadata(&backing)?.len(), 4);
     ctx.expect_bypassed(&fs);
@@ -670,8 +806,14 @@ fn lseek_goes_to_server(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _, _) = ctx.passthrough_file("f", &pattern(50, 10_000))?;
     let file = open_rw(&fs.path("f"))?;
     let data = rustix::fs::seek(&file, rustix::fs::SeekFrom::Data(100));
-    ctx.observe("seek_data_100", data.map_or_else(crate::sys::errno_name, |o| o.to_string()));
-    ctx.check(data == Ok(100), "SEEK_DATA at 100 in a file without holes must give 100");
+    ctx.observe(
+        "seek_data_100",
+        data.map_or_else(crate::sys::errno_name, |o| o.to_string()),
+    );
+    ctx.check(
+        data == Ok(100),
+        "SEEK_DATA at 100 in a file without holes must give 100",
+    );
     ctx.check(fs.count(op::LSEEK) >= 1, "the server saw no LSEEK");
     ctx.observe("lseek_requests", fs.count(op::LSEEK));
     ctx.expect_bypassed(&fs);
@@ -690,10 +832,22 @@ fn copy_file_range_goes_to_server(ctx: &mut Ctx) -> Result<(), Stop> {
     }
     let (src, dst) = (File::open(fs.path("src"))?, open_rw(&fs.path("dst"))?);
     let copied = rustix::fs::copy_file_range(&src, None, &dst, None, data.len());
-    ctx.observe("bytes_copied", copied.map_or_else(crate::sys::errno_name, |n| n.to_string()));
-    ctx.check(copied == Ok(data.len()), "copy_file_range did not copy everything");
-    ctx.check(std::fs::read(&backings[1])? == data, "the destination's backing file differs");
-    ctx.check(fs.count(op::COPY_FILE_RANGE) >= 1, "the server saw no COPY_FILE_RANGE");
+    ctx.observe(
+        "bytes_copied",
+        copied.map_or_else(crate::sys::errno_name, |n| n.to_string()),
+    );
+    ctx.check(
+        copied == Ok(data.len()),
+        "copy_file_range did not copy everything",
+    );
+    ctx.check(
+        std::fs::read(&backings[1])? == data,
+        "the destination's backing file differs",
+    );
+    ctx.check(
+        fs.count(op::COPY_FILE_RANGE) >= 1,
+        "the server saw no COPY_FILE_RANGE",
+    );
     ctx.observe("copy_file_range_requests", fs.count(op::COPY_FILE_RANGE));
     ctx.expect_bypassed(&fs);
     Ok(())

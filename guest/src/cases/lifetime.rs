@@ -12,7 +12,6 @@ use super::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, OpenReply, ServerProcess};
 use crate::sys::outcome;
 
-
 /// What the cases of this group share.
 const DEFAULTS: Case = Case {
     timeout: Duration::from_secs(15),
@@ -111,7 +110,10 @@ fn outlives_server_fd(ctx: &mut Ctx) -> Result<(), Stop> {
     let mut back = vec![0u8; data.len()];
     file.read_exact_at(&mut back, 10)?;
     ctx.check(back == data, "read back other bytes");
-    ctx.check(std::fs::read(&path)?[10..] == data[..], "the backing file lacks the data");
+    ctx.check(
+        std::fs::read(&path)?[10..] == data[..],
+        "the backing file lacks the data",
+    );
     ctx.expect_bypassed(&fs);
     Ok(())
 }
@@ -125,8 +127,14 @@ fn io_after_backing_close(ctx: &mut Ctx) -> Result<(), Stop> {
     file.write_all_at(&data, 4096)?;
     let mut back = vec![0u8; 8192];
     file.read_exact_at(&mut back, 0)?;
-    ctx.check(back[..4096] == pattern(101, 4096)[..] && back[4096..] == data[..], "read back other bytes");
-    ctx.check(std::fs::read(&path)?[4096..] == data[..], "the backing file lacks the data");
+    ctx.check(
+        back[..4096] == pattern(101, 4096)[..] && back[4096..] == data[..],
+        "read back other bytes",
+    );
+    ctx.check(
+        std::fs::read(&path)?[4096..] == data[..],
+        "the backing file lacks the data",
+    );
     ctx.expect_bypassed(&fs);
     Ok(())
 }
@@ -160,7 +168,10 @@ fn abort_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _path, _id) = serve_from(ctx, &dir, &data)?;
     let abort = || outcome(&fs.abort().map_err(|e| crate::fuse::errno(&e)));
     let aborted = open_and_mapped_through(ctx, &fs.path("f"), &data, "abort", abort)?;
-    ctx.check(aborted == "ok", format!("abort: expected ok, got {aborted}"));
+    ctx.check(
+        aborted == "ok",
+        format!("abort: expected ok, got {aborted}"),
+    );
     let _ = rustix::mount::unmount(&fs.mnt, UnmountFlags::DETACH);
     drop(fs);
     ctx.expect("backing_released", unmount_when_released(&dir), "ok");
@@ -175,7 +186,8 @@ fn server_exit_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
     let mut server = ServerProcess::spawn_passthrough(&server_dir, "f", &dir.join("f"))?
         .ok_or_else(|| Stop::Skip(super::NO_PASSTHROUGH.into()))?;
     let mnt = server.mnt.clone();
-    let exit = open_and_mapped_through(ctx, &mnt.join("f"), &data, "server_exit", || server.kill())?;
+    let exit =
+        open_and_mapped_through(ctx, &mnt.join("f"), &data, "server_exit", || server.kill())?;
     ctx.check(exit == "killed by SIGKILL", format!("server_exit: {exit}"));
     let _ = rustix::mount::unmount(&mnt, UnmountFlags::DETACH);
     ctx.expect("backing_released", unmount_when_released(&dir), "ok");
@@ -185,24 +197,51 @@ fn server_exit_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
 /// Open `path` (a passthrough file holding `data`) and map it, do `fault` (observed as
 /// `fault_key`), then record what the mapping, read, write, open and stat give afterwards.
 /// Everything is closed again on return; returns the fault's outcome.
-fn open_and_mapped_through(ctx: &mut Ctx, path: &Path, data: &[u8], fault_key: &str, fault: impl FnOnce() -> String) -> Result<String, Stop> {
+fn open_and_mapped_through(
+    ctx: &mut Ctx,
+    path: &Path,
+    data: &[u8],
+    fault_key: &str,
+    fault: impl FnOnce() -> String,
+) -> Result<String, Stop> {
     use rustix::mm::{MapFlags, ProtFlags};
     use std::os::fd::AsFd;
     let errno = |e: std::io::Error| crate::fuse::errno(&e);
     let file = File::options().read(true).write(true).open(path)?;
     let len = data.len();
     // SAFETY: a shared read-only mapping of `len` bytes; unmapped below.
-    let map = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED, file.as_fd(), 0)? };
+    let map = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ,
+            MapFlags::SHARED,
+            file.as_fd(),
+            0,
+        )?
+    };
     let fault_outcome = fault();
     ctx.observe(fault_key, &fault_outcome);
     // SAFETY: the mapping is `len` readable bytes.
     let mapped_ok = unsafe { std::slice::from_raw_parts(map as *const u8, len) } == data;
     ctx.observe("mapping_still_shows_data", mapped_ok);
     let mut buf = vec![0u8; 4096];
-    ctx.observe(&format!("read_after_{fault_key}"), outcome(&file.read_at(&mut buf, 0).map_err(errno)));
-    ctx.observe(&format!("write_after_{fault_key}"), outcome(&file.write_at(b"x", 0).map_err(errno)));
-    ctx.observe(&format!("open_after_{fault_key}"), outcome(&File::open(path).map(drop).map_err(errno)));
-    ctx.observe(&format!("stat_after_{fault_key}"), outcome(&std::fs::metadata(path).map(drop).map_err(errno)));
+    ctx.observe(
+        &format!("read_after_{fault_key}"),
+        outcome(&file.read_at(&mut buf, 0).map_err(errno)),
+    );
+    ctx.observe(
+        &format!("write_after_{fault_key}"),
+        outcome(&file.write_at(b"x", 0).map_err(errno)),
+    );
+    ctx.observe(
+        &format!("open_after_{fault_key}"),
+        outcome(&File::open(path).map(drop).map_err(errno)),
+    );
+    ctx.observe(
+        &format!("stat_after_{fault_key}"),
+        outcome(&std::fs::metadata(path).map(drop).map_err(errno)),
+    );
     // SAFETY: unmapping what was mapped above.
     unsafe { rustix::mm::munmap(map, len)? };
     Ok(fault_outcome)
@@ -210,17 +249,28 @@ fn open_and_mapped_through(ctx: &mut Ctx, path: &Path, data: &[u8], fault_key: &
 
 fn fusectl_backing_files(ctx: &mut Ctx) -> Result<(), Stop> {
     let fs = ctx.mount_passthrough(1)?;
-    let listing = crate::fuse::fusectl()?.join(fs.connection()?.to_string()).join("backing_files");
+    let listing = crate::fuse::fusectl()?
+        .join(fs.connection()?.to_string())
+        .join("backing_files");
     if !listing.exists() {
-        return Err(Stop::Skip("this kernel has no fusectl backing_files file (proposed, not merged)".into()));
+        return Err(Stop::Skip(
+            "this kernel has no fusectl backing_files file (proposed, not merged)".into(),
+        ));
     }
     let a = fs.add_file("a", b"a", OpenReply::CACHED)?;
     let b = fs.add_file("b", b"b", OpenReply::CACHED)?;
     let ids = [fs.backing_open_path(&a)?, fs.backing_open_path(&b)?];
     let text = std::fs::read_to_string(&listing)?;
-    let want: Vec<String> = ids.iter().zip([&a, &b]).map(|(id, p)| format!("{id:5}: {}", p.display())).collect();
+    let want: Vec<String> = ids
+        .iter()
+        .zip([&a, &b])
+        .map(|(id, p)| format!("{id:5}: {}", p.display()))
+        .collect();
     let lines: Vec<String> = text.lines().map(String::from).collect();
     ctx.observe("lines", lines.len());
-    ctx.check(want.iter().all(|w| lines.contains(w)), format!("expected lines {want:?}, got {lines:?}"));
+    ctx.check(
+        want.iter().all(|w| lines.contains(w)),
+        format!("expected lines {want:?}, got {lines:?}"),
+    );
     Ok(())
 }

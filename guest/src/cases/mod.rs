@@ -75,7 +75,9 @@ impl Case {
 }
 
 fn undeclared(_: &mut Ctx) -> Result<(), Stop> {
-    Err(Stop::Broken("this case was declared without a run function".into()))
+    Err(Stop::Broken(
+        "this case was declared without a run function".into(),
+    ))
 }
 
 /// Every case, in the order a full run takes them.
@@ -110,7 +112,10 @@ pub fn infos() -> Vec<CaseInfo> {
 /// "all" (every case a default run takes) or a comma-separated list of names.
 pub fn select(list: &str) -> Result<Vec<&'static Case>, String> {
     if list == "all" {
-        return Ok(catalog().iter().filter(|c| proto::catalog::in_default_run(c.kills_kernel)).collect());
+        return Ok(catalog()
+            .iter()
+            .filter(|c| proto::catalog::in_default_run(c.kills_kernel))
+            .collect());
     }
     list.split(',')
         .filter(|n| !n.is_empty())
@@ -176,13 +181,19 @@ impl Ctx {
     /// Observe `actual` under `key` and check it equals `expected`.
     pub fn expect(&mut self, key: &str, actual: impl Into<String>, expected: &str) {
         let actual = actual.into();
-        self.check(actual == expected, format!("{key}: expected {expected}, got {actual}"));
+        self.check(
+            actual == expected,
+            format!("{key}: expected {expected}, got {actual}"),
+        );
         self.observe(key, actual);
     }
 
     /// Observe a count under `key` and check it equals `expected`.
     pub fn expect_count(&mut self, key: &str, actual: u64, expected: u64) {
-        self.check(actual == expected, format!("{key}: expected {expected}, got {actual}"));
+        self.check(
+            actual == expected,
+            format!("{key}: expected {expected}, got {actual}"),
+        );
         self.observe(key, actual);
     }
 
@@ -197,7 +208,13 @@ impl Ctx {
     /// (umount gives EBUSY) exactly as long as the kernel holds the file.
     pub fn own_tmpfs(&mut self, name: &str) -> Result<PathBuf, Stop> {
         let dir = self.scratch(name)?;
-        rustix::mount::mount("fpt-backing", &dir, "tmpfs", rustix::mount::MountFlags::empty(), None)?;
+        rustix::mount::mount(
+            "fpt-backing",
+            &dir,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            None,
+        )?;
         Ok(dir)
     }
 
@@ -227,7 +244,11 @@ impl Ctx {
 
     /// A passthrough filesystem serving `name` (holding `contents`) with a registered
     /// backing id: what most cases start from. Returns the fs, the backing path and the id.
-    pub fn passthrough_file(&mut self, name: &str, contents: &[u8]) -> Result<(FuseFs, PathBuf, i32), Stop> {
+    pub fn passthrough_file(
+        &mut self,
+        name: &str,
+        contents: &[u8],
+    ) -> Result<(FuseFs, PathBuf, i32), Stop> {
         let fs = self.mount_passthrough(1)?;
         let backing = fs.backing_dir.join(name);
         std::fs::write(&backing, contents)?;
@@ -241,7 +262,6 @@ impl Ctx {
         self.expect_count("read_requests", fs.count(op::READ), 0);
         self.expect_count("write_requests", fs.count(op::WRITE), 0);
     }
-
 }
 
 /// Run one case in this process and turn what it did into a result.
@@ -267,7 +287,10 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
 pub fn unmount_when_released(dir: &Path) -> String {
     let mut last = String::new();
     for _ in 0..200 {
-        last = crate::sys::outcome(&rustix::mount::unmount(dir, rustix::mount::UnmountFlags::empty()));
+        last = crate::sys::outcome(&rustix::mount::unmount(
+            dir,
+            rustix::mount::UnmountFlags::empty(),
+        ));
         if last == "ok" {
             break;
         }
@@ -304,9 +327,21 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n, "duplicate case names");
         for c in catalog() {
-            assert!(c.name.contains('.') && !c.group().is_empty(), "{} has no group", c.name);
-            assert!(!c.name.contains(','), "{}: commas separate names on the command line", c.name);
-            assert!(!c.rule.is_empty() && !c.verdict_rule.is_empty(), "{}: a rule and a verdict rule", c.name);
+            assert!(
+                c.name.contains('.') && !c.group().is_empty(),
+                "{} has no group",
+                c.name
+            );
+            assert!(
+                !c.name.contains(','),
+                "{}: commas separate names on the command line",
+                c.name
+            );
+            assert!(
+                !c.rule.is_empty() && !c.verdict_rule.is_empty(),
+                "{}: a rule and a verdict rule",
+                c.name
+            );
             assert_ne!(c.rule, c.verdict_rule, "{}", c.name);
         }
     }

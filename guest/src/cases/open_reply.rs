@@ -13,11 +13,8 @@ use crate::fuse::abi::{fopen, op};
 use crate::fuse::{errno, CreateReply, OpenReply};
 use crate::sys::outcome;
 
-
 /// What the cases of this group share.
-const DEFAULTS: Case = Case {
-    ..Case::DEFAULT
-};
+const DEFAULTS: Case = Case { ..Case::DEFAULT };
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -106,12 +103,22 @@ pub fn cases() -> Vec<Case> {
 }
 
 fn open_rw(fs: &crate::fuse::FuseFs, name: &str) -> Result<File, rustix::io::Errno> {
-    File::options().read(true).write(true).open(fs.path(name)).map_err(|e| errno(&e))
+    File::options()
+        .read(true)
+        .write(true)
+        .open(fs.path(name))
+        .map_err(|e| errno(&e))
 }
 
 fn keep_cache(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _, id) = ctx.passthrough_file("f", b"data")?;
-    fs.set_open_reply("f", OpenReply { open_flags: fopen::PASSTHROUGH | fopen::KEEP_CACHE, backing_id: id });
+    fs.set_open_reply(
+        "f",
+        OpenReply {
+            open_flags: fopen::PASSTHROUGH | fopen::KEEP_CACHE,
+            backing_id: id,
+        },
+    );
     ctx.expect("open", outcome(&open_rw(&fs, "f")), "EIO");
     Ok(())
 }
@@ -119,34 +126,67 @@ fn keep_cache(ctx: &mut Ctx) -> Result<(), Stop> {
 fn direct_io(ctx: &mut Ctx) -> Result<(), Stop> {
     let data = pattern(1, 8192);
     let (fs, _, id) = ctx.passthrough_file("f", &data)?;
-    fs.set_open_reply("f", OpenReply { open_flags: fopen::PASSTHROUGH | fopen::DIRECT_IO, backing_id: id });
+    fs.set_open_reply(
+        "f",
+        OpenReply {
+            open_flags: fopen::PASSTHROUGH | fopen::DIRECT_IO,
+            backing_id: id,
+        },
+    );
     let file = open_rw(&fs, "f")?;
     let mut buf = vec![0u8; 4096];
     file.read_exact_at(&mut buf, 0)?;
     file.write_all_at(&pattern(2, 100), 4096)?;
-    ctx.check(buf == data[..4096], "read through the direct-I/O fd returned other bytes");
+    ctx.check(
+        buf == data[..4096],
+        "read through the direct-I/O fd returned other bytes",
+    );
     let reads = fs.count(op::READ);
     let writes = fs.count(op::WRITE);
     ctx.observe("read_requests_seen", reads > 0);
     ctx.observe("write_requests_seen", writes > 0);
-    ctx.check(reads > 0 && writes > 0, "read/write did not reach the server despite FOPEN_DIRECT_IO");
+    ctx.check(
+        reads > 0 && writes > 0,
+        "read/write did not reach the server despite FOPEN_DIRECT_IO",
+    );
     // SAFETY: a fresh shared read-only mapping of 4096 bytes, unmapped below.
-    let mapped = unsafe { rustix::mm::mmap(std::ptr::null_mut(), 4096, ProtFlags::READ, MapFlags::SHARED, file.as_fd(), 0) };
+    let mapped = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            4096,
+            ProtFlags::READ,
+            MapFlags::SHARED,
+            file.as_fd(),
+            0,
+        )
+    };
     ctx.observe("mmap", outcome(&mapped));
     if let Ok(ptr) = mapped {
         // SAFETY: the mapping is 4096 readable bytes.
         let seen = unsafe { std::slice::from_raw_parts(ptr as *const u8, 4096) }.to_vec();
-        ctx.check(seen == data[..4096], "the mapping does not show the backing file's bytes");
+        ctx.check(
+            seen == data[..4096],
+            "the mapping does not show the backing file's bytes",
+        );
         // SAFETY: unmapping what was mapped above.
         unsafe { rustix::mm::munmap(ptr, 4096)? };
     }
-    ctx.check(mapped.is_ok(), "mmap of a passthrough + direct-I/O file failed");
+    ctx.check(
+        mapped.is_ok(),
+        "mmap of a passthrough + direct-I/O file failed",
+    );
     Ok(())
 }
 
 fn parallel_direct_writes(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, backing, id) = ctx.passthrough_file("f", &[])?;
-    fs.set_open_reply("f", OpenReply { open_flags: fopen::PASSTHROUGH | fopen::PARALLEL_DIRECT_WRITES, backing_id: id });
+    fs.set_open_reply(
+        "f",
+        OpenReply {
+            open_flags: fopen::PASSTHROUGH | fopen::PARALLEL_DIRECT_WRITES,
+            backing_id: id,
+        },
+    );
     let file = open_rw(&fs, "f");
     ctx.expect("open", outcome(&file), "ok");
     let file = file?;
@@ -154,7 +194,10 @@ fn parallel_direct_writes(ctx: &mut Ctx) -> Result<(), Stop> {
     file.write_all_at(&data, 0)?;
     let mut back = vec![0u8; data.len()];
     file.read_exact_at(&mut back, 0)?;
-    ctx.check(back == data && std::fs::read(backing)? == data, "data differs");
+    ctx.check(
+        back == data && std::fs::read(backing)? == data,
+        "data differs",
+    );
     ctx.expect_bypassed(&fs);
     Ok(())
 }
@@ -202,17 +245,41 @@ fn mmap_direct_io_fd(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _, id) = ctx.passthrough_file("f", &pattern(4, 4096))?;
     // A direct-I/O open takes no I/O mode, so it may come first; after a passthrough open
     // the kernel refuses it (recorded).
-    fs.set_open_reply("f", OpenReply { open_flags: fopen::DIRECT_IO, backing_id: 0 });
+    fs.set_open_reply(
+        "f",
+        OpenReply {
+            open_flags: fopen::DIRECT_IO,
+            backing_id: 0,
+        },
+    );
     let dio = open_rw(&fs, "f");
     ctx.expect("direct_io_open", outcome(&dio), "ok");
     let dio = dio?;
     fs.set_open_reply("f", OpenReply::passthrough(id));
     let passthrough = open_rw(&fs, "f");
     ctx.expect("passthrough_open", outcome(&passthrough), "ok");
-    fs.set_open_reply("f", OpenReply { open_flags: fopen::DIRECT_IO, backing_id: 0 });
-    ctx.observe("direct_io_open_after_passthrough", outcome(&open_rw(&fs, "f")));
+    fs.set_open_reply(
+        "f",
+        OpenReply {
+            open_flags: fopen::DIRECT_IO,
+            backing_id: 0,
+        },
+    );
+    ctx.observe(
+        "direct_io_open_after_passthrough",
+        outcome(&open_rw(&fs, "f")),
+    );
     // SAFETY: a shared read-only mapping of 4096 bytes; unmapped below if it succeeds.
-    let mapped = unsafe { rustix::mm::mmap(std::ptr::null_mut(), 4096, ProtFlags::READ, MapFlags::SHARED, dio.as_fd(), 0) };
+    let mapped = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            4096,
+            ProtFlags::READ,
+            MapFlags::SHARED,
+            dio.as_fd(),
+            0,
+        )
+    };
     ctx.expect("mmap", outcome(&mapped), "ENODEV");
     if let Ok(ptr) = mapped {
         // SAFETY: unmapping what was mapped above.
@@ -225,26 +292,45 @@ fn create_passthrough(ctx: &mut Ctx) -> Result<(), Stop> {
     let fs = ctx.mount_passthrough(1)?;
     fs.set_create_reply(CreateReply::Passthrough);
     let data = pattern(5, 300_000);
-    let created = File::options().read(true).write(true).create_new(true).open(fs.path("new"));
-    ctx.expect("create", outcome(&created.as_ref().map(drop).map_err(errno)), "ok");
+    let created = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(fs.path("new"));
+    ctx.expect(
+        "create",
+        outcome(&created.as_ref().map(drop).map_err(errno)),
+        "ok",
+    );
     let file = created?;
     file.write_all_at(&data, 0)?;
     drop(file);
     ctx.observe("create_requests", fs.count(op::CREATE));
     ctx.observe("registered_ids", fs.created_ids());
-    ctx.check(std::fs::read(fs.backing_dir.join("new"))? == data, "the new backing file lacks the data");
+    ctx.check(
+        std::fs::read(fs.backing_dir.join("new"))? == data,
+        "the new backing file lacks the data",
+    );
     ctx.expect_count("write_requests", fs.count(op::WRITE), 0);
     Ok(())
 }
 
 fn after_release_mode_resets(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _, id) = ctx.passthrough_file("f", b"data")?;
-    ctx.expect("passthrough_open", outcome(&open_rw(&fs, "f").map(drop)), "ok");
+    ctx.expect(
+        "passthrough_open",
+        outcome(&open_rw(&fs, "f").map(drop)),
+        "ok",
+    );
     fs.wait_count(op::RELEASE, 1, Duration::from_secs(1));
     fs.set_open_reply("f", OpenReply::CACHED);
     ctx.expect("cached_open", outcome(&open_rw(&fs, "f").map(drop)), "ok");
     fs.wait_count(op::RELEASE, 2, Duration::from_secs(1));
     fs.set_open_reply("f", OpenReply::passthrough(id));
-    ctx.expect("passthrough_again", outcome(&open_rw(&fs, "f").map(drop)), "ok");
+    ctx.expect(
+        "passthrough_again",
+        outcome(&open_rw(&fs, "f").map(drop)),
+        "ok",
+    );
     Ok(())
 }

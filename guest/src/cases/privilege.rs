@@ -1,38 +1,44 @@
 //! Who may register backing files.
 
-
 use super::{Case, Ctx, Stop};
 use crate::sys::{outcome, without_cap_sys_admin};
 
 pub fn cases() -> Vec<Case> {
-    vec![Case {
-        name: "privilege.no_cap_sys_admin",
-        rule: "BACKING_OPEN and BACKING_CLOSE need CAP_SYS_ADMIN in the initial user namespace",
-        verdict_rule: "pass when both give EPERM with CAP_SYS_ADMIN dropped from the effective \
+    vec![
+        Case {
+            name: "privilege.no_cap_sys_admin",
+            rule: "BACKING_OPEN and BACKING_CLOSE need CAP_SYS_ADMIN in the initial user namespace",
+            verdict_rule:
+                "pass when both give EPERM with CAP_SYS_ADMIN dropped from the effective \
                        set, and BACKING_OPEN works again once it is back",
-        run: no_cap_sys_admin,
-        ..Case::DEFAULT
-    },
-    Case {
-        name: "privilege.user_namespace_root",
-        rule: "root inside a new user namespace, serving a FUSE mount that namespace owns, has \
+            run: no_cap_sys_admin,
+            ..Case::DEFAULT
+        },
+        Case {
+            name: "privilege.user_namespace_root",
+            rule:
+                "root inside a new user namespace, serving a FUSE mount that namespace owns, has \
                no CAP_SYS_ADMIN in the initial namespace: BACKING_OPEN gives EPERM",
-        verdict_rule: "pass when the mount works and BACKING_OPEN gives EPERM",
-        run: user_namespace_root,
-        ..Case::DEFAULT
-    }]
+            verdict_rule: "pass when the mount works and BACKING_OPEN gives EPERM",
+            run: user_namespace_root,
+            ..Case::DEFAULT
+        },
+    ]
 }
 
 fn no_cap_sys_admin(ctx: &mut Ctx) -> Result<(), Stop> {
     let fs = ctx.mount_passthrough(1)?;
     let backing = fs.add_file("f", b"x", Default::default())?;
     let registered = fs.backing_open_path(&backing)?;
-    let (open, close) = without_cap_sys_admin(|| {
-        (fs.backing_open_path(&backing), fs.backing_close(registered))
-    })?;
+    let (open, close) =
+        without_cap_sys_admin(|| (fs.backing_open_path(&backing), fs.backing_close(registered)))?;
     ctx.expect("backing_open_without_cap", outcome(&open), "EPERM");
     ctx.expect("backing_close_without_cap", outcome(&close), "EPERM");
-    ctx.expect("backing_open_with_cap", outcome(&fs.backing_open_path(&backing)), "ok");
+    ctx.expect(
+        "backing_open_with_cap",
+        outcome(&fs.backing_open_path(&backing)),
+        "ok",
+    );
     Ok(())
 }
 
@@ -60,18 +66,31 @@ pub fn userns_probe(dir: &str) -> ! {
     let result = (|| -> Result<(String, String), rustix::io::Errno> {
         // SAFETY: this process is single-threaded here; no fd table is unshared.
         unsafe {
-            rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS)?
+            rustix::thread::unshare_unsafe(
+                rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS,
+            )?
         };
         let uid = 0;
         std::fs::write("/proc/self/setgroups", "deny").map_err(|e| crate::fuse::errno(&e))?;
-        std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")).map_err(|e| crate::fuse::errno(&e))?;
+        std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
+            .map_err(|e| crate::fuse::errno(&e))?;
         std::fs::write("/proc/self/gid_map", "0 0 1").map_err(|e| crate::fuse::errno(&e))?;
-        let fs = match crate::fuse::FuseFs::mount(std::path::Path::new(dir), crate::fuse::InitReply::passthrough(1)) {
+        let fs = match crate::fuse::FuseFs::mount(
+            std::path::Path::new(dir),
+            crate::fuse::InitReply::passthrough(1),
+        ) {
             Ok(fs) => fs,
-            Err(e) => return Ok((outcome::<()>(&Err(crate::fuse::errno(&e))), "not tried".into())),
+            Err(e) => {
+                return Ok((
+                    outcome::<()>(&Err(crate::fuse::errno(&e))),
+                    "not tried".into(),
+                ))
+            }
         };
         let _ = fs.wait_for_init();
-        let backing = fs.add_file("f", b"x", Default::default()).map_err(|e| crate::fuse::errno(&e))?;
+        let backing = fs
+            .add_file("f", b"x", Default::default())
+            .map_err(|e| crate::fuse::errno(&e))?;
         Ok(("ok".into(), outcome(&fs.backing_open_path(&backing))))
     })();
     match result {

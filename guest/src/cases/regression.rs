@@ -18,7 +18,6 @@ use super::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, OpenReply};
 use crate::sys::outcome;
 
-
 /// What the cases of this group share.
 const DEFAULTS: Case = Case {
     timeout: Duration::from_secs(15),
@@ -62,7 +61,8 @@ fn splice_write_overlay_backing(ctx: &mut Ctx) -> Result<(), Stop> {
     let fs = ctx.mount_passthrough(2)?;
     let lower = ctx.scratch("lower")?;
     std::fs::write(lower.join("f"), [])?;
-    let merged = super::stacking::overlay(ctx, "ovl", &lower)?.map_err(|e| Stop::Broken(format!("overlay mount: {e}")))?;
+    let merged = super::stacking::overlay(ctx, "ovl", &lower)?
+        .map_err(|e| Stop::Broken(format!("overlay mount: {e}")))?;
     let backing = merged.join("f");
     splice_lands_in(ctx, &fs, &backing, &backing, 110)
 }
@@ -73,20 +73,33 @@ fn splice_write_fuse_backing(ctx: &mut Ctx) -> Result<(), Stop> {
     let upper = ctx.mount_passthrough(2)?;
     let (lower, bottom, _) = ctx.passthrough_file("b", &[])?;
     splice_lands_in(ctx, &upper, &lower.path("b"), &bottom, 111)?;
-    ctx.expect_count("lower_write_requests", lower.count(crate::fuse::abi::op::WRITE), 0);
+    ctx.expect_count(
+        "lower_write_requests",
+        lower.count(crate::fuse::abi::op::WRITE),
+        0,
+    );
     Ok(())
 }
 
 /// Serve "f" on `fs` in passthrough mode from the empty file `backing`, splice 40000 bytes
 /// into it, and check they are all of `lands_in` (the file at the bottom of the stack),
 /// with 0 READ/WRITE at `fs`.
-fn splice_lands_in(ctx: &mut Ctx, fs: &FuseFs, backing: &Path, lands_in: &Path, seed: u64) -> Result<(), Stop> {
+fn splice_lands_in(
+    ctx: &mut Ctx,
+    fs: &FuseFs,
+    backing: &Path,
+    lands_in: &Path,
+    seed: u64,
+) -> Result<(), Stop> {
     fs.add_passthrough_file_at("f", backing)?;
     let file = File::options().read(true).write(true).open(fs.path("f"))?;
     let data = pattern(seed, 40_000);
     let moved = super::io::splice_into(&file, &data, 0)?;
     ctx.expect_count("bytes_spliced", moved as u64, data.len() as u64);
-    ctx.check(std::fs::read(lands_in)? == data, format!("{} lacks the spliced bytes", lands_in.display()));
+    ctx.check(
+        std::fs::read(lands_in)? == data,
+        format!("{} lacks the spliced bytes", lands_in.display()),
+    );
     ctx.expect_bypassed(fs);
     Ok(())
 }
@@ -101,13 +114,29 @@ fn parallel_dio_passthrough_iomode(ctx: &mut Ctx) -> Result<(), Stop> {
     let id = fs.backing_open_path(&path)?;
     fs.drop_server_fd("f");
     let flags = fopen::PASSTHROUGH | fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES;
-    fs.set_open_reply("f", OpenReply { open_flags: flags, backing_id: id });
+    fs.set_open_reply(
+        "f",
+        OpenReply {
+            open_flags: flags,
+            backing_id: id,
+        },
+    );
     let errno = |e: std::io::Error| crate::fuse::errno(&e);
     let open = || File::options().read(true).write(true).open(fs.path("f"));
     let (a, b) = (open(), open());
-    ctx.expect("first_open", outcome(&a.as_ref().map(drop).map_err(crate::fuse::errno)), "ok");
-    ctx.expect("second_open", outcome(&b.as_ref().map(drop).map_err(crate::fuse::errno)), "ok");
-    let (Ok(a), Ok(b)) = (a, b) else { return Ok(()) };
+    ctx.expect(
+        "first_open",
+        outcome(&a.as_ref().map(drop).map_err(crate::fuse::errno)),
+        "ok",
+    );
+    ctx.expect(
+        "second_open",
+        outcome(&b.as_ref().map(drop).map_err(crate::fuse::errno)),
+        "ok",
+    );
+    let (Ok(a), Ok(b)) = (a, b) else {
+        return Ok(());
+    };
     // Non-extending writes from two threads at once: the parallel direct-write path.
     let writers: Vec<_> = [Arc::new(a), Arc::new(b)]
         .into_iter()
@@ -115,20 +144,31 @@ fn parallel_dio_passthrough_iomode(ctx: &mut Ctx) -> Result<(), Stop> {
         .map(|(i, f)| {
             std::thread::spawn(move || {
                 let buf = pattern(113 + i as u64, 4096);
-                (0..64u64).try_for_each(|k| f.write_all_at(&buf, (i as u64 * 64 + k) * 1024).map(drop))
+                (0..64u64)
+                    .try_for_each(|k| f.write_all_at(&buf, (i as u64 * 64 + k) * 1024).map(drop))
             })
         })
         .collect();
     for (i, w) in writers.into_iter().enumerate() {
-        let r = w.join().map_err(|_| Stop::Broken("a writer panicked".into()))?;
+        let r = w
+            .join()
+            .map_err(|_| Stop::Broken("a writer panicked".into()))?;
         ctx.observe(&format!("writer_{i}"), outcome(&r.map_err(errno)));
     }
     // Both closed: the inode has no I/O mode left. A plain passthrough open, then (after it
     // closes) a cached one must both work.
     fs.set_open_reply("f", OpenReply::passthrough(id));
-    ctx.expect("passthrough_open_after", outcome(&open().map(drop).map_err(errno)), "ok");
+    ctx.expect(
+        "passthrough_open_after",
+        outcome(&open().map(drop).map_err(errno)),
+        "ok",
+    );
     fs.set_open_reply("f", OpenReply::CACHED);
-    ctx.expect("cached_open_after", outcome(&open().map(drop).map_err(errno)), "ok");
+    ctx.expect(
+        "cached_open_after",
+        outcome(&open().map(drop).map_err(errno)),
+        "ok",
+    );
     ctx.expect("backing_close", outcome(&fs.backing_close(id)), "ok");
     ctx.expect("backing_released", unmount_when_released(&dir), "ok");
     Ok(())

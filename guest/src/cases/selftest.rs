@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::{Case, Ctx, Stop};
 
-/// What the cases of this group share.
+/// A harness selftest: provokes a real kernel report so the harness's handling of it (and
+/// the classifier's corpus) can be checked. Only run when named, and only in a VM.
 const DEFAULTS: Case = Case {
     verdict_rule: "fails or crashes by design: the finding the kernel reports is the point",
     timeout: Duration::from_secs(45),
@@ -14,96 +15,94 @@ const DEFAULTS: Case = Case {
 };
 
 pub fn cases() -> Vec<Case> {
-    vec![Case {
-        name: "selftest.panic",
-        rule: "a kernel panic in the middle of a case is reported as that case's crash, with \
+    vec![
+        Case {
+            name: "selftest.panic",
+            rule: "a kernel panic in the middle of a case is reported as that case's crash, with \
                the console, and every earlier result is kept",
-        verdict_rule: "never reports: the harness marks it crash (sysrq-trigger 'c')",
-        timeout: Duration::from_secs(10),
-        run: panic,
-        ..DEFAULTS
-    },
-    Case {
-        name: "selftest.hang",
-        rule: "a guest that stops making progress is stopped by the harness, which reports \
+            verdict_rule: "never reports: the harness marks it crash (sysrq-trigger 'c')",
+            timeout: Duration::from_secs(10),
+            run: panic,
+            ..DEFAULTS
+        },
+        Case {
+            name: "selftest.hang",
+            rule: "a guest that stops making progress is stopped by the harness, which reports \
                the running case as crash and keeps every earlier result",
-        verdict_rule: "never reports: the harness marks it crash after its timeout plus slack",
-        timeout: Duration::from_secs(2),
-        run: hang,
-        ..DEFAULTS
-    },
-    Case {
-        name: "selftest.hung_task",
-        rule: "a task blocked on a stalled FUSE server for longer than the \
+            verdict_rule: "never reports: the harness marks it crash after its timeout plus slack",
+            timeout: Duration::from_secs(2),
+            run: hang,
+            ..DEFAULTS
+        },
+        Case {
+            name: "selftest.hung_task",
+            rule: "a task blocked on a stalled FUSE server for longer than the \
               hung-task timeout (lowered to 2 s) is reported by the kernel as a hung task",
-        run: hung_task,
-        ..DEFAULTS
-    },
-    Case {
-        name: "selftest.lkdtm_warning",
-        rule: "LKDTM WARNING: a real WARNING report",
-        run: lkdtm_warning,
-        ..DEFAULTS
-    },
-    Case {
-        name: "selftest.lkdtm_bug",
-        rule: "LKDTM BUG: a real BUG report (the task is killed)",
-        run: lkdtm_bug,
-        ..DEFAULTS
-    },
-    Case {
-        name: "selftest.lkdtm_exception",
-        rule: "LKDTM EXCEPTION: a real Oops",
-        run: lkdtm_exception,
-        ..DEFAULTS
-    },
-    Case {
-        name: "selftest.lkdtm_refcount",
-        rule: "LKDTM REFCOUNT_INC_OVERFLOW: a real refcount_t warning",
-        run: lkdtm_refcount,
-        ..DEFAULTS
-    },
-    Case {
-        name: "selftest.lkdtm_softlockup",
-        rule: "LKDTM SOFTLOCKUP: a CPU spinning in the kernel, reported \
+            run: hung_task,
+            ..DEFAULTS
+        },
+        Case {
+            name: "selftest.lkdtm_warning",
+            rule: "LKDTM WARNING: a real WARNING report",
+            run: lkdtm_warning,
+            ..DEFAULTS
+        },
+        Case {
+            name: "selftest.lkdtm_bug",
+            rule: "LKDTM BUG: a real BUG report (the task is killed)",
+            run: lkdtm_bug,
+            ..DEFAULTS
+        },
+        Case {
+            name: "selftest.lkdtm_exception",
+            rule: "LKDTM EXCEPTION: a real Oops",
+            run: lkdtm_exception,
+            ..DEFAULTS
+        },
+        Case {
+            name: "selftest.lkdtm_refcount",
+            rule: "LKDTM REFCOUNT_INC_OVERFLOW: a real refcount_t warning",
+            run: lkdtm_refcount,
+            ..DEFAULTS
+        },
+        Case {
+            name: "selftest.lkdtm_softlockup",
+            rule: "LKDTM SOFTLOCKUP: a CPU spinning in the kernel, reported \
               as a soft lockup (and an RCU stall)",
-        run: lkdtm_softlockup,
-        ..DEFAULTS
-    },
-    Case {
-        name: "selftest.lkdtm_hardlockup",
-        rule: "LKDTM HARDLOCKUP on CPU 1: a CPU spinning with \
+            run: lkdtm_softlockup,
+            ..DEFAULTS
+        },
+        Case {
+            name: "selftest.lkdtm_hardlockup",
+            rule: "LKDTM HARDLOCKUP on CPU 1: a CPU spinning with \
               interrupts off, reported as a hard lockup by the debug profile's buddy detector \
               (needs --cpus 2)",
-        run: lkdtm_hardlockup,
-        ..DEFAULTS
-    },
-    Case {
-        name: "selftest.rcu_stall",
-        rule: "LKDTM SOFTLOCKUP on CPU 1 while CPU 0 queues RCU callbacks: \
+            run: lkdtm_hardlockup,
+            ..DEFAULTS
+        },
+        Case {
+            name: "selftest.rcu_stall",
+            rule: "LKDTM SOFTLOCKUP on CPU 1 while CPU 0 queues RCU callbacks: \
               the grace period cannot end, reported as an RCU stall (stall timeout lowered to \
               3 s; needs --cpus 2)",
-        run: rcu_stall,
-        ..DEFAULTS
-    },
-    Case {
-        name: "selftest.lkdtm_hung_task",
-        rule: "LKDTM HUNG_TASK: a task in D state forever, reported as hung",
-        run: lkdtm_hung_task,
-        ..DEFAULTS
-    },
-    Case {
-        name: "selftest.lkdtm_use_after_free",
-        rule: "LKDTM READ_AFTER_FREE: on the kasan profile, a real \
+            run: rcu_stall,
+            ..DEFAULTS
+        },
+        Case {
+            name: "selftest.lkdtm_hung_task",
+            rule: "LKDTM HUNG_TASK: a task in D state forever, reported as hung",
+            run: lkdtm_hung_task,
+            ..DEFAULTS
+        },
+        Case {
+            name: "selftest.lkdtm_use_after_free",
+            rule: "LKDTM READ_AFTER_FREE: on the kasan profile, a real \
               KASAN slab-use-after-free report",
-        run: lkdtm_use_after_free,
-        ..DEFAULTS
-    },
+            run: lkdtm_use_after_free,
+            ..DEFAULTS
+        },
     ]
 }
-
-/// A harness selftest: provokes a real kernel report so the harness's handling of it (and
-/// the classifier's corpus) can be checked. Only run when named, and only in a VM.
 
 fn hung_task(ctx: &mut Ctx) -> Result<(), Stop> {
     use std::os::unix::fs::FileExt;
@@ -129,18 +128,31 @@ fn hung_task(ctx: &mut Ctx) -> Result<(), Stop> {
     std::thread::sleep(Duration::from_secs(7));
     fs.abort()?;
     for (i, w) in writers.into_iter().enumerate() {
-        let r = w.join().map_err(|_| Stop::Broken("a writer panicked".into()))?;
-        ctx.observe(&format!("writer_{i}_after_abort"), crate::sys::outcome(&r.map_err(|e| crate::fuse::errno(&e))));
+        let r = w
+            .join()
+            .map_err(|_| Stop::Broken("a writer panicked".into()))?;
+        ctx.observe(
+            &format!("writer_{i}_after_abort"),
+            crate::sys::outcome(&r.map_err(|e| crate::fuse::errno(&e))),
+        );
     }
     Ok(())
 }
 
 /// Write `what` to LKDTM's debugfs trigger.
 fn lkdtm(what: &str) -> Result<(), Stop> {
-    let _ = rustix::mount::mount("debugfs", "/sys/kernel/debug", "debugfs", rustix::mount::MountFlags::empty(), None);
+    let _ = rustix::mount::mount(
+        "debugfs",
+        "/sys/kernel/debug",
+        "debugfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    );
     let trigger = "/sys/kernel/debug/provoke-crash/DIRECT";
     if !std::path::Path::new(trigger).exists() {
-        return Err(Stop::Skip("no LKDTM in this kernel (build with --profile debug)".into()));
+        return Err(Stop::Skip(
+            "no LKDTM in this kernel (build with --profile debug)".into(),
+        ));
     }
     let _ = std::fs::write("/proc/sys/kernel/hung_task_timeout_secs", "2");
     std::fs::write(trigger, what)?;
@@ -181,7 +193,13 @@ fn panic(_ctx: &mut Ctx) -> Result<(), Stop> {
 fn hang(_ctx: &mut Ctx) -> Result<(), Stop> {
     std::fs::write("/proc/sys/kernel/sched_rt_runtime_us", "-1")?;
     // From 6.12 a deadline server still gives fair tasks a slice under RT load: turn it off.
-    let _ = rustix::mount::mount("debugfs", "/sys/kernel/debug", "debugfs", rustix::mount::MountFlags::empty(), None);
+    let _ = rustix::mount::mount(
+        "debugfs",
+        "/sys/kernel/debug",
+        "debugfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    );
     if let Ok(cpus) = std::fs::read_dir("/sys/kernel/debug/sched/fair_server") {
         for cpu in cpus.flatten() {
             let _ = std::fs::write(cpu.path().join("runtime"), "0");
@@ -219,7 +237,9 @@ fn lkdtm_use_after_free(_: &mut Ctx) -> Result<(), Stop> {
 fn needs_cpus(n: usize) -> Result<(), Stop> {
     let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
     if cpus < n {
-        return Err(Stop::Skip(format!("needs {n} CPUs, the guest has {cpus}: run with --cpus {n}")));
+        return Err(Stop::Skip(format!(
+            "needs {n} CPUs, the guest has {cpus}: run with --cpus {n}"
+        )));
     }
     Ok(())
 }
@@ -249,8 +269,13 @@ fn rcu_stall(_: &mut Ctx) -> Result<(), Stop> {
     // with stop_machine, which waits for the spinning CPU forever: a soft lockup on CPU 0
     // instead of the RCU stall. Switch now, while every CPU still answers.
     let clocksource = "/sys/devices/system/clocksource/clocksource0";
-    if std::fs::read_to_string(format!("{clocksource}/available_clocksource")).is_ok_and(|a| a.contains("refined-jiffies")) {
-        std::fs::write(format!("{clocksource}/current_clocksource"), "refined-jiffies")?;
+    if std::fs::read_to_string(format!("{clocksource}/available_clocksource"))
+        .is_ok_and(|a| a.contains("refined-jiffies"))
+    {
+        std::fs::write(
+            format!("{clocksource}/current_clocksource"),
+            "refined-jiffies",
+        )?;
     }
     // This thread stays on CPU 0; the spinner moves itself to CPU 1 (a move by another task
     // would wait for CPU 1's stopper, which never runs once it spins).

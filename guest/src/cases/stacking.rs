@@ -12,7 +12,6 @@ use super::{Case, Ctx, Stop};
 use crate::fuse::{FuseFs, OpenReply};
 use crate::sys::outcome;
 
-
 /// What the cases of this group share.
 const DEFAULTS: Case = Case {
     timeout: Duration::from_secs(15),
@@ -117,15 +116,30 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// Mount an overlay of `lower` at a fresh directory; Skip if the kernel has no overlayfs.
-pub(super) fn overlay(ctx: &mut Ctx, name: &str, lower: &Path) -> Result<Result<PathBuf, Errno>, Stop> {
+pub(super) fn overlay(
+    ctx: &mut Ctx,
+    name: &str,
+    lower: &Path,
+) -> Result<Result<PathBuf, Errno>, Stop> {
     let base = ctx.scratch(name)?;
     let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
     for d in [&upper, &work, &merged] {
         std::fs::create_dir_all(d)?;
     }
-    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
     let opts = std::ffi::CString::new(opts).expect("no NUL in paths");
-    match rustix::mount::mount("overlay", &merged, "overlay", MountFlags::empty(), Some(opts.as_c_str())) {
+    match rustix::mount::mount(
+        "overlay",
+        &merged,
+        "overlay",
+        MountFlags::empty(),
+        Some(opts.as_c_str()),
+    ) {
         Ok(()) => Ok(Ok(merged)),
         Err(Errno::NODEV) => Err(Stop::Skip("this kernel has no overlayfs".into())),
         Err(e) => Ok(Err(e)),
@@ -184,8 +198,13 @@ fn on_overlay(ctx: &mut Ctx, depth: u32, expected: &str) -> Result<(), Stop> {
     let fs = ctx.mount_passthrough(depth)?;
     let lower = ctx.scratch("lower")?;
     std::fs::write(lower.join("f"), b"x")?;
-    let merged = overlay(ctx, "ovl", &lower)?.map_err(|e| Stop::Broken(format!("overlay mount: {e}")))?;
-    ctx.expect("backing_open", outcome(&fs.backing_open_path(&merged.join("f"))), expected);
+    let merged =
+        overlay(ctx, "ovl", &lower)?.map_err(|e| Stop::Broken(format!("overlay mount: {e}")))?;
+    ctx.expect(
+        "backing_open",
+        outcome(&fs.backing_open_path(&merged.join("f"))),
+        expected,
+    );
     Ok(())
 }
 
@@ -233,7 +252,10 @@ fn overlay_over_fuse_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.expect("overlay_mount", outcome(&merged), "ok");
     if let Ok(m) = merged {
         let data = std::fs::read(m.join("b")).map_err(|e| crate::fuse::errno(&e));
-        ctx.check(data.as_deref() == Ok(b"lower data".as_slice()), "reading through the overlay failed");
+        ctx.check(
+            data.as_deref() == Ok(b"lower data".as_slice()),
+            "reading through the overlay failed",
+        );
         let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
     }
     Ok(())
@@ -250,7 +272,8 @@ fn overlay_over_fuse_depth_2(ctx: &mut Ctx) -> Result<(), Stop> {
 
 fn fuse_over_overlay_over_fuse(ctx: &mut Ctx) -> Result<(), Stop> {
     let bottom = lower_fuse(ctx, 1)?;
-    let merged = overlay(ctx, "ovl", &bottom.mnt)?.map_err(|e| Stop::Broken(format!("overlay mount: {e}")))?;
+    let merged = overlay(ctx, "ovl", &bottom.mnt)?
+        .map_err(|e| Stop::Broken(format!("overlay mount: {e}")))?;
     let got = register(ctx, 2, &merged.join("b"))?;
     ctx.expect("backing_open", got, "ELOOP");
     let _ = rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH);

@@ -25,7 +25,11 @@ impl ServerProcess {
     ///
     /// Fork only from a case that has started no thread yet, so that the child inherits no
     /// lock another thread holds.
-    pub fn spawn_passthrough(dir: &Path, name: &str, backing: &Path) -> io::Result<Option<ServerProcess>> {
+    pub fn spawn_passthrough(
+        dir: &Path,
+        name: &str,
+        backing: &Path,
+    ) -> io::Result<Option<ServerProcess>> {
         let (from_child, to_parent) = rustix::pipe::pipe()?;
         // SAFETY: this process is single-threaded (see above), so the child may run any code.
         match unsafe { libc::fork() } {
@@ -49,15 +53,25 @@ impl ServerProcess {
             }
             pid => {
                 drop(to_parent);
-                let child = ServerProcess { pid: Pid::from_raw(pid), mnt: dir.join("mnt") };
+                let child = ServerProcess {
+                    pid: Pid::from_raw(pid),
+                    mnt: dir.join("mnt"),
+                };
                 let mut status = [0u8];
-                std::fs::File::from(from_child).read_exact(&mut status).map_err(|e| {
-                    io::Error::new(e.kind(), format!("the server child ended before it was ready: {e}"))
-                })?;
+                std::fs::File::from(from_child)
+                    .read_exact(&mut status)
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("the server child ended before it was ready: {e}"),
+                        )
+                    })?;
                 match status[0] {
                     READY => Ok(Some(child)),
                     NO_PASSTHROUGH => Ok(None),
-                    _ => Err(io::Error::other("the server child could not set up (see its stderr)")),
+                    _ => Err(io::Error::other(
+                        "the server child could not set up (see its stderr)",
+                    )),
                 }
             }
         }
@@ -65,10 +79,14 @@ impl ServerProcess {
 
     /// SIGKILL the server and reap it: how it ended, as "killed by SIGKILL" or an exit code.
     pub fn kill(&mut self) -> String {
-        let Some(pid) = self.pid.take() else { return "already gone".into() };
+        let Some(pid) = self.pid.take() else {
+            return "already gone".into();
+        };
         let _ = rustix::process::kill_process(pid, Signal::KILL);
         match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
-            Ok(Some((_, status))) if status.terminating_signal() == Some(Signal::KILL.as_raw()) => "killed by SIGKILL".into(),
+            Ok(Some((_, status))) if status.terminating_signal() == Some(Signal::KILL.as_raw()) => {
+                "killed by SIGKILL".into()
+            }
             Ok(Some((_, status))) => format!("ended: {status:?}"),
             Ok(None) => "not reaped".into(),
             Err(e) => format!("waitpid: {}", crate::sys::errno_name(e)),

@@ -17,9 +17,11 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, UnmountFlags};
 
-pub use server::{backing_open as backing_open_raw, CreateReply, InitExchange, InitReply, OpenReply};
 pub use child::ServerProcess;
 use server::ServerState;
+pub use server::{
+    backing_open as backing_open_raw, CreateReply, InitExchange, InitReply, OpenReply,
+};
 
 pub struct FuseFs {
     shared: Arc<ServerState>,
@@ -49,15 +51,24 @@ impl FuseFs {
         )?;
         let shared = ServerState::new(dev, backing_dir.clone(), init);
         let serving = Arc::clone(&shared);
-        let server = std::thread::Builder::new().name("fuse-server".into()).spawn(move || serving.serve())?;
-        Ok(FuseFs { shared, server: Some(server), mnt, backing_dir })
+        let server = std::thread::Builder::new()
+            .name("fuse-server".into())
+            .spawn(move || serving.serve())?;
+        Ok(FuseFs {
+            shared,
+            server: Some(server),
+            mnt,
+            backing_dir,
+        })
     }
 
     /// The INIT exchange, once the server has answered it.
     pub fn wait_for_init(&self) -> io::Result<InitExchange> {
         self.shared
             .wait_init(Duration::from_secs(10))
-            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "no INIT from the kernel in 10 s"))
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::TimedOut, "no INIT from the kernel in 10 s")
+            })
     }
 
     /// Serve `name`, backed by a new file `backing_dir/name` holding `contents`.
@@ -70,8 +81,12 @@ impl FuseFs {
 
     /// Serve `name`, backed by an existing file anywhere (another mount, an overlay, ...).
     pub fn add_file_at(&self, name: &str, path: &Path, reply: OpenReply) -> io::Result<()> {
-        let backing = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
-        self.shared.add_file(name, path.to_path_buf(), backing, reply);
+        let backing = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        self.shared
+            .add_file(name, path.to_path_buf(), backing, reply);
         Ok(())
     }
 
@@ -102,15 +117,27 @@ impl FuseFs {
         info.lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                (f.get(4) == Some(&&*mnt)).then(|| f.get(2)?.split_once(':')?.1.parse().ok()).flatten()
+                (f.get(4) == Some(&&*mnt))
+                    .then(|| f.get(2)?.split_once(':')?.1.parse().ok())
+                    .flatten()
             })
-            .last()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{mnt} is not in mountinfo")))
+            .next_back()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{mnt} is not in mountinfo"),
+                )
+            })
     }
 
     /// Abort the connection through fusectl, as an administrator would.
     pub fn abort(&self) -> io::Result<()> {
-        std::fs::write(fusectl()?.join(self.connection()?.to_string()).join("abort"), "1")
+        std::fs::write(
+            fusectl()?
+                .join(self.connection()?.to_string())
+                .join("abort"),
+            "1",
+        )
     }
 
     /// Unmount (not lazily: EBUSY if files are open), let the server see the end, and close
@@ -138,13 +165,21 @@ impl FuseFs {
 
     /// FUSE_DEV_IOC_BACKING_OPEN with a well-formed map for `fd`.
     pub fn backing_open(&self, fd: BorrowedFd<'_>) -> Result<i32, Errno> {
-        self.backing_open_map(&abi::BackingMap { fd: fd.as_raw_fd(), flags: 0, padding: 0 })
+        self.backing_open_map(&abi::BackingMap {
+            fd: fd.as_raw_fd(),
+            flags: 0,
+            padding: 0,
+        })
     }
 
     /// Open `path` read-write and register it; the fd is closed again at once, which the
     /// kernel allows (it keeps its own reference).
     pub fn backing_open_path(&self, path: &Path) -> Result<i32, Errno> {
-        let file = File::options().read(true).write(true).open(path).map_err(|e| errno(&e))?;
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| errno(&e))?;
         self.backing_open(std::os::fd::AsFd::as_fd(&file))
     }
 

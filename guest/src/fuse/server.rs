@@ -42,10 +42,15 @@ impl InitReply {
 
     /// A plain server: no passthrough asked for.
     pub fn plain() -> Self {
-        InitReply { flags: Self::BASE | abi::init_flags::INIT_EXT, max_stack_depth: 0, raw_flags: false }
+        InitReply {
+            flags: Self::BASE | abi::init_flags::INIT_EXT,
+            max_stack_depth: 0,
+            raw_flags: false,
+        }
     }
 
-    const BASE: u64 = abi::init_flags::ASYNC_READ | abi::init_flags::BIG_WRITES | abi::init_flags::MAX_PAGES;
+    const BASE: u64 =
+        abi::init_flags::ASYNC_READ | abi::init_flags::BIG_WRITES | abi::init_flags::MAX_PAGES;
 }
 
 /// What the kernel sent in INIT, and what we answered.
@@ -71,10 +76,16 @@ pub struct OpenReply {
 
 impl OpenReply {
     /// Page-cache mode, served by READ/WRITE requests.
-    pub const CACHED: OpenReply = OpenReply { open_flags: 0, backing_id: 0 };
+    pub const CACHED: OpenReply = OpenReply {
+        open_flags: 0,
+        backing_id: 0,
+    };
 
     pub fn passthrough(backing_id: i32) -> Self {
-        OpenReply { open_flags: abi::fopen::PASSTHROUGH, backing_id }
+        OpenReply {
+            open_flags: abi::fopen::PASSTHROUGH,
+            backing_id,
+        }
     }
 }
 
@@ -91,7 +102,11 @@ impl Node {
     fn with_file<T>(&self, f: impl FnOnce(&File) -> std::io::Result<T>) -> Result<T, Errno> {
         match &self.backing {
             Some(file) => f(file),
-            None => File::options().read(true).write(true).open(&self.path).and_then(|file| f(&file)),
+            None => File::options()
+                .read(true)
+                .write(true)
+                .open(&self.path)
+                .and_then(|file| f(&file)),
         }
         .map_err(|e| super::errno(&e))
     }
@@ -153,7 +168,12 @@ impl ServerState {
 
     pub(crate) fn add_file(&self, name: &str, path: PathBuf, backing: File, open_reply: OpenReply) {
         let mut tree = self.tree.lock().unwrap();
-        tree.nodes.push(Node { name: name.to_string(), path, backing: Some(backing), open_reply });
+        tree.nodes.push(Node {
+            name: name.to_string(),
+            path,
+            backing: Some(backing),
+            open_reply,
+        });
     }
 
     /// Close the server's own fd of `name`'s backing file.
@@ -180,7 +200,9 @@ impl ServerState {
     }
 
     pub(crate) fn count(&self, opcode: u32) -> u64 {
-        self.counts.get(opcode as usize).map_or(0, |c| c.load(Ordering::SeqCst))
+        self.counts
+            .get(opcode as usize)
+            .map_or(0, |c| c.load(Ordering::SeqCst))
     }
 
     /// Requests seen so far, by opcode name; opcodes never seen are left out.
@@ -201,8 +223,10 @@ impl ServerState {
 
     pub(crate) fn wait_init(&self, timeout: Duration) -> Option<InitExchange> {
         let guard = self.init.lock().unwrap();
-        let (guard, _) =
-            self.init_done.wait_timeout_while(guard, timeout, |i| i.is_none()).unwrap();
+        let (guard, _) = self
+            .init_done
+            .wait_timeout_while(guard, timeout, |i| i.is_none())
+            .unwrap();
         *guard
     }
 
@@ -284,7 +308,11 @@ impl ServerState {
             kernel_flags |= u64::from(init_in.flags2) << 32;
         }
         let want = self.init_reply;
-        let flags = if want.raw_flags { want.flags } else { want.flags & kernel_flags };
+        let flags = if want.raw_flags {
+            want.flags
+        } else {
+            want.flags & kernel_flags
+        };
         let out = abi::InitOut {
             major: abi::KERNEL_VERSION,
             minor: abi::OUR_MINOR.min(init_in.minor),
@@ -339,7 +367,9 @@ impl ServerState {
             });
         }
         let tree = self.tree.lock().unwrap();
-        let node = node_index(nodeid).and_then(|i| tree.nodes.get(i)).ok_or(Errno::NOENT)?;
+        let node = node_index(nodeid)
+            .and_then(|i| tree.nodes.get(i))
+            .ok_or(Errno::NOENT)?;
         node_attr(nodeid, node)
     }
 
@@ -398,7 +428,11 @@ impl ServerState {
         let reply = match tree.create_reply {
             CreateReply::Fixed(r) => r,
             CreateReply::Passthrough => {
-                let map = abi::BackingMap { fd: std::os::fd::AsRawFd::as_raw_fd(&backing), flags: 0, padding: 0 };
+                let map = abi::BackingMap {
+                    fd: std::os::fd::AsRawFd::as_raw_fd(&backing),
+                    flags: 0,
+                    padding: 0,
+                };
                 match backing_open(&self.dev, &map) {
                     Ok(id) => {
                         tree.created_ids.push(id);
@@ -411,7 +445,12 @@ impl ServerState {
         let index = match tree.nodes.iter().position(|n| n.name == name) {
             Some(i) => i,
             None => {
-                tree.nodes.push(Node { name, path, backing: Some(backing), open_reply: reply });
+                tree.nodes.push(Node {
+                    name,
+                    path,
+                    backing: Some(backing),
+                    open_reply: reply,
+                });
                 tree.nodes.len() - 1
             }
         };
@@ -464,7 +503,13 @@ impl ServerState {
         if let Err(e) = node.with_file(|f| f.write_all_at(payload, write.offset)) {
             return Reply::Error(e);
         }
-        data(abi::WriteOut { size: payload.len() as u32, padding: 0 }.as_bytes())
+        data(
+            abi::WriteOut {
+                size: payload.len() as u32,
+                padding: 0,
+            }
+            .as_bytes(),
+        )
     }
 
     fn readdir(&self, nodeid: u64, body: &[u8]) -> Reply {
@@ -475,8 +520,10 @@ impl ServerState {
             return Reply::Error(Errno::NOTDIR);
         }
         let tree = self.tree.lock().unwrap();
-        let mut entries: Vec<(u64, String, u32)> =
-            vec![(ROOT, ".".into(), libc::DT_DIR as u32), (ROOT, "..".into(), libc::DT_DIR as u32)];
+        let mut entries: Vec<(u64, String, u32)> = vec![
+            (ROOT, ".".into(), libc::DT_DIR as u32),
+            (ROOT, "..".into(), libc::DT_DIR as u32),
+        ];
         for (i, n) in tree.nodes.iter().enumerate() {
             entries.push((i as u64 + 2, n.name.clone(), libc::DT_REG as u32));
         }
@@ -539,7 +586,13 @@ fn cstr(bytes: &[u8]) -> String {
 pub fn backing_open(dev: &OwnedFd, map: &abi::BackingMap) -> Result<i32, Errno> {
     use std::os::fd::AsRawFd;
     // SAFETY: the ioctl reads a 16-byte struct that lives for the call.
-    let ret = unsafe { libc::ioctl(dev.as_raw_fd(), abi::FUSE_DEV_IOC_BACKING_OPEN as libc::Ioctl, map as *const abi::BackingMap) };
+    let ret = unsafe {
+        libc::ioctl(
+            dev.as_raw_fd(),
+            abi::FUSE_DEV_IOC_BACKING_OPEN as libc::Ioctl,
+            map as *const abi::BackingMap,
+        )
+    };
     if ret < 0 {
         Err(Errno::from_raw_os_error(crate::sys::last_errno()))
     } else {
@@ -574,13 +627,27 @@ fn node_attr(nodeid: u64, node: &Node) -> Result<abi::Attr, Errno> {
 /// Entries and attributes are valid for 1 s: long enough that a case's stat() calls do not
 /// each cost a LOOKUP, short enough not to matter between cases.
 fn entry(attr: abi::Attr) -> abi::EntryOut {
-    abi::EntryOut { nodeid: attr.ino, entry_valid: 1, attr_valid: 1, attr, ..Default::default() }
+    abi::EntryOut {
+        nodeid: attr.ino,
+        entry_valid: 1,
+        attr_valid: 1,
+        attr,
+        ..Default::default()
+    }
 }
 
 fn attr_out(attr: abi::Attr) -> abi::AttrOut {
-    abi::AttrOut { attr_valid: 1, attr, ..Default::default() }
+    abi::AttrOut {
+        attr_valid: 1,
+        attr,
+        ..Default::default()
+    }
 }
 
 fn open_out(nodeid: u64, reply: OpenReply) -> abi::OpenOut {
-    abi::OpenOut { fh: nodeid, open_flags: reply.open_flags, backing_id: reply.backing_id }
+    abi::OpenOut {
+        fh: nodeid,
+        open_flags: reply.open_flags,
+        backing_id: reply.backing_id,
+    }
 }

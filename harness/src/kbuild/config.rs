@@ -19,7 +19,12 @@ pub fn profile_names() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(images_dir().join("profiles"))
         .map(|d| {
             d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".config").map(String::from))
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".config")
+                        .map(String::from)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -39,16 +44,24 @@ impl Profile {
     pub fn load(name: &str) -> Result<Profile> {
         let mut files = Vec::new();
         include(name, &mut files, 0)?;
-        Ok(Profile { name: name.to_string(), files })
+        Ok(Profile {
+            name: name.to_string(),
+            files,
+        })
     }
 }
 
 fn include(name: &str, files: &mut Vec<PathBuf>, depth: u32) -> Result<()> {
     let path = images_dir().join("profiles").join(format!("{name}.config"));
-    let text = std::fs::read_to_string(&path)
-        .map_err(|_| Error::UnknownProfile { name: name.into(), known: profile_names().join(", ") })?;
+    let text = std::fs::read_to_string(&path).map_err(|_| Error::UnknownProfile {
+        name: name.into(),
+        known: profile_names().join(", "),
+    })?;
     if depth > 4 {
-        return Err(Error::BadFragment { path, why: "includes nest more than 4 deep".into() });
+        return Err(Error::BadFragment {
+            path,
+            why: "includes nest more than 4 deep".into(),
+        });
     }
     for line in text.lines() {
         if let Some(inner) = line.strip_prefix("# include:") {
@@ -73,7 +86,10 @@ impl Fragments {
         files.extend(profile.files.iter().cloned());
         for f in extra {
             if !f.is_file() {
-                return Err(Error::BadFragment { path: f.clone(), why: "no such file".into() });
+                return Err(Error::BadFragment {
+                    path: f.clone(),
+                    why: "no such file".into(),
+                });
             }
             files.push(f.clone());
         }
@@ -108,7 +124,10 @@ pub fn parse(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| {
             let l = l.trim();
-            if let Some(rest) = l.strip_prefix("# CONFIG_").and_then(|r| r.strip_suffix(" is not set")) {
+            if let Some(rest) = l
+                .strip_prefix("# CONFIG_")
+                .and_then(|r| r.strip_suffix(" is not set"))
+            {
                 return Some((rest.to_string(), "n".to_string()));
             }
             let (k, v) = l.strip_prefix("CONFIG_")?.split_once('=')?;
@@ -121,7 +140,9 @@ pub fn parse(text: &str) -> Vec<(String, String)> {
 pub fn configure(tree: &Path, out: &Path, fragments: &Fragments) -> Result<()> {
     let stamp = out.join(".fpt-fragments");
     let fingerprint = fragments.fingerprint();
-    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == fingerprint) && out.join(".config").is_file() {
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == fingerprint)
+        && out.join(".config").is_file()
+    {
         return Ok(());
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.display(), e))?;
@@ -138,7 +159,10 @@ pub fn configure(tree: &Path, out: &Path, fragments: &Fragments) -> Result<()> {
         .arg(out.join(".config"))
         .args(&fragments.files)
         .output()
-        .map_err(|source| Error::Spawn { command: "merge_config.sh".into(), source })?;
+        .map_err(|source| Error::Spawn {
+            command: "merge_config.sh".into(),
+            source,
+        })?;
     if !merged.status.success() {
         return Err(Error::BuildFailed {
             what: "merge_config.sh".into(),
@@ -147,7 +171,9 @@ pub fn configure(tree: &Path, out: &Path, fragments: &Fragments) -> Result<()> {
         });
     }
     make(tree, out, &["olddefconfig"])?;
-    let have = parse(&std::fs::read_to_string(out.join(".config")).map_err(|e| Error::io("out/.config", e))?);
+    let have = parse(
+        &std::fs::read_to_string(out.join(".config")).map_err(|e| Error::io("out/.config", e))?,
+    );
     let problems = check(&fragments.wanted(), &have.into_iter().collect(), tree);
     if !problems.is_empty() {
         return Err(Error::ConfigMismatch(problems));
@@ -156,7 +182,11 @@ pub fn configure(tree: &Path, out: &Path, fragments: &Fragments) -> Result<()> {
 }
 
 /// Every wanted option that the final config does not have, with why.
-fn check(want: &BTreeMap<String, (String, PathBuf)>, have: &BTreeMap<String, String>, tree: &Path) -> Vec<String> {
+fn check(
+    want: &BTreeMap<String, (String, PathBuf)>,
+    have: &BTreeMap<String, String>,
+    tree: &Path,
+) -> Vec<String> {
     let mut known: Option<std::collections::HashSet<String>> = None;
     let mut problems = Vec::new();
     for (sym, (val, file)) in want {
@@ -166,7 +196,9 @@ fn check(want: &BTreeMap<String, (String, PathBuf)>, have: &BTreeMap<String, Str
             continue;
         }
         let symbols = known.get_or_insert_with(|| kconfig_symbols(tree));
-        let from = file.file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned());
+        let from = file
+            .file_name()
+            .map_or(String::new(), |f| f.to_string_lossy().into_owned());
         problems.push(if !symbols.contains(sym) {
             format!("CONFIG_{sym} ({from}): unknown option, no Kconfig defines it")
         } else {
@@ -181,7 +213,9 @@ fn kconfig_symbols(tree: &Path) -> std::collections::HashSet<String> {
     let mut out = std::collections::HashSet::new();
     let mut stack = vec![tree.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let path = e.path();
             let name = e.file_name();
@@ -193,7 +227,8 @@ fn kconfig_symbols(tree: &Path) -> std::collections::HashSet<String> {
             } else if name.starts_with("Kconfig") {
                 for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
                     let mut words = line.split_whitespace();
-                    if let (Some("config" | "menuconfig"), Some(sym)) = (words.next(), words.next()) {
+                    if let (Some("config" | "menuconfig"), Some(sym)) = (words.next(), words.next())
+                    {
                         out.insert(sym.to_string());
                     }
                 }
@@ -210,13 +245,24 @@ fn make(tree: &Path, out: &Path, targets: &[&str]) -> Result<()> {
         .arg("ARCH=x86_64")
         .args(targets)
         .output()
-        .map_err(|source| Error::Spawn { command: "make".into(), source })?;
+        .map_err(|source| Error::Spawn {
+            command: "make".into(),
+            source,
+        })?;
     if result.status.success() {
         return Ok(());
     }
     Err(Error::BuildFailed {
         what: format!("make {}", targets.join(" ")),
-        errors: String::from_utf8_lossy(&result.stderr).lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"),
+        errors: String::from_utf8_lossy(&result.stderr)
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n"),
         log: out.to_path_buf(),
     })
 }
@@ -228,16 +274,30 @@ mod tests {
     #[test]
     fn parses_both_spellings() {
         let got = parse("# comment\nCONFIG_FUSE_FS=y\n# CONFIG_VT is not set\nCONFIG_NR_CPUS=8\n");
-        assert_eq!(got, [("FUSE_FS".into(), "y".into()), ("VT".into(), "n".into()), ("NR_CPUS".into(), "8".into())]);
+        assert_eq!(
+            got,
+            [
+                ("FUSE_FS".into(), "y".into()),
+                ("VT".into(), "n".into()),
+                ("NR_CPUS".into(), "8".into())
+            ]
+        );
     }
 
     #[test]
     fn names_each_option_that_did_not_survive() {
         let tree = tempfile::tempdir().unwrap();
-        std::fs::write(tree.path().join("Kconfig"), "config FUSE_PASSTHROUGH\n\tbool\nconfig VT\n").unwrap();
+        std::fs::write(
+            tree.path().join("Kconfig"),
+            "config FUSE_PASSTHROUGH\n\tbool\nconfig VT\n",
+        )
+        .unwrap();
         let frag = PathBuf::from("base.config");
         let want: BTreeMap<_, _> = [
-            ("FUSE_PASSTHROUGH".to_string(), ("y".to_string(), frag.clone())),
+            (
+                "FUSE_PASSTHROUGH".to_string(),
+                ("y".to_string(), frag.clone()),
+            ),
             ("NO_SUCH_THING".to_string(), ("y".to_string(), frag.clone())),
             ("VT".to_string(), ("n".to_string(), frag.clone())),
         ]
@@ -254,8 +314,15 @@ mod tests {
     #[test]
     fn profiles_include_others() {
         let kasan = Profile::load("kasan").unwrap();
-        let names: Vec<String> = kasan.files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = kasan
+            .files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, ["debug.config", "kasan.config"]);
-        assert!(matches!(Profile::load("nope"), Err(Error::UnknownProfile { .. })));
+        assert!(matches!(
+            Profile::load("nope"),
+            Err(Error::UnknownProfile { .. })
+        ));
     }
 }

@@ -26,7 +26,10 @@ pub fn bzimage(tree: &Path, out: &Path, log_path: &Path, progress: bool) -> Resu
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| Error::Spawn { command: "make".into(), source })?;
+        .map_err(|source| Error::Spawn {
+            command: "make".into(),
+            source,
+        })?;
     let mut log = std::fs::File::create(log_path).map_err(|e| Error::io(log_path.display(), e))?;
     // stderr joins stdout in one stream, so the log keeps their order.
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -59,7 +62,10 @@ pub fn bzimage(tree: &Path, out: &Path, log_path: &Path, progress: bool) -> Resu
             compiled += 1;
         }
         if let Some(bar) = &bar {
-            bar.set_message(format!("make bzImage: {compiled} objects, {} s", started.elapsed().as_secs()));
+            bar.set_message(format!(
+                "make bzImage: {compiled} objects, {} s",
+                started.elapsed().as_secs()
+            ));
         }
     }
     if let Some(bar) = bar {
@@ -71,10 +77,20 @@ pub fn bzimage(tree: &Path, out: &Path, log_path: &Path, progress: bool) -> Resu
     }
     if !status.success() {
         let text = std::fs::read_to_string(log_path).unwrap_or_default();
-        return Err(Error::BuildFailed { what: "make bzImage".into(), errors: last_errors(&text), log: log_path.into() });
+        return Err(Error::BuildFailed {
+            what: "make bzImage".into(),
+            errors: last_errors(&text),
+            log: log_path.into(),
+        });
     }
-    let since = started_at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    std::fs::write(&ok, format!("{}.{:09}", since.as_secs(), since.subsec_nanos())).map_err(|e| Error::io(ok.display(), e))?;
+    let since = started_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    std::fs::write(
+        &ok,
+        format!("{}.{:09}", since.as_secs(), since.subsec_nanos()),
+    )
+    .map_err(|e| Error::io(ok.display(), e))?;
     Ok(compiled > 0)
 }
 
@@ -89,7 +105,9 @@ fn up_to_date(tree: &Path, marker: &Path) -> bool {
     };
     let mut stack = vec![tree.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { return false };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return false;
+        };
         for e in entries.flatten() {
             let Ok(md) = e.metadata() else { return false };
             if md.modified().map_or(true, |m| m >= built) {
@@ -105,9 +123,14 @@ fn up_to_date(tree: &Path, marker: &Path) -> bool {
 
 /// kbuild's quiet lines: "  CC      fs/fuse/file.o", "  LD      vmlinux", ...
 fn is_object_line(line: &str) -> bool {
-    let Some(rest) = line.strip_prefix("  ") else { return false };
+    let Some(rest) = line.strip_prefix("  ") else {
+        return false;
+    };
     let tag: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-    matches!(tag.as_str(), "CC" | "AS" | "LD" | "AR" | "HOSTCC" | "HOSTLD")
+    matches!(
+        tag.as_str(),
+        "CC" | "AS" | "LD" | "AR" | "HOSTCC" | "HOSTLD"
+    )
 }
 
 /// The compiler's and make's error lines, with the lines that follow each (the source line
@@ -139,7 +162,10 @@ mod tests {
                    \x20     | ^\n\
                    make[4]: *** [scripts/Makefile.build:229: fs/fuse/passthrough.o] Error 1\n";
         let errors = last_errors(log);
-        assert!(errors.starts_with("fs/fuse/passthrough.c:12:1: error: expected ';'"), "{errors}");
+        assert!(
+            errors.starts_with("fs/fuse/passthrough.c:12:1: error: expected ';'"),
+            "{errors}"
+        );
         assert!(errors.contains("Error 1"));
     }
 }

@@ -52,11 +52,18 @@ pub fn source_dir(req: &BuildRequest, cache: &Path) -> Result<PathBuf> {
 /// Build (or find already built) the kernel `req` describes.
 pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
     crate::provision::ensure_build_tools()?;
-    let Plan { src, profile, fragments, series, entry } = plan(req, cache)?;
+    let Plan {
+        src,
+        profile,
+        fragments,
+        series,
+        entry,
+    } = plan(req, cache)?;
     std::fs::create_dir_all(&entry).map_err(|e| Error::io(entry.display(), e))?;
     // One build per entry at a time: two makes in one output directory corrupt it. Held
     // until this function returns (the lock goes with the fd).
-    let lock = std::fs::File::create(entry.join("lock")).map_err(|e| Error::io(entry.display(), e))?;
+    let lock =
+        std::fs::File::create(entry.join("lock")).map_err(|e| Error::io(entry.display(), e))?;
     if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         eprintln!("waiting for another build of {} to finish", entry.display());
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
@@ -64,7 +71,11 @@ pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
     }
 
     // The tree make runs in: the source itself, or a patched copy of it.
-    let tree = if series.is_empty() { src.dir.clone() } else { patches::patched_tree(&src, &series, &entry)? };
+    let tree = if series.is_empty() {
+        src.dir.clone()
+    } else {
+        patches::patched_tree(&src, &series, &entry)?
+    };
     let out = entry.join("out");
     config::configure(&tree, &out, &fragments)?;
     let rebuilt = make::bzimage(&tree, &out, &entry.join("build.log"), req.progress)?;
@@ -79,7 +90,11 @@ pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
         profile: profile.name.clone(),
         config_hash: file_hash(&out.join(".config")),
     };
-    Ok(Built { kernel, dir: entry, rebuilt })
+    Ok(Built {
+        kernel,
+        dir: entry,
+        rebuilt,
+    })
 }
 
 /// Everything a build is made of, and its cache entry.
@@ -102,7 +117,13 @@ fn plan(req: &BuildRequest, cache: &Path) -> Result<Plan> {
     h.update(fragments.fingerprint().as_bytes());
     h.update(profile.name.as_bytes());
     let entry = cache.join("builds").join(&hex(&h.finalize())[..16]);
-    Ok(Plan { src, profile, fragments, series, entry })
+    Ok(Plan {
+        src,
+        profile,
+        fragments,
+        series,
+        entry,
+    })
 }
 
 /// The cache entry (build directory) `req` builds in, without building.
@@ -112,7 +133,9 @@ pub fn entry_dir(req: &BuildRequest, cache: &Path) -> Result<PathBuf> {
 
 /// sha256 of a file, first 16 hex digits (empty if unreadable).
 pub fn file_hash(path: &Path) -> String {
-    std::fs::read(path).map(|b| hex(&Sha256::digest(&b))[..16].to_string()).unwrap_or_default()
+    std::fs::read(path)
+        .map(|b| hex(&Sha256::digest(&b))[..16].to_string())
+        .unwrap_or_default()
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

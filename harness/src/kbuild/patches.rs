@@ -35,15 +35,26 @@ impl Series {
     pub fn read(files: &[PathBuf]) -> Result<Series> {
         let mut mails = Vec::new();
         for file in files {
-            let text = std::fs::read(file).map_err(|e| Error::io(format!("patch {}", file.display()), e))?;
-            let base = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+            let text = std::fs::read(file)
+                .map_err(|e| Error::io(format!("patch {}", file.display()), e))?;
+            let base = file.file_name().map_or_else(
+                || file.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
             let parts = split_mbox(&text);
             if parts.iter().all(|p| !has_diff(p)) {
-                return Err(Error::PatchFailed { patch: base, why: "no diff in it".into() });
+                return Err(Error::PatchFailed {
+                    patch: base,
+                    why: "no diff in it".into(),
+                });
             }
             let total = parts.len();
             for (i, text) in parts.into_iter().enumerate() {
-                let name = if total > 1 { format!("{base} [{}/{total}]", i + 1) } else { base.clone() };
+                let name = if total > 1 {
+                    format!("{base} [{}/{total}]", i + 1)
+                } else {
+                    base.clone()
+                };
                 mails.push(Mail { name, text });
             }
         }
@@ -57,13 +68,20 @@ impl Series {
     pub fn infos(&self) -> Vec<PatchInfo> {
         self.mails
             .iter()
-            .map(|m| PatchInfo { name: m.name.clone(), sha256: super::hex(&Sha256::digest(&m.text))[..16].to_string() })
+            .map(|m| PatchInfo {
+                name: m.name.clone(),
+                sha256: super::hex(&Sha256::digest(&m.text))[..16].to_string(),
+            })
             .collect()
     }
 
     /// What the build cache key takes from the series: the mails' contents, in order.
     pub fn fingerprint(&self) -> String {
-        self.infos().iter().map(|p| p.sha256.clone()).collect::<Vec<_>>().join(",")
+        self.infos()
+            .iter()
+            .map(|p| p.sha256.clone())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -74,7 +92,10 @@ fn split_mbox(text: &[u8]) -> Vec<Vec<u8>> {
         if line.starts_with(b"From ") || parts.is_empty() {
             parts.push(Vec::new());
         }
-        parts.last_mut().expect("pushed above").extend_from_slice(line);
+        parts
+            .last_mut()
+            .expect("pushed above")
+            .extend_from_slice(line);
     }
     parts.retain(|p| has_diff(p));
     if parts.is_empty() {
@@ -84,7 +105,8 @@ fn split_mbox(text: &[u8]) -> Vec<Vec<u8>> {
 }
 
 fn has_diff(mail: &[u8]) -> bool {
-    mail.split(|&b| b == b'\n').any(|l| l.starts_with(b"diff --git ") || l.starts_with(b"--- a/"))
+    mail.split(|&b| b == b'\n')
+        .any(|l| l.starts_with(b"diff --git ") || l.starts_with(b"--- a/"))
 }
 
 /// The patched copy of `src`, made afresh for every build under `entry/tree`, so it is always
@@ -95,11 +117,21 @@ fn has_diff(mail: &[u8]) -> bool {
 pub fn patched_tree(src: &Source, series: &Series, entry: &Path) -> Result<PathBuf> {
     let tree = entry.join("tree");
     remove(&tree)?;
-    let linked = Command::new("cp").arg("-al").arg(&src.dir).arg(&tree).stderr(Stdio::null()).status();
+    let linked = Command::new("cp")
+        .arg("-al")
+        .arg(&src.dir)
+        .arg(&tree)
+        .stderr(Stdio::null())
+        .status();
     if !linked.is_ok_and(|s| s.success()) {
         // Another filesystem: hard links cannot cross it, copy instead.
         remove(&tree)?;
-        let copied = crate::process::output(Command::new("cp").args(["-a", "--reflink=auto"]).arg(&src.dir).arg(&tree));
+        let copied = crate::process::output(
+            Command::new("cp")
+                .args(["-a", "--reflink=auto"])
+                .arg(&src.dir)
+                .arg(&tree),
+        );
         if let Err(e) = copied {
             let _ = remove(&tree);
             return Err(e);
@@ -124,9 +156,15 @@ fn apply_all(series: &Series, tree: &Path, mail_dir: &Path) -> Result<()> {
             .args(["apply", "--verbose", "--whitespace=nowarn"])
             .arg(&file)
             .output()
-            .map_err(|source| Error::Spawn { command: "git apply".into(), source })?;
+            .map_err(|source| Error::Spawn {
+                command: "git apply".into(),
+                source,
+            })?;
         if !out.status.success() {
-            return Err(Error::PatchFailed { patch: mail.name.clone(), why: failing_hunk(&String::from_utf8_lossy(&out.stderr)) });
+            return Err(Error::PatchFailed {
+                patch: mail.name.clone(),
+                why: failing_hunk(&String::from_utf8_lossy(&out.stderr)),
+            });
         }
     }
     Ok(())
@@ -149,7 +187,11 @@ fn failing_hunk(stderr: &str) -> String {
             break;
         }
     }
-    if out.is_empty() { "git apply failed without a word".into() } else { out.join("\n") }
+    if out.is_empty() {
+        "git apply failed without a word".into()
+    } else {
+        out.join("\n")
+    }
 }
 
 #[cfg(test)]
@@ -174,7 +216,10 @@ mod tests {
         std::fs::write(&series, format!("{MAIL}{}", MAIL.replace("+b", "+c"))).unwrap();
         let s = Series::read(&[one, series]).unwrap();
         let names: Vec<String> = s.infos().into_iter().map(|p| p.name).collect();
-        assert_eq!(names, ["0001-x.patch", "series.mbox [1/2]", "series.mbox [2/2]"]);
+        assert_eq!(
+            names,
+            ["0001-x.patch", "series.mbox [1/2]", "series.mbox [2/2]"]
+        );
         let hashes: Vec<String> = s.infos().into_iter().map(|p| p.sha256).collect();
         assert_eq!(hashes[0], hashes[1]);
         assert_ne!(hashes[1], hashes[2]);

@@ -31,7 +31,11 @@ impl Source {
             Kind::Package { name, version } => format!("{name} {version}"),
             Kind::Git => git(&self.dir, &["describe", "--always", "--dirty", "--tags"])
                 .unwrap_or_else(|| format!("git tree {}", self.dir.display())),
-            Kind::Plain => format!("tree {} ({})", self.dir.display(), makefile_version(&self.dir).unwrap_or_default()),
+            Kind::Plain => format!(
+                "tree {} ({})",
+                self.dir.display(),
+                makefile_version(&self.dir).unwrap_or_default()
+            ),
         }
     }
 
@@ -50,10 +54,19 @@ impl Source {
 
 /// `--src DIR`, checked to be a kernel tree, or the default package, unpacked once.
 pub fn resolve(src: Option<&Path>, cache: &Path) -> Result<Source> {
-    let Some(dir) = src else { return package(cache) };
-    let dir = dir.canonicalize().map_err(|_| Error::NotKernelTree { dir: dir.into(), why: "no such directory".into() })?;
+    let Some(dir) = src else {
+        return package(cache);
+    };
+    let dir = dir.canonicalize().map_err(|_| Error::NotKernelTree {
+        dir: dir.into(),
+        why: "no such directory".into(),
+    })?;
     check_tree(&dir)?;
-    let kind = if dir.join(".git").exists() { Kind::Git } else { Kind::Plain };
+    let kind = if dir.join(".git").exists() {
+        Kind::Git
+    } else {
+        Kind::Plain
+    };
     Ok(Source { dir, kind })
 }
 
@@ -69,7 +82,10 @@ pub fn check_tree(dir: &Path) -> Result<()> {
         None
     };
     match why {
-        Some(why) => Err(Error::NotKernelTree { dir: dir.into(), why: why.into() }),
+        Some(why) => Err(Error::NotKernelTree {
+            dir: dir.into(),
+            why: why.into(),
+        }),
         None => Ok(()),
     }
 }
@@ -89,8 +105,15 @@ pub fn makefile_version(dir: &Path) -> Option<String> {
 }
 
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// linux-source-6.12: fetched and unpacked through the harness's apt configuration, its
@@ -102,10 +125,14 @@ fn package(cache: &Path) -> Result<Source> {
         return Ok(found);
     }
     let apt = crate::debian::Apt::new(cache)?;
-    let version = apt
-        .candidate(&name)?
-        .ok_or_else(|| Error::Fetch(format!("Debian's archive has no {name}; give --src a kernel tree")))?;
-    let root = cache.join("sources").join(format!("{name}_{version}").replace(['~', '+', ':'], "_"));
+    let version = apt.candidate(&name)?.ok_or_else(|| {
+        Error::Fetch(format!(
+            "Debian's archive has no {name}; give --src a kernel tree"
+        ))
+    })?;
+    let root = cache
+        .join("sources")
+        .join(format!("{name}_{version}").replace(['~', '+', ':'], "_"));
     let dir = root.join(&name);
     let done = root.join(".unpacked");
     if !done.exists() {
@@ -113,13 +140,22 @@ fn package(cache: &Path) -> Result<Source> {
         let _ = std::fs::remove_dir_all(&root);
         let deb_root = apt.fetch(&format!("{name}={version}"), &root.join("deb"))?;
         let tarball = deb_root.join("usr/src").join(format!("{name}.tar.xz"));
-        process::output(Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(&root))
-            .map_err(|e| Error::Fetch(e.to_string()))?;
+        process::output(
+            Command::new("tar")
+                .arg("-xf")
+                .arg(&tarball)
+                .arg("-C")
+                .arg(&root),
+        )
+        .map_err(|e| Error::Fetch(e.to_string()))?;
         let _ = std::fs::remove_dir_all(root.join("deb"));
         check_tree(&dir)?;
         std::fs::write(&done, &version).map_err(|e| Error::io(done.display(), e))?;
     }
-    Ok(Source { dir, kind: Kind::Package { name, version } })
+    Ok(Source {
+        dir,
+        kind: Kind::Package { name, version },
+    })
 }
 
 /// The newest tree of `name` already unpacked in the cache, with its version.
@@ -131,13 +167,20 @@ fn unpacked(cache: &Path, name: &str) -> Option<Source> {
         .filter_map(|e| {
             let dir = e.file_name().to_string_lossy().into_owned();
             let version = std::fs::read_to_string(e.path().join(".unpacked")).ok()?;
-            dir.starts_with(&format!("{name}_")).then(|| (version.trim().to_string(), e.path().join(name)))
+            dir.starts_with(&format!("{name}_"))
+                .then(|| (version.trim().to_string(), e.path().join(name)))
         })
         .filter(|(v, _)| !v.is_empty())
         .collect();
     found.sort_by_key(|(v, _)| crate::debian::version_key(v));
     let (version, dir) = found.pop()?;
-    Some(Source { dir, kind: Kind::Package { name: name.to_string(), version } })
+    Some(Source {
+        dir,
+        kind: Kind::Package {
+            name: name.to_string(),
+            version,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -147,7 +190,11 @@ mod tests {
     #[test]
     fn reads_the_version_from_the_makefile() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("Makefile"), "# SPDX\nVERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION =\n").unwrap();
+        std::fs::write(
+            dir.path().join("Makefile"),
+            "# SPDX\nVERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION =\n",
+        )
+        .unwrap();
         assert_eq!(makefile_version(dir.path()).unwrap(), "6.12.117");
         let err = check_tree(dir.path()).unwrap_err().to_string();
         assert!(err.contains("no Kconfig"), "{err}");
@@ -159,6 +206,9 @@ mod tests {
     #[test]
     fn a_directory_that_is_not_a_kernel_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(resolve(Some(dir.path()), dir.path()), Err(Error::NotKernelTree { .. })));
+        assert!(matches!(
+            resolve(Some(dir.path()), dir.path()),
+            Err(Error::NotKernelTree { .. })
+        ));
     }
 }

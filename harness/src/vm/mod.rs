@@ -82,7 +82,10 @@ pub fn boot(
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Boot> {
     let start = Instant::now();
-    let sock_dir = tempfile::Builder::new().prefix("fpt-").tempdir().map_err(|e| Error::io("temp dir", e))?;
+    let sock_dir = tempfile::Builder::new()
+        .prefix("fpt-")
+        .tempdir()
+        .map_err(|e| Error::io("temp dir", e))?;
     let config = VmConfig {
         accel: opts.accel,
         machine: opts.machine,
@@ -95,10 +98,17 @@ pub fn boot(
         cpus: opts.cpus,
         acpi: kernel.has_acpi(),
     };
-    std::fs::write(artifacts.join("qemu-command.txt"), shell_line(&config.args())).map_err(|e| Error::io("artifacts", e))?;
+    std::fs::write(
+        artifacts.join("qemu-command.txt"),
+        shell_line(&config.args()),
+    )
+    .map_err(|e| Error::io("artifacts", e))?;
     let mut guest = streams::Guest::start(&config, artifacts)?;
 
-    let plan: Vec<(String, Duration)> = cases.iter().map(|c| (c.name.clone(), c.timeout())).collect();
+    let plan: Vec<(String, Duration)> = cases
+        .iter()
+        .map(|c| (c.name.clone(), c.timeout()))
+        .collect();
     let mut supervisor = Supervisor::new(&plan, Limits::new(opts.boot_timeout, opts.slack), start);
     let mut log = RunLog::default();
     let mut first_result_after = None;
@@ -115,7 +125,7 @@ pub fn boot(
                 }
                 on_event(&e);
                 log.events.push(e.clone());
-                Input::Event(e)
+                Input::Event(Box::new(e))
             }
             // Kept in events.jsonl as it came; nothing to decide on.
             Msg::Garbled => Input::Tick,
@@ -131,7 +141,9 @@ pub fn boot(
                     continue;
                 }
                 // Wake at least every 100 ms to notice an interrupt.
-                let wait = until.saturating_duration_since(now).min(Duration::from_millis(100));
+                let wait = until
+                    .saturating_duration_since(now)
+                    .min(Duration::from_millis(100));
                 input = match guest.messages.recv_timeout(wait) {
                     Ok(msg) => take(msg, &mut log),
                     // Both readers hit end of file: QEMU has gone.
@@ -173,14 +185,26 @@ pub fn boot(
         let ending = log.ending.as_ref().expect("set above");
         let panic = crate::results::fatal_headline(&log.console);
         return Err(match panic {
-            Some(headline) => Error::BootPanic { headline, console, tail: crate::console::last(&log.console, 15) },
+            Some(headline) => Error::BootPanic {
+                headline,
+                console,
+                tail: crate::console::last(&log.console, 15),
+            },
             None if !qemu_err.trim().is_empty() && log.console.is_empty() => {
                 Error::Qemu(first_line(&qemu_err).unwrap_or_default())
             }
-            None => Error::BootTimeout { secs: opts.boot_timeout.as_secs(), why: ending.how.describe(), console },
+            None => Error::BootTimeout {
+                secs: opts.boot_timeout.as_secs(),
+                why: ending.how.describe(),
+                console,
+            },
         });
     }
-    Ok(Boot { log, first_result_after, wall: start.elapsed() })
+    Ok(Boot {
+        log,
+        first_result_after,
+        wall: start.elapsed(),
+    })
 }
 
 fn cmdline(cases: &[&CaseInfo], catalog: &[CaseInfo], opts: &VmOptions) -> String {
@@ -194,7 +218,11 @@ fn cmdline(cases: &[&CaseInfo], catalog: &[CaseInfo], opts: &VmOptions) -> Strin
         "random.trust_cpu=on".into(),
         // Task dumps on a hang come through serial sysrq.
         "sysrq_always_enabled".into(),
-        format!("{}={}", proto::layout::CASES_PARAM, proto::catalog::cases_param(&names, catalog)),
+        format!(
+            "{}={}",
+            proto::layout::CASES_PARAM,
+            proto::catalog::cases_param(&names, catalog)
+        ),
     ];
     if opts.accel == Accel::Tcg {
         if let Some(khz) = qemu::host_tsc_khz() {
@@ -206,7 +234,10 @@ fn cmdline(cases: &[&CaseInfo], catalog: &[CaseInfo], opts: &VmOptions) -> Strin
 }
 
 fn first_line(text: &str) -> Option<String> {
-    text.lines().map(str::trim).find(|l| !l.is_empty()).map(String::from)
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(String::from)
 }
 
 /// The command, quoted enough to paste into a shell.
@@ -214,7 +245,9 @@ fn shell_line(args: &[String]) -> String {
     let mut line = qemu::binary();
     for a in args {
         line.push(' ');
-        if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c)) {
+        if a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c))
+        {
             line.push_str(a);
         } else {
             line.push_str(&format!("'{}'", a.replace('\'', r"'\''")));

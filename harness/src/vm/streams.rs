@@ -35,18 +35,23 @@ impl Guest {
     pub fn start(config: &VmConfig, artifacts: &Path) -> Result<Guest> {
         let socket = &config.result_socket;
         let listener = UnixListener::bind(socket).map_err(|e| Error::io(socket.display(), e))?;
-        listener.set_nonblocking(true).map_err(|e| Error::io("result socket", e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("result socket", e))?;
         let start = Instant::now();
         let mut vm = Qemu::spawn(config)?;
         let (tx, rx) = mpsc::channel::<Msg>();
 
         let stdout = vm.child.stdout.take().expect("piped");
         let console_log = artifacts.join("console.log");
-        let mut log = File::create(&console_log).map_err(|e| Error::io(console_log.display(), e))?;
+        let mut log =
+            File::create(&console_log).map_err(|e| Error::io(console_log.display(), e))?;
         let console_tx = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).split(b'\n').map_while(|l| l.ok()) {
-                let line = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+                let line = String::from_utf8_lossy(&line)
+                    .trim_end_matches('\r')
+                    .to_string();
                 let _ = writeln!(log, "{line}");
                 if console_tx.send(Msg::Console(line)).is_err() {
                     break;
@@ -59,7 +64,11 @@ impl Guest {
             let _ = stderr.read_to_string(&mut s);
             s
         });
-        let mut guest = Guest { vm, messages: rx, stderr: Some(stderr) };
+        let mut guest = Guest {
+            vm,
+            messages: rx,
+            stderr: Some(stderr),
+        };
 
         let stream = loop {
             match listener.accept() {
@@ -69,15 +78,21 @@ impl Guest {
                         guest.kill();
                         let err = guest.stderr();
                         let line = err.lines().map(str::trim).find(|l| !l.is_empty());
-                        return Err(Error::Qemu(line.unwrap_or("QEMU never connected the result port").to_string()));
+                        return Err(Error::Qemu(
+                            line.unwrap_or("QEMU never connected the result port")
+                                .to_string(),
+                        ));
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(e) => return Err(Error::io("result socket", e)),
             }
         };
-        stream.set_nonblocking(false).map_err(|e| Error::io("result socket", e))?;
-        let mut events_log = File::create(artifacts.join("events.jsonl")).map_err(|e| Error::io("artifacts", e))?;
+        stream
+            .set_nonblocking(false)
+            .map_err(|e| Error::io("result socket", e))?;
+        let mut events_log =
+            File::create(artifacts.join("events.jsonl")).map_err(|e| Error::io("artifacts", e))?;
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
                 let _ = writeln!(events_log, "{line}");
@@ -107,6 +122,9 @@ impl Guest {
 
     /// What QEMU wrote on stderr (once it has ended).
     pub fn stderr(&mut self) -> String {
-        self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default()
+        self.stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
     }
 }

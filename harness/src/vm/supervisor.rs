@@ -45,8 +45,8 @@ pub enum Input {
     Tick,
     /// A line on the kernel console.
     Console,
-    /// An event from the agent.
-    Event(Event),
+    /// An event from the agent (boxed: a result is large, the other inputs small).
+    Event(Box<Event>),
     /// Both streams ended: QEMU is gone.
     Closed,
     /// A sysrq key could not be sent (QEMU already gone, or its monitor refused).
@@ -70,7 +70,12 @@ pub enum Action {
 enum Phase {
     Running,
     /// The guest stopped making progress: dumping its tasks, one key at a time.
-    Dumping { ending: Ending, keys: Vec<u8>, until: Instant, quiet_by: Instant },
+    Dumping {
+        ending: Ending,
+        keys: Vec<u8>,
+        until: Instant,
+        quiet_by: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -91,7 +96,12 @@ impl Supervisor {
     /// A boot of the cases in `plan` (name, own timeout), starting at `now`.
     pub fn new(plan: &[(String, Duration)], limits: Limits, now: Instant) -> Supervisor {
         // However the guest misbehaves, the harness is done by then.
-        let run_limit = limits.boot + plan.iter().map(|(_, t)| *t + limits.slack).sum::<Duration>() + Duration::from_secs(10);
+        let run_limit = limits.boot
+            + plan
+                .iter()
+                .map(|(_, t)| *t + limits.slack)
+                .sum::<Duration>()
+            + Duration::from_secs(10);
         Supervisor {
             run_deadline: now + run_limit,
             timeouts: plan.iter().cloned().collect(),
@@ -118,12 +128,18 @@ impl Supervisor {
         match input {
             Input::Tick | Input::SysrqFailed => {}
             Input::Console => self.console_seen = true,
-            Input::Event(e) => self.take(e, now),
+            Input::Event(e) => self.take(*e, now),
             Input::Closed => {
-                let how = if self.done_at.is_some() { How::Finished } else { How::WentAway { detail: None } };
+                let how = if self.done_at.is_some() {
+                    How::Finished
+                } else {
+                    How::WentAway { detail: None }
+                };
                 return Action::Stop(self.ending(how, now));
             }
-            Input::Interrupt(signal) => return Action::Stop(self.ending(How::Interrupted { signal }, now)),
+            Input::Interrupt(signal) => {
+                return Action::Stop(self.ending(How::Interrupted { signal }, now))
+            }
         }
         let deadline = self.deadline().min(self.run_deadline);
         if now < deadline {
@@ -134,14 +150,21 @@ impl Supervisor {
             return Action::Stop(self.ending(How::Finished, now));
         }
         let how = if now >= self.run_deadline {
-            How::RunLimit { secs: (self.run_deadline - self.started).as_secs() }
+            How::RunLimit {
+                secs: (self.run_deadline - self.started).as_secs(),
+            }
         } else if !self.hello {
             return Action::Stop(self.ending(
-                How::BootTimeout { secs: self.limits.boot.as_secs(), console_silent: !self.console_seen },
+                How::BootTimeout {
+                    secs: self.limits.boot.as_secs(),
+                    console_silent: !self.console_seen,
+                },
                 now,
             ));
         } else {
-            How::Unresponsive { during: self.running.as_ref().map(|(c, _)| c.clone()) }
+            How::Unresponsive {
+                during: self.running.as_ref().map(|(c, _)| c.clone()),
+            }
         };
         if !self.hello {
             return Action::Stop(self.ending(how, now));
@@ -149,15 +172,30 @@ impl Supervisor {
         // A guest that stopped making progress: ask it for its blocked tasks, then all of
         // them, before stopping it; the dump is the evidence of what it was stuck on.
         let ending = self.ending(how, now);
-        self.phase = Phase::Dumping { ending, keys: vec![b't'], until: now + self.limits.dump_max, quiet_by: now + self.limits.dump_max };
+        self.phase = Phase::Dumping {
+            ending,
+            keys: vec![b't'],
+            until: now + self.limits.dump_max,
+            quiet_by: now + self.limits.dump_max,
+        };
         Action::Sysrq(b'w')
     }
 
     fn dump_step(&mut self, input: Input, now: Instant) -> Action {
-        let Phase::Dumping { ending, keys, until, quiet_by } = &mut self.phase else { unreachable!("called while dumping") };
+        let Phase::Dumping {
+            ending,
+            keys,
+            until,
+            quiet_by,
+        } = &mut self.phase
+        else {
+            unreachable!("called while dumping")
+        };
         match input {
             Input::Console => *quiet_by = now + self.limits.dump_quiet,
-            Input::Closed | Input::SysrqFailed | Input::Interrupt(_) => return Action::Stop(ending.clone()),
+            Input::Closed | Input::SysrqFailed | Input::Interrupt(_) => {
+                return Action::Stop(ending.clone())
+            }
             Input::Tick | Input::Event(_) => {}
         }
         let end = (*until).min(*quiet_by);
@@ -195,7 +233,11 @@ impl Supervisor {
         } else if let Some(at) = self.done_at {
             at + self.limits.after_done
         } else if let Some((case, since)) = &self.running {
-            let own = self.timeouts.get(case).copied().unwrap_or(Duration::from_secs(60));
+            let own = self
+                .timeouts
+                .get(case)
+                .copied()
+                .unwrap_or(Duration::from_secs(60));
             *since + own + self.limits.slack
         } else {
             self.last_event + self.limits.slack
@@ -203,8 +245,14 @@ impl Supervisor {
     }
 
     fn ending(&self, how: How, now: Instant) -> Ending {
-        let running_case_ms = self.running.as_ref().map(|(_, since)| (now - *since).as_millis() as u64);
-        Ending { how, running_case_ms }
+        let running_case_ms = self
+            .running
+            .as_ref()
+            .map(|(_, since)| (now - *since).as_millis() as u64);
+        Ending {
+            how,
+            running_case_ms,
+        }
     }
 }
 
@@ -224,15 +272,23 @@ mod tests {
     }
 
     fn hello() -> Input {
-        Input::Event(Event::Hello { kernel_release: "6.12".into(), cases: vec![], modules: vec![] })
+        Input::Event(Box::new(Event::Hello {
+            kernel_release: "6.12".into(),
+            cases: vec![],
+            modules: vec![],
+        }))
     }
 
     fn start(case: &str) -> Input {
-        Input::Event(Event::Start { case: case.into() })
+        Input::Event(Box::new(Event::Start { case: case.into() }))
     }
 
     fn result(case: &str) -> Input {
-        Input::Event(Event::Result(CaseResult::new(case, Verdict::Pass, "")))
+        Input::Event(Box::new(Event::Result(CaseResult::new(
+            case,
+            Verdict::Pass,
+            "",
+        ))))
     }
 
     #[test]
@@ -240,12 +296,22 @@ mod tests {
         let t0 = Instant::now();
         let mut s = sup(t0);
         assert_eq!(s.step(Input::Tick, t0), Action::Wait { until: t0 + 60 * S });
-        let Action::Stop(end) = s.step(Input::Tick, t0 + 60 * S) else { panic!() };
-        assert_eq!(end.how, How::BootTimeout { secs: 60, console_silent: true });
+        let Action::Stop(end) = s.step(Input::Tick, t0 + 60 * S) else {
+            panic!()
+        };
+        assert_eq!(
+            end.how,
+            How::BootTimeout {
+                secs: 60,
+                console_silent: true
+            }
+        );
         // With console output but no agent, it says so.
         let mut s = sup(t0);
         s.step(Input::Console, t0 + S);
-        let Action::Stop(end) = s.step(Input::Tick, t0 + 61 * S) else { panic!() };
+        let Action::Stop(end) = s.step(Input::Tick, t0 + 61 * S) else {
+            panic!()
+        };
         assert_eq!(end.how.describe(), "the agent never started");
     }
 
@@ -254,18 +320,36 @@ mod tests {
         let t0 = Instant::now();
         let mut s = sup(t0);
         s.step(hello(), t0 + 5 * S);
-        assert_eq!(s.step(start("a.one"), t0 + 6 * S), Action::Wait { until: t0 + 24 * S });
+        assert_eq!(
+            s.step(start("a.one"), t0 + 6 * S),
+            Action::Wait { until: t0 + 24 * S }
+        );
         // Console lines do not move the deadline.
-        assert_eq!(s.step(Input::Console, t0 + 20 * S), Action::Wait { until: t0 + 24 * S });
+        assert_eq!(
+            s.step(Input::Console, t0 + 20 * S),
+            Action::Wait { until: t0 + 24 * S }
+        );
         assert_eq!(s.step(Input::Tick, t0 + 24 * S), Action::Sysrq(b'w'));
         // The dump: lines keep it open, 0.8 s of quiet ends the key, at most 3 s each.
         let t = t0 + 24 * S;
-        assert_eq!(s.step(Input::Console, t + S), Action::Wait { until: t + S + Duration::from_millis(800) });
+        assert_eq!(
+            s.step(Input::Console, t + S),
+            Action::Wait {
+                until: t + S + Duration::from_millis(800)
+            }
+        );
         assert_eq!(s.step(Input::Tick, t + 2 * S), Action::Sysrq(b't'));
         let t = t + 2 * S;
         assert_eq!(s.step(Input::Tick, t), Action::Wait { until: t + 3 * S });
-        let Action::Stop(end) = s.step(Input::Tick, t + 3 * S) else { panic!() };
-        assert_eq!(end.how, How::Unresponsive { during: Some("a.one".into()) });
+        let Action::Stop(end) = s.step(Input::Tick, t + 3 * S) else {
+            panic!()
+        };
+        assert_eq!(
+            end.how,
+            How::Unresponsive {
+                during: Some("a.one".into())
+            }
+        );
         assert_eq!(end.running_case_ms, Some(18_000));
     }
 
@@ -275,9 +359,14 @@ mod tests {
         let mut s = sup(t0);
         s.step(hello(), t0);
         s.step(start("a.one"), t0);
-        assert_eq!(s.step(result("a.one"), t0 + S), Action::Wait { until: t0 + 9 * S });
+        assert_eq!(
+            s.step(result("a.one"), t0 + S),
+            Action::Wait { until: t0 + 9 * S }
+        );
         assert_eq!(s.step(Input::Tick, t0 + 9 * S), Action::Sysrq(b'w'));
-        let Action::Stop(end) = s.step(Input::SysrqFailed, t0 + 9 * S) else { panic!() };
+        let Action::Stop(end) = s.step(Input::SysrqFailed, t0 + 9 * S) else {
+            panic!()
+        };
         assert_eq!(end.how, How::Unresponsive { during: None });
         assert_eq!(end.running_case_ms, None);
     }
@@ -289,7 +378,9 @@ mod tests {
         s.step(hello(), t0);
         s.step(start("a.two"), t0 + S);
         assert_eq!(s.running(), Some("a.two"));
-        let Action::Stop(end) = s.step(Input::Closed, t0 + 2 * S) else { panic!() };
+        let Action::Stop(end) = s.step(Input::Closed, t0 + 2 * S) else {
+            panic!()
+        };
         assert_eq!(end.how, How::WentAway { detail: None });
         assert_eq!(end.running_case_ms, Some(1000));
     }
@@ -299,19 +390,32 @@ mod tests {
         let t0 = Instant::now();
         let mut s = sup(t0);
         s.step(hello(), t0);
-        let Action::Stop(end) = s.step(Input::Interrupt(2), t0 + S) else { panic!() };
+        let Action::Stop(end) = s.step(Input::Interrupt(2), t0 + S) else {
+            panic!()
+        };
         assert_eq!(end.how.describe(), "interrupted by signal 2");
 
         let mut s = sup(t0);
         s.step(hello(), t0);
-        assert_eq!(s.step(Input::Event(Event::Done), t0 + S), Action::Wait { until: t0 + 11 * S });
-        let Action::Stop(end) = s.step(Input::Closed, t0 + 2 * S) else { panic!() };
+        assert_eq!(
+            s.step(Input::Event(Box::new(Event::Done)), t0 + S),
+            Action::Wait { until: t0 + 11 * S }
+        );
+        let Action::Stop(end) = s.step(Input::Closed, t0 + 2 * S) else {
+            panic!()
+        };
         assert_eq!(end.how, How::Finished);
         let mut s = sup(t0);
         s.step(hello(), t0);
-        s.step(Input::Event(Event::Done), t0);
-        let Action::Stop(end) = s.step(Input::Tick, t0 + 10 * S) else { panic!() };
-        assert_eq!(end.how, How::Finished, "finished but never powered off: still finished");
+        s.step(Input::Event(Box::new(Event::Done)), t0);
+        let Action::Stop(end) = s.step(Input::Tick, t0 + 10 * S) else {
+            panic!()
+        };
+        assert_eq!(
+            end.how,
+            How::Finished,
+            "finished but never powered off: still finished"
+        );
     }
 
     #[test]
@@ -327,7 +431,9 @@ mod tests {
             assert!(matches!(s.step(start("a.one"), t), Action::Wait { .. }));
         }
         assert_eq!(s.step(start("a.one"), t0 + 98 * S), Action::Sysrq(b'w'));
-        let Action::Stop(end) = s.step(Input::Closed, t0 + 98 * S) else { panic!() };
+        let Action::Stop(end) = s.step(Input::Closed, t0 + 98 * S) else {
+            panic!()
+        };
         assert_eq!(end.how, How::RunLimit { secs: 98 });
     }
 }
