@@ -116,9 +116,16 @@ pub fn assemble(planned: &[String], log: &RunLog) -> Assembled {
         if let Some(case) = &running {
             let mut r = CaseResult::new(case.clone(), Verdict::Crash, cause.clone());
             r.duration_ms = ending.and_then(|e| e.running_case_ms).unwrap_or(0);
+            // The console as it was when the guest went down: before any task dump.
+            let before_dump = log.console.len()
+                - log
+                    .task_dump
+                    .as_ref()
+                    .map_or(0, Vec::len)
+                    .min(log.console.len());
             r.crash = Some(Crash {
                 cause: cause.clone(),
-                console_tail: crate::console::last(&log.console, CRASH_TAIL),
+                console_tail: crate::console::last(&log.console[..before_dump], CRASH_TAIL),
                 ..Default::default()
             });
             if let (Some(dump), true) = (&log.task_dump, ending.is_some_and(|e| e.how.is_hang())) {

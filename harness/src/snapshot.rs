@@ -85,8 +85,9 @@ pub enum Comparison {
     },
 }
 
-/// Compare the cases in `results` (a subset run is fine) with the series' snapshot. Crashed
-/// cases have nothing to compare (their verdict already fails the run), and cases the
+/// Compare the cases in `results` (a subset run is fine) with the series' snapshot. Cases
+/// that never reported (crash, hang, not reached) have nothing to compare (their verdict
+/// already fails the run), and cases the
 /// snapshot does not know are listed, not failed.
 pub fn compare(release: &str, results: &[CaseResult]) -> Comparison {
     let path = path(&name(release));
@@ -96,7 +97,12 @@ pub fn compare(release: &str, results: &[CaseResult]) -> Comparison {
     let expected = blocks(body(&file));
     let got = blocks(&render(results));
     let (mut old, mut new, mut unknown) = (String::new(), String::new(), Vec::new());
-    for r in results.iter().filter(|r| r.verdict != Verdict::Crash) {
+    for r in results.iter().filter(|r| {
+        !matches!(
+            r.verdict,
+            Verdict::Crash | Verdict::Hang | Verdict::NotReached
+        )
+    }) {
         match expected.get(&r.case) {
             Some(e) => {
                 old.push_str(e);
