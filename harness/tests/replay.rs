@@ -44,12 +44,14 @@ fn a_panic_replays_to_a_crash_with_its_console() {
         crash.cause,
         "Kernel panic - not syncing: sysrq triggered crash"
     );
+    assert_eq!(crash.console_tail.len(), 20);
     assert!(
-        crash
-            .console_tail
-            .iter()
-            .any(|l| l.contains("sysrq: Trigger a crash")),
+        crash.console_tail[19].contains("Kernel Offset"),
         "{crash:?}"
+    );
+    assert!(
+        run.results[1].findings.is_empty(),
+        "the panic is the cause, not also a finding"
     );
     assert_eq!(
         run.results[2].reason,
