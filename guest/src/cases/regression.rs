@@ -1,4 +1,4 @@
-//! One case per known, since-fixed bug of KERNEL-FACTS.md that no rule case already
+//! One case per known, since-fixed bug (docs/kernel-facts.md) that no rule case already
 //! triggers. The others are found by rule cases, whose reasons name the bug:
 //! backing_open.padding_nonzero (non-zero padding accepted, fixed 6.9),
 //! backing_open.o_path_fifo (non-regular files via O_PATH, fixed 6.17/6.12.48),

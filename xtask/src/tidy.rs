@@ -1,0 +1,112 @@
+//! Tidy tests (rust-analyzer's habit): checks of the tree itself that `cargo xtask test` runs
+//! with the unit tests, after rustfmt and clippy.
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    fn root() -> PathBuf {
+        harness::cache::workspace_root()
+    }
+
+    /// Every Markdown page of the repository (not target/ or .git/).
+    fn pages(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() && name != "target" && name != ".git" {
+                pages(&path, out);
+            } else if name.ends_with(".md") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The repository paths a page cites: relative Markdown links, and words that start
+    /// with a top-level directory of ours or name a `.md` file. Patterns (`<series>`,
+    /// `{a,b}`, `*`) are not paths and are passed over.
+    fn citations(text: &str) -> Vec<String> {
+        const TOP: [&str; 9] = [
+            "xtask/", "harness/", "guest/", "proto/", "images/", "tests/", "docs/", "ci/", ".ci/",
+        ];
+        let mut out = Vec::new();
+        let is_path_char = |c: char| c.is_ascii_alphanumeric() || "_./-".contains(c);
+        let chars: Vec<char> = text.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            if !is_path_char(chars[i])
+                || (i > 0 && (is_path_char(chars[i - 1]) || chars[i - 1] == '~'))
+            {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < chars.len() && is_path_char(chars[i]) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let word = word.trim_end_matches(['.', ',']).to_string();
+            let next = chars.get(i).copied().unwrap_or(' ');
+            let pattern = matches!(next, '<' | '{' | '*') || (start > 0 && chars[start - 1] == '/');
+            let ours = TOP.iter().any(|t| word.starts_with(t)) || word.ends_with(".md");
+            if ours && !pattern && !word.contains("..") {
+                out.push(word);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_file_a_page_cites_exists() {
+        let root = root();
+        let mut all = Vec::new();
+        pages(&root, &mut all);
+        assert!(all.len() >= 4, "found the pages: {all:?}");
+        let mut missing = Vec::new();
+        for page in &all {
+            let text = std::fs::read_to_string(page).unwrap();
+            let dir = page.parent().unwrap();
+            for cited in citations(&text) {
+                let here = [
+                    root.join(&cited),
+                    dir.join(&cited),
+                    root.join("docs").join(&cited),
+                ];
+                if !here.iter().any(|p| p.exists()) {
+                    missing.push(format!(
+                        "{} cites {cited}",
+                        page.strip_prefix(&root).unwrap().display()
+                    ));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "cited files that do not exist:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn citations_are_found_and_patterns_passed_over() {
+        let text = "see KERNEL-FACTS.md, `harness/src/run.rs` and [x](docs/cases.md); \
+                    not tests/snapshots/linux-<series>.snap, images/kernel/{a,b}.config or ~/x/docs/y";
+        assert_eq!(
+            citations(text),
+            ["KERNEL-FACTS.md", "harness/src/run.rs", "docs/cases.md"]
+        );
+    }
+
+    #[test]
+    fn architecture_md_names_every_subcommand() {
+        use clap::CommandFactory;
+        let arch = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+        for sub in crate::Cli::command().get_subcommands() {
+            let name = sub.get_name();
+            assert!(
+                arch.contains(&format!("`{name}`")),
+                "ARCHITECTURE.md does not name `cargo xtask {name}`"
+            );
+        }
+    }
+}
