@@ -18,6 +18,9 @@ pub struct CaseInfo {
     pub timeout_secs: u64,
     /// May take the kernel down: never in a default run, never on the host.
     pub kills_kernel: bool,
+    /// Runs against the server under test (`cargo xtask validate`), not the agent's own.
+    #[serde(default)]
+    pub external_server: bool,
 }
 
 impl CaseInfo {
@@ -37,9 +40,14 @@ pub fn group_of(name: &str) -> &str {
 }
 
 /// Whether a run that names no case takes this one: every case that cannot take the kernel
-/// down. The one place this rule is written.
-pub fn in_default_run(kills_kernel: bool) -> bool {
-    !kills_kernel
+/// down and needs no server from outside. The one place this rule is written.
+pub fn in_default_run(kills_kernel: bool, external_server: bool) -> bool {
+    !kills_kernel && !external_server
+}
+
+/// The cases `cargo xtask validate` runs: every one that tests the server under test.
+pub fn in_validate_run(external_server: bool) -> bool {
+    external_server
 }
 
 /// The value of the `fpt.cases=` parameter for `names`: `all` when they are exactly the
@@ -47,7 +55,7 @@ pub fn in_default_run(kills_kernel: bool) -> bool {
 pub fn cases_param(names: &[&str], catalog: &[CaseInfo]) -> String {
     let default: Vec<&str> = catalog
         .iter()
-        .filter(|c| in_default_run(c.kills_kernel))
+        .filter(|c| in_default_run(c.kills_kernel, c.external_server))
         .map(|c| c.name.as_str())
         .collect();
     if names == default.as_slice() {
@@ -91,6 +99,7 @@ mod tests {
             verdict_rule: "v".into(),
             timeout_secs: 10,
             kills_kernel,
+            external_server: false,
         }
     }
 

@@ -6,13 +6,15 @@
 //!   them a run takes by default;
 //! - [`layout`]: names and paths: the result port, the initramfs layout, the kernel command
 //!   line parameter, the console markers;
-//! - [`sparse`]: the format the ext4 image travels in.
+//! - [`sparse`]: the format the ext4 image travels in;
+//! - [`validate`]: the server under test, when `cargo xtask validate` runs.
 //!
 //! The host never compiles the guest crate: it asks the built agent for its catalog.
 
 pub mod catalog;
 pub mod layout;
 pub mod sparse;
+pub mod validate;
 pub mod wire;
 
 pub use catalog::CaseInfo;

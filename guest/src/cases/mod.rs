@@ -15,6 +15,8 @@ pub mod privilege;
 mod regression;
 mod selftest;
 mod stacking;
+pub mod subject;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,6 +27,7 @@ use serde::Serialize;
 use proto::{CaseInfo, CaseResult, Observations, Verdict};
 
 use crate::fuse::{FuseFs, InitReply};
+use subject::Subject;
 
 pub use proto::wire::NO_PASSTHROUGH;
 
@@ -43,6 +46,8 @@ pub struct Case {
     pub timeout: Duration,
     /// May take the kernel down: never in a full run, never on the host; name it to run it.
     pub kills_kernel: bool,
+    /// Runs against the server under test (`cargo xtask validate`): see [`Ctx::io_file`].
+    pub external_server: bool,
     pub run: fn(&mut Ctx) -> Result<(), Stop>,
 }
 
@@ -55,6 +60,7 @@ impl Case {
         verdict_rule: "",
         timeout: Duration::from_secs(10),
         kills_kernel: false,
+        external_server: false,
         run: undeclared,
     };
 
@@ -70,6 +76,7 @@ impl Case {
             verdict_rule: self.verdict_rule.into(),
             timeout_secs: self.timeout.as_secs(),
             kills_kernel: self.kills_kernel,
+            external_server: self.external_server,
         }
     }
 }
@@ -96,6 +103,7 @@ pub fn catalog() -> &'static [Case] {
         all.extend(regression::cases());
         all.extend(faults::cases());
         all.extend(selftest::cases());
+        all.extend(validate::cases());
         all
     })
 }
@@ -114,7 +122,7 @@ pub fn select(list: &str) -> Result<Vec<&'static Case>, String> {
     if list == "all" {
         return Ok(catalog()
             .iter()
-            .filter(|c| proto::catalog::in_default_run(c.kills_kernel))
+            .filter(|c| proto::catalog::in_default_run(c.kills_kernel, c.external_server))
             .collect());
     }
     list.split(',')
@@ -130,6 +138,9 @@ pub enum Stop {
     Skip(String),
     /// The case could not set itself up: a failure, but not one of the rule under test.
     Broken(String),
+    /// The server under test did not start or mount: nothing about the kernel or the
+    /// library's passthrough can be said.
+    NoServer(String),
 }
 
 impl From<std::io::Error> for Stop {
@@ -147,6 +158,10 @@ impl From<Errno> for Stop {
 pub struct Ctx {
     /// The running kernel, for verdicts that changed on purpose between versions.
     pub kernel: crate::sys::KernelVersion,
+    /// The server under test, when `cargo xtask validate` runs this case.
+    server: Option<proto::validate::Spec>,
+    /// What the end of that server's run showed.
+    teardown: subject::Teardown,
     observations: Observations,
     failures: Vec<String>,
     /// A private tmpfs the case may fill as it likes.
@@ -158,6 +173,8 @@ impl Ctx {
     pub fn new(work: &Path) -> Self {
         Ctx {
             kernel: crate::sys::KernelVersion::running(),
+            server: None,
+            teardown: Default::default(),
             observations: Observations::new(),
             failures: Vec::new(),
             work: work.into(),
@@ -256,11 +273,45 @@ impl Ctx {
         Ok((fs, backing, id))
     }
 
-    /// Check that the server saw no READ and no WRITE: the proof passthrough engaged.
-    pub fn expect_bypassed(&mut self, fs: &FuseFs) {
+    /// The file `name` holding `contents`, for an I/O case: on the agent's own passthrough
+    /// server, or, under `validate`, in `{source}` of the server under test (started now).
+    /// Returns the file system and the file's path on its backing file system.
+    pub fn io_file(
+        &mut self,
+        name: &str,
+        contents: &[u8],
+    ) -> Result<(Box<dyn Subject>, PathBuf), Stop> {
+        let Some(spec) = self.server.clone() else {
+            let (fs, backing, _) = self.passthrough_file(name, contents)?;
+            return Ok((Box::new(fs), backing));
+        };
+        let source = self.own_tmpfs("source")?;
+        let backing = source.join(name);
+        std::fs::write(&backing, contents)?;
+        let work = self.scratch("server")?;
+        let server = subject::External::start(&spec, &source, &work, self.teardown.clone())?;
+        Ok((Box::new(server), backing))
+    }
+
+    /// Where the I/O went. For the agent's own server a rule: it saw no READ and no WRITE,
+    /// the proof passthrough engaged. For a server under test an observation: the library
+    /// decides whether to use passthrough.
+    pub fn expect_bypassed(&mut self, fs: &dyn Subject) {
         use crate::fuse::abi::op;
-        self.expect_count("read_requests", fs.count(op::READ), 0);
-        self.expect_count("write_requests", fs.count(op::WRITE), 0);
+        let (reads, writes) = (fs.requests(op::READ), fs.requests(op::WRITE));
+        if self.server.is_none() {
+            self.expect_count("read_requests", reads.unwrap_or(u64::MAX), 0);
+            self.expect_count("write_requests", writes.unwrap_or(u64::MAX), 0);
+            return;
+        }
+        match (reads, writes) {
+            (Some(r), Some(w)) => {
+                self.observe("read_requests", r);
+                self.observe("write_requests", w);
+                self.observe("passed_through", r == 0 && w == 0);
+            }
+            _ => self.observe("passed_through", "unknown: no fuse tracepoint here"),
+        }
     }
 }
 
@@ -268,10 +319,37 @@ impl Ctx {
 pub fn run_case(case: &Case, work: &Path) -> CaseResult {
     let start = Instant::now();
     let mut ctx = Ctx::new(work);
+    if case.external_server {
+        match proto_spec() {
+            Some(spec) => ctx.server = Some(spec),
+            None => {
+                return CaseResult::new(
+                    case.name,
+                    Verdict::Skip,
+                    "no server under test: `cargo xtask validate` runs it",
+                )
+            }
+        }
+    }
     let stopped = (case.run)(&mut ctx);
+    // The server under test has been stopped (its subject dropped): what did its end show?
+    let teardown: Vec<(String, serde_json::Value)> = ctx.teardown.borrow_mut().drain(..).collect();
+    for (key, value) in teardown {
+        if key == "source_released" {
+            ctx.check(
+                value == "ok",
+                format!("{{source}} still busy after the unmount and the server's exit: {value}"),
+            );
+        }
+        ctx.observe(&key, value);
+    }
     let (verdict, reason) = match stopped {
         Err(Stop::Skip(why)) => (Verdict::Skip, why),
         Err(Stop::Broken(why)) => (Verdict::Fail, why),
+        Err(Stop::NoServer(why)) => {
+            ctx.observe("server_started", &why);
+            (Verdict::Fail, why)
+        }
         Ok(()) if ctx.failures.is_empty() => (Verdict::Pass, String::new()),
         Ok(()) => (Verdict::Fail, ctx.failures.join("; ")),
     };
@@ -280,6 +358,14 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
         duration_ms: start.elapsed().as_millis() as u64,
         ..CaseResult::new(case.name, verdict, reason)
     }
+}
+
+/// The server under test, from the spec file `cargo xtask validate` wrote.
+fn proto_spec() -> Option<proto::validate::Spec> {
+    let path = std::env::var_os(proto::validate::SPEC_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| proto::validate::GUEST_SPEC.into());
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
 /// Unmount `dir` (not lazily), retrying for up to 2 s: the kernel drops its last reference

@@ -1,0 +1,240 @@
+//! The file system an I/O case runs against: the agent's own server (the catalog), or the
+//! server under test that `cargo xtask validate` names (a library's example, any binary).
+//!
+//! For a server of its own the agent counts requests itself. For one from outside the count
+//! comes from the kernel, never from the server: the `fuse:fuse_request_send` tracepoint in
+//! a tracing instance of the case's own, filtered on the mount's connection (every FUSE mount
+//! is a connection of its own, a virtio-fs share too).
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use proto::validate::Spec;
+use rustix::mount::UnmountFlags;
+
+use super::{unmount_when_released, Stop};
+use crate::fuse::FuseFs;
+
+/// What an I/O case needs of the file system under test.
+pub trait Subject {
+    /// A file's path through the mount.
+    fn path(&self, name: &str) -> PathBuf;
+    /// Requests of `opcode` the kernel has sent on this connection so far; None when that
+    /// cannot be known here (no tracefs, or no fuse tracepoint in this kernel).
+    fn requests(&self, opcode: u32) -> Option<u64>;
+}
+
+impl Subject for FuseFs {
+    fn path(&self, name: &str) -> PathBuf {
+        FuseFs::path(self, name)
+    }
+
+    fn requests(&self, opcode: u32) -> Option<u64> {
+        Some(self.count(opcode))
+    }
+}
+
+/// What the end of an outside server's run showed, as observations for the case.
+pub type Teardown = Rc<RefCell<Vec<(String, serde_json::Value)>>>;
+
+/// A server from outside, serving `source` at `mountpoint` for one case.
+pub struct External {
+    child: Child,
+    mountpoint: PathBuf,
+    source: PathBuf,
+    trace: Option<TraceInstance>,
+    stderr: PathBuf,
+    teardown: Teardown,
+}
+
+impl External {
+    /// Start the server on `source` (a file system of its own, so that its release can be
+    /// checked afterwards) and wait until its mount is there.
+    pub fn start(
+        spec: &Spec,
+        source: &Path,
+        work: &Path,
+        teardown: Teardown,
+    ) -> Result<External, Stop> {
+        let mountpoint = work.join("mnt");
+        std::fs::create_dir_all(&mountpoint)?;
+        let stderr = work.join("server.stderr");
+        let args = spec.args_for(&source.to_string_lossy(), &mountpoint.to_string_lossy());
+        let mut cmd = Command::new(&spec.server);
+        cmd.args(&args)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(File::create(work.join("server.stdout"))?)
+            .stderr(File::create(&stderr)?);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            Stop::NoServer(format!(
+                "the server could not be started: {} ({e})",
+                spec.server
+            ))
+        })?;
+        let deadline = Instant::now() + Duration::from_secs(spec.mount_timeout_secs);
+        let connection = loop {
+            if let Some(c) = fuse_connection(&mountpoint) {
+                break c;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(Stop::NoServer(format!(
+                    "the server exited before mounting ({status}): {}",
+                    tail(&stderr)
+                )));
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Stop::NoServer(format!(
+                    "the server did not mount within {} s: {}",
+                    spec.mount_timeout_secs,
+                    tail(&stderr)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Ok(External {
+            child,
+            mountpoint,
+            source: source.into(),
+            trace: TraceInstance::new(connection),
+            stderr,
+            teardown,
+        })
+    }
+
+    fn note(&self, key: &str, value: impl serde::Serialize) {
+        let value = serde_json::to_value(value).expect("plain data");
+        self.teardown.borrow_mut().push((key.into(), value));
+    }
+}
+
+impl Subject for External {
+    fn path(&self, name: &str) -> PathBuf {
+        self.mountpoint.join(name)
+    }
+
+    fn requests(&self, opcode: u32) -> Option<u64> {
+        self.trace.as_ref().map(|t| t.count(opcode))
+    }
+}
+
+impl Drop for External {
+    /// The end of the server's run, in the order a user's would go: unmount (not lazily),
+    /// the server exits by itself, and then the source's own file system must be free: a
+    /// backing file the server never closed keeps it busy.
+    fn drop(&mut self) {
+        let unmount = unmount_when_released(&self.mountpoint);
+        if unmount != "ok" {
+            let _ = rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH);
+        }
+        self.note("unmount", &unmount);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let exit = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    break status
+                        .code()
+                        .map_or_else(|| status.to_string(), |c| format!("exit {c}"))
+                }
+                _ if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break "killed: it did not exit within 3 s of the unmount".to_string();
+                }
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        self.note("server_exit", exit);
+        self.note("source_released", unmount_when_released(&self.source));
+        let stderr = tail(&self.stderr);
+        if !stderr.is_empty() {
+            eprintln!("server stderr: {stderr}");
+        }
+        self.trace.take();
+    }
+}
+
+/// The connection number (device minor) of the FUSE mount at `mountpoint`, once mounted.
+fn fuse_connection(mountpoint: &Path) -> Option<u32> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mnt = mountpoint.to_string_lossy();
+    info.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let dash = f.iter().position(|w| *w == "-")?;
+        let fstype = f.get(dash + 1)?;
+        (f.get(4) == Some(&&*mnt) && fstype.starts_with("fuse"))
+            .then(|| f.get(2)?.split_once(':')?.1.parse().ok())?
+    })
+}
+
+/// The last lines of a server's stderr, on one line.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+/// A tracing instance of the case's own with `fuse:fuse_request_send` on, for one
+/// connection. Removed when dropped.
+struct TraceInstance {
+    dir: PathBuf,
+}
+
+impl TraceInstance {
+    const TRACEFS: &'static str = "/sys/kernel/tracing";
+
+    fn new(connection: u32) -> Option<TraceInstance> {
+        let root = Path::new(Self::TRACEFS);
+        if !root.join("instances").is_dir() {
+            let _ = rustix::mount::mount(
+                "tracefs",
+                root,
+                "tracefs",
+                rustix::mount::MountFlags::empty(),
+                None,
+            );
+        }
+        let dir = root
+            .join("instances")
+            .join(format!("fpt-{}-{connection}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        let instance = TraceInstance { dir };
+        let event = instance.dir.join("events/fuse/fuse_request_send");
+        // The connection is a dev_t; FUSE's superblocks are anonymous (major 0), so it is the
+        // minor itself.
+        let ok = std::fs::write(instance.dir.join("buffer_size_kb"), "4096").is_ok()
+            && std::fs::write(event.join("filter"), format!("connection == {connection}")).is_ok()
+            && std::fs::write(event.join("enable"), "1").is_ok();
+        ok.then_some(instance)
+    }
+
+    fn count(&self, opcode: u32) -> u64 {
+        let trace = std::fs::read_to_string(self.dir.join("trace")).unwrap_or_default();
+        let needle = format!(" opcode {opcode} (");
+        trace
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&needle))
+            .count() as u64
+    }
+}
+
+impl Drop for TraceInstance {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.dir.join("events/fuse/fuse_request_send/enable"), "0");
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}

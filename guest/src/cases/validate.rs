@@ -1,0 +1,159 @@
+//! The `validate` group: the I/O paths of the `io` group, run against the server under test
+//! (`cargo xtask validate --server ...`) instead of the agent's own. Each case starts the
+//! server on a fresh `{source}` (a tmpfs of its own), runs its I/O through the mount, compares
+//! every byte with the file in `{source}`, and then stops the server the way a user would:
+//! unmount, the server exits, and `{source}` must then be free (a backing file the library
+//! never closed keeps it busy: a leak).
+//!
+//! Verdicts: the data, and the release. Where the I/O went (READ and WRITE requests on the
+//! connection, counted by the kernel's tracepoint) is an observation: whether to use
+//! passthrough is the library's choice, and the report shows it per path.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+use super::{io, pattern, Case, Ctx, Stop};
+
+/// What every validate case shares.
+const DEFAULTS: Case = Case {
+    verdict_rule: "pass when every byte matches the file in {source} and {source} is released \
+                   after the unmount and the server's exit; READ/WRITE counts are observations",
+    timeout: Duration::from_secs(40),
+    external_server: true,
+    ..Case::DEFAULT
+};
+
+/// One validate case per I/O path: name, rule, the `io` function that runs it.
+const PATHS: &[(&str, &str, fn(&mut Ctx) -> Result<(), Stop>)] = &[
+    (
+        "validate.round_trip",
+        "writes through the mount land in {source} and writes to {source} \
+      are read through the mount, at several offsets and sizes",
+        io::passthrough_round_trip,
+    ),
+    (
+        "validate.readv_writev",
+        "writev and preadv through the mount",
+        io::readv_writev,
+    ),
+    (
+        "validate.append",
+        "O_APPEND writes land at the end",
+        io::append,
+    ),
+    ("validate.direct", "O_DIRECT reads and writes", io::direct),
+    ("validate.aio", "Linux AIO reads and writes", io::aio),
+    (
+        "validate.io_uring",
+        "io_uring reads and writes",
+        io::io_uring,
+    ),
+    (
+        "validate.splice_in",
+        "splice from a pipe into the file",
+        io::splice_in,
+    ),
+    (
+        "validate.splice_out",
+        "splice from the file into a pipe",
+        io::splice_out,
+    ),
+    ("validate.sendfile", "sendfile from the file", io::sendfile),
+    (
+        "validate.mmap_shared",
+        "a shared mapping: stores reach {source}",
+        io::mmap_shared,
+    ),
+    (
+        "validate.mmap_private",
+        "a private mapping: stores stay private",
+        io::mmap_private,
+    ),
+    (
+        "validate.large_file",
+        "a 64 MiB file written and read back",
+        io::large_file,
+    ),
+    (
+        "validate.sparse_and_eof",
+        "holes read as zeros, reads stop at the end",
+        io::sparse_and_eof,
+    ),
+    (
+        "validate.extending_write_size",
+        "an extending write, then stat: the new size",
+        io::extending_write_size,
+    ),
+    (
+        "validate.truncate_then_read",
+        "truncate, regrow, read: zeros where it was cut",
+        io::truncate_then_read,
+    ),
+    (
+        "validate.concurrent",
+        "four threads writing and reading their own regions at once",
+        io::concurrent,
+    ),
+    (
+        "validate.create_then_write",
+        "a file created through the mount, then written",
+        create_then_write,
+    ),
+    (
+        "validate.opened_twice",
+        "the same file opened twice: a write through one fd is read \
+      through the other",
+        opened_twice,
+    ),
+];
+
+pub fn cases() -> Vec<Case> {
+    PATHS
+        .iter()
+        .map(|&(name, rule, run)| Case {
+            name,
+            rule,
+            run,
+            ..DEFAULTS
+        })
+        .collect()
+}
+
+fn create_then_write(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, source) = ctx.io_file("seed", b"")?;
+    let source = source.parent().expect("a file in {source}").join("created");
+    let data = pattern(300, 200_000);
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(fs.path("created"))?;
+    file.write_all_at(&data, 0)?;
+    drop(file);
+    let back = std::fs::read(&source)?;
+    ctx.check(back == data, "the created file in {source} differs");
+    let again = std::fs::read(fs.path("created"))?;
+    ctx.check(again == data, "reading the created file back differs");
+    ctx.observe("bytes", data.len());
+    ctx.expect_bypassed(&*fs);
+    Ok(())
+}
+
+fn opened_twice(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, source) = ctx.io_file("f", &pattern(310, 100_000))?;
+    let one = File::options().read(true).write(true).open(fs.path("f"))?;
+    let two = File::options().read(true).write(true).open(fs.path("f"))?;
+    let data = pattern(311, 30_000);
+    one.write_all_at(&data, 5000)?;
+    let mut back = vec![0u8; data.len()];
+    two.read_exact_at(&mut back, 5000)?;
+    ctx.check(
+        back == data,
+        "a write through one fd is not read through the other",
+    );
+    let on_disk = std::fs::read(&source)?;
+    ctx.check(on_disk[5000..35_000] == data[..], "{source} differs");
+    ctx.expect_bypassed(&*fs);
+    Ok(())
+}

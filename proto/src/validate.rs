@@ -1,0 +1,64 @@
+//! What `cargo xtask validate` tells the agent about the server under test: which binary,
+//! with which arguments, and what to call it in the results. The host writes it as JSON; the
+//! agent finds it through [`SPEC_ENV`] (host mode) or at [`GUEST_SPEC`] (in the VM).
+
+use serde::{Deserialize, Serialize};
+
+/// The environment variable naming the spec file.
+pub const SPEC_ENV: &str = "FPT_VALIDATE_SPEC";
+/// Where the spec is in the initramfs.
+pub const GUEST_SPEC: &str = "/fpt/validate.json";
+
+/// The placeholders of an argument template.
+pub const SOURCE: &str = "{source}";
+pub const MOUNTPOINT: &str = "{mountpoint}";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    /// What the results call it: a built-in target's name, or the binary's file name.
+    pub target: String,
+    /// Library and version, as exact as the harness knows ("libfuse 3.18.3").
+    pub version: String,
+    /// The server binary, as the agent can run it.
+    pub server: String,
+    /// Its arguments, `{source}` and `{mountpoint}` filled in per case.
+    pub args: Vec<String>,
+    /// Extra environment (LD_LIBRARY_PATH for a library built in the cache, say).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// How long the server may take to mount.
+    pub mount_timeout_secs: u64,
+}
+
+impl Spec {
+    /// The arguments for one run of the server.
+    pub fn args_for(&self, source: &str, mountpoint: &str) -> Vec<String> {
+        self.args
+            .iter()
+            .map(|a| a.replace(SOURCE, source).replace(MOUNTPOINT, mountpoint))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_are_filled() {
+        let spec = Spec {
+            target: "x".into(),
+            version: "x 1".into(),
+            server: "/bin/x".into(),
+            args: vec![
+                "{source}".into(),
+                "{mountpoint}".into(),
+                "-o".into(),
+                "src={source}".into(),
+            ],
+            env: vec![],
+            mount_timeout_secs: 10,
+        };
+        assert_eq!(spec.args_for("/s", "/m"), ["/s", "/m", "-o", "src=/s"]);
+    }
+}
