@@ -25,7 +25,7 @@ fn run_on(kernel: &str) -> Run {
 
 /// The snapshot first (so a change in behaviour shows as a diff), then the verdicts.
 fn check(run: &Run) {
-    if let Err(diff) = snapshot::check_whole(&run.kernel_release, &run.results) {
+    if let Err(diff) = snapshot::check_whole(&snapshot::name_of(run), &run.results) {
         panic!("{diff}");
     }
     let bad: Vec<String> = run

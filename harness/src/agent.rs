@@ -61,7 +61,7 @@ pub fn select<'a>(catalog: &'a [CaseInfo], names: &[String]) -> Result<Vec<&'a C
     if names.is_empty() {
         return Ok(catalog
             .iter()
-            .filter(|c| proto::catalog::in_default_run(c.kills_kernel))
+            .filter(|c| proto::catalog::in_default_run(c.kills_kernel, c.external_server))
             .collect());
     }
     names

@@ -12,12 +12,18 @@ use std::time::{Duration, SystemTime};
 use crate::error::{Error, Result};
 use crate::process;
 
-/// The suites the harness reads: today Debian 12's (the kernels and sources it used so far
+/// The binary suites the harness reads: Debian 12's (the kernels and sources it used so far
 /// come from them). Each line: archive path, suite.
 const SUITES: &[(&str, &str)] = &[
     ("debian", "bookworm"),
     ("debian", "bookworm-updates"),
     ("debian-security", "bookworm-security"),
+];
+/// The source suites libraries are built from: `package/suite` picks one.
+const SOURCE_SUITES: &[(&str, &str)] = &[
+    ("debian", "bookworm"),
+    ("debian", "trixie"),
+    ("debian", "sid"),
 ];
 const MIRROR: &str = "http://deb.debian.org";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -30,19 +36,31 @@ pub struct Apt {
 }
 
 impl Apt {
-    /// The configuration under `<cache>/apt/`, written if it is not there yet.
+    /// Debian 12's binary packages: the configuration under `<cache>/apt/`.
     pub fn new(cache: &Path) -> Result<Apt> {
+        Apt::configured(&cache.join("apt"), "deb", SUITES)
+    }
+
+    /// Source packages of Debian 12, 13 and unstable: the configuration under
+    /// `<cache>/apt-src/`.
+    pub fn sources(cache: &Path) -> Result<Apt> {
+        Apt::configured(&cache.join("apt-src"), "deb-src", SOURCE_SUITES)
+    }
+
+    /// A configuration at `root` listing `suites` as `kind` (deb or deb-src) lines, written if
+    /// it is not there yet.
+    fn configured(root: &Path, kind: &str, suites: &[(&str, &str)]) -> Result<Apt> {
         crate::provision::ensure("apt-get", "apt")?;
         crate::provision::ensure("dpkg-deb", "dpkg")?;
-        let root = cache.join("apt");
+        let root = root.to_path_buf();
         for dir in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
             let d = root.join(dir);
             std::fs::create_dir_all(&d).map_err(|e| Error::io(d.display(), e))?;
         }
-        let list: String = SUITES
+        let list: String = suites
             .iter()
             .map(|(archive, suite)| {
-                format!("deb [signed-by={KEYRING}] {MIRROR}/{archive} {suite} main\n")
+                format!("{kind} [signed-by={KEYRING}] {MIRROR}/{archive} {suite} main\n")
             })
             .collect();
         let sources = root.join("sources.list");
@@ -150,6 +168,38 @@ impl Apt {
         let _ = std::fs::remove_file(&deb);
         std::fs::write(&done, package).map_err(|e| Error::io(done.display(), e))?;
         Ok(root)
+    }
+}
+
+impl Apt {
+    /// The source package `package` of `suite` downloaded into `dir` (its .dsc, tarballs
+    /// and signature; nothing unpacked, no dpkg-dev needed); returns its version.
+    pub fn source(&self, package: &str, suite: &str, dir: &Path) -> Result<String> {
+        self.fresh_lists()?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+        eprintln!("fetching the source of {package} from {suite} (apt-get source --download-only)");
+        let get = || {
+            let mut cmd = self.command("apt-get");
+            let spec = format!("{package}/{suite}");
+            cmd.args(["source", "--download-only", "-q", &spec])
+                .current_dir(dir);
+            process::output(&mut cmd)
+        };
+        if get().is_err() {
+            self.update()?;
+            get().map_err(|e| Error::Fetch(e.to_string()))?;
+        }
+        let dsc = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir.display(), e))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.ends_with(".dsc"))
+            .ok_or_else(|| {
+                Error::Fetch(format!("apt-get source {package}/{suite} left no .dsc"))
+            })?;
+        // fuse3_3.18.3-1.dsc -> 3.18.3-1
+        let stem = dsc.trim_end_matches(".dsc");
+        Ok(stem.split_once('_').map_or(stem, |(_, v)| v).to_string())
     }
 }
 

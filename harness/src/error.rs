@@ -78,6 +78,14 @@ pub enum Error {
     NeedsRoot { what: String },
     #[error("fragment {path}: {why}; give an existing config fragment (CONFIG_X=y lines)")]
     BadFragment { path: PathBuf, why: String },
+    #[error("server {path}: {why}; give the path of an executable FUSE server, or a built-in target (`cargo xtask validate --help`)")]
+    BadServer { path: PathBuf, why: String },
+    #[error("unknown target {name}; the built-in targets are: {known}, or give a server's path")]
+    UnknownTarget { name: String, known: String },
+    #[error("the server under test did not start: {0}")]
+    ServerDidNotStart(String),
+    #[error("validate on --kernel {0} needs the server inside the VM (the host's root shared over virtio-fs), which is not built yet; use --kernel host")]
+    ValidateInVm(String),
     #[error(
         "{dir} is not a run's artifacts directory: {why}; give a directory under target/fpt-runs/"
     )]
@@ -109,6 +117,9 @@ impl Error {
             Error::NeedsRoot { .. } => 20,
             Error::BadFragment { .. } => 21,
             Error::NotARun { .. } => 22,
+            Error::BadServer { .. } | Error::UnknownTarget { .. } => 23,
+            Error::ServerDidNotStart(_) => 24,
+            Error::ValidateInVm(_) => 25,
         }
     }
 

@@ -16,6 +16,7 @@ pub fn run_cases(
     agent: &Path,
     cases: &[&CaseInfo],
     ext4_image: &Path,
+    validate_spec: Option<&Path>,
     artifacts: &Path,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<RunLog> {
@@ -28,6 +29,7 @@ pub fn run_cases(
     let mut child = Command::new(agent)
         .args(["run", &names.join(",")])
         .env(proto::layout::EXT4_IMAGE_ENV, ext4_image)
+        .envs(validate_spec.map(|p| (proto::validate::SPEC_ENV, p)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

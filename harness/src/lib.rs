@@ -26,6 +26,8 @@ pub mod results;
 pub mod run;
 pub mod snapshot;
 pub mod soak;
+pub mod targets;
+pub mod validate;
 pub mod vm;
 
 pub use error::{Error, Result};

@@ -29,6 +29,8 @@ pub struct Request {
     pub isolate: bool,
     /// vCPUs; None: the default (1).
     pub cpus: Option<u32>,
+    /// The server under test (`cargo xtask validate`): its cases run against it.
+    pub validate: Option<proto::validate::Spec>,
 }
 
 impl Default for Request {
@@ -43,6 +45,7 @@ impl Default for Request {
             boot_timeout: None,
             isolate: false,
             cpus: None,
+            validate: None,
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct Run {
     pub died: Option<String>,
     pub artifacts: PathBuf,
     pub timings: Timings,
+    /// The server under test's target name, for a validate run.
+    pub target: Option<String>,
 }
 
 impl Run {
@@ -89,6 +94,9 @@ impl Run {
 pub struct Plan {
     pub identity: Identity,
     pub mode: String,
+    /// The server under test, for a validate run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<proto::validate::Spec>,
     pub boots: Vec<PlannedBoot>,
 }
 
@@ -112,7 +120,13 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let (agent, catalog) = agent::build_with_catalog()?;
     t.agent_build = started.elapsed();
     t.agent_bytes = std::fs::metadata(&agent).map(|m| m.len()).unwrap_or(0);
-    let cases = agent::select(&catalog, &req.cases)?;
+    let cases = match &req.validate {
+        Some(_) if req.cases.is_empty() => catalog
+            .iter()
+            .filter(|c| proto::catalog::in_validate_run(c.external_server))
+            .collect(),
+        _ => agent::select(&catalog, &req.cases)?,
+    };
 
     let started = Instant::now();
     let kernel = match &req.kernel {
@@ -153,13 +167,16 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
         let plan = Plan {
             identity,
             mode: "host".into(),
+            validate: req.validate.clone(),
             boots: vec![PlannedBoot {
                 dir: ".".into(),
                 cases: names(&cases),
             }],
         };
         save_plan(&plan, &artifacts)?;
-        let log = crate::host::run_cases(&agent, &cases, &ext4, &artifacts, on_event)?;
+        let spec = save_spec(req, &artifacts)?;
+        let log =
+            crate::host::run_cases(&agent, &cases, &ext4, spec.as_deref(), &artifacts, on_event)?;
         t.guest_wall = started.elapsed();
         t.first_result_after = None;
         t.total = total.elapsed();
@@ -206,6 +223,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let plan = Plan {
         identity: kernel.identity.clone(),
         mode: format!("qemu {} {machine}", accel.name()),
+        validate: req.validate.clone(),
         boots: groups
             .iter()
             .map(|(g, dir)| PlannedBoot {
@@ -230,6 +248,20 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
 
 fn names(cases: &[&CaseInfo]) -> Vec<String> {
     cases.iter().map(|c| c.name.clone()).collect()
+}
+
+/// The server under test's spec, as `validate.json` beside the artifacts, for the agent.
+fn save_spec(req: &Request, artifacts: &Path) -> Result<Option<PathBuf>> {
+    let Some(spec) = &req.validate else {
+        return Ok(None);
+    };
+    let path = artifacts.join("validate.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(spec).expect("specs serialise"),
+    )
+    .map_err(|e| Error::io(path.display(), e))?;
+    Ok(Some(path))
 }
 
 fn save_plan(plan: &Plan, artifacts: &Path) -> Result<()> {
@@ -278,6 +310,7 @@ pub fn assemble(
         died,
         artifacts,
         timings,
+        target: plan.validate.map(|v| v.target),
     }
 }
 

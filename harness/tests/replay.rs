@@ -27,7 +27,7 @@ fn a_passing_run_replays_to_the_same_results() {
     assert!(run.died.is_none());
     assert_eq!(run.results[2].observations["read_requests"], 0);
     assert!(matches!(
-        harness::snapshot::compare(&run.kernel_release, &run.results),
+        harness::snapshot::compare(&harness::snapshot::name_of(&run), &run.results),
         harness::snapshot::Comparison::Match { .. }
     ));
 }

@@ -34,6 +34,28 @@ enum Cmd {
         /// A run's directory, e.g. target/fpt-runs/latest.
         dir: PathBuf,
     },
+    /// Validate a FUSE server or library: the validate cases (every I/O path, byte-compared
+    /// with {source}; where the I/O went, counted by the kernel; what was left open) against
+    /// the server, on each kernel; one table per target, one column per kernel.
+    Validate {
+        /// A built-in target (libfuse, libfuse-3.17, libfuse-3.14) or the path of any server
+        /// binary.
+        #[arg(long)]
+        server: String,
+        /// A kernel as `run` takes it (repeatable). Default and, for now, only: host.
+        #[arg(long = "kernel", default_value = "host")]
+        kernels: Vec<String>,
+        /// Run only this validate case (repeatable).
+        #[arg(long = "case")]
+        cases: Vec<String>,
+        /// Write the observations as the snapshot of this target and kernel series.
+        #[arg(long)]
+        bless: bool,
+        /// The server's arguments after `--`; `{source}` and `{mountpoint}` are filled in.
+        /// A built-in target has its own.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// The tidy gate (rustfmt, clippy, tidy tests), unit tests, then the end-to-end suite:
     /// Debian 6.12 and 6.1 in QEMU, the built kernel, then host mode.
     Test,
@@ -204,6 +226,7 @@ impl Target {
             boot_timeout: self.boot_timeout.map(Duration::from_secs),
             isolate: self.isolate,
             cpus: self.cpus,
+            validate: None,
         }
     }
 }
@@ -214,6 +237,13 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Cmd::Run(args) => run(&args),
         Cmd::Replay { dir } => replay(&dir),
+        Cmd::Validate {
+            server,
+            kernels,
+            cases,
+            bless,
+            args,
+        } => validate(&server, &kernels, &cases, bless, &args),
         Cmd::Test => test(),
         Cmd::Bench {
             target,
@@ -280,7 +310,7 @@ fn run(args: &RunArgs) -> i32 {
             eprintln!("error: --bless writes the whole snapshot: run every case (no --case)");
             return 2;
         }
-        match snapshot::write(&run.kernel_release, &run.results) {
+        match snapshot::write(&snapshot::name_of(&run), &run.results) {
             Ok(p) => println!("snapshot written: {}", p.display()),
             Err(e) => return fail(&e),
         }
@@ -293,9 +323,9 @@ fn run(args: &RunArgs) -> i32 {
 /// `replay` share.
 fn conclude(run: &Run) -> i32 {
     print_run(run);
-    match snapshot::compare(&run.kernel_release, &run.results) {
+    match snapshot::compare(&snapshot::name_of(run), &run.results) {
         Comparison::Match { unknown } => {
-            println!("snapshot: matches {}", snapshot::name(&run.kernel_release));
+            println!("snapshot: matches {}", snapshot::name_of(run));
             if !unknown.is_empty() {
                 let more = if unknown.len() > 5 {
                     format!(" and {} more", unknown.len() - 5)
@@ -329,6 +359,81 @@ fn exit_code(run: &Run) -> i32 {
         Some(sig) => 128 + sig,
         None if run.all_ok() => 0,
         None => 1,
+    }
+}
+
+fn validate(
+    server: &str,
+    kernels: &[String],
+    cases: &[String],
+    bless: bool,
+    args: &[String],
+) -> i32 {
+    let spec = match harness::targets::resolve(server, args, &harness::cache::dir()) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let mut requests = Vec::new();
+    for k in kernels {
+        let kernel = KernelChoice::parse(k);
+        if !matches!(kernel, KernelChoice::Host) {
+            return fail(&harness::Error::ValidateInVm(k.clone()));
+        }
+        requests.push(Request {
+            kernel,
+            cases: cases.to_vec(),
+            ..Default::default()
+        });
+    }
+    let runs = harness::validate::validate(&spec, &requests, &mut |run| {
+        println!(
+            "{} ({}): {}",
+            run.kernel_release,
+            run.mode,
+            report::totals(&run.results)
+        );
+    });
+    let runs = match runs {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    println!();
+    print!("{}", harness::validate::table(&spec, &runs));
+    let mut differs = false;
+    for run in &runs {
+        println!("artifacts: {}", run.artifacts.display());
+        for r in run.results.iter().filter(|r| !r.verdict.is_ok()) {
+            println!(
+                "  {} {}: {}",
+                r.case,
+                report::verdict_name(r.verdict),
+                r.reason.lines().next().unwrap_or("")
+            );
+        }
+        let name = snapshot::name_of(run);
+        if bless {
+            match snapshot::write(&name, &run.results) {
+                Ok(p) => println!("snapshot written: {}", p.display()),
+                Err(e) => return fail(&e),
+            }
+            continue;
+        }
+        match snapshot::compare(&name, &run.results) {
+            Comparison::Match { .. } => println!("snapshot: matches {name}"),
+            Comparison::Missing(p) => {
+                println!("snapshot: none at {} (--bless writes it)", p.display())
+            }
+            Comparison::Differs { path, diff } => {
+                println!("{diff}");
+                eprintln!("error: {}", harness::Error::SnapshotMismatch(path));
+                differs = true;
+            }
+        }
+    }
+    // As `run`: a failed case first (1), then a snapshot difference (3).
+    match runs.iter().map(exit_code).max().unwrap_or(0) {
+        0 if differs => 3,
+        code => code,
     }
 }
 

@@ -331,9 +331,27 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
             }
         }
     }
-    let stopped = (case.run)(&mut ctx);
+    let mut stopped = (case.run)(&mut ctx);
     // The server under test has been stopped (its subject dropped): what did its end show?
     let teardown: Vec<(String, serde_json::Value)> = ctx.teardown.borrow_mut().drain(..).collect();
+    let served = teardown
+        .iter()
+        .any(|(k, v)| k == "served_requests" && v.as_u64().is_some_and(|n| n > 0));
+    if served {
+        // The server served (some of) the I/O itself: the mount is then a cached FUSE file,
+        // whose rule is coherence through the server, not with {source} at every moment (a
+        // write-back cache lags behind, a page cache keeps what {source} has since changed).
+        // Only passthrough promises the latter, so here it is an observation.
+        let mut incoherent = std::mem::take(&mut ctx.failures);
+        if let Err(Stop::Broken(why)) = &stopped {
+            incoherent.push(why.clone());
+            stopped = Ok(());
+        }
+        ctx.observe("coherent_with_source", incoherent.is_empty());
+        if !incoherent.is_empty() {
+            ctx.observe("incoherent", incoherent);
+        }
+    }
     for (key, value) in teardown {
         if key == "source_released" {
             ctx.check(

@@ -1,0 +1,153 @@
+//! `cargo xtask validate`: a FUSE server or library as the test subject. The server's spec
+//! (built-in target or path, `harness::targets`) goes with a run of the `validate` cases on
+//! each kernel asked for; the results become one table per target, one column per kernel.
+
+use std::fmt::Write;
+
+use proto::validate::Spec;
+use proto::Verdict;
+
+use crate::error::{Error, Result};
+use crate::run::{Request, Run};
+
+/// Run the validate cases against `spec` on each kernel of `requests` (one request per
+/// kernel, each otherwise as `run` takes it). `each` sees every run as it ends.
+pub fn validate(spec: &Spec, requests: &[Request], each: &mut dyn FnMut(&Run)) -> Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for req in requests {
+        let req = Request {
+            validate: Some(spec.clone()),
+            ..req.clone()
+        };
+        let run = crate::run::run(&req, &mut |_| {})?;
+        // A server that cannot start at all is bad input, not a verdict on the kernel.
+        let started = |r: &proto::CaseResult| !r.observations.contains_key("server_started");
+        if !run.results.is_empty() && !run.results.iter().any(started) {
+            let why = run.results[0].observations["server_started"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            return Err(Error::ServerDidNotStart(why));
+        }
+        each(&run);
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+/// How one validate case went on one kernel, for the table: where its I/O went.
+fn path_cell(r: &proto::CaseResult) -> String {
+    let obs = |k: &str| r.observations.get(k);
+    let served = obs("served_requests")
+        .and_then(|v| v.as_u64())
+        .is_some_and(|n| n > 0)
+        || obs("passed_through") == Some(&serde_json::Value::Bool(false));
+    let lags = obs("coherent_with_source") == Some(&serde_json::Value::Bool(false));
+    match r.verdict {
+        Verdict::Skip => "skip".into(),
+        v if !v.is_ok() && obs("source_released").is_none() => v.name().into(),
+        _ if served && lags => "served (lags {source})".into(),
+        _ if served => "served".into(),
+        _ if obs("passed_through") == Some(&serde_json::Value::Bool(true)) => {
+            "passed through".into()
+        }
+        _ => obs("passed_through")
+            .and_then(|v| v.as_str())
+            .unwrap_or("-")
+            .into(),
+    }
+}
+
+/// The report: one row per question, one column per kernel.
+pub fn table(spec: &Spec, runs: &[Run]) -> String {
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let col = |f: &dyn Fn(&Run) -> String| runs.iter().map(f).collect::<Vec<_>>();
+    rows.push(("kernel".into(), col(&|r| r.kernel_release.clone())));
+    rows.push((
+        "passthrough engaged".into(),
+        col(&|r| {
+            let cells: Vec<String> = r.results.iter().map(path_cell).collect();
+            let through = cells.iter().filter(|c| *c == "passed through").count();
+            let paths = cells
+                .iter()
+                .filter(|c| *c == "passed through" || c.starts_with("served"))
+                .count();
+            match through {
+                0 => format!("no (0 of {paths} paths)"),
+                n => format!("yes ({n} of {paths} paths)"),
+            }
+        }),
+    ));
+    let cases: Vec<String> = runs.first().map_or(Vec::new(), |r| {
+        r.results.iter().map(|c| c.case.clone()).collect()
+    });
+    for case in &cases {
+        let name = case.strip_prefix("validate.").unwrap_or(case).to_string();
+        rows.push((
+            name,
+            col(&|r| {
+                r.results
+                    .iter()
+                    .find(|c| &c.case == case)
+                    .map_or("-".into(), path_cell)
+            }),
+        ));
+    }
+    rows.push((
+        "data correct".into(),
+        col(&|r| {
+            let bad: Vec<&str> = r
+                .results
+                .iter()
+                .filter(|c| !c.verdict.is_ok() && c.observations.contains_key("source_released"))
+                .filter(|c| {
+                    c.observations
+                        .get("source_released")
+                        .is_some_and(|v| v == "ok")
+                })
+                .map(|c| c.case.strip_prefix("validate.").unwrap_or(&c.case))
+                .collect();
+            if bad.is_empty() {
+                "yes".into()
+            } else {
+                format!("no: {}", bad.join(", "))
+            }
+        }),
+    ));
+    rows.push((
+        "leaks ({source} busy after exit)".into(),
+        col(&|r| {
+            let leaked = r
+                .results
+                .iter()
+                .filter(|c| {
+                    c.observations
+                        .get("source_released")
+                        .is_some_and(|v| v != "ok")
+                })
+                .count();
+            if leaked == 0 {
+                "none".into()
+            } else {
+                format!("{leaked} cases")
+            }
+        }),
+    ));
+    rows.push((
+        "verdicts".into(),
+        col(&|r| crate::report::totals(&r.results)),
+    ));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..runs.len())
+        .map(|i| rows.iter().map(|(_, v)| v[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!("target {} ({})\n", spec.target, spec.version);
+    for (key, values) in &rows {
+        let _ = write!(out, "{key:width$}");
+        for (v, w) in values.iter().zip(&widths) {
+            let _ = write!(out, "  {v:w$}");
+        }
+        out.push('\n');
+    }
+    out
+}
