@@ -96,7 +96,12 @@ fn xtask_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let out = Command::new(cargo)
         .current_dir(harness::cache::workspace_root())
         .envs(env.iter().copied())
-        .args(["run", "--quiet", "--package", "xtask", "--", "run"])
+        .args(["run", "--quiet", "--package", "xtask", "--"])
+        .args(if args.first() == Some(&"validate") {
+            &[][..]
+        } else {
+            &["run"][..]
+        })
         .args(args)
         .output()
         .expect("cargo runs");
@@ -360,4 +365,70 @@ fn a_case_that_can_wedge_the_kernel_runs_in_a_boot_of_its_own() {
             "{case} has its own boot and console"
         );
     }
+}
+
+/// Every built-in library target on this machine's kernel: libfuse 3.18 and 3.17 pass every
+/// I/O path through, 3.14 (before passthrough) serves them all; the data is right and nothing
+/// is left open either way; the observations match the target's snapshot.
+#[test]
+fn validate_the_libfuse_targets_on_the_host_kernel() {
+    for (target, passthrough) in [
+        ("libfuse", true),
+        ("libfuse-3.17", true),
+        ("libfuse-3.14", false),
+    ] {
+        let spec = harness::targets::resolve(target, &[], &harness::cache::dir())
+            .unwrap_or_else(|e| panic!("{target}: {e}"));
+        let host = Request {
+            kernel: KernelChoice::Host,
+            ..Default::default()
+        };
+        let runs = harness::validate::validate(&spec, &[host], &mut |_| {})
+            .unwrap_or_else(|e| panic!("{target}: {e}"));
+        let run = &runs[0];
+        eprintln!("{}", harness::validate::table(&spec, &runs));
+        check(run);
+        assert_eq!(run.results.len(), 18, "{target}: every validate case ran");
+        for r in &run.results {
+            let released = r
+                .observations
+                .get("source_released")
+                .and_then(|v| v.as_str());
+            assert_eq!(
+                released,
+                Some("ok"),
+                "{target} {}: {{source}} released",
+                r.case
+            );
+            let served = r
+                .observations
+                .get("served_requests")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            assert_eq!(
+                served == 0,
+                passthrough,
+                "{target} {}: served {served} requests",
+                r.case
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bad_server_gets_a_one_line_error_and_its_own_exit_code() {
+    let (code, stderr) = xtask(&["validate", "--server", "/nonexistent/server"]);
+    assert_eq!(code, 23, "{stderr}");
+    assert!(
+        stderr.contains("error: server /nonexistent/server: no such file"),
+        "{stderr}"
+    );
+    let (code, stderr) = xtask(&["validate", "--server", "/bin/false"]);
+    assert_eq!(code, 24, "{stderr}");
+    assert!(
+        stderr.contains("error: the server under test did not start: the server exited before mounting (exit status: 1)"),
+        "{stderr}"
+    );
+    let (code, stderr) = xtask(&["validate", "--server", "libfuse", "--kernel", "debian-6.12"]);
+    assert_eq!(code, 25, "{stderr}");
 }

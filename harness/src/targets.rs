@@ -49,7 +49,7 @@ pub fn resolve(server: &str, args: &[String], cache: &Path) -> Result<Spec> {
         }
         return Ok(spec);
     }
-    if !server.contains('/') {
+    if !server.contains('/') && !Path::new(server).exists() {
         let known: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
         return Err(Error::UnknownTarget {
             name: server.into(),

@@ -91,7 +91,7 @@ impl External {
             }
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(Stop::NoServer(format!(
-                    "the server exited before mounting ({status}): {}",
+                    "the server exited before mounting ({status}){}",
                     tail(&stderr)
                 )));
             }
@@ -99,7 +99,7 @@ impl External {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(Stop::NoServer(format!(
-                    "the server did not mount within {} s: {}",
+                    "the server did not mount within {} s{}",
                     spec.mount_timeout_secs,
                     tail(&stderr)
                 )));
@@ -171,7 +171,7 @@ impl Drop for External {
         self.note("source_released", unmount_when_released(&self.source));
         let stderr = tail(&self.stderr);
         if !stderr.is_empty() {
-            eprintln!("server stderr: {stderr}");
+            eprintln!("server stderr{stderr}");
         }
         self.trace.take();
     }
@@ -190,11 +190,14 @@ fn fuse_connection(mountpoint: &Path) -> Option<u32> {
     })
 }
 
-/// The last lines of a server's stderr, on one line.
+/// The last lines of a server's stderr, on one line: ": a | b", or nothing.
 fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(3)..].join(" | ")
+    match lines.len() {
+        0 => String::new(),
+        n => format!(": {}", lines[n.saturating_sub(3)..].join(" | ")),
+    }
 }
 
 /// A tracing instance of the case's own with `fuse:fuse_request_send` on, for one

@@ -17,15 +17,19 @@ use super::{io, pattern, Case, Ctx, Stop};
 
 /// What every validate case shares.
 const DEFAULTS: Case = Case {
-    verdict_rule: "pass when every byte matches the file in {source} and {source} is released \
-                   after the unmount and the server's exit; READ/WRITE counts are observations",
+    verdict_rule: "pass when every byte read back matches, when the I/O passed through also with \
+                   the file in {source} at every step (a served path's cache may lag {source}: \
+                   an observation), and when {source} is released after the unmount and the \
+                   server's exit; where the I/O went is an observation",
     timeout: Duration::from_secs(40),
     external_server: true,
     ..Case::DEFAULT
 };
 
+type Run = fn(&mut Ctx) -> Result<(), Stop>;
+
 /// One validate case per I/O path: name, rule, the `io` function that runs it.
-const PATHS: &[(&str, &str, fn(&mut Ctx) -> Result<(), Stop>)] = &[
+const PATHS: &[(&str, &str, Run)] = &[
     (
         "validate.round_trip",
         "writes through the mount land in {source} and writes to {source} \
