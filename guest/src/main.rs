@@ -40,6 +40,7 @@ fn main() {
                     .into_owned(),
                 cases: selected.iter().map(|c| c.name.to_string()).collect(),
                 modules: Vec::new(),
+                share: None,
             };
             let ran = runner::emit(&mut out, &hello)
                 .and_then(|()| runner::run_all(&selected, &mut out, Markers::None));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountFlags;
 
-use proto::layout::{CASES_PARAM, MODULE_DIR, MODULE_ORDER, RESULT_PORT};
+use proto::layout::{CASES_PARAM, HOST_ROOT, MODULE_DIR, MODULE_ORDER, RESULT_PORT, SHARE_PARAM};
 use proto::Event;
 
 use crate::cases;
@@ -50,10 +50,19 @@ fn set_up_and_run() -> Result<(), String> {
         .open(&port)
         .map_err(|e| format!("{}: {e}", port.display()))?;
     let uname = rustix::system::uname();
+    // The host's root, for a server under test that lives there (`cargo xtask validate`).
+    let share = param(&cmdline, SHARE_PARAM).map(|tag| {
+        let _ = std::fs::create_dir_all(HOST_ROOT);
+        match rustix::mount::mount(tag, HOST_ROOT, "virtiofs", MountFlags::RDONLY, None) {
+            Ok(()) => "mounted".to_string(),
+            Err(e) => format!("mount -t virtiofs {tag} {HOST_ROOT}: {e}"),
+        }
+    });
     let hello = Event::Hello {
         kernel_release: uname.release().to_string_lossy().into_owned(),
         cases: selected.iter().map(|c| c.name.to_string()).collect(),
         modules,
+        share,
     };
     runner::emit(&mut out, &hello).map_err(|e| format!("result port: {e}"))?;
     runner::run_all(&selected, &mut out, Markers::KernelLog)

@@ -84,8 +84,8 @@ pub enum Error {
     UnknownTarget { name: String, known: String },
     #[error("the server under test did not start: {0}")]
     ServerDidNotStart(String),
-    #[error("validate on --kernel {0} needs the server inside the VM (the host's root shared over virtio-fs), which is not built yet; use --kernel host")]
-    ValidateInVm(String),
+    #[error("kernel {release} could not mount the host's root over virtio-fs ({why}): it needs CONFIG_VIRTIO_FS (built in, or virtiofs.ko in the directory --modules names)")]
+    NoVirtioFs { release: String, why: String },
     #[error(
         "{dir} is not a run's artifacts directory: {why}; give a directory under target/fpt-runs/"
     )]
@@ -119,7 +119,7 @@ impl Error {
             Error::NotARun { .. } => 22,
             Error::BadServer { .. } | Error::UnknownTarget { .. } => 23,
             Error::ServerDidNotStart(_) => 24,
-            Error::ValidateInVm(_) => 25,
+            Error::NoVirtioFs { .. } => 25,
         }
     }
 

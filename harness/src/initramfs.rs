@@ -10,7 +10,14 @@ use crate::modules::Module;
 
 use proto::layout::{GUEST_EXT4_IMAGE, MODULE_DIR, MODULE_ORDER};
 
-pub fn build(agent: &Path, modules: &[Module], ext4_image: &Path, out: &Path) -> Result<()> {
+/// `validate`: the server under test's spec, for [`proto::validate::GUEST_SPEC`].
+pub fn build(
+    agent: &Path,
+    modules: &[Module],
+    ext4_image: &Path,
+    validate: Option<&[u8]>,
+    out: &Path,
+) -> Result<()> {
     let mut w = Writer::default();
     for dir in [
         "dev",
@@ -26,6 +33,13 @@ pub fn build(agent: &Path, modules: &[Module], ext4_image: &Path, out: &Path) ->
     }
     let image = std::fs::read(ext4_image).map_err(|e| Error::io(ext4_image.display(), e))?;
     w.file(GUEST_EXT4_IMAGE.trim_start_matches('/'), 0o644, &image);
+    if let Some(spec) = validate {
+        w.file(
+            proto::validate::GUEST_SPEC.trim_start_matches('/'),
+            0o644,
+            spec,
+        );
+    }
     // /dev/console must exist before devtmpfs, or init starts with no stdout.
     w.char_dev("dev/console", 0o600, 5, 1);
     let agent_bytes = std::fs::read(agent).map_err(|e| Error::io(agent.display(), e))?;

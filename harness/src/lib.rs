@@ -28,6 +28,7 @@ pub mod snapshot;
 pub mod soak;
 pub mod targets;
 pub mod validate;
+pub mod virtiofsd;
 pub mod vm;
 
 pub use error::{Error, Result};

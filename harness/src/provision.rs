@@ -79,8 +79,12 @@ pub fn ensure_build_tools() -> Result<()> {
     Ok(())
 }
 
-/// Install `package` for a file that is not a binary on PATH.
-fn ensure_package(package: &str, file: &str) -> Result<()> {
+/// Install `package` for a file that is not a binary on PATH (a header, say), unless the
+/// file is there already.
+pub fn ensure_package(package: &str, file: &str) -> Result<()> {
+    if Path::new(file).exists() {
+        return Ok(());
+    }
     let fix = format!("install it with `sudo apt-get install -y {package}`");
     if !rustix::process::geteuid().is_root() || !apt_install(package) || !Path::new(file).exists() {
         return Err(Error::ToolMissing {

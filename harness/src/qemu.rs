@@ -65,6 +65,9 @@ pub struct VmConfig {
     pub cpus: u32,
     /// Firmware tables for the guest; off for kernels built without ACPI.
     pub acpi: bool,
+    /// A virtiofsd's vhost-user socket: the host's root shared into the guest. Its memory is
+    /// then a shared memfd, which vhost-user needs.
+    pub share: Option<PathBuf>,
 }
 
 impl VmConfig {
@@ -73,6 +76,10 @@ impl VmConfig {
             (Machine::Microvm, true) => "microvm",
             (Machine::Microvm, false) => "microvm,acpi=off",
             (Machine::Q35, _) => "q35",
+        };
+        let machine = match self.share {
+            Some(_) => format!("{machine},memory-backend=mem"),
+            None => machine.to_string(),
         };
         let serial_bus = match self.machine {
             Machine::Microvm => "virtio-serial-device",
@@ -84,7 +91,7 @@ impl VmConfig {
         };
         let mut a: Vec<String> = [
             "-M",
-            machine,
+            &machine,
             "-accel",
             self.accel.name(),
             "-cpu",
@@ -139,6 +146,23 @@ impl VmConfig {
                 proto::layout::RESULT_PORT
             ),
         ]);
+        if let Some(socket) = &self.share {
+            let fs_device = match self.machine {
+                Machine::Microvm => "vhost-user-fs-device",
+                Machine::Q35 => "vhost-user-fs-pci",
+            };
+            a.extend([
+                "-object".into(),
+                format!(
+                    "memory-backend-memfd,id=mem,size={}M,share=on",
+                    self.memory_mib
+                ),
+                "-chardev".into(),
+                format!("socket,id=vfs,path={}", path(socket)),
+                "-device".into(),
+                format!("{fs_device},chardev=vfs,tag={}", crate::virtiofsd::TAG),
+            ]);
+        }
         a
     }
 }

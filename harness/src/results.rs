@@ -263,6 +263,7 @@ mod tests {
             kernel_release: "6.12".into(),
             cases: vec!["a".into(), "b".into(), "c".into()],
             modules: vec![],
+            share: None,
         }
     }
 

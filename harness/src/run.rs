@@ -190,7 +190,24 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
         None => Vec::new(),
     };
     let ext4 = crate::disk::ext4_image(&cache::dir())?;
-    initramfs::build(&agent, &mods, &ext4, &image)?;
+    // The server under test runs from the host's root, shared into the guest.
+    let guest_spec = match &req.validate {
+        Some(spec) => {
+            let (server, args) =
+                crate::virtiofsd::guest_command(std::path::Path::new(&spec.server), &spec.args)?;
+            let guest = proto::validate::Spec {
+                server,
+                args,
+                ..spec.clone()
+            };
+            let text = serde_json::to_string_pretty(&guest).expect("specs serialise");
+            std::fs::write(artifacts.join("validate.json"), &text)
+                .map_err(|e| Error::io("artifacts", e))?;
+            Some(text.into_bytes())
+        }
+        None => None,
+    };
+    initramfs::build(&agent, &mods, &ext4, guest_spec.as_deref(), &image)?;
     t.initramfs_build = started.elapsed();
     t.initramfs_bytes = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
 
@@ -209,6 +226,9 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     }
     if let Some(n) = req.cpus {
         opts.cpus = n;
+    }
+    if req.validate.is_some() {
+        opts.share = Some((crate::virtiofsd::ensure(&cache::dir())?, "/".into()));
     }
     let machine = match req.machine {
         Machine::Microvm => "microvm",
@@ -240,6 +260,15 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
         let boot = vm::boot(&kernel, &image, group, &catalog, &opts, &dir, on_event)?;
         t.guest_wall += boot.wall;
         t.first_result_after = t.first_result_after.or(boot.first_result_after);
+        if let Some(Some(why)) = boot.log.events.iter().find_map(|e| match e {
+            Event::Hello { share, .. } => Some(share.clone().filter(|s| s != "mounted")),
+            _ => None,
+        }) {
+            return Err(Error::NoVirtioFs {
+                release: kernel.release.clone(),
+                why,
+            });
+        }
         logs.push((boot.log, names(group)));
     }
     t.total = total.elapsed();

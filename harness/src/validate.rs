@@ -47,22 +47,18 @@ pub fn validate(spec: &Spec, requests: &[Request], each: &mut dyn FnMut(&Run)) -
 /// The case the server is tried with first.
 const FIRST_CASE: &str = "validate.round_trip";
 
-/// How one validate case went on one kernel, for the table: where its I/O went.
+/// How one validate case went on one kernel, for the table: where its I/O went, from the
+/// READ and WRITE requests the kernel sent over the server's whole run.
 fn path_cell(r: &proto::CaseResult) -> String {
     let obs = |k: &str| r.observations.get(k);
-    let served = obs("served_requests")
-        .and_then(|v| v.as_u64())
-        .is_some_and(|n| n > 0)
-        || obs("passed_through") == Some(&serde_json::Value::Bool(false));
+    let count = |k: &str| obs(k).and_then(|v| v.as_u64());
     let lags = obs("coherent_with_source") == Some(&serde_json::Value::Bool(false));
-    match r.verdict {
-        Verdict::Skip => "skip".into(),
-        v if !v.is_ok() && obs("source_released").is_none() => v.name().into(),
-        _ if served && lags => "served (lags {source})".into(),
-        _ if served => "served".into(),
-        _ if obs("passed_through") == Some(&serde_json::Value::Bool(true)) => {
-            "passed through".into()
-        }
+    match (r.verdict, count("read_requests"), count("write_requests")) {
+        (Verdict::Skip, _, _) => "skip".into(),
+        (v, _, _) if !v.is_ok() && obs("source_released").is_none() => v.name().into(),
+        (_, Some(0), Some(0)) => "passed through".into(),
+        (_, Some(_), Some(_)) if lags => "served (lags {source})".into(),
+        (_, Some(_), Some(_)) => "served".into(),
         _ => obs("passed_through")
             .and_then(|v| v.as_str())
             .unwrap_or("-")

@@ -13,6 +13,11 @@ pub const GUEST_EXT4_IMAGE: &str = "/fpt/ext4.sparse";
 /// In host mode the harness names the image in this environment variable instead.
 pub const EXT4_IMAGE_ENV: &str = "FPT_EXT4_IMAGE";
 
+/// The kernel command line parameter naming a virtio-fs tag to mount at [`HOST_ROOT`].
+pub const SHARE_PARAM: &str = "fpt.share";
+/// Where the host's root is in the guest when it is shared.
+pub const HOST_ROOT: &str = "/host";
+
 /// The kernel command line parameter naming the cases to run: `all` or `a.b,c.d`.
 pub const CASES_PARAM: &str = "fpt.cases";
 

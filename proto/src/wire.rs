@@ -162,11 +162,14 @@ pub struct Finding {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// The agent is up and about to run `cases`.
+    /// The agent is up and about to run `cases`. `share`: whether the host's root, asked
+    /// for with `fpt.share=`, is mounted at /host ("mounted"), or why not.
     Hello {
         kernel_release: String,
         cases: Vec<String>,
         modules: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        share: Option<String>,
     },
     /// A case has started: if nothing follows, this is the case that was running.
     Start {

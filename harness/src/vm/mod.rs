@@ -37,6 +37,8 @@ pub struct VmOptions {
     pub append: Vec<String>,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// Share a host directory into the guest at /host, read-only: (virtiofsd binary, dir).
+    pub share: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl VmOptions {
@@ -55,6 +57,7 @@ impl VmOptions {
             // (int3-based text_poke) raced the other vCPU and oopsed in about one boot in
             // sixty here. Cases run one at a time anyway; their threads still interleave.
             cpus: 1,
+            share: None,
         }
     }
 }
@@ -97,6 +100,20 @@ pub fn boot(
         memory_mib: opts.memory_mib,
         cpus: opts.cpus,
         acpi: kernel.has_acpi(),
+        share: opts
+            .share
+            .as_ref()
+            .map(|_| sock_dir.path().join("virtiofs.sock")),
+    };
+    // Started before QEMU, which connects to its socket; ended after it (dropped last).
+    let _virtiofsd = match (&opts.share, &config.share) {
+        (Some((binary, dir)), Some(socket)) => Some(crate::virtiofsd::Virtiofsd::start(
+            binary,
+            dir,
+            socket,
+            &artifacts.join("virtiofsd.log"),
+        )?),
+        _ => None,
     };
     std::fs::write(
         artifacts.join("qemu-command.txt"),
@@ -109,7 +126,12 @@ pub fn boot(
         .iter()
         .map(|c| (c.name.clone(), c.timeout()))
         .collect();
-    let mut supervisor = Supervisor::new(&plan, Limits::new(opts.boot_timeout, opts.slack), start);
+    // The deadlines run from QEMU's start.
+    let mut supervisor = Supervisor::new(
+        &plan,
+        Limits::new(opts.boot_timeout, opts.slack),
+        Instant::now(),
+    );
     let mut log = RunLog::default();
     let mut first_result_after = None;
     let mut dump_from = None;
@@ -224,6 +246,13 @@ fn cmdline(cases: &[&CaseInfo], catalog: &[CaseInfo], opts: &VmOptions) -> Strin
             proto::catalog::cases_param(&names, catalog)
         ),
     ];
+    if opts.share.is_some() {
+        words.push(format!(
+            "{}={}",
+            proto::layout::SHARE_PARAM,
+            crate::virtiofsd::TAG
+        ));
+    }
     if opts.accel == Accel::Tcg {
         if let Some(khz) = qemu::host_tsc_khz() {
             words.push(format!("tsc_early_khz={khz}"));

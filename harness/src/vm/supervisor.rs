@@ -276,6 +276,7 @@ mod tests {
             kernel_release: "6.12".into(),
             cases: vec![],
             modules: vec![],
+            share: None,
         }))
     }
 
