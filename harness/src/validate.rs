@@ -102,6 +102,42 @@ pub fn table(spec: &Spec, runs: &[Run]) -> String {
         ));
     }
     rows.push((
+        "BACKING_OPEN (kprobe)".into(),
+        col(&|r| {
+            let sum = |k: &str| {
+                r.results
+                    .iter()
+                    .filter_map(|c| c.observations.get(k)?.as_u64())
+                    .sum::<u64>()
+            };
+            let errors: std::collections::BTreeSet<&str> = r
+                .results
+                .iter()
+                .filter_map(|c| c.observations.get("backing_open_errors")?.as_array())
+                .flatten()
+                .filter_map(|e| e.as_str())
+                .collect();
+            if !r.results.iter().any(|c| {
+                c.observations
+                    .get("backing_opens")
+                    .is_some_and(|v| v.is_u64())
+            }) {
+                return "unknown (no kprobe events)".into();
+            }
+            let errors: Vec<&str> = errors.into_iter().collect();
+            let failed = if errors.is_empty() {
+                "none failed".to_string()
+            } else {
+                format!("failed: {}", errors.join(", "))
+            };
+            format!(
+                "{} ok, {failed}; {} closed by the server",
+                sum("backing_opens"),
+                sum("backing_closes")
+            )
+        }),
+    ));
+    rows.push((
         "data correct".into(),
         col(&|r| {
             let bad: Vec<&str> = r

@@ -148,6 +148,34 @@ impl Drop for External {
         if let Some(trace) = &self.trace {
             self.note("read_requests", trace.count(op::READ));
             self.note("write_requests", trace.count(op::WRITE));
+            // What the library asked of the kernel, and what it was told.
+            match (
+                trace.returns("backing_open"),
+                trace.returns("backing_close"),
+            ) {
+                (Some(opens), Some(closes)) => {
+                    let failed = |rets: &[i64]| -> Vec<String> {
+                        let mut names: Vec<String> = rets
+                            .iter()
+                            .filter(|r| **r < 0)
+                            .map(|r| {
+                                crate::sys::errno_name(rustix::io::Errno::from_raw_os_error(
+                                    -*r as i32,
+                                ))
+                            })
+                            .collect();
+                        names.sort();
+                        names.dedup();
+                        names
+                    };
+                    let ok = |rets: &[i64]| rets.iter().filter(|r| **r >= 0).count();
+                    self.note("backing_opens", ok(&opens));
+                    self.note("backing_open_errors", failed(&opens));
+                    self.note("backing_closes", ok(&closes));
+                    self.note("backing_close_errors", failed(&closes));
+                }
+                _ => self.note("backing_opens", "unknown: no kprobe events here"),
+            }
         }
         self.note("unmount", &unmount);
         let deadline = Instant::now() + Duration::from_secs(3);
@@ -199,10 +227,23 @@ fn tail(path: &Path) -> String {
     }
 }
 
+/// Append `line` to a tracefs control file in one write.
+fn append(file: &Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(file)?
+        .write_all(line.as_bytes())
+}
+
 /// A tracing instance of the case's own with `fuse:fuse_request_send` on, for one
-/// connection. Removed when dropped.
+/// connection, and where the kernel has kprobe events, return probes on
+/// `fuse_backing_open` and `fuse_backing_close` (what the server's BACKING_OPEN and
+/// BACKING_CLOSE ioctls returned). Removed when dropped.
 struct TraceInstance {
     dir: PathBuf,
+    /// The kprobe event group, when the probes could be set.
+    probes: Option<String>,
 }
 
 impl TraceInstance {
@@ -223,14 +264,52 @@ impl TraceInstance {
             .join("instances")
             .join(format!("fpt-{}-{connection}", std::process::id()));
         std::fs::create_dir(&dir).ok()?;
-        let instance = TraceInstance { dir };
+        let mut instance = TraceInstance { dir, probes: None };
         let event = instance.dir.join("events/fuse/fuse_request_send");
         // The connection is a dev_t; FUSE's superblocks are anonymous (major 0), so it is the
         // minor itself.
         let ok = std::fs::write(instance.dir.join("buffer_size_kb"), "4096").is_ok()
             && std::fs::write(event.join("filter"), format!("connection == {connection}")).is_ok()
             && std::fs::write(event.join("enable"), "1").is_ok();
-        ok.then_some(instance)
+        if !ok {
+            return None;
+        }
+        instance.probes = instance.set_probes();
+        Some(instance)
+    }
+
+    /// Return probes on the backing ioctls' kernel functions, in a group of this process's.
+    fn set_probes(&self) -> Option<String> {
+        let group = format!("fpt{}", std::process::id());
+        let events = Path::new(Self::TRACEFS).join("dynamic_events");
+        for (name, function) in [
+            ("backing_open", "fuse_backing_open"),
+            ("backing_close", "fuse_backing_close"),
+        ] {
+            // One write per definition: tracefs parses each write as whole lines.
+            append(
+                &events,
+                &format!("r:{group}/{name} {function} ret=$retval:s32\n"),
+            )
+            .ok()?;
+        }
+        std::fs::write(self.dir.join("events").join(&group).join("enable"), "1").ok()?;
+        Some(group)
+    }
+
+    /// What `fuse_backing_open` or `fuse_backing_close` (`which`: "backing_open" or
+    /// "backing_close") returned each time: ids, or negative errnos. None without probes.
+    fn returns(&self, which: &str) -> Option<Vec<i64>> {
+        self.probes.as_ref()?;
+        let trace = std::fs::read_to_string(self.dir.join("trace")).unwrap_or_default();
+        let needle = format!(" {which}: ");
+        Some(
+            trace
+                .lines()
+                .filter(|l| !l.starts_with('#') && l.contains(&needle))
+                .filter_map(|l| l.rsplit("ret=").next()?.trim().parse().ok())
+                .collect(),
+        )
     }
 
     fn count(&self, opcode: u32) -> u64 {
@@ -246,6 +325,12 @@ impl TraceInstance {
 impl Drop for TraceInstance {
     fn drop(&mut self) {
         let _ = std::fs::write(self.dir.join("events/fuse/fuse_request_send/enable"), "0");
+        if let Some(group) = &self.probes {
+            let _ = std::fs::write(self.dir.join("events").join(group).join("enable"), "0");
+            let events = Path::new(Self::TRACEFS).join("dynamic_events");
+            let _ = append(&events, &format!("-:{group}/backing_open\n"));
+            let _ = append(&events, &format!("-:{group}/backing_close\n"));
+        }
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
