@@ -137,6 +137,9 @@ impl Drop for External {
     /// the server exits by itself, and then the source's own file system must be free: a
     /// backing file the server never closed keeps it busy.
     fn drop(&mut self) {
+        if let Some(trace) = &self.trace {
+            trace.settle();
+        }
         let unmount = unmount_when_released(&self.mountpoint);
         if unmount != "ok" {
             let _ = rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH);
@@ -295,6 +298,27 @@ impl TraceInstance {
         }
         std::fs::write(self.dir.join("events").join(&group).join("enable"), "1").ok()?;
         Some(group)
+    }
+
+    /// Wait (at most 2 s) until the kernel has sent a RELEASE for every OPEN and CREATE,
+    /// and the server has closed as many backing ids as it opened (a library that keeps
+    /// them on purpose costs the wait): the files' ends are then counted the same way every
+    /// run, not raced by the unmount.
+    fn settle(&self) {
+        use crate::fuse::abi::op;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let released = || self.count(op::RELEASE) >= self.count(op::OPEN) + self.count(op::CREATE);
+        while !released() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let closed = || {
+            let ok = |v: Option<Vec<i64>>| v.map_or(0, |r| r.iter().filter(|x| **x >= 0).count());
+            ok(self.returns("backing_close")) >= ok(self.returns("backing_open"))
+        };
+        let deadline = Instant::now().min(deadline) + Duration::from_millis(500);
+        while !closed() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// What `fuse_backing_open` or `fuse_backing_close` (`which`: "backing_open" or
