@@ -54,7 +54,10 @@ fn path_cell(r: &proto::CaseResult) -> String {
     let count = |k: &str| obs(k).and_then(|v| v.as_u64());
     let lags = obs("coherent_with_source") == Some(&serde_json::Value::Bool(false));
     match (r.verdict, count("read_requests"), count("write_requests")) {
-        (Verdict::Skip, _, _) => "skip".into(),
+        (Verdict::Skip, _, _) => match obs("open_through_mount").and_then(|v| v.as_str()) {
+            Some(errno) if errno != "ok" => format!("not served (open: {errno})"),
+            _ => "skip".into(),
+        },
         (v, _, _) if !v.is_ok() && obs("source_released").is_none() => v.name().into(),
         (_, Some(0), Some(0)) => "passed through".into(),
         (_, Some(_), Some(_)) if lags => "served (lags {source})".into(),

@@ -231,7 +231,11 @@ pub(super) fn cached_round_trip(ctx: &mut Ctx) -> Result<(), Stop> {
 
 /// Write through the FUSE file and compare the backing file, then the other way round.
 /// Each direction uses its own open, so no page cache survives from one to the other.
-fn round_trip(ctx: &mut Ctx, fs: &dyn Subject, backing: &std::path::Path) -> Result<(), Stop> {
+pub(super) fn round_trip(
+    ctx: &mut Ctx,
+    fs: &dyn Subject,
+    backing: &std::path::Path,
+) -> Result<(), Stop> {
     let fuse_path = fs.path("data");
     let mut mismatched = Vec::new();
 

@@ -167,6 +167,10 @@ pub struct Ctx {
     /// A private tmpfs the case may fill as it likes.
     work: PathBuf,
     mounts: u32,
+    /// Under validate: what `{source}` is on.
+    pub source: subject::SourceKind,
+    /// Mounts the case's `{source}` sits on, kept until the server under test has ended.
+    keep: Vec<FuseFs>,
 }
 
 impl Ctx {
@@ -179,6 +183,8 @@ impl Ctx {
             failures: Vec::new(),
             work: work.into(),
             mounts: 0,
+            source: subject::SourceKind::Tmpfs,
+            keep: Vec::new(),
         }
     }
 
@@ -285,12 +291,38 @@ impl Ctx {
             let (fs, backing, _) = self.passthrough_file(name, contents)?;
             return Ok((Box::new(fs), backing));
         };
-        let source = self.own_tmpfs("source")?;
-        let backing = source.join(name);
-        std::fs::write(&backing, contents)?;
+        let (source, backing) = self.source_with(name, contents)?;
         let work = self.scratch("server")?;
         let server = subject::External::start(&spec, &source, &work, self.teardown.clone())?;
         Ok((Box::new(server), backing))
+    }
+
+    /// `{source}` on the file system `self.source` names, holding `name` with `contents`:
+    /// the directory and the file's path in it.
+    fn source_with(&mut self, name: &str, contents: &[u8]) -> Result<(PathBuf, PathBuf), Stop> {
+        use subject::SourceKind;
+        let source = match self.source {
+            SourceKind::Tmpfs => self.own_tmpfs("source")?,
+            SourceKind::Ext4 => stacking::ext4(self)?,
+            SourceKind::Overlay => {
+                let lower = self.own_tmpfs("lower")?;
+                stacking::overlay(self, "overlay", &lower)?
+                    .map_err(|e| Stop::Broken(format!("overlay mount: {e}")))?
+            }
+            SourceKind::Fuse => {
+                // The agent's own passthrough server (depth 1) serves the file, backed by a
+                // tmpfs of its own.
+                let fs = self.mount_passthrough(1)?;
+                let backing = self.own_tmpfs("lower")?.join(name);
+                std::fs::write(&backing, contents)?;
+                fs.add_passthrough_file_at(name, &backing)?;
+                let dir = fs.path("");
+                self.keep.push(fs);
+                return Ok((dir.clone(), dir.join(name)));
+            }
+        };
+        std::fs::write(source.join(name), contents)?;
+        Ok((source.clone(), source.join(name)))
     }
 
     /// Where the I/O went. For the agent's own server a rule: it saw no READ and no WRITE,

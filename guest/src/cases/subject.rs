@@ -20,6 +20,16 @@ use rustix::mount::UnmountFlags;
 use super::{unmount_when_released, Stop};
 use crate::fuse::FuseFs;
 
+/// What `{source}` sits on, for the validate cases on stacking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Tmpfs,
+    Ext4,
+    Overlay,
+    /// Another FUSE passthrough mount (the agent's own server, max_stack_depth 1).
+    Fuse,
+}
+
 /// What an I/O case needs of the file system under test.
 pub trait Subject {
     /// A file's path through the mount.
@@ -27,6 +37,11 @@ pub trait Subject {
     /// Requests of `opcode` the kernel has sent on this connection so far; None when that
     /// cannot be known here (no tracefs, or no fuse tracepoint in this kernel).
     fn requests(&self, opcode: u32) -> Option<u64>;
+    /// SIGKILL the server process and reap it; false where the server is not a process of
+    /// its own.
+    fn kill_server(&mut self) -> bool {
+        false
+    }
 }
 
 impl Subject for FuseFs {
@@ -130,6 +145,11 @@ impl Subject for External {
     fn requests(&self, opcode: u32) -> Option<u64> {
         self.trace.as_ref().map(|t| t.count(opcode))
     }
+
+    fn kill_server(&mut self) -> bool {
+        let _ = self.child.kill();
+        self.child.wait().is_ok()
+    }
 }
 
 impl Drop for External {
@@ -182,22 +202,29 @@ impl Drop for External {
         }
         self.note("unmount", &unmount);
         let deadline = Instant::now() + Duration::from_secs(3);
-        let exit = loop {
+        // How it ended goes to the snapshot; its exit code only to the results: after an
+        // unmount under it, libfuse's code depends on which of its threads saw ENODEV first.
+        let (ended, code) = loop {
             match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    break status
-                        .code()
-                        .map_or_else(|| status.to_string(), |c| format!("exit {c}"))
-                }
+                Ok(Some(status)) => match status.code() {
+                    Some(c) => break ("exited".to_string(), Some(c)),
+                    None => break (status.to_string(), None),
+                },
                 _ if Instant::now() >= deadline => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
-                    break "killed: it did not exit within 3 s of the unmount".to_string();
+                    break (
+                        "killed: it did not exit within 3 s of the unmount".to_string(),
+                        None,
+                    );
                 }
                 _ => std::thread::sleep(Duration::from_millis(10)),
             }
         };
-        self.note("server_exit", exit);
+        self.note("server_exit", ended);
+        if let Some(code) = code {
+            self.note("server_exit_code", code);
+        }
         self.note("source_released", unmount_when_released(&self.source));
         let stderr = tail(&self.stderr);
         if !stderr.is_empty() {

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
+use super::subject::SourceKind;
 use super::{io, pattern, Case, Ctx, Stop};
 
 /// What every validate case shares.
@@ -110,6 +111,37 @@ const PATHS: &[(&str, &str, Run)] = &[
       through the other",
         opened_twice,
     ),
+    (
+        "validate.server_killed_with_open_files",
+        "the server is killed (SIGKILL) while a file is \
+      open and mapped through its mount: I/O on it returns, nothing hangs, and {source} is \
+      released after the close and the unmount",
+        server_killed_with_open_files,
+    ),
+    (
+        "validate.unmount_with_open_files",
+        "the mount is unmounted while a file is open (EBUSY, then \
+      umount -l): I/O on the open file returns, and {source} is released after the close and \
+      the server's exit",
+        unmount_with_open_files,
+    ),
+    (
+        "validate.source_on_ext4",
+        "the round trip with {source} on ext4 (a loop device)",
+        source_on_ext4,
+    ),
+    (
+        "validate.source_on_overlay",
+        "the round trip with {source} on overlayfs (stack depth 1): \
+      what the library does if BACKING_OPEN gives ELOOP",
+        source_on_overlay,
+    ),
+    (
+        "validate.source_on_fuse",
+        "the round trip with {source} on another FUSE passthrough mount \
+      (stack depth 1): what the library does if BACKING_OPEN gives ELOOP",
+        source_on_fuse,
+    ),
 ];
 
 pub fn cases() -> Vec<Case> {
@@ -159,5 +191,98 @@ fn opened_twice(ctx: &mut Ctx) -> Result<(), Stop> {
     let on_disk = std::fs::read(&source)?;
     ctx.check(on_disk[5000..35_000] == data[..], "{source} differs");
     ctx.expect_bypassed(&*fs);
+    Ok(())
+}
+
+/// The round trip with `{source}` on `source`. A server that cannot open the file there at
+/// all (libfuse's passthrough_hp needs file handles, which overlayfs gives only with
+/// nfs_export) does not serve that layout: a skip with its errno, not a data failure.
+fn on(ctx: &mut Ctx, source: SourceKind) -> Result<(), Stop> {
+    ctx.source = source;
+    let (fs, backing) = ctx.io_file("data", &[])?;
+    let opened = File::options().read(true).write(true).open(fs.path("data"));
+    let outcome = crate::sys::outcome(&opened.as_ref().map(drop).map_err(crate::fuse::errno));
+    ctx.observe("open_through_mount", &outcome);
+    if opened.is_err() {
+        return Err(Stop::Skip(format!(
+            "the server does not serve a {{source}} on {source:?}: open gives {outcome}"
+        )));
+    }
+    drop(opened);
+    io::round_trip(ctx, &*fs, &backing)?;
+    ctx.expect_bypassed(&*fs);
+    Ok(())
+}
+
+fn source_on_ext4(ctx: &mut Ctx) -> Result<(), Stop> {
+    on(ctx, SourceKind::Ext4)
+}
+
+fn source_on_overlay(ctx: &mut Ctx) -> Result<(), Stop> {
+    on(ctx, SourceKind::Overlay)
+}
+
+fn source_on_fuse(ctx: &mut Ctx) -> Result<(), Stop> {
+    on(ctx, SourceKind::Fuse)
+}
+
+/// I/O on an open file whose server or mount is gone: its outcome, never a hang.
+fn io_outcomes(ctx: &mut Ctx, file: &File, map: Option<&[u8]>) {
+    let mut buf = [0u8; 4096];
+    let read = file
+        .read_at(&mut buf, 0)
+        .map_err(|e| crate::fuse::errno(&e));
+    ctx.observe("read_after", crate::sys::outcome(&read));
+    let wrote = file
+        .write_at(&pattern(320, 4096), 8192)
+        .map_err(|e| crate::fuse::errno(&e));
+    ctx.observe("write_after", crate::sys::outcome(&wrote));
+    if let Some(map) = map {
+        // A page fault through the mapping: passthrough's goes to {source}'s file.
+        ctx.observe("mapped_byte_after", map[100]);
+    }
+}
+
+fn server_killed_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
+    let data = pattern(321, 1 << 20);
+    let (mut fs, _) = ctx.io_file("f", &data)?;
+    let file = File::options().read(true).write(true).open(fs.path("f"))?;
+    // SAFETY: a shared read-only mapping of 1 MiB of an open file, unmapped below.
+    let map = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            1 << 20,
+            rustix::mm::ProtFlags::READ,
+            rustix::mm::MapFlags::SHARED,
+            &file,
+            0,
+        )
+    };
+    let map = map.map_err(|e| Stop::Broken(format!("mmap: {e}")))?;
+    // SAFETY: the mapping above is 1 MiB long and lives until the munmap below.
+    let bytes = unsafe { std::slice::from_raw_parts(map as *const u8, 1 << 20) };
+    ctx.check(
+        bytes[..4096] == data[..4096],
+        "the mapping shows other bytes",
+    );
+    ctx.check(fs.kill_server(), "the server could not be killed");
+    io_outcomes(ctx, &file, Some(bytes));
+    // SAFETY: unmapping exactly the mapping made above; `bytes` is not used after.
+    unsafe { rustix::mm::munmap(map, 1 << 20) }
+        .map_err(|e| Stop::Broken(format!("munmap: {e}")))?;
+    drop(file);
+    Ok(())
+}
+
+fn unmount_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, _) = ctx.io_file("f", &pattern(322, 1 << 20))?;
+    let file = File::options().read(true).write(true).open(fs.path("f"))?;
+    let mountpoint = fs.path("");
+    let busy = rustix::mount::unmount(&mountpoint, rustix::mount::UnmountFlags::empty());
+    ctx.expect("umount_while_open", crate::sys::outcome(&busy), "EBUSY");
+    let lazy = rustix::mount::unmount(&mountpoint, rustix::mount::UnmountFlags::DETACH);
+    ctx.expect("umount_lazy", crate::sys::outcome(&lazy), "ok");
+    io_outcomes(ctx, &file, None);
+    drop(file);
     Ok(())
 }
