@@ -54,7 +54,6 @@ const VALIDATE_COUNTS: [&str; 3] = ["read_requests", "write_requests", "backing_
 const VALIDATE_DROPPED: [&str; 2] = ["server_exit_code", "backing_closes"];
 
 /// `render` for the snapshot `name` (see [`VALIDATE_COUNTS`]).
-
 fn render_as(name: &str, results: &[CaseResult]) -> String {
     let validate = name.starts_with("validate/");
     let volatile = |k: &str| validate && VALIDATE_COUNTS.contains(&k);
