@@ -42,8 +42,8 @@ enum Cmd {
         /// binary.
         #[arg(long)]
         server: String,
-        /// A kernel as `run` takes it (repeatable): one column of the report each.
-        #[arg(long = "kernel", default_value = "host")]
+        /// A kernel as `run` takes it (repeatable; default debian-6.12): one column each.
+        #[arg(long = "kernel", default_value = KernelChoice::DEFAULT)]
         kernels: Vec<String>,
         /// Run only this validate case (repeatable).
         #[arg(long = "case")]
