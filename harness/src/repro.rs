@@ -63,10 +63,15 @@ pub fn repro(
     Ok(Repro::Clean { rounds })
 }
 
-/// The `run` command line for a `repro` command line: the same options, repro's own dropped.
+/// The command line that reruns what a `repro` command line found, once: `run` with the
+/// same options, repro's own dropped; with a server under test (`--server`, which `run`
+/// does not take), `repro` itself with `--runs 1`.
 pub fn rerun_command(repro_args: &[String]) -> String {
+    let with_server = repro_args
+        .iter()
+        .any(|a| a == "--server" || a.starts_with("--server="));
     let mut args = repro_args.iter();
-    let mut again = vec!["run".to_string()];
+    let mut again = vec![if with_server { "repro" } else { "run" }.to_string()];
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => {
@@ -76,6 +81,11 @@ pub fn rerun_command(repro_args: &[String]) -> String {
             _ if a.starts_with("--runs=") => {}
             _ => again.push(a.clone()),
         }
+    }
+    if with_server {
+        // Before any `--` that starts the server's own arguments.
+        let at = again.iter().position(|a| a == "--").unwrap_or(again.len());
+        again.insert(at, "--runs 1".into());
     }
     again.join(" ")
 }

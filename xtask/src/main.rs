@@ -72,8 +72,13 @@ enum Cmd {
         #[arg(long)]
         kernel_build: bool,
         /// With --kernel-build: also time a clean build (deletes that build's cache entry).
+        /// With --validate: also time fetching and building every built-in target afresh.
         #[arg(long)]
         clean: bool,
+        /// Time `validate` of this target (a built-in name or a path) on --kernel, command to
+        /// report, instead of a run.
+        #[arg(long)]
+        validate: Option<String>,
     },
     /// Run the same target N times and report every case whose verdict or observations
     /// were not the same each time (flaky), and the run time of each.
@@ -94,6 +99,13 @@ enum Cmd {
         /// Run the case N times in one boot instead of one boot per run.
         #[arg(long)]
         same_boot: bool,
+        /// Rerun a validate case against this server (a built-in target or a path), e.g. to
+        /// reproduce a shutdown or stacking hang of your server in a VM.
+        #[arg(long)]
+        server: Option<String>,
+        /// The server's arguments after `--` (as for validate).
+        #[arg(last = true)]
+        server_args: Vec<String>,
     },
     /// Build a kernel under test from source.
     Kernel {
@@ -251,13 +263,22 @@ fn main() -> ExitCode {
             clean,
             ..
         } => bench_kernel_build(&target, clean),
+        Cmd::Bench {
+            target,
+            runs,
+            validate: Some(server),
+            clean,
+            ..
+        } => bench_validate(&target, &server, runs, clean),
         Cmd::Bench { target, runs, .. } => bench(&target, runs),
         Cmd::Soak { target, runs } => soak(&target, runs),
         Cmd::Repro {
             target,
             runs,
             same_boot,
-        } => repro(&target, runs, same_boot),
+            server,
+            server_args,
+        } => repro(&target, runs, same_boot, server.as_deref(), &server_args),
         Cmd::Kernel {
             command: KernelCmd::Build(source),
         } => kernel_build(&source),
@@ -564,6 +585,53 @@ fn bench(target: &Target, runs: u32) -> i32 {
     0
 }
 
+/// `bench --validate`: with --clean, every built-in target fetched and built afresh, timed;
+/// then `runs` warm validations of one target on one kernel, command to report.
+fn bench_validate(target: &Target, server: &str, runs: u32, clean: bool) -> i32 {
+    let cache = harness::cache::dir();
+    if clean {
+        let _ = std::fs::remove_dir_all(cache.join("targets"));
+        let started = std::time::Instant::now();
+        for (name, _) in harness::targets::BUILT_IN {
+            let one = std::time::Instant::now();
+            if let Err(e) = harness::targets::resolve(name, &[], &cache) {
+                return fail(&e);
+            }
+            println!(
+                "fetch and build {name}: {:.1} s",
+                one.elapsed().as_secs_f64()
+            );
+        }
+        println!(
+            "every built-in target, fetched and built: {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let spec = match harness::targets::resolve(server, &[], &cache) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let mut times = Vec::new();
+    for i in 0..=runs {
+        let started = std::time::Instant::now();
+        if let Err(e) = harness::validate::validate(&spec, &[target.request()], &mut |_| {}) {
+            return fail(&e);
+        }
+        // The first run warms the caches (agent, kernel, virtiofsd); it is not counted.
+        if i > 0 {
+            times.push(started.elapsed().as_secs_f64());
+            println!(
+                "validate {server} on {}: {:.1} s",
+                target.kernel,
+                times[times.len() - 1]
+            );
+        }
+    }
+    let (median, min, max) = harness::bench::spread(&times);
+    println!("validate, one target on one kernel, warm: median {median:.1} s, min {min:.1} s, max {max:.1} s");
+    0
+}
+
 fn bench_kernel_build(target: &Target, clean: bool) -> i32 {
     match harness::bench::kernel_build(
         &target.source.request(),
@@ -618,22 +686,29 @@ fn soak(target: &Target, runs: u32) -> i32 {
     }
 }
 
-fn repro(target: &Target, runs: u32, same_boot: bool) -> i32 {
+fn repro(
+    target: &Target,
+    runs: u32,
+    same_boot: bool,
+    server: Option<&str>,
+    args: &[String],
+) -> i32 {
     if target.cases.len() != 1 {
         eprintln!("error: repro takes exactly one --case");
         return 2;
     }
+    let mut request = target.request();
+    if let Some(server) = server {
+        match harness::targets::resolve(server, args, &harness::cache::dir()) {
+            Ok(spec) => request.validate = Some(spec),
+            Err(e) => return fail(&e),
+        }
+    }
     let args: Vec<String> = std::env::args().skip(2).collect();
     let rerun = harness::repro::rerun_command(&args);
-    let outcome = harness::repro::repro(
-        &target.request(),
-        runs,
-        same_boot,
-        &rerun,
-        &mut |round, run| {
-            println!("run {round}: {}", report::totals(&run.results));
-        },
-    );
+    let outcome = harness::repro::repro(&request, runs, same_boot, &rerun, &mut |round, run| {
+        println!("run {round}: {}", report::totals(&run.results));
+    });
     match outcome {
         Ok(harness::repro::Repro::Clean { .. }) => {
             println!(
