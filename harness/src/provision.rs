@@ -86,11 +86,23 @@ pub fn ensure_package(package: &str, file: &str) -> Result<()> {
         return Ok(());
     }
     let fix = format!("install it with `sudo apt-get install -y {package}`");
-    if !rustix::process::geteuid().is_root() || !apt_install(package) || !Path::new(file).exists() {
-        return Err(Error::ToolMissing {
-            tool: file.into(),
-            fix,
-        });
+    let missing = || Error::ToolMissing {
+        tool: file.into(),
+        fix: fix.clone(),
+    };
+    if !rustix::process::geteuid().is_root() {
+        return Err(missing());
     }
-    Ok(())
+    if !apt_install(package) {
+        // The package lists may be missing on a fresh machine: refresh them once and retry.
+        let _ = crate::process::succeeds(Command::new("apt-get").args(["update", "-q"]));
+        if !apt_install(package) {
+            return Err(missing());
+        }
+    }
+    if Path::new(file).exists() {
+        Ok(())
+    } else {
+        Err(missing())
+    }
 }
