@@ -30,6 +30,9 @@ pub fn run_all(
     out: &mut dyn Write,
     markers: Markers,
 ) -> std::io::Result<()> {
+    // A server under test that did not start once will not start for the next case either:
+    // its cases are then reported at once instead of each waiting for a mount.
+    let mut no_server: Option<&str> = None;
     for case in cases {
         mark(markers, CASE_START_MARKER, case.name);
         emit(
@@ -38,7 +41,17 @@ pub fn run_all(
                 case: case.name.to_string(),
             },
         )?;
-        let result = run_isolated(case);
+        let result = match no_server {
+            Some(first) if case.external_server => CaseResult::new(
+                case.name,
+                Verdict::Skip,
+                format!("not run: the server under test did not start in {first}"),
+            ),
+            _ => run_isolated(case),
+        };
+        if result.observations.contains_key("server_started") {
+            no_server.get_or_insert(case.name);
+        }
         mark(markers, CASE_END_MARKER, case.name);
         emit(out, &Event::Result(result))?;
     }

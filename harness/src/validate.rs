@@ -19,33 +19,23 @@ pub fn validate(spec: &Spec, requests: &[Request], each: &mut dyn FnMut(&Run)) -
             validate: Some(spec.clone()),
             ..req.clone()
         };
-        // One case first: a server that cannot start at all is bad input, said once, not
-        // eighteen failed verdicts (or eighteen mount timeouts).
-        let first = Request {
-            cases: vec![FIRST_CASE.into()],
-            ..req.clone()
-        };
-        if req.cases.is_empty() {
-            let probe = crate::run::run(&first, &mut |_| {})?;
-            if let Some(why) = probe
-                .results
-                .first()
-                .and_then(|r| r.observations.get("server_started"))
-            {
-                return Err(Error::ServerDidNotStart(
-                    why.as_str().unwrap_or("").to_string(),
-                ));
-            }
-        }
         let run = crate::run::run(&req, &mut |_| {})?;
+        // A server that cannot start at all is bad input, said once: the agent reports the
+        // first case's failure and skips the rest.
+        if let Some(why) = run
+            .results
+            .first()
+            .and_then(|r| r.observations.get("server_started"))
+        {
+            return Err(Error::ServerDidNotStart(
+                why.as_str().unwrap_or("").to_string(),
+            ));
+        }
         each(&run);
         runs.push(run);
     }
     Ok(runs)
 }
-
-/// The case the server is tried with first.
-const FIRST_CASE: &str = "validate.round_trip";
 
 /// How one validate case went on one kernel, for the table: where its I/O went, from the
 /// READ and WRITE requests the kernel sent over the server's whole run.

@@ -157,7 +157,9 @@ impl Drop for External {
     /// the server exits by itself, and then the source's own file system must be free: a
     /// backing file the server never closed keeps it busy.
     fn drop(&mut self) {
-        if let Some(trace) = &self.trace {
+        // A server already gone (killed by the case) releases nothing more.
+        let alive = matches!(self.child.try_wait(), Ok(None));
+        if let (Some(trace), true) = (&self.trace, alive) {
             trace.settle();
         }
         let unmount = unmount_when_released(&self.mountpoint);
