@@ -147,21 +147,8 @@ impl Apt {
         eprintln!("fetching {package} (apt-get download)");
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-        let download = || {
-            let mut cmd = self.command("apt-get");
-            cmd.args(["download", "-q", package]).current_dir(dir);
-            process::output(&mut cmd)
-        };
-        if download().is_err() {
-            // Lists a day old can name a version the mirror no longer has: refresh, retry.
-            self.update()?;
-            download().map_err(|e| Error::Fetch(e.to_string()))?;
-        }
-        let deb = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir.display(), e))?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        self.apt_get_in(dir, &["download", "-q", package])?;
+        let deb = find_entry(dir, |n| n.ends_with(".deb"))?
             .ok_or_else(|| Error::Fetch(format!("apt-get download {package} left no .deb")))?;
         process::output(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))
             .map_err(|e| Error::Fetch(e.to_string()))?;
@@ -178,22 +165,17 @@ impl Apt {
         self.fresh_lists()?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
         eprintln!("fetching the source of {package} from {suite} (apt-get source --download-only)");
-        let get = || {
-            let mut cmd = self.command("apt-get");
-            let spec = format!("{package}/{suite}");
-            cmd.args(["source", "--download-only", "-q", &spec])
-                .current_dir(dir);
-            process::output(&mut cmd)
-        };
-        if get().is_err() {
-            self.update()?;
-            get().map_err(|e| Error::Fetch(e.to_string()))?;
-        }
-        let dsc = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir.display(), e))?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|n| n.ends_with(".dsc"))
+        self.apt_get_in(
+            dir,
+            &[
+                "source",
+                "--download-only",
+                "-q",
+                &format!("{package}/{suite}"),
+            ],
+        )?;
+        let dsc = find_entry(dir, |n| n.ends_with(".dsc"))?
+            .and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
             .ok_or_else(|| {
                 Error::Fetch(format!("apt-get source {package}/{suite} left no .dsc"))
             })?;
@@ -201,6 +183,32 @@ impl Apt {
         let stem = dsc.trim_end_matches(".dsc");
         Ok(stem.split_once('_').map_or(stem, |(_, v)| v).to_string())
     }
+}
+
+impl Apt {
+    /// `apt-get ARGS` in `dir`; if it fails, the lists are refreshed and it is tried once
+    /// more (lists a day old can name a version the mirror no longer has).
+    fn apt_get_in(&self, dir: &Path, args: &[&str]) -> Result<()> {
+        let run = || {
+            let mut cmd = self.command("apt-get");
+            cmd.args(args).current_dir(dir);
+            process::output(&mut cmd)
+        };
+        if run().is_err() {
+            self.update()?;
+            run().map_err(|e| Error::Fetch(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The first entry of `dir` whose file name `wanted` accepts.
+pub fn find_entry(dir: &Path, wanted: impl Fn(&str) -> bool) -> Result<Option<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))?;
+    Ok(entries
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| wanted(&n.to_string_lossy()))))
 }
 
 /// Numeric parts of a package name or version, for "6.12.117" > "6.12.99".

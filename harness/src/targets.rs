@@ -11,6 +11,7 @@ use std::process::Command;
 
 use proto::validate::{Spec, MOUNTPOINT, SOURCE};
 
+use crate::debian::find_entry;
 use crate::error::{Error, Result};
 use crate::process;
 
@@ -121,13 +122,7 @@ fn build_libfuse(suite: &str, cache: &Path, root: &Path) -> Result<String> {
     let _ = std::fs::remove_dir_all(root);
     let src = root.join("src");
     let version = crate::debian::Apt::sources(cache)?.source("fuse3", suite, &src)?;
-    let tarball = std::fs::read_dir(&src)
-        .map_err(|e| Error::io(src.display(), e))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.to_string_lossy().contains(".orig.tar.") && !p.to_string_lossy().ends_with(".asc")
-        })
+    let tarball = find_entry(&src, |n| n.contains(".orig.tar.") && !n.ends_with(".asc"))?
         .ok_or_else(|| Error::Fetch(format!("the fuse3 source of {suite} has no .orig tarball")))?;
     process::output(
         Command::new("tar")
@@ -136,11 +131,9 @@ fn build_libfuse(suite: &str, cache: &Path, root: &Path) -> Result<String> {
             .arg("-C")
             .arg(&src),
     )?;
-    let tree = std::fs::read_dir(&src)
-        .map_err(|e| Error::io(src.display(), e))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.is_dir())
+    // The tarball unpacks to one directory (fuse-3.18.3).
+    let tree = find_entry(&src, |n| n.starts_with("fuse-"))?
+        .filter(|p| p.is_dir())
         .ok_or_else(|| Error::Fetch(format!("{} unpacked to no directory", tarball.display())))?;
     eprintln!("building libfuse {version} (meson, ninja; about 20 s)");
     let options = std::fs::read_to_string(tree.join("meson_options.txt")).unwrap_or_default();
