@@ -56,12 +56,20 @@ pub fn build_with_catalog() -> Result<(PathBuf, Vec<CaseInfo>)> {
 }
 
 /// The cases `names` picks from `catalog`, in the order given; with no names, every case a
-/// default run takes.
-pub fn select<'a>(catalog: &'a [CaseInfo], names: &[String]) -> Result<Vec<&'a CaseInfo>> {
+/// default run takes, or with `validating`, every case of a validate run.
+pub fn select<'a>(
+    catalog: &'a [CaseInfo],
+    names: &[String],
+    validating: bool,
+) -> Result<Vec<&'a CaseInfo>> {
+    use proto::catalog::{in_default_run, in_validate_run};
     if names.is_empty() {
         return Ok(catalog
             .iter()
-            .filter(|c| proto::catalog::in_default_run(c.kills_kernel, c.external_server))
+            .filter(|c| match validating {
+                true => in_validate_run(c.external_server),
+                false => in_default_run(c.kills_kernel, c.external_server),
+            })
             .collect());
     }
     names

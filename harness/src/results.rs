@@ -63,17 +63,6 @@ impl RunLog {
             _ => None,
         })
     }
-
-    /// The cases the agent said it would run.
-    pub fn planned(&self) -> Vec<String> {
-        self.events
-            .iter()
-            .find_map(|e| match e {
-                Event::Hello { cases, .. } => Some(cases.clone()),
-                _ => None,
-            })
-            .unwrap_or_default()
-    }
 }
 
 /// The results of one boot.
@@ -110,7 +99,10 @@ pub fn assemble(planned: &[String], log: &RunLog) -> Assembled {
     let mut died = None;
     if !done {
         let ending = log.ending.as_ref();
-        let cause = fatal_headline(&log.console)
+        // The kernel's own fatal line, from the reports just classified.
+        let panic = findings.iter().find(|(_, f)| f.kind.is_fatal());
+        let cause = panic
+            .map(|(_, f)| f.headline.clone())
             .or_else(|| ending.map(|e| e.how.describe()))
             .unwrap_or_else(|| "the guest went away without a word".into());
         if let Some(case) = &running {

@@ -79,6 +79,8 @@ pub struct Run {
     pub timings: Timings,
     /// The server under test's target name, for a validate run.
     pub target: Option<String>,
+    /// Every kernel report, with the case it appeared in (findings.json).
+    pub findings: Vec<(Option<String>, crate::classify::Finding)>,
 }
 
 impl Run {
@@ -120,13 +122,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let (agent, catalog) = agent::build_with_catalog()?;
     t.agent_build = started.elapsed();
     t.agent_bytes = std::fs::metadata(&agent).map(|m| m.len()).unwrap_or(0);
-    let cases = match &req.validate {
-        Some(_) if req.cases.is_empty() => catalog
-            .iter()
-            .filter(|c| proto::catalog::in_validate_run(c.external_server))
-            .collect(),
-        _ => agent::select(&catalog, &req.cases)?,
-    };
+    let cases = agent::select(&catalog, &req.cases, req.validate.is_some())?;
 
     let started = Instant::now();
     let kernel = match &req.kernel {
@@ -311,7 +307,7 @@ pub fn finish(
     timings: Timings,
 ) -> Result<Run> {
     let run = assemble(plan, &logs, artifacts, timings);
-    save(&run, &logs)?;
+    save(&run)?;
     Ok(run)
 }
 
@@ -323,12 +319,14 @@ pub fn assemble(
     timings: Timings,
 ) -> Run {
     let mut results = Vec::new();
+    let mut findings = Vec::new();
     let mut died = None;
     let mut release = plan.identity.release.clone();
     for (log, planned) in logs {
         let part = crate::results::assemble(planned, log);
         release = log.kernel_release().map(String::from).unwrap_or(release);
         results.extend(part.results);
+        findings.extend(part.findings);
         died = died.or(part.died);
     }
     Run {
@@ -340,15 +338,16 @@ pub fn assemble(
         artifacts,
         timings,
         target: plan.validate.map(|v| v.target),
+        findings,
     }
 }
 
 /// results.json, findings.json (VM runs) and summary.txt, beside the logs.
-fn save(run: &Run, logs: &[(RunLog, Vec<String>)]) -> Result<()> {
+fn save(run: &Run) -> Result<()> {
     if run.mode != "host" {
-        let findings: Vec<_> = logs
+        let findings: Vec<_> = run
+            .findings
             .iter()
-            .flat_map(|(log, _)| crate::results::findings_by_case(&log.console))
             .map(|(case, f)| serde_json::json!({ "case": case, "finding": f }))
             .collect();
         let path = run.artifacts.join("findings.json");

@@ -116,11 +116,6 @@ impl Supervisor {
         }
     }
 
-    /// The case that has started and not reported, if any.
-    pub fn running(&self) -> Option<&str> {
-        self.running.as_ref().map(|(c, _)| c.as_str())
-    }
-
     pub fn step(&mut self, input: Input, now: Instant) -> Action {
         if let Phase::Dumping { .. } = self.phase {
             return self.dump_step(input, now);
@@ -378,7 +373,6 @@ mod tests {
         let mut s = sup(t0);
         s.step(hello(), t0);
         s.step(start("a.two"), t0 + S);
-        assert_eq!(s.running(), Some("a.two"));
         let Action::Stop(end) = s.step(Input::Closed, t0 + 2 * S) else {
             panic!()
         };
