@@ -31,8 +31,10 @@ pub fn run_all(
     markers: Markers,
 ) -> std::io::Result<()> {
     // A server under test that did not start once will not start for the next case either:
-    // its cases are then reported at once instead of each waiting for a mount.
+    // its cases are then reported at once instead of each waiting for a mount. One that
+    // crashed is not trusted with the next case: those are not reached.
     let mut no_server: Option<&str> = None;
+    let mut crashed: Option<&str> = None;
     for case in cases {
         mark(markers, CASE_START_MARKER, case.name);
         emit(
@@ -41,16 +43,24 @@ pub fn run_all(
                 case: case.name.to_string(),
             },
         )?;
-        let result = match no_server {
-            Some(first) if case.external_server => CaseResult::new(
+        let result = match (no_server, crashed) {
+            (Some(first), _) if case.external_server => CaseResult::new(
                 case.name,
                 Verdict::Skip,
                 format!("not run: the server under test did not start in {first}"),
+            ),
+            (_, Some(first)) if case.external_server => CaseResult::new(
+                case.name,
+                Verdict::NotReached,
+                format!("not reached: the server under test crashed in {first}"),
             ),
             _ => run_isolated(case),
         };
         if result.observations.contains_key("server_started") {
             no_server.get_or_insert(case.name);
+        }
+        if result.observations.contains_key("server_crashed") {
+            crashed.get_or_insert(case.name);
         }
         mark(markers, CASE_END_MARKER, case.name);
         emit(out, &Event::Result(result))?;

@@ -12,12 +12,21 @@ use std::time::{Duration, SystemTime};
 use crate::error::{Error, Result};
 use crate::process;
 
-/// The binary suites the harness reads: Debian 12's (the kernels and sources it used so far
-/// come from them). Each line: archive path, suite.
+/// The binary suites the harness reads: every suite Debian's archive serves, so that each
+/// kernel series from 6.1 on, and the Go toolchain and libraries the targets need, are one
+/// name away. Each line: archive path, suite. Backports and experimental are not candidates
+/// by default (apt's pins), which is what picking "the newest of a series" by name wants.
 const SUITES: &[(&str, &str)] = &[
     ("debian", "bookworm"),
     ("debian", "bookworm-updates"),
     ("debian-security", "bookworm-security"),
+    ("debian", "bookworm-backports"),
+    ("debian", "trixie"),
+    ("debian", "trixie-updates"),
+    ("debian-security", "trixie-security"),
+    ("debian", "trixie-backports"),
+    ("debian", "sid"),
+    ("debian", "experimental"),
 ];
 /// The source suites libraries are built from: `package/suite` picks one.
 const SOURCE_SUITES: &[(&str, &str)] = &[
@@ -36,7 +45,7 @@ pub struct Apt {
 }
 
 impl Apt {
-    /// Debian 12's binary packages: the configuration under `<cache>/apt/`.
+    /// Debian's binary packages, every suite: the configuration under `<cache>/apt/`.
     pub fn new(cache: &Path) -> Result<Apt> {
         Apt::configured(&cache.join("apt"), "deb", SUITES)
     }
@@ -139,21 +148,42 @@ impl Apt {
     /// `package` (or `package=version`) downloaded and unpacked into `dir/root`, once: a
     /// marker says the unpacking finished. Returns `dir/root`.
     pub fn fetch(&self, package: &str, dir: &Path) -> Result<PathBuf> {
+        self.fetch_all(&[package], dir)
+    }
+
+    /// Several packages unpacked into the one tree `dir/root` (a toolchain and the
+    /// libraries it builds with), once.
+    pub fn fetch_all(&self, packages: &[&str], dir: &Path) -> Result<PathBuf> {
         let root = dir.join("root");
         let done = dir.join(".unpacked");
         if done.exists() {
             return Ok(root);
         }
-        eprintln!("fetching {package} (apt-get download)");
+        let names = packages.join(" ");
+        eprintln!("fetching {names} (apt-get download)");
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-        self.apt_get_in(dir, &["download", "-q", package])?;
-        let deb = find_entry(dir, |n| n.ends_with(".deb"))?
-            .ok_or_else(|| Error::Fetch(format!("apt-get download {package} left no .deb")))?;
-        process::output(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))
-            .map_err(|e| Error::Fetch(e.to_string()))?;
-        let _ = std::fs::remove_file(&deb);
-        std::fs::write(&done, package).map_err(|e| Error::io(done.display(), e))?;
+        let mut args = vec!["download", "-q"];
+        args.extend_from_slice(packages);
+        self.apt_get_in(dir, &args)?;
+        let debs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir.display(), e))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+            .collect();
+        if debs.len() != packages.len() {
+            return Err(Error::Fetch(format!(
+                "apt-get download {names} left {} .deb files",
+                debs.len()
+            )));
+        }
+        for deb in debs {
+            process::output(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))
+                .map_err(|e| Error::Fetch(e.to_string()))?;
+            let _ = std::fs::remove_file(&deb);
+        }
+        std::fs::write(&done, &names).map_err(|e| Error::io(done.display(), e))?;
         Ok(root)
     }
 }

@@ -168,7 +168,9 @@ pub fn debian(series: &str, cache: &Path) -> Result<Kernel> {
     let root = apt.fetch(&package, &cache.join("kernels").join(&package))?;
     let bzimage = first_match(&root.join("boot"), "vmlinuz-")
         .ok_or_else(|| Error::Fetch(format!("{package} has no boot/vmlinuz-*")))?;
-    let modules = first_match(&root.join("lib/modules"), "");
+    // Debian 13 on are merged-/usr: the modules are under usr/lib.
+    let modules = first_match(&root.join("lib/modules"), "")
+        .or_else(|| first_match(&root.join("usr/lib/modules"), ""));
     let mut kernel = Kernel::from_path(&bzimage, modules.as_deref())?;
     kernel.identity.source = package;
     kernel.identity.profile = "debian cloud-amd64".into();

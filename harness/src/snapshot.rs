@@ -51,10 +51,14 @@ const VALIDATE_COUNTS: [&str; 3] = ["read_requests", "write_requests", "backing_
 /// What a validate snapshot leaves out (results.json keeps it): the server's exit code and
 /// how many backing ids it closed itself, which after a kill or an unmount under it depend on
 /// which of its threads saw the end first.
-const VALIDATE_DROPPED: [&str; 2] = ["server_exit_code", "backing_closes"];
+/// Whether a bind under `{source}` came off before the server forgot its inodes is timing too.
+const VALIDATE_DROPPED: [&str; 3] = ["server_exit_code", "backing_closes", "unbind_stacked"];
 
 /// What a validate snapshot keeps of a path the server served itself.
-const SERVED_KEPT: [&str; 9] = [
+const SERVED_KEPT: [&str; 12] = [
+    "protocol_minor",
+    "passthrough_negotiated",
+    "fallback_scope",
     "read_requests",
     "write_requests",
     "backing_opens",

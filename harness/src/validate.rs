@@ -48,6 +48,7 @@ fn path_cell(r: &proto::CaseResult) -> String {
             Some(errno) if errno != "ok" => format!("not served (open: {errno})"),
             _ => "skip".into(),
         },
+        (v @ (Verdict::Crash | Verdict::Hang | Verdict::NotReached), _, _) => v.name().into(),
         (v, _, _) if !v.is_ok() && obs("source_released").is_none() => v.name().into(),
         (_, Some(0), Some(0)) => "passed through".into(),
         (_, Some(_), Some(_)) if lags => "served (lags {source})".into(),
@@ -64,6 +65,25 @@ pub fn table(spec: &Spec, runs: &[Run]) -> String {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     let col = |f: &dyn Fn(&Run) -> String| runs.iter().map(f).collect::<Vec<_>>();
     rows.push(("kernel".into(), col(&|r| r.kernel_release.clone())));
+    // What the connection negotiated, read from the kernel's own struct (a BTF probe).
+    let negotiated = |r: &Run, key: &str| -> String {
+        r.results
+            .iter()
+            .find_map(|c| c.observations.get(key))
+            .map_or("unknown (no BTF probe here)".into(), |v| match v {
+                serde_json::Value::Bool(true) => "yes".into(),
+                serde_json::Value::Bool(false) => "no".into(),
+                v => format!("7.{v}"),
+            })
+    };
+    rows.push((
+        "protocol (kernel's view)".into(),
+        col(&|r| negotiated(r, "protocol_minor")),
+    ));
+    rows.push((
+        "passthrough negotiated".into(),
+        col(&|r| negotiated(r, "passthrough_negotiated")),
+    ));
     rows.push((
         "passthrough engaged".into(),
         col(&|r| {
@@ -131,12 +151,32 @@ pub fn table(spec: &Spec, runs: &[Run]) -> String {
         }),
     ));
     rows.push((
+        "fallback after a refused BACKING_OPEN".into(),
+        col(&|r| {
+            r.results
+                .iter()
+                .find(|c| c.case == "validate.fallback_scope")
+                .map_or("-".into(), |c| {
+                    match c
+                        .observations
+                        .get("fallback_scope")
+                        .and_then(|v| v.as_str())
+                    {
+                        Some(scope) => scope.to_string(),
+                        None => format!("{}: {}", c.verdict.name(), c.reason),
+                    }
+                })
+        }),
+    ));
+    rows.push((
         "data correct".into(),
         col(&|r| {
             let bad: Vec<&str> = r
                 .results
                 .iter()
-                .filter(|c| !c.verdict.is_ok() && c.observations.contains_key("source_released"))
+                .filter(|c| {
+                    c.verdict == Verdict::Fail && c.observations.contains_key("source_released")
+                })
                 .filter(|c| {
                     c.observations
                         .get("source_released")

@@ -28,6 +28,19 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     /// How long the server may take to mount.
     pub mount_timeout_secs: u64,
+    /// Set for a server that serves one file of its own choosing instead of `{source}`
+    /// (fuser's `examples/passthrough.rs`): only `validate.fixed_file` applies to it.
+    #[serde(default)]
+    pub fixed_file: Option<FixedFile>,
+}
+
+/// The one file a fixed server serves, and the file it backs it with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FixedFile {
+    /// Its name in the mount's root.
+    pub name: String,
+    /// The backing file's path, as the server opens it.
+    pub backing: String,
 }
 
 impl Spec {
@@ -58,6 +71,7 @@ mod tests {
             ],
             env: vec![],
             mount_timeout_secs: 10,
+            fixed_file: None,
         };
         assert_eq!(spec.args_for("/s", "/m"), ["/s", "/m", "-o", "src=/s"]);
     }

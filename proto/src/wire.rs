@@ -22,7 +22,8 @@ pub enum Verdict {
     /// The whole guest stopped making progress during the case (the harness took a task
     /// dump and stopped it).
     Hang,
-    /// The guest went down before the case started. Only the host gives this verdict.
+    /// The case never started: the guest went down before it (the host says so), or the
+    /// server under test crashed in an earlier case (the agent says so).
     #[serde(rename = "not_reached")]
     NotReached,
 }

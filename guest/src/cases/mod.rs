@@ -291,6 +291,13 @@ impl Ctx {
             let (fs, backing, _) = self.passthrough_file(name, contents)?;
             return Ok((Box::new(fs), backing));
         };
+        if let Some(fixed) = &spec.fixed_file {
+            return Err(Stop::Skip(format!(
+                "{} serves one file of its own ({}, backed by {}), not {{source}}: \
+                 validate.fixed_file tests it",
+                spec.target, fixed.name, fixed.backing
+            )));
+        }
         let (source, backing) = self.source_with(name, contents)?;
         let work = self.scratch("server")?;
         let server = subject::External::start(&spec, &source, &work, self.teardown.clone())?;
@@ -390,7 +397,20 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
         }
         ctx.observe(&key, value);
     }
+    let crashed = ctx
+        .observations
+        .get("server_crashed")
+        .and_then(|v| v.as_str())
+        .map(String::from);
     let (verdict, reason) = match stopped {
+        // Whatever the I/O then showed, the server died under it.
+        _ if crashed.is_some() => (
+            Verdict::Crash,
+            format!(
+                "the server under test died during the case: {}",
+                crashed.unwrap_or_default()
+            ),
+        ),
         Err(Stop::Skip(why)) => (Verdict::Skip, why),
         Err(Stop::Broken(why)) => (Verdict::Fail, why),
         Err(Stop::NoServer(why)) => {

@@ -65,6 +65,8 @@ pub struct External {
     trace: Option<TraceInstance>,
     stderr: PathBuf,
     teardown: Teardown,
+    /// Set once the case killed the server on purpose.
+    killed: bool,
 }
 
 impl External {
@@ -128,6 +130,7 @@ impl External {
             trace: TraceInstance::new(connection),
             stderr,
             teardown,
+            killed: false,
         })
     }
 
@@ -147,8 +150,33 @@ impl Subject for External {
     }
 
     fn kill_server(&mut self) -> bool {
+        self.killed = true;
         let _ = self.child.kill();
         self.child.wait().is_ok()
+    }
+}
+
+/// How a server that ended by itself before its unmount ended, for the crash verdict:
+/// "signal 11 (SIGSEGV)" or "exit status 1".
+fn died(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.signal(), status.code()) {
+        (Some(sig), _) => {
+            let name = match sig {
+                libc::SIGSEGV => " (SIGSEGV)",
+                libc::SIGABRT => " (SIGABRT)",
+                libc::SIGBUS => " (SIGBUS)",
+                libc::SIGILL => " (SIGILL)",
+                libc::SIGFPE => " (SIGFPE)",
+                libc::SIGKILL => " (SIGKILL)",
+                libc::SIGTERM => " (SIGTERM)",
+                libc::SIGTRAP => " (SIGTRAP)",
+                _ => "",
+            };
+            format!("signal {sig}{name}")
+        }
+        (None, Some(code)) => format!("exit status {code}"),
+        _ => status.to_string(),
     }
 }
 
@@ -157,8 +185,16 @@ impl Drop for External {
     /// the server exits by itself, and then the source's own file system must be free: a
     /// backing file the server never closed keeps it busy.
     fn drop(&mut self) {
-        // A server already gone (killed by the case) releases nothing more.
-        let alive = matches!(self.child.try_wait(), Ok(None));
+        // A server already gone (killed by the case) releases nothing more; one that died
+        // by itself during the case crashed.
+        let alive = match self.child.try_wait() {
+            Ok(Some(status)) if !self.killed => {
+                self.note("server_crashed", died(status));
+                false
+            }
+            Ok(None) => true,
+            _ => false,
+        };
         if let (Some(trace), true) = (&self.trace, alive) {
             trace.settle();
         }
@@ -173,6 +209,10 @@ impl Drop for External {
         if let Some(trace) = &self.trace {
             self.note("read_requests", trace.count(op::READ));
             self.note("write_requests", trace.count(op::WRITE));
+            if let Some((minor, passthrough)) = trace.negotiated() {
+                self.note("protocol_minor", minor);
+                self.note("passthrough_negotiated", passthrough);
+            }
             // What the library asked of the kernel, and what it was told.
             match (
                 trace.returns("backing_open"),
@@ -306,12 +346,14 @@ impl TraceInstance {
         if !ok {
             return None;
         }
-        instance.probes = instance.set_probes();
+        instance.probes = instance.set_probes(connection);
         Some(instance)
     }
 
-    /// Return probes on the backing ioctls' kernel functions, in a group of this process's.
-    fn set_probes(&self) -> Option<String> {
+    /// Return probes on the backing ioctls' kernel functions, in a group of this process's,
+    /// and, where the kernel reads arguments through BTF (6.6+, with module BTF), a probe
+    /// on `fuse_simple_request` that reads what the connection negotiated at INIT.
+    fn set_probes(&self, connection: u32) -> Option<String> {
         let group = format!("fpt{}", std::process::id());
         let events = Path::new(Self::TRACEFS).join("dynamic_events");
         for (name, function) in [
@@ -325,8 +367,44 @@ impl TraceInstance {
             )
             .ok()?;
         }
+        // The minor the server announced (the kernel keeps it as it came) and the
+        // passthrough bit the kernel granted, from the connection itself.
+        let fields = "minor=fm->fc->minor passthrough=fm->fc->passthrough dev=fm->sb->s_dev";
+        let negotiated = ["p", "f"].iter().any(|kind| {
+            let r = append(
+                &events,
+                &format!("{kind}:{group}/conn __fuse_simple_request {fields}\n"),
+            );
+            if let Err(e) = &r {
+                let log = std::fs::read_to_string(Path::new(Self::TRACEFS).join("error_log"));
+                eprintln!("fpt-agent: {kind} probe: {e}: {}", log.unwrap_or_default());
+            }
+            r.is_ok()
+        });
+        if negotiated {
+            let _ = std::fs::write(
+                self.dir.join("events").join(&group).join("conn/filter"),
+                format!("dev == {connection}"),
+            );
+        }
         std::fs::write(self.dir.join("events").join(&group).join("enable"), "1").ok()?;
         Some(group)
+    }
+
+    /// What the connection negotiated, as the kernel holds it: (protocol minor, passthrough
+    /// granted), from the last request the probe saw. None without the probe.
+    fn negotiated(&self) -> Option<(u32, bool)> {
+        self.probes.as_ref()?;
+        let trace = std::fs::read_to_string(self.dir.join("trace")).ok()?;
+        let line = trace
+            .lines()
+            .rev()
+            .find(|l| !l.starts_with('#') && l.contains(" conn: "))?;
+        let field = |key: &str| -> Option<u32> {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.parse().ok())
+        };
+        Some((field("minor=")?, field("passthrough=")? != 0))
     }
 
     /// Wait (at most 2 s) until the kernel has sent a RELEASE for every OPEN and CREATE,
@@ -383,6 +461,7 @@ impl Drop for TraceInstance {
             let events = Path::new(Self::TRACEFS).join("dynamic_events");
             let _ = append(&events, &format!("-:{group}/backing_open\n"));
             let _ = append(&events, &format!("-:{group}/backing_close\n"));
+            let _ = append(&events, &format!("-:{group}/conn\n"));
         }
         let _ = std::fs::remove_dir(&self.dir);
     }

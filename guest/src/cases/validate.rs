@@ -112,6 +112,21 @@ const PATHS: &[(&str, &str, Run)] = &[
         opened_twice,
     ),
     (
+        "validate.fallback_scope",
+        "one mount, three files: a plain one, one whose \
+      backing file sits on another FUSE passthrough mount (BACKING_OPEN gives ELOOP at stack \
+      depth 1), then a second plain one: every byte is right, and the observation says whether \
+      the refusal made the server serve that one file or the whole mount from then on",
+        fallback_scope,
+    ),
+    (
+        "validate.fixed_file",
+        "for a server that serves one file of its own (fuser's \
+      examples/passthrough.rs): the file read through the mount, whole and at offsets, is its \
+      backing file",
+        fixed_file,
+    ),
+    (
         "validate.server_killed_with_open_files",
         "the server is killed (SIGKILL) while a file is \
       open and mapped through its mount: I/O on it returns, nothing hangs, and {source} is \
@@ -191,6 +206,119 @@ fn opened_twice(ctx: &mut Ctx) -> Result<(), Stop> {
     let on_disk = std::fs::read(&source)?;
     ctx.check(on_disk[5000..35_000] == data[..], "{source} differs");
     ctx.expect_bypassed(&*fs);
+    Ok(())
+}
+
+fn fallback_scope(ctx: &mut Ctx) -> Result<(), Stop> {
+    use crate::fuse::abi::op;
+    let (one, two) = (pattern(340, 100_000), pattern(341, 100_000));
+    let (fs, first) = ctx.io_file("plain", &one)?;
+    let source = first.parent().expect("a file in {source}").to_path_buf();
+    std::fs::write(source.join("later"), &two)?;
+    // The agent's own passthrough mount (depth 1), bound into {source}: a server at depth 1
+    // is refused a backing file there.
+    let stacked = ctx.mount_passthrough(1)?;
+    let lower = ctx.own_tmpfs("lower")?.join("f");
+    let three = pattern(342, 100_000);
+    std::fs::write(&lower, &three)?;
+    stacked.add_passthrough_file_at("f", &lower)?;
+    let bind = source.join("stacked");
+    std::fs::create_dir(&bind)?;
+    rustix::mount::mount_bind(stacked.path(""), &bind)?;
+
+    let reads = |fs: &dyn super::subject::Subject| fs.requests(op::READ);
+    let read = |ctx: &mut Ctx, name: &str, want: &[u8]| -> Result<Option<u64>, Stop> {
+        let before = reads(&*fs);
+        let got = std::fs::read(fs.path(name));
+        let got = match got {
+            Ok(g) => g,
+            // libfuse's passthrough_hp serves no file across a mount point in {source}.
+            Err(e) => {
+                let errno = crate::sys::outcome(&Err::<(), _>(crate::fuse::errno(&e)));
+                return Err(Stop::Skip(format!(
+                    "the server does not serve a file on another mount inside {{source}}: \
+                     reading {name} gives {errno}"
+                )));
+            }
+        };
+        ctx.check(
+            got == want,
+            format!("{name} read through the mount differs"),
+        );
+        Ok(reads(&*fs).zip(before).map(|(a, b)| a - b))
+    };
+    let outcome = (|| {
+        let plain = read(ctx, "plain", &one)?;
+        let stacked = read(ctx, "stacked/f", &three)?;
+        let later = read(ctx, "later", &two)?;
+        Ok::<_, Stop>(match (plain, stacked, later) {
+            (Some(p), _, _) if p > 0 => "no passthrough: the first plain file was served",
+            (Some(_), Some(0), _) => "none needed: the stacked file passed through",
+            (Some(_), Some(_), Some(0)) => "file: only the refused file was served",
+            (Some(_), Some(_), Some(_)) => "mount: every file opened after the refusal was served",
+            _ => "unknown: no fuse tracepoint here",
+        })
+    })();
+    // A server that keeps an O_PATH fd per inode it looked up (libfuse's passthrough_hp)
+    // holds the bind until it forgets: detach it then, so that {source} can be released.
+    let unbound = super::unmount_when_released(&bind);
+    if unbound != "ok" {
+        let _ = rustix::mount::unmount(&bind, rustix::mount::UnmountFlags::DETACH);
+    }
+    ctx.observe("unbind_stacked", unbound);
+    ctx.keep.push(stacked);
+    drop(fs);
+    ctx.observe("fallback_scope", outcome?);
+    Ok(())
+}
+
+fn fixed_file(ctx: &mut Ctx) -> Result<(), Stop> {
+    let spec = ctx
+        .server
+        .clone()
+        .expect("validate cases run with a server");
+    let Some(fixed) = spec.fixed_file.clone() else {
+        return Err(Stop::Skip(
+            "the server serves {source}: the other cases test it".into(),
+        ));
+    };
+    let backing = std::path::Path::new(&fixed.backing);
+    if !backing.exists() {
+        // In the guest the root is the initramfs: give the server the file it names.
+        if let Some(dir) = backing.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(backing, pattern(330, 5000))?;
+    }
+    let expected = std::fs::read(backing)?;
+    let source = ctx.own_tmpfs("source")?;
+    let work = ctx.scratch("server")?;
+    let fs = super::subject::External::start(&spec, &source, &work, ctx.teardown.clone())?;
+    use super::subject::Subject;
+    let path = fs.path(&fixed.name);
+    let whole =
+        std::fs::read(&path).map_err(|e| Stop::Broken(format!("read {}: {e}", path.display())))?;
+    ctx.check(
+        whole == expected,
+        "the file read through the mount is not its backing file",
+    );
+    ctx.observe("bytes", whole.len());
+    let file = File::open(&path)?;
+    for offset in [
+        0u64,
+        1,
+        4095,
+        4096,
+        (expected.len() as u64).saturating_sub(10),
+    ] {
+        let mut buf = vec![0u8; 100];
+        let n = file.read_at(&mut buf, offset)?;
+        let want = &expected[(offset as usize).min(expected.len())..];
+        let want = &want[..want.len().min(100)];
+        ctx.check(&buf[..n] == want, format!("the read at {offset} differs"));
+    }
+    drop(file);
+    ctx.expect_bypassed(&fs);
     Ok(())
 }
 
