@@ -163,7 +163,12 @@ pub fn table(spec: &Spec, runs: &[Run]) -> String {
                         .and_then(|v| v.as_str())
                     {
                         Some(scope) => scope.to_string(),
-                        None => format!("{}: {}", c.verdict.name(), c.reason),
+                        // The reason's last clause says what stopped it.
+                        None => format!(
+                            "{}: {}",
+                            c.verdict.name(),
+                            c.reason.rsplit(": ").next().unwrap_or("")
+                        ),
                     }
                 })
         }),

@@ -58,7 +58,12 @@ enum Cmd {
     },
     /// The tidy gate (rustfmt, clippy, tidy tests), unit tests, then the end-to-end suite:
     /// Debian 6.12 and 6.1 in QEMU, the built kernel, then host mode.
-    Test,
+    Test {
+        /// Also the full tier: every built-in validate target on Debian 6.12 and the host
+        /// (the default covers one library).
+        #[arg(long)]
+        full: bool,
+    },
     /// Time a warm run and its parts: boot to first result, per-case durations, image size.
     /// With --kernel-build: time kernel builds instead (unchanged, after a touch, after a
     /// one-line change plus boot and suite; with --clean also a clean build).
@@ -256,7 +261,7 @@ fn main() -> ExitCode {
             bless,
             args,
         } => validate(&server, &kernels, &cases, bless, &args),
-        Cmd::Test => test(),
+        Cmd::Test { full } => test(full),
         Cmd::Bench {
             target,
             kernel_build: true,
@@ -496,9 +501,21 @@ fn print_run(run: &Run) {
 
 /// The tidy gate first (it takes seconds and fails fastest), then unit tests, then the
 /// end-to-end suite.
-fn test() -> i32 {
+fn test(full: bool) -> i32 {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = harness::cache::workspace_root();
+    let e2e: &[&str] = if full {
+        &[
+            "test",
+            "--package",
+            "e2e",
+            "--",
+            "--test-threads=1",
+            "--include-ignored",
+        ]
+    } else {
+        &["test", "--package", "e2e", "--", "--test-threads=1"]
+    };
     let steps: [(&str, &[&str]); 4] = [
         ("tidy: rustfmt", &["fmt", "--all", "--check"]),
         (
@@ -528,10 +545,7 @@ fn test() -> i32 {
             ],
         ),
         // One at a time: each boots a VM, and two TCG guests on two cores slow each other.
-        (
-            "end-to-end suite",
-            &["test", "--package", "e2e", "--", "--test-threads=1"],
-        ),
+        ("end-to-end suite", e2e),
     ];
     for (what, args) in steps {
         eprintln!("== {what}: cargo {}", args.join(" "));

@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::fs::File;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
@@ -78,10 +78,45 @@ impl External {
         work: &Path,
         teardown: Teardown,
     ) -> Result<External, Stop> {
+        Self::launch(spec, source, work, teardown, false)
+    }
+
+    /// As [`External::start`], but the way a server without CAP_SYS_ADMIN runs: the agent
+    /// mounts and hands the server the /dev/fuse fd as `/dev/fd/N` (libfuse's and go-fuse's
+    /// convention for a mount made by fusermount), and the server starts with CAP_SYS_ADMIN
+    /// dropped from its bounding set, so that BACKING_OPEN is refused (EPERM). A server that
+    /// does not take `/dev/fd/N` is a skip.
+    pub fn start_unprivileged(
+        spec: &Spec,
+        source: &Path,
+        work: &Path,
+        teardown: Teardown,
+    ) -> Result<External, Stop> {
+        Self::launch(spec, source, work, teardown, true)
+    }
+
+    fn launch(
+        spec: &Spec,
+        source: &Path,
+        work: &Path,
+        teardown: Teardown,
+        unprivileged: bool,
+    ) -> Result<External, Stop> {
         let mountpoint = work.join("mnt");
         std::fs::create_dir_all(&mountpoint)?;
         let stderr = work.join("server.stderr");
-        let args = spec.args_for(&source.to_string_lossy(), &mountpoint.to_string_lossy());
+        // Unprivileged: the agent mounts, as fusermount would, and keeps no copy of the fd
+        // once the server has it (or the connection would outlive the server).
+        let dev = if unprivileged {
+            Some(mount_for(&mountpoint)?)
+        } else {
+            None
+        };
+        let target = match &dev {
+            Some(fd) => format!("/dev/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)),
+            None => mountpoint.to_string_lossy().into_owned(),
+        };
+        let args = spec.args_for(&source.to_string_lossy(), &target);
         let mut cmd = Command::new(&spec.server);
         cmd.args(&args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -90,8 +125,11 @@ impl External {
             .stderr(File::create(&stderr)?);
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if unprivileged && libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
@@ -101,6 +139,20 @@ impl External {
                 spec.server
             ))
         })?;
+        if dev.is_some() {
+            drop(dev);
+            // The first request waits for INIT: answered, or the connection is gone with a
+            // server that did not take the fd.
+            if std::fs::metadata(&mountpoint).is_err() {
+                let _ = rustix::mount::unmount(&mountpoint, UnmountFlags::DETACH);
+                let _ = child.kill();
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                return Err(Stop::Skip(format!(
+                    "the server does not serve a mount handed to it as /dev/fd/N ({status}){}",
+                    tail(&stderr)
+                )));
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(spec.mount_timeout_secs);
         let connection = loop {
             if let Some(c) = fuse_connection(&mountpoint) {
@@ -156,10 +208,9 @@ impl Subject for External {
     }
 }
 
-/// How a server that ended by itself before its unmount ended, for the crash verdict:
-/// "signal 11 (SIGSEGV)" or "exit status 1".
+/// How a server that a signal ended before its unmount ended, for the crash verdict:
+/// "signal 11 (SIGSEGV)".
 fn died(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
     match (status.signal(), status.code()) {
         (Some(sig), _) => {
             let name = match sig {
@@ -187,8 +238,9 @@ impl Drop for External {
     fn drop(&mut self) {
         // A server already gone (killed by the case) releases nothing more; one that died
         // by itself during the case crashed.
+        // An exit of its own is no crash: the case may have unmounted under it.
         let alive = match self.child.try_wait() {
-            Ok(Some(status)) if !self.killed => {
+            Ok(Some(status)) if !self.killed && status.signal().is_some() => {
                 self.note("server_crashed", died(status));
                 false
             }
@@ -274,6 +326,29 @@ impl Drop for External {
         }
         self.trace.take();
     }
+}
+
+/// linux/capability.h: what BACKING_OPEN asks of the server.
+const CAP_SYS_ADMIN: libc::c_ulong = 21;
+
+/// Open /dev/fuse (inherited by the server: no CLOEXEC) and mount it at `mountpoint` the way
+/// fusermount does.
+fn mount_for(mountpoint: &Path) -> Result<rustix::fd::OwnedFd, Stop> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open("/dev/fuse", OFlags::RDWR, Mode::empty())?;
+    let data = format!(
+        "fd={},rootmode=40000,user_id=0,group_id=0,allow_other",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    );
+    let data = std::ffi::CString::new(data).expect("no NUL");
+    rustix::mount::mount(
+        "fpt-unprivileged",
+        mountpoint,
+        "fuse.fpt-unprivileged",
+        rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+        Some(data.as_c_str()),
+    )?;
+    Ok(fd)
 }
 
 /// The connection number (device minor) of the FUSE mount at `mountpoint`, once mounted.

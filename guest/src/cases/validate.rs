@@ -120,6 +120,14 @@ const PATHS: &[(&str, &str, Run)] = &[
         fallback_scope,
     ),
     (
+        "validate.without_cap_sys_admin",
+        "the server started without CAP_SYS_ADMIN (dropped from \
+      its bounding set; the agent mounts and hands it /dev/fd/N, as fusermount does): \
+      BACKING_OPEN needs the capability, so no I/O passes through, and every byte through the \
+      mount is still right",
+        without_cap_sys_admin,
+    ),
+    (
         "validate.fixed_file",
         "for a server that serves one file of its own (fuser's \
       examples/passthrough.rs): the file read through the mount, whole and at offsets, is its \
@@ -269,6 +277,34 @@ fn fallback_scope(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.keep.push(stacked);
     drop(fs);
     ctx.observe("fallback_scope", outcome?);
+    Ok(())
+}
+
+fn without_cap_sys_admin(ctx: &mut Ctx) -> Result<(), Stop> {
+    use crate::fuse::abi::op;
+    let spec = ctx
+        .server
+        .clone()
+        .expect("validate cases run with a server");
+    if spec.fixed_file.is_some() {
+        return ctx.io_file("x", b"").map(drop);
+    }
+    let source = ctx.own_tmpfs("source")?;
+    let data = pattern(350, 300_000);
+    std::fs::write(source.join("data"), &data)?;
+    let work = ctx.scratch("server")?;
+    let fs =
+        super::subject::External::start_unprivileged(&spec, &source, &work, ctx.teardown.clone())?;
+    use super::subject::Subject;
+    io::round_trip(ctx, &fs, &source.join("data"))?;
+    // The kernel's rule, where its tracepoint can tell: without the capability nothing is
+    // passed through, so every read reached the server.
+    if let Some(reads) = fs.requests(op::READ) {
+        ctx.check(
+            reads > 0,
+            "I/O passed through although the server had no CAP_SYS_ADMIN",
+        );
+    }
     Ok(())
 }
 

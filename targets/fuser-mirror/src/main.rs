@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
+use std::os::fd::FromRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
@@ -407,7 +408,17 @@ fn main() {
     config
         .mount_options
         .extend([MountOption::FSName("fuser-mirror".into())]);
-    if let Err(e) = fuser::mount(fs, mountpoint, &config) {
+    // `/dev/fd/N`: a /dev/fuse fd somebody else mounted (libfuse's convention for a server
+    // without the privilege to mount), served through `Session::from_fd`.
+    let served = match mountpoint.strip_prefix("/dev/fd/").map(str::parse::<i32>) {
+        Some(Ok(fd)) => {
+            // SAFETY: the fd was handed to us open, and nothing else in this process owns it.
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            fuser::Session::from_fd(fs, fd, fuser::SessionACL::All, config).and_then(|s| s.run())
+        }
+        _ => fuser::mount(fs, mountpoint, &config),
+    };
+    if let Err(e) = served {
         eprintln!("fuser-mirror: {e}");
         std::process::exit(1);
     }
