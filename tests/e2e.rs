@@ -504,16 +504,43 @@ fn a_server_that_dies_during_a_case_is_a_crash_with_its_signal() {
     assert_eq!(results[1].verdict, Verdict::NotReached, "{results:?}");
 }
 
-/// A kernel without virtio-fs (the minimal build) cannot run a server from the host: the
-/// error says what it needs.
+/// A kernel without virtio-fs cannot run a server from the host: the error says what it
+/// needs. Here Debian's 6.12 with a module tree that lacks virtiofs.ko (hard links of the
+/// real one, `--modules`).
 #[test]
 fn validate_on_a_kernel_without_virtio_fs_names_what_it_needs() {
     let spec = harness::targets::resolve("libfuse", &[], &harness::cache::dir()).unwrap();
-    let built = Request {
-        kernel: KernelChoice::Build(harness::kbuild::BuildRequest::default()),
+    let debian = harness::kernel::debian("6.12", &harness::cache::dir()).unwrap();
+    let real = debian.modules.clone().expect("Debian's kernel has modules");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(real.file_name().unwrap());
+    let ok = std::process::Command::new("cp")
+        .arg("-al")
+        .arg(&real)
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cp -al {}", real.display());
+    for entry in std::fs::read_dir(copy.join("kernel/fs/fuse"))
+        .unwrap()
+        .flatten()
+    {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("virtiofs.ko")
+        {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    let without = Request {
+        kernel: KernelChoice::Path(debian.bzimage.clone()),
+        modules: Some(copy),
+        cases: vec!["validate.round_trip".into()],
         ..Default::default()
     };
-    let err = harness::validate::validate(&spec, &[built], &mut |_| {}).unwrap_err();
+    let err = harness::validate::validate(&spec, &[without], &mut |_| {}).unwrap_err();
     assert_eq!(err.exit_code(), 25, "{err}");
     assert!(err.to_string().contains("CONFIG_VIRTIO_FS"), "{err}");
 }

@@ -21,6 +21,10 @@ pub struct CaseInfo {
     /// Runs against the server under test (`cargo xtask validate`), not the agent's own.
     #[serde(default)]
     pub external_server: bool,
+    /// Reads the host's root shared over virtio-fs (`/host`): a QEMU run that selects it
+    /// starts virtiofsd.
+    #[serde(default)]
+    pub uses_host_share: bool,
 }
 
 impl CaseInfo {
@@ -100,6 +104,7 @@ mod tests {
             timeout_secs: 10,
             kills_kernel,
             external_server: false,
+            uses_host_share: false,
         }
     }
 

@@ -48,6 +48,8 @@ pub struct Case {
     pub kills_kernel: bool,
     /// Runs against the server under test (`cargo xtask validate`): see [`Ctx::io_file`].
     pub external_server: bool,
+    /// Reads the host's root over virtio-fs at `/host`: the harness shares it.
+    pub uses_host_share: bool,
     pub run: fn(&mut Ctx) -> Result<(), Stop>,
 }
 
@@ -61,6 +63,7 @@ impl Case {
         timeout: Duration::from_secs(10),
         kills_kernel: false,
         external_server: false,
+        uses_host_share: false,
         run: undeclared,
     };
 
@@ -77,6 +80,7 @@ impl Case {
             timeout_secs: self.timeout.as_secs(),
             kills_kernel: self.kills_kernel,
             external_server: self.external_server,
+            uses_host_share: self.uses_host_share,
         }
     }
 }

@@ -81,6 +81,15 @@ pub fn cases() -> Vec<Case> {
             ..DEFAULTS
         },
         Case {
+            name: "stacking.virtiofs_depth_1",
+            rule: "a backing file on virtio-fs (the host's root shared into the guest: a \
+              FUSE connection, but not a passthrough one, so depth 0) with max_stack_depth 1",
+            verdict_rule: "pass on ok",
+            run: virtiofs_depth_1,
+            uses_host_share: true,
+            ..DEFAULTS
+        },
+        Case {
             name: "stacking.same_mount",
             rule: "a backing file on the same FUSE mount (its depth equals \
               max_stack_depth)",
@@ -157,6 +166,29 @@ fn on_tmpfs(ctx: &mut Ctx, depth: u32) -> Result<(), Stop> {
     std::fs::write(&path, b"x")?;
     let got = register(ctx, depth, &path)?;
     ctx.expect("backing_open", got, "ok");
+    Ok(())
+}
+
+fn virtiofs_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
+    let fs = ctx.mount_passthrough(1)?;
+    let host = Path::new(proto::layout::HOST_ROOT);
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let shared = info.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let fstype = f.iter().position(|w| *w == "-").and_then(|d| f.get(d + 1));
+        f.get(4) == Some(&proto::layout::HOST_ROOT) && fstype == Some(&"virtiofs")
+    });
+    if !shared {
+        return Err(Stop::Skip(format!(
+            "no virtio-fs share at {}: host mode, or a kernel without CONFIG_VIRTIO_FS",
+            host.display()
+        )));
+    }
+    // Any regular file of the host's: the share is read-only.
+    let path = host.join("etc/passwd");
+    let file = std::fs::File::open(&path)?;
+    let got = fs.backing_open(std::os::fd::AsFd::as_fd(&file));
+    ctx.expect("backing_open", outcome(&got), "ok");
     Ok(())
 }
 

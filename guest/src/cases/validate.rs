@@ -219,17 +219,21 @@ fn opened_twice(ctx: &mut Ctx) -> Result<(), Stop> {
 
 fn fallback_scope(ctx: &mut Ctx) -> Result<(), Stop> {
     use crate::fuse::abi::op;
-    let (one, two) = (pattern(340, 100_000), pattern(341, 100_000));
+    let (one, two, three) = (
+        pattern(340, 100_000),
+        pattern(341, 100_000),
+        pattern(342, 100_000),
+    );
+    // The agent's own passthrough mount (depth 1), its file registered before the server
+    // under test starts (so the kprobe counts are the server's alone), then bound into
+    // {source}: a server at depth 1 is refused a backing file there.
+    let stacked = ctx.mount_passthrough(1)?;
+    let lower = ctx.own_tmpfs("lower")?.join("f");
+    std::fs::write(&lower, &three)?;
+    stacked.add_passthrough_file_at("f", &lower)?;
     let (fs, first) = ctx.io_file("plain", &one)?;
     let source = first.parent().expect("a file in {source}").to_path_buf();
     std::fs::write(source.join("later"), &two)?;
-    // The agent's own passthrough mount (depth 1), bound into {source}: a server at depth 1
-    // is refused a backing file there.
-    let stacked = ctx.mount_passthrough(1)?;
-    let lower = ctx.own_tmpfs("lower")?.join("f");
-    let three = pattern(342, 100_000);
-    std::fs::write(&lower, &three)?;
-    stacked.add_passthrough_file_at("f", &lower)?;
     let bind = source.join("stacked");
     std::fs::create_dir(&bind)?;
     rustix::mount::mount_bind(stacked.path(""), &bind)?;
