@@ -1,4 +1,4 @@
-//! Small system helpers the cases share: errno names and thread capabilities.
+//! Small system helpers the cases share: errno names, thread capabilities, the mount table.
 
 use rustix::io::Errno;
 use rustix::thread::{CapabilitySet, CapabilitySets};
@@ -222,5 +222,70 @@ mod tests {
         assert_eq!(errno_name(Errno::from_raw_os_error(4000)), "E#4000");
         assert_eq!(outcome::<()>(&Err(Errno::PERM)), "EPERM");
         assert_eq!(outcome(&Ok(3)), "ok");
+    }
+}
+
+/// One line of /proc/self/mountinfo: what the cases ask of it.
+#[derive(Debug, PartialEq)]
+pub struct Mount {
+    /// The minor of the superblock's device: for FUSE (anonymous, major 0), its connection.
+    pub minor: u32,
+    pub mountpoint: String,
+    pub fstype: String,
+}
+
+/// The calling process's mount table, in mount order. Read from mountinfo rather than by
+/// stat(): a stat of a FUSE mount waits on a server that may be stalled.
+pub fn mounts() -> std::io::Result<Vec<Mount>> {
+    Ok(parse_mountinfo(&std::fs::read_to_string(
+        "/proc/self/mountinfo",
+    )?))
+}
+
+/// The last (topmost) mount at `mountpoint`, if any.
+pub fn mount_at(mountpoint: &std::path::Path) -> std::io::Result<Option<Mount>> {
+    let want = mountpoint.to_string_lossy();
+    Ok(mounts()?.into_iter().rev().find(|m| m.mountpoint == want))
+}
+
+fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Optional fields end at "-"; the file system type follows it.
+            let dash = f.iter().position(|w| *w == "-")?;
+            Some(Mount {
+                minor: f.get(2)?.split_once(':')?.1.parse().ok()?,
+                mountpoint: f.get(4)?.to_string(),
+                fstype: f.get(dash + 1)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod mountinfo_tests {
+    use super::*;
+
+    #[test]
+    fn reads_device_mountpoint_and_type() {
+        let text = "36 35 0:45 / /mnt/fuse rw,nosuid shared:1 - fuse.fpt fpt rw,user_id=0\n\
+                    37 35 254:1 / /host ro - virtiofs host ro\n";
+        let got = parse_mountinfo(text);
+        assert_eq!(
+            got,
+            [
+                Mount {
+                    minor: 45,
+                    mountpoint: "/mnt/fuse".into(),
+                    fstype: "fuse.fpt".into()
+                },
+                Mount {
+                    minor: 1,
+                    mountpoint: "/host".into(),
+                    fstype: "virtiofs".into()
+                },
+            ]
+        );
     }
 }

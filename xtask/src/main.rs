@@ -38,8 +38,8 @@ enum Cmd {
     /// with {source}; where the I/O went, counted by the kernel; what was left open) against
     /// the server, on each kernel; one table per target, one column per kernel.
     Validate {
-        /// A built-in target (libfuse, libfuse-3.17, libfuse-3.14) or the path of any server
-        /// binary.
+        /// A built-in target (libfuse, libfuse-3.17, libfuse-3.14, go-fuse, fuser,
+        /// fuser-mirror, fuse-backend-rs) or the path of any server binary.
         #[arg(long)]
         server: String,
         /// A kernel as `run` takes it (repeatable; default debian-6.12): one column each.

@@ -172,12 +172,7 @@ fn on_tmpfs(ctx: &mut Ctx, depth: u32) -> Result<(), Stop> {
 fn virtiofs_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
     let fs = ctx.mount_passthrough(1)?;
     let host = Path::new(proto::layout::HOST_ROOT);
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let shared = info.lines().any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let fstype = f.iter().position(|w| *w == "-").and_then(|d| f.get(d + 1));
-        f.get(4) == Some(&proto::layout::HOST_ROOT) && fstype == Some(&"virtiofs")
-    });
+    let shared = crate::sys::mount_at(host)?.is_some_and(|m| m.fstype == "virtiofs");
     if !shared {
         return Err(Stop::Skip(format!(
             "no virtio-fs share at {}: host mode, or a kernel without CONFIG_VIRTIO_FS",

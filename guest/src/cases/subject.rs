@@ -353,15 +353,8 @@ fn mount_for(mountpoint: &Path) -> Result<rustix::fd::OwnedFd, Stop> {
 
 /// The connection number (device minor) of the FUSE mount at `mountpoint`, once mounted.
 fn fuse_connection(mountpoint: &Path) -> Option<u32> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mnt = mountpoint.to_string_lossy();
-    info.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let dash = f.iter().position(|w| *w == "-")?;
-        let fstype = f.get(dash + 1)?;
-        (f.get(4) == Some(&&*mnt) && fstype.starts_with("fuse"))
-            .then(|| f.get(2)?.split_once(':')?.1.parse().ok())?
-    })
+    let mount = crate::sys::mount_at(mountpoint).ok()??;
+    mount.fstype.starts_with("fuse").then_some(mount.minor)
 }
 
 /// The last lines of a server's stderr, on one line: ": a | b", or nothing.
@@ -435,12 +428,29 @@ impl TraceInstance {
             ("backing_open", "fuse_backing_open"),
             ("backing_close", "fuse_backing_close"),
         ] {
-            // One write per definition: tracefs parses each write as whole lines.
-            append(
-                &events,
-                &format!("r:{group}/{name} {function} ret=$retval:s32\n"),
-            )
-            .ok()?;
+            // One write per definition: tracefs parses each write as whole lines. Where a
+            // return probe reads arguments through BTF (6.10+ with module BTF), only this
+            // connection's calls count; elsewhere every connection's do (the agent's own
+            // mounts are made before the server starts, and nothing else registers then).
+            let per_connection =
+                format!("r:{group}/{name} {function} ret=$retval:s32 dev=fc->dev\n");
+            if append(&events, &per_connection).is_ok() {
+                let _ = std::fs::write(
+                    self.dir
+                        .join("events")
+                        .join(&group)
+                        .join(name)
+                        .join("filter"),
+                    format!("dev == {connection}"),
+                );
+            } else {
+                eprintln!("fpt-agent: {name} probe counts every connection's calls (no BTF)");
+                append(
+                    &events,
+                    &format!("r:{group}/{name} {function} ret=$retval:s32\n"),
+                )
+                .ok()?;
+            }
         }
         // The minor the server announced (the kernel keeps it as it came) and the
         // passthrough bit the kernel granted, from the connection itself.
@@ -513,7 +523,10 @@ impl TraceInstance {
             trace
                 .lines()
                 .filter(|l| !l.starts_with('#') && l.contains(&needle))
-                .filter_map(|l| l.rsplit("ret=").next()?.trim().parse().ok())
+                .filter_map(|l| {
+                    let ret = l.split_whitespace().find_map(|w| w.strip_prefix("ret="))?;
+                    ret.parse().ok()
+                })
                 .collect(),
         )
     }

@@ -112,20 +112,12 @@ impl FuseFs {
     /// The connection's number under /sys/fs/fuse/connections (the mount's device minor),
     /// read from mountinfo: a stat() of the mount would wait on a server that may be stalled.
     pub fn connection(&self) -> io::Result<u32> {
-        let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-        let mnt = self.mnt.to_string_lossy();
-        info.lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.get(4) == Some(&&*mnt))
-                    .then(|| f.get(2)?.split_once(':')?.1.parse().ok())
-                    .flatten()
-            })
-            .next_back()
+        crate::sys::mount_at(&self.mnt)?
+            .map(|m| m.minor)
             .ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::NotFound,
-                    format!("{mnt} is not in mountinfo"),
+                    format!("{} is not in mountinfo", self.mnt.display()),
                 )
             })
     }
