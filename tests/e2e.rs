@@ -510,7 +510,7 @@ fn a_server_that_dies_during_a_case_is_a_crash_with_its_signal() {
 #[test]
 fn validate_on_a_kernel_without_virtio_fs_names_what_it_needs() {
     let spec = harness::targets::resolve("libfuse", &[], &harness::cache::dir()).unwrap();
-    let debian = harness::kernel::debian("6.1", &harness::cache::dir()).unwrap();
+    let debian = harness::debian_kernels::fetch("6.1", &harness::cache::dir()).unwrap();
     let real = debian.modules.clone().expect("Debian's kernel has modules");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join(real.file_name().unwrap());

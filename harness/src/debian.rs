@@ -145,6 +145,19 @@ impl Apt {
         Ok(v.filter(|v| v != "(none)" && !v.is_empty()))
     }
 
+    /// The candidate version of each of `packages` that apt can fetch; those it cannot
+    /// (named by another package but gone from the archive) are left out. One apt-cache call.
+    pub fn candidates(
+        &self,
+        packages: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>> {
+        self.fresh_lists()?;
+        let mut cmd = self.command("apt-cache");
+        cmd.arg("policy").args(packages);
+        let out = process::output(&mut cmd).map_err(|e| Error::Fetch(e.to_string()))?;
+        Ok(parse_policy(&String::from_utf8_lossy(&out.stdout)))
+    }
+
     /// `package` (or `package=version`) downloaded and unpacked into `dir/root`, once: a
     /// marker says the unpacking finished. Returns `dir/root`.
     pub fn fetch(&self, package: &str, dir: &Path) -> Result<PathBuf> {
@@ -232,6 +245,23 @@ impl Apt {
     }
 }
 
+/// `apt-cache policy A B ...` output: package -> candidate, for those that have one.
+fn parse_policy(text: &str) -> std::collections::HashMap<String, String> {
+    let mut found = std::collections::HashMap::new();
+    let mut package = None;
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            package = line.strip_suffix(':').map(String::from);
+        } else if let (Some(p), Some(v)) = (&package, line.trim().strip_prefix("Candidate:")) {
+            let v = v.trim();
+            if v != "(none)" && !v.is_empty() {
+                found.insert(p.clone(), v.to_string());
+            }
+        }
+    }
+    found
+}
+
 /// The first entry of `dir` whose file name `wanted` accepts.
 pub fn find_entry(dir: &Path, wanted: impl Fn(&str) -> bool) -> Result<Option<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))?;
@@ -258,6 +288,17 @@ mod tests {
             version_key("linux-image-6.12.117+deb12") > version_key("linux-image-6.12.99+deb12")
         );
         assert!(version_key("6.1.0-56") > version_key("6.1.0-9"));
+    }
+
+    #[test]
+    fn policy_names_the_candidates_apt_can_fetch() {
+        let text = "linux-modules-6.19.14+deb13-cloud-amd64:\n  Installed: (none)\n  Candidate: (none)\n  Version table:\nlinux-binary-6.19.14+deb13-cloud-amd64:\n  Installed: (none)\n  Candidate: 6.19.14-1~bpo13+1\n  Version table:\n     6.19.14-1~bpo13+1 100\n";
+        let got = parse_policy(text);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got["linux-binary-6.19.14+deb13-cloud-amd64"],
+            "6.19.14-1~bpo13+1"
+        );
     }
 
     #[test]

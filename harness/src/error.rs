@@ -86,6 +86,17 @@ pub enum Error {
     ServerDidNotStart(String),
     #[error("kernel {release} could not mount the host's root over virtio-fs ({why}): it needs CONFIG_VIRTIO_FS (built in, or virtiofs.ko in the directory --modules names)")]
     NoVirtioFs { release: String, why: String },
+    #[error("unknown report format {name}; the formats are: {known}")]
+    UnknownReport { name: String, known: String },
+    #[error("Debian's archive has no cloud kernel of series {series}; the series it has: {known}")]
+    UnknownSeries { series: String, known: String },
+    #[error("Debian's cloud kernel {release} (series {series}) cannot be fetched: {missing} gone from the archive; the series it has whole: {known}")]
+    SeriesGone {
+        series: String,
+        release: String,
+        missing: String,
+        known: String,
+    },
     #[error(
         "{dir} is not a run's artifacts directory: {why}; give a directory under target/fpt-runs/"
     )]
@@ -120,6 +131,8 @@ impl Error {
             Error::BadServer { .. } | Error::UnknownTarget { .. } => 23,
             Error::ServerDidNotStart(_) => 24,
             Error::NoVirtioFs { .. } => 25,
+            Error::UnknownSeries { .. } | Error::SeriesGone { .. } => 26,
+            Error::UnknownReport { .. } => 27,
         }
     }
 

@@ -51,7 +51,8 @@ pub struct Identity {
 /// What the user asked for with `--kernel`.
 #[derive(Debug, Clone)]
 pub enum KernelChoice {
-    /// Debian's `linux-image-<series>.*-cloud-amd64-unsigned`, newest version available.
+    /// Debian's cloud kernel of a series, the newest release available
+    /// ([`crate::debian_kernels`]).
     Debian(String),
     /// A bzImage on disk.
     Path(PathBuf),
@@ -59,16 +60,21 @@ pub enum KernelChoice {
     Host,
     /// A kernel built from source first (`--src`, `--patch`, `--profile`, `--fragment`).
     Build(crate::kbuild::BuildRequest),
+    /// A kernel already fetched or built (a matrix resolves its kernels before it runs them).
+    Fetched(Box<Kernel>),
 }
 
 impl KernelChoice {
     pub const DEFAULT: &'static str = "debian-6.12";
 
-    /// `host`, `debian-6.12`, `debian-6.1`, or a path.
+    /// `host`, `debian:<series>` (`debian-<series>` too), or a path.
     pub fn parse(s: &str) -> KernelChoice {
         match s {
             "host" => KernelChoice::Host,
-            _ => match s.strip_prefix("debian-") {
+            _ => match s
+                .strip_prefix("debian:")
+                .or_else(|| s.strip_prefix("debian-"))
+            {
                 Some(series) if series.split('.').all(|p| p.parse::<u32>().is_ok()) => {
                     KernelChoice::Debian(series.to_string())
                 }
@@ -94,25 +100,60 @@ impl Kernel {
                 return Err(Error::BadModules(m.into()));
             }
         }
+        // A bzImage inside an unpacked Debian package: its modules are beside it.
+        let found = match modules {
+            Some(_) => None,
+            None => package_root(bzimage).and_then(|root| modules_in(&root, &release)),
+        };
+        let modules = modules.or(found.as_deref());
         let identity = Identity {
             release: release.clone(),
             source: format!("bzImage {}", bzimage.display()),
             ..Default::default()
         };
-        // A bzImage in a build tree: its .config is at the top of that tree.
+        // A bzImage in a build tree: its .config is at the top of that tree; in a Debian
+        // package, beside it or in the modules directory.
         let config = bzimage
             .ancestors()
             .nth(4)
             .filter(|_| bzimage.ends_with("arch/x86/boot/bzImage"))
             .map(|top| top.join(".config"))
-            .filter(|c| c.is_file());
+            .into_iter()
+            .chain(package_root(bzimage).into_iter().flat_map(|root| {
+                [
+                    root.join("boot").join(format!("config-{release}")),
+                    root.join("usr/lib/modules").join(&release).join("config"),
+                ]
+            }))
+            .find(|c| c.is_file());
+        let config_hash = config
+            .as_deref()
+            .map(crate::kbuild::file_hash)
+            .unwrap_or_default();
         Ok(Kernel {
             bzimage: bzimage.into(),
             modules: modules.map(Into::into),
             release,
-            identity,
+            identity: Identity {
+                config_hash,
+                ..identity
+            },
             config,
         })
+    }
+
+    /// The kernel of release `release` in an unpacked Debian package tree (either packaging:
+    /// see [`crate::debian_kernels`]).
+    pub fn from_package_tree(root: &Path, release: &str) -> Result<Kernel> {
+        let bzimage = [
+            root.join("boot").join(format!("vmlinuz-{release}")),
+            root.join("usr/lib/modules").join(release).join("vmlinuz"),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+        .or_else(|| first_match(&root.join("boot"), "vmlinuz-"))
+        .ok_or_else(|| Error::Fetch(format!("{} holds no vmlinuz of {release}", root.display())))?;
+        Kernel::from_path(&bzimage, None)
     }
 }
 
@@ -161,26 +202,6 @@ pub fn series(release: &str) -> String {
         .join(".")
 }
 
-/// Debian's cloud kernel of `series`, downloaded and unpacked into the cache once.
-pub fn debian(series: &str, cache: &Path) -> Result<Kernel> {
-    let apt = crate::debian::Apt::new(cache)?;
-    let package = newest_package(&apt, series)?;
-    let root = apt.fetch(&package, &cache.join("kernels").join(&package))?;
-    let bzimage = first_match(&root.join("boot"), "vmlinuz-")
-        .ok_or_else(|| Error::Fetch(format!("{package} has no boot/vmlinuz-*")))?;
-    // Debian 13 on are merged-/usr: the modules are under usr/lib.
-    let modules = first_match(&root.join("lib/modules"), "")
-        .or_else(|| first_match(&root.join("usr/lib/modules"), ""));
-    let mut kernel = Kernel::from_path(&bzimage, modules.as_deref())?;
-    kernel.identity.source = package;
-    kernel.identity.profile = "debian cloud-amd64".into();
-    if let Some(config) = first_match(&root.join("boot"), "config-") {
-        kernel.identity.config_hash = crate::kbuild::file_hash(&config);
-        kernel.config = Some(config);
-    }
-    Ok(kernel)
-}
-
 fn first_match(dir: &Path, prefix: &str) -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
@@ -192,17 +213,26 @@ fn first_match(dir: &Path, prefix: &str) -> Option<PathBuf> {
     found.pop()
 }
 
-/// The newest `linux-image-<series>.*-cloud-amd64-unsigned` the archive has.
-fn newest_package(apt: &crate::debian::Apt, series: &str) -> Result<String> {
-    let mut names: Vec<String> = apt
-        .names(&format!("linux-image-{series}."))?
-        .into_iter()
-        .filter(|n| n.ends_with("-cloud-amd64-unsigned"))
-        .collect();
-    names.sort_by_key(|n| crate::debian::version_key(n));
-    names.pop().ok_or_else(|| {
-        Error::Fetch(format!("Debian's archive has no linux-image-{series}.*-cloud-amd64-unsigned package (Debian 12 has 6.1 and 6.12)"))
-    })
+/// Where an unpacked Debian kernel package keeps the modules of `release`, if it has them:
+/// `lib/modules/<release>` (Debian 12) or `usr/lib/modules/<release>` (merged /usr).
+fn modules_in(root: &Path, release: &str) -> Option<PathBuf> {
+    ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .map(|d| root.join(d).join(release))
+        .find(|m| m.join("kernel").is_dir())
+}
+
+/// The root of the unpacked package a bzImage sits in: `<root>/boot/vmlinuz-<rel>` or
+/// `<root>/usr/lib/modules/<rel>/vmlinuz`.
+fn package_root(bzimage: &Path) -> Option<PathBuf> {
+    let name = bzimage.file_name()?.to_string_lossy();
+    if name.starts_with("vmlinuz-") && bzimage.parent()?.ends_with("boot") {
+        return Some(bzimage.parent()?.parent()?.to_path_buf());
+    }
+    if name == "vmlinuz" && bzimage.parent()?.parent()?.ends_with("usr/lib/modules") {
+        return Some(bzimage.ancestors().nth(4)?.to_path_buf());
+    }
+    None
 }
 
 #[cfg(test)]
@@ -246,6 +276,7 @@ mod tests {
         assert_eq!(series("6.18.44-fc-v657"), "6.18");
         assert!(matches!(KernelChoice::parse("host"), KernelChoice::Host));
         assert!(matches!(KernelChoice::parse("debian-6.1"), KernelChoice::Debian(s) if s == "6.1"));
+        assert!(matches!(KernelChoice::parse("debian:7.3"), KernelChoice::Debian(s) if s == "7.3"));
         assert!(
             matches!(KernelChoice::parse("debian-x"), KernelChoice::Path(p) if p.to_str() == Some("debian-x"))
         );

@@ -8,7 +8,7 @@ use proto::{CaseInfo, CaseResult, Event};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::kernel::{self, Identity, Kernel, KernelChoice};
+use crate::kernel::{Identity, Kernel, KernelChoice};
 use crate::qemu::{self, Accel, Machine};
 use crate::results::RunLog;
 use crate::vm::{self, VmOptions};
@@ -128,8 +128,9 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let kernel = match &req.kernel {
         KernelChoice::Host => None,
         KernelChoice::Path(p) => Some(Kernel::from_path(p, req.modules.as_deref())?),
-        KernelChoice::Debian(series) => Some(kernel::debian(series, &cache::dir())?),
+        KernelChoice::Debian(series) => Some(crate::debian_kernels::fetch(series, &cache::dir())?),
         KernelChoice::Build(b) => Some(crate::kbuild::build(b, &cache::dir())?.kernel),
+        KernelChoice::Fetched(k) => Some((**k).clone()),
     };
     t.kernel_fetch = started.elapsed();
     if kernel.is_some() {
@@ -384,7 +385,7 @@ fn save(run: &Run) -> Result<()> {
 }
 
 /// `target/fpt-runs/<unix time>-<label>`, and `target/fpt-runs/latest` pointing at it.
-fn artifacts_dir(label: &str) -> Result<PathBuf> {
+pub(crate) fn artifacts_dir(label: &str) -> Result<PathBuf> {
     let runs = cache::workspace_root().join("target").join("fpt-runs");
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -16,16 +16,19 @@ pub fn name(release: &str) -> String {
     format!("linux-{}", crate::kernel::series(release))
 }
 
-/// The snapshot name of a validate run: one per target and kernel series.
-pub fn validate_name(target: &str, release: &str) -> String {
-    format!("validate/{target}-{}", crate::kernel::series(release))
-}
-
 /// The name a run's observations are kept under: its series, or its target and series.
+/// Host mode has its own (`host-<series>`): it has no virtio-fs share and no VM, so cases
+/// that need them skip there, which says nothing about the kernel.
 pub fn name_of(run: &crate::run::Run) -> String {
+    let release = if run.mode == "host" {
+        format!("host-{}", crate::kernel::series(&run.kernel_release))
+    } else {
+        crate::kernel::series(&run.kernel_release)
+    };
     match &run.target {
-        Some(target) => validate_name(target, &run.kernel_release),
-        None => name(&run.kernel_release),
+        Some(target) => format!("validate/{target}-{release}"),
+        None if run.mode == "host" => release,
+        None => format!("linux-{release}"),
     }
 }
 

@@ -51,6 +51,8 @@ enum Cmd {
         /// Write the observations as the snapshot of this target and kernel series.
         #[arg(long)]
         bless: bool,
+        #[command(flatten)]
+        reports: Reports,
         /// The server's arguments after `--`; `{source}` and `{mountpoint}` are filled in.
         /// A built-in target has its own.
         #[arg(last = true)]
@@ -117,6 +119,12 @@ enum Cmd {
         #[command(subcommand)]
         command: KernelCmd,
     },
+    /// Run the catalog on several kernels, --jobs at a time: a verdict grid of the cases
+    /// that differ, every observation that differs side by side, matrix.json and matrix.html.
+    Matrix(MatrixArgs),
+    /// List Debian's cloud kernel series: the newest release of each, its packaging, and
+    /// whether it is cached, fetchable, or gone from the archive (`--kernel debian:<series>`).
+    Kernels,
     /// List every case with its group, rule and verdict rule.
     Cases {
         /// Print the Markdown table of docs/cases.md instead.
@@ -169,7 +177,8 @@ impl Source {
 
 #[derive(clap::Args, Clone)]
 struct Target {
-    /// `debian-6.12` (default), `debian-6.1`, `host` (this kernel, no VM), or a bzImage path.
+    /// `debian:<series>` (`cargo xtask kernels` lists them; `debian-6.12` is the default),
+    /// `host` (this kernel, no VM), or a bzImage path.
     #[arg(long, default_value = KernelChoice::DEFAULT)]
     kernel: String,
     #[command(flatten)]
@@ -200,9 +209,74 @@ struct Target {
 }
 
 #[derive(clap::Args)]
+struct MatrixArgs {
+    /// A kernel as `run` takes it (repeatable), or `debian:all` for every Debian series
+    /// that can be fetched.
+    #[arg(long = "kernel", required = true)]
+    kernels: Vec<String>,
+    /// How many kernels run at once (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Run only this case (repeatable).
+    #[arg(long = "case")]
+    cases: Vec<String>,
+    /// Accelerator; by default KVM if a probe boot works, else TCG.
+    #[arg(long, value_enum)]
+    accel: Option<AccelArg>,
+    /// Write each kernel's observations as the snapshot of its series (whole catalog only).
+    #[arg(long)]
+    bless: bool,
+    #[command(flatten)]
+    reports: Reports,
+}
+
+/// `--report ktap,junit,json,kcidb`: reports written beside the artifacts.
+#[derive(clap::Args, Clone, Default)]
+struct Reports {
+    /// Reports to write beside the artifacts, comma-separated: ktap (kunit.py parse reads
+    /// it), junit (JUnit XML), json (results.json), kcidb (KCIDB v5).
+    #[arg(long = "report", value_parser = parse_reports, default_value = "")]
+    formats: ReportList,
+}
+
+#[derive(Clone, Default)]
+struct ReportList(Vec<harness::reports::Format>);
+
+fn parse_reports(s: &str) -> Result<ReportList, String> {
+    harness::reports::parse(s)
+        .map(ReportList)
+        .map_err(|e| e.to_string())
+}
+
+impl Reports {
+    /// Write the reports of `runs` (merged into `dir` when there are several) and list them.
+    fn write(&self, runs: &[&Run], dir: Option<&std::path::Path>) -> i32 {
+        if self.formats.0.is_empty() || runs.is_empty() {
+            return 0;
+        }
+        let written = match (runs, dir) {
+            ([one], None) => harness::reports::write(one, &self.formats.0),
+            (_, Some(dir)) => harness::reports::write_many(runs, dir, &self.formats.0),
+            (many, None) => harness::reports::write_many(many, &many[0].artifacts, &self.formats.0),
+        };
+        match written {
+            Ok(files) => {
+                for f in files {
+                    println!("report: {}", f.display());
+                }
+                0
+            }
+            Err(e) => fail(&e),
+        }
+    }
+}
+
+#[derive(clap::Args)]
 struct RunArgs {
     #[command(flatten)]
     target: Target,
+    #[command(flatten)]
+    reports: Reports,
     /// Write this run's observations as the snapshot of its kernel series.
     #[arg(long)]
     bless: bool,
@@ -259,8 +333,9 @@ fn main() -> ExitCode {
             kernels,
             cases,
             bless,
+            reports,
             args,
-        } => validate(&server, &kernels, &cases, bless, &args),
+        } => validate(&server, &kernels, &cases, bless, &reports, &args),
         Cmd::Test { full } => test(full),
         Cmd::Bench {
             target,
@@ -288,6 +363,8 @@ fn main() -> ExitCode {
             command: KernelCmd::Build(source),
         } => kernel_build(&source),
         Cmd::Cases { markdown } => cases(markdown),
+        Cmd::Kernels => kernels(),
+        Cmd::Matrix(args) => matrix(&args),
     };
     ExitCode::from(code as u8)
 }
@@ -342,7 +419,11 @@ fn run(args: &RunArgs) -> i32 {
         }
         return exit_code(&run);
     }
-    conclude(&run)
+    let code = conclude(&run);
+    match args.reports.write(&[&run], None) {
+        0 => code,
+        e => e,
+    }
 }
 
 /// Print a run, compare it with its snapshot, and say how it ended: what `run` and
@@ -393,6 +474,7 @@ fn validate(
     kernels: &[String],
     cases: &[String],
     bless: bool,
+    reports: &Reports,
     args: &[String],
 ) -> i32 {
     let spec = match harness::targets::resolve(server, args, &harness::cache::dir()) {
@@ -453,8 +535,11 @@ fn validate(
             }
         }
     }
+    let all: Vec<&Run> = runs.iter().collect();
+    let written = reports.write(&all, None);
     // As `run`: a failed case first (1), then a snapshot difference (3).
     match runs.iter().map(exit_code).max().unwrap_or(0) {
+        0 if written != 0 => written,
         0 if differs => 3,
         code => code,
     }
@@ -786,5 +871,192 @@ mod tests {
     fn the_command_line_parses() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+}
+
+fn kernels() -> i32 {
+    let cache = harness::cache::dir();
+    let offers = match harness::debian::Apt::new(&cache)
+        .and_then(|apt| harness::debian_kernels::available(&apt))
+    {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    println!(
+        "{:<7} {:<28} {:<8} {:<20} state",
+        "series", "newest release", "packages", "version"
+    );
+    for o in &offers {
+        let packaging = match o.packaging {
+            harness::debian_kernels::Packaging::Image(_) => "image",
+            harness::debian_kernels::Packaging::Split { .. } => "split",
+        };
+        let state = if !o.missing.is_empty() {
+            format!("gone: {} not in the archive", o.missing.join(", "))
+        } else if o.cached(&cache) {
+            "cached".to_string()
+        } else {
+            "fetchable".to_string()
+        };
+        println!(
+            "{:<7} {:<28} {:<8} {:<20} {state}",
+            o.series,
+            o.release,
+            packaging,
+            o.version.as_deref().unwrap_or("-")
+        );
+    }
+    let cached = harness::debian_kernels::cached(&cache);
+    if !cached.is_empty() {
+        println!("\nin the cache ({}):", cache.join("kernels").display());
+        for c in cached {
+            println!("  {c}");
+        }
+    }
+    0
+}
+
+fn matrix(args: &MatrixArgs) -> i32 {
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let template = Request {
+        cases: args.cases.clone(),
+        accel: args.accel.map(|a| match a {
+            AccelArg::Kvm => Accel::Kvm,
+            AccelArg::Tcg => Accel::Tcg,
+        }),
+        ..Default::default()
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let last_done = std::sync::Mutex::new(0);
+    let progress = |p: &harness::matrix::Progress| {
+        let running: Vec<String> = p
+            .running
+            .iter()
+            .map(|(k, n, of)| format!("{k} {n}/{of}"))
+            .collect();
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_message(running.join(", "));
+        let mut last = last_done.lock().expect("progress");
+        if p.done != *last {
+            *last = p.done;
+            if bar.is_hidden() {
+                eprintln!("matrix: {}/{} kernels done", p.done, p.total);
+            }
+        }
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("matrix {pos}/{len} kernels done · {msg}")
+            .expect("template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(500));
+    let m = match harness::matrix::run(&args.kernels, jobs, &template, &progress) {
+        Ok(m) => m,
+        Err(e) => return fail(&e),
+    };
+    bar.finish_and_clear();
+    let mut code = 0;
+    println!(
+        "kernels ({} at a time, {:.0} s in all):",
+        jobs,
+        m.elapsed.as_secs_f64()
+    );
+    for c in &m.columns {
+        match &c.outcome {
+            Ok(run) if args.bless => {
+                if !args.cases.is_empty() {
+                    eprintln!("error: --bless writes whole snapshots: run every case (no --case)");
+                    return 2;
+                }
+                match snapshot::write(&snapshot::name_of(run), &run.results) {
+                    Ok(p) => println!("  {:<10} snapshot written: {}", c.label, p.display()),
+                    Err(e) => return fail(&e),
+                }
+                if !run.all_ok() {
+                    code = 1;
+                }
+            }
+            Ok(run) => {
+                let snap = match snapshot::compare(&snapshot::name_of(run), &run.results) {
+                    Comparison::Match { .. } => format!("matches {}", snapshot::name_of(run)),
+                    Comparison::Missing(_) => "no snapshot".to_string(),
+                    Comparison::Differs { path, .. } => {
+                        code = code.max(3);
+                        format!("DIFFERS from {}", path.display())
+                    }
+                };
+                if !run.all_ok() {
+                    code = 1;
+                }
+                println!(
+                    "  {:<10} {:<28} {:>5.0} s  {}; snapshot {snap}",
+                    c.label,
+                    run.kernel_release,
+                    c.elapsed.as_secs_f64(),
+                    report::totals(&run.results)
+                );
+            }
+            Err(e) => {
+                code = 1;
+                println!("  {:<10} did not run: {e}", c.label);
+            }
+        }
+    }
+    let labels: Vec<&str> = m.columns.iter().map(|c| c.label.as_str()).collect();
+    let width = |cells: &[String]| cells.iter().map(String::len).max().unwrap_or(0);
+    let grid = m.differing_verdicts();
+    if grid.is_empty() {
+        println!("\nverdicts: the same on every kernel");
+    } else {
+        println!("\nverdicts that differ:");
+        let names: Vec<String> = grid.iter().map(|(c, _)| c.clone()).collect();
+        let w = width(&names).max(4);
+        print!("  {:<w$}", "case");
+        for l in &labels {
+            print!("  {l:<10}");
+        }
+        println!();
+        for (case, cells) in &grid {
+            print!("  {case:<w$}");
+            for c in cells {
+                print!("  {:<10}", c.map_or("-", |v| report::verdict_name(v)));
+            }
+            println!();
+        }
+    }
+    let obs = m.differing_observations();
+    if !obs.is_empty() {
+        println!("\nobservations that differ:");
+        for (case, key, cells) in &obs {
+            println!("  {case} {key}");
+            for (l, v) in labels.iter().zip(cells) {
+                let v = v.as_deref().unwrap_or("(none)");
+                let v = if v.chars().count() > 100 {
+                    format!("{}...", v.chars().take(100).collect::<String>())
+                } else {
+                    v.to_string()
+                };
+                println!("    {l:<10} {v}");
+            }
+        }
+    }
+    println!("\nmatrix: {}", m.dir.join("matrix.html").display());
+    let runs: Vec<&Run> = m
+        .columns
+        .iter()
+        .filter_map(|c| c.outcome.as_ref().ok())
+        .collect();
+    let written = args.reports.write(&runs, Some(&m.dir));
+    if written != 0 && code == 0 {
+        code = written;
+    }
+    match harness::interrupt::requested() {
+        Some(sig) => 128 + sig,
+        None => code,
     }
 }
