@@ -1,3 +1,87 @@
 //! The end-to-end suite lives in `e2e.rs`: real kernels in QEMU and on the host, their
 //! observations compared with the insta snapshots in `snapshots/`. Run it with
 //! `cargo xtask test` (it boots VMs, so plain `cargo test` at the root leaves it out).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What a `cargo xtask` command did.
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// The paths the command printed after `prefix` ("report: ", "matrix: ").
+    pub fn paths(&self, prefix: &str) -> Vec<PathBuf> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .map(|p| harness::cache::workspace_root().join(p.trim()))
+            .collect()
+    }
+
+    /// The first `error: ` line on stderr.
+    pub fn error(&self) -> &str {
+        self.stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_default()
+    }
+}
+
+/// `cargo xtask ARGS` at the workspace root.
+pub fn xtask(args: &[&str]) -> Output {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(harness::cache::workspace_root())
+        .args(["run", "--quiet", "--package", "xtask", "--"])
+        .args(args)
+        .output()
+        .expect("cargo runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A Python tool's `bin` directory, the packages installed into the harness's virtualenv.
+pub fn python_with(packages: &[&str]) -> PathBuf {
+    harness::pytools::with(&harness::cache::dir(), packages).expect("PyPI packages install")
+}
+
+/// kunit_tool's `kunit.py` in Debian's linux-source-6.12 (fetched by the harness).
+pub fn kunit_py() -> PathBuf {
+    let source = harness::kbuild::source::resolve(None, &harness::cache::dir())
+        .expect("Debian's linux-source-6.12");
+    source.dir.join("tools/testing/kunit/kunit.py")
+}
+
+/// Run `program ARGS`; its stdout, or a panic with its stderr.
+pub fn run_ok(program: &Path, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    assert!(
+        out.status.success(),
+        "{} {}: {}\n{}",
+        program.display(),
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run `program ARGS` whatever its exit status (kunit.py exits 1 when a test failed); its
+/// stdout.
+pub fn run_any(program: &Path, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

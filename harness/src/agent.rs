@@ -82,3 +82,69 @@ pub fn select<'a>(
         })
         .collect()
 }
+
+/// Which part of a catalog one runner takes: shard `index` of `count` (1-based), so that one
+/// kernel's catalog can spread over `count` CI runners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// "2/4" -> shard 2 of 4.
+    pub fn parse(s: &str) -> std::result::Result<Shard, String> {
+        let bad = || format!("shard {s}: give I/N with 1 <= I <= N, e.g. 2/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse::<u32>().map_err(|_| bad())?,
+            n.trim().parse::<u32>().map_err(|_| bad())?,
+        );
+        if index == 0 || count == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The cases of this shard: every count-th case of the selection, starting at index.
+    /// Dealt round-robin in catalog order, so each shard gets a share of every group (the
+    /// slow stacking and fault cases do not all land on one runner), and the shards of one
+    /// selection partition it exactly.
+    pub fn take(self, cases: Vec<&CaseInfo>) -> Vec<&CaseInfo> {
+        cases
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| (*i as u32) % self.count == self.index - 1)
+            .map(|(_, c)| c)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::*;
+
+    #[test]
+    fn shards_partition_the_selection() {
+        let catalog: Vec<CaseInfo> = (0..7)
+            .map(|i| CaseInfo {
+                name: format!("g.c{i}"),
+                ..Default::default()
+            })
+            .collect();
+        let all: Vec<&CaseInfo> = catalog.iter().collect();
+        let mut seen: Vec<String> = Vec::new();
+        for index in 1..=3 {
+            let shard = Shard { index, count: 3 };
+            seen.extend(shard.take(all.clone()).iter().map(|c| c.name.clone()));
+        }
+        seen.sort();
+        let mut names: Vec<String> = catalog.iter().map(|c| c.name.clone()).collect();
+        names.sort();
+        assert_eq!(seen, names);
+        assert_eq!(Shard::parse("2/3"), Ok(Shard { index: 2, count: 3 }));
+        assert!(Shard::parse("0/3").is_err());
+        assert!(Shard::parse("4/3").is_err());
+        assert!(Shard::parse("x").is_err());
+    }
+}

@@ -86,6 +86,8 @@ pub enum Error {
     ServerDidNotStart(String),
     #[error("kernel {release} could not mount the host's root over virtio-fs ({why}): it needs CONFIG_VIRTIO_FS (built in, or virtiofs.ko in the directory --modules names)")]
     NoVirtioFs { release: String, why: String },
+    #[error("kernel {release} has no driver for the virtio-console port the results come back on (CONFIG_VIRTIO_CONSOLE): give its modules with --modules <lib/modules/{release}>, or build the driver in (console: {console})")]
+    NoResultPort { release: String, console: PathBuf },
     #[error("unknown report format {name}; the formats are: {known}")]
     UnknownReport { name: String, known: String },
     #[error("Debian's archive has no cloud kernel of series {series}; the series it has: {known}")]
@@ -133,6 +135,7 @@ impl Error {
             Error::NoVirtioFs { .. } => 25,
             Error::UnknownSeries { .. } | Error::SeriesGone { .. } => 26,
             Error::UnknownReport { .. } => 27,
+            Error::NoResultPort { .. } => 28,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod matrix_html;
 pub mod modules;
 pub mod process;
 pub mod provision;
+pub mod pytools;
 pub mod qemu;
 pub mod replay;
 pub mod report;

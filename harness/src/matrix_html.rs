@@ -44,6 +44,8 @@ tr.differs td.case { font-weight: bold; }
 .not_reached { background: #fff59d; }
 .absent { background: #fff; color: #bbb; }
 td.verdict { cursor: help; text-align: center; }
+td.value { font-family: monospace; white-space: normal; max-width: 40em; }
+a.odiff { color: #c62828; text-decoration: none; font-weight: bold; }
 .legend span.verdict { display: inline-block; padding: 1px 8px; margin-right: 4px; }
 ";
 
@@ -94,11 +96,26 @@ pub fn page(m: &Matrix) -> String {
         h.push_str(&format!("<th>{}</th>", escape(&c.label)));
     }
     h.push_str("</tr>\n");
+    let observed = m.differing_observations();
     for case in m.cases() {
         let row = m.row(&case);
         let differs = differing.iter().any(|(c, _)| *c == case);
+        let keys: Vec<&str> = observed
+            .iter()
+            .filter(|(c, _, _)| *c == case)
+            .map(|(_, k, _)| k.as_str())
+            .collect();
+        let marker = if keys.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " <a class=\"odiff\" href=\"#obs-{}\" title=\"observations that differ: {}\">≠</a>",
+                escape(&case),
+                escape(&keys.join(", "))
+            )
+        };
         h.push_str(&format!(
-            "<tr{}><td class=\"case\">{}</td>",
+            "<tr{}><td class=\"case\">{}{marker}</td>",
             if differs { " class=\"differs\"" } else { "" },
             escape(&case)
         ));
@@ -131,7 +148,40 @@ pub fn page(m: &Matrix) -> String {
         }
         h.push_str("</tr>\n");
     }
-    h.push_str("</table>\n</body></html>\n");
+    h.push_str("</table>\n");
+    // Every observation that is not the same everywhere, side by side.
+    h.push_str("<h2>Observations that differ</h2>\n");
+    if observed.is_empty() {
+        h.push_str("<p>None: every kernel observed the same.</p>\n");
+    } else {
+        h.push_str("<table id=\"observations\"><tr><th>case</th><th>observation</th>");
+        for c in &m.columns {
+            h.push_str(&format!("<th>{}</th>", escape(&c.label)));
+        }
+        h.push_str("</tr>\n");
+        let mut anchored = std::collections::BTreeSet::new();
+        for (case, key, cells) in &observed {
+            let id = if anchored.insert(case.clone()) {
+                format!(" id=\"obs-{}\"", escape(case))
+            } else {
+                String::new()
+            };
+            h.push_str(&format!(
+                "<tr{id}><td class=\"case\">{}</td><td>{}</td>",
+                escape(case),
+                escape(key)
+            ));
+            for v in cells {
+                h.push_str(&format!(
+                    "<td class=\"value\">{}</td>",
+                    escape(v.as_deref().unwrap_or("–"))
+                ));
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("</body></html>\n");
     h
 }
 

@@ -79,6 +79,27 @@ pub fn ensure_build_tools() -> Result<()> {
     Ok(())
 }
 
+/// Install `package` with the host's apt-get (root only), refreshing its lists once if the
+/// first try fails.
+pub fn install_package(package: &str) -> Result<()> {
+    let missing = || Error::ToolMissing {
+        tool: package.into(),
+        fix: format!("install it with `sudo apt-get install -y {package}`"),
+    };
+    if !rustix::process::geteuid().is_root() {
+        return Err(missing());
+    }
+    if apt_install(package) {
+        return Ok(());
+    }
+    let _ = crate::process::succeeds(Command::new("apt-get").args(["update", "-q"]));
+    if apt_install(package) {
+        Ok(())
+    } else {
+        Err(missing())
+    }
+}
+
 /// Install `package` for a file that is not a binary on PATH (a header, say), unless the
 /// file is there already.
 pub fn ensure_package(package: &str, file: &str) -> Result<()> {

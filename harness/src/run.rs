@@ -31,6 +31,8 @@ pub struct Request {
     pub cpus: Option<u32>,
     /// The server under test (`cargo xtask validate`): its cases run against it.
     pub validate: Option<proto::validate::Spec>,
+    /// Only this shard of the selected cases (`--shard I/N`).
+    pub shard: Option<crate::agent::Shard>,
 }
 
 impl Default for Request {
@@ -46,6 +48,7 @@ impl Default for Request {
             isolate: false,
             cpus: None,
             validate: None,
+            shard: None,
         }
     }
 }
@@ -122,7 +125,10 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let (agent, catalog) = agent::build_with_catalog()?;
     t.agent_build = started.elapsed();
     t.agent_bytes = std::fs::metadata(&agent).map(|m| m.len()).unwrap_or(0);
-    let cases = agent::select(&catalog, &req.cases, req.validate.is_some())?;
+    let mut cases = agent::select(&catalog, &req.cases, req.validate.is_some())?;
+    if let Some(shard) = req.shard {
+        cases = shard.take(cases);
+    }
 
     let started = Instant::now();
     let kernel = match &req.kernel {
@@ -258,7 +264,10 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     save_plan(&plan, &artifacts)?;
     let mut logs = Vec::new();
     for (group, dir) in &groups {
-        let dir = artifacts.join(dir);
+        let dir = match dir.as_str() {
+            "." => artifacts.clone(),
+            d => artifacts.join(d),
+        };
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
         let boot = vm::boot(&kernel, &image, group, &catalog, &opts, &dir, on_event)?;
         t.guest_wall += boot.wall;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod matrix;
 mod tidy;
 use harness::kbuild::BuildRequest;
 use harness::kernel::KernelChoice;
@@ -33,6 +34,8 @@ enum Cmd {
     Replay {
         /// A run's directory, e.g. target/fpt-runs/latest.
         dir: PathBuf,
+        #[command(flatten)]
+        reports: Reports,
     },
     /// Validate a FUSE server or library: the validate cases (every I/O path, byte-compared
     /// with {source}; where the I/O went, counted by the kernel; what was left open) against
@@ -206,6 +209,10 @@ struct Target {
     /// vCPUs of the guest (default 1: multi-vCPU TCG can oops the kernel's code patching).
     #[arg(long)]
     cpus: Option<u32>,
+    /// Run only shard I of N of the selected cases (round-robin in catalog order), e.g. 2/4:
+    /// one kernel's catalog spread over N CI runners.
+    #[arg(long, value_parser = harness::agent::Shard::parse)]
+    shard: Option<harness::agent::Shard>,
 }
 
 #[derive(clap::Args)]
@@ -223,6 +230,9 @@ struct MatrixArgs {
     /// Accelerator; by default KVM if a probe boot works, else TCG.
     #[arg(long, value_enum)]
     accel: Option<AccelArg>,
+    /// Run only shard I of N of the cases on every kernel (see `run --shard`).
+    #[arg(long, value_parser = harness::agent::Shard::parse)]
+    shard: Option<harness::agent::Shard>,
     /// Write each kernel's observations as the snapshot of its series (whole catalog only).
     #[arg(long)]
     bless: bool,
@@ -318,6 +328,7 @@ impl Target {
             isolate: self.isolate,
             cpus: self.cpus,
             validate: None,
+            shard: self.shard,
         }
     }
 }
@@ -327,7 +338,7 @@ fn main() -> ExitCode {
     harness::interrupt::install();
     let code = match cli.command {
         Cmd::Run(args) => run(&args),
-        Cmd::Replay { dir } => replay(&dir),
+        Cmd::Replay { dir, reports } => replay(&dir, &reports),
         Cmd::Validate {
             server,
             kernels,
@@ -363,8 +374,8 @@ fn main() -> ExitCode {
             command: KernelCmd::Build(source),
         } => kernel_build(&source),
         Cmd::Cases { markdown } => cases(markdown),
-        Cmd::Kernels => kernels(),
-        Cmd::Matrix(args) => matrix(&args),
+        Cmd::Kernels => matrix::kernels(),
+        Cmd::Matrix(args) => matrix::matrix(&args),
     };
     ExitCode::from(code as u8)
 }
@@ -409,7 +420,7 @@ fn run(args: &RunArgs) -> i32 {
     };
     if args.bless {
         print_run(&run);
-        if !args.target.cases.is_empty() {
+        if !args.target.cases.is_empty() || args.target.shard.is_some() {
             eprintln!("error: --bless writes the whole snapshot: run every case (no --case)");
             return 2;
         }
@@ -545,9 +556,12 @@ fn validate(
     }
 }
 
-fn replay(dir: &std::path::Path) -> i32 {
+fn replay(dir: &std::path::Path, reports: &Reports) -> i32 {
     match harness::replay::replay(dir) {
-        Ok(run) => conclude(&run),
+        Ok(run) => match (conclude(&run), reports.write(&[&run], None)) {
+            (code, 0) => code,
+            (_, e) => e,
+        },
         Err(e) => fail(&e),
     }
 }
@@ -871,192 +885,5 @@ mod tests {
     fn the_command_line_parses() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
-    }
-}
-
-fn kernels() -> i32 {
-    let cache = harness::cache::dir();
-    let offers = match harness::debian::Apt::new(&cache)
-        .and_then(|apt| harness::debian_kernels::available(&apt))
-    {
-        Ok(o) => o,
-        Err(e) => return fail(&e),
-    };
-    println!(
-        "{:<7} {:<28} {:<8} {:<20} state",
-        "series", "newest release", "packages", "version"
-    );
-    for o in &offers {
-        let packaging = match o.packaging {
-            harness::debian_kernels::Packaging::Image(_) => "image",
-            harness::debian_kernels::Packaging::Split { .. } => "split",
-        };
-        let state = if !o.missing.is_empty() {
-            format!("gone: {} not in the archive", o.missing.join(", "))
-        } else if o.cached(&cache) {
-            "cached".to_string()
-        } else {
-            "fetchable".to_string()
-        };
-        println!(
-            "{:<7} {:<28} {:<8} {:<20} {state}",
-            o.series,
-            o.release,
-            packaging,
-            o.version.as_deref().unwrap_or("-")
-        );
-    }
-    let cached = harness::debian_kernels::cached(&cache);
-    if !cached.is_empty() {
-        println!("\nin the cache ({}):", cache.join("kernels").display());
-        for c in cached {
-            println!("  {c}");
-        }
-    }
-    0
-}
-
-fn matrix(args: &MatrixArgs) -> i32 {
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let template = Request {
-        cases: args.cases.clone(),
-        accel: args.accel.map(|a| match a {
-            AccelArg::Kvm => Accel::Kvm,
-            AccelArg::Tcg => Accel::Tcg,
-        }),
-        ..Default::default()
-    };
-    let bar = indicatif::ProgressBar::new(0);
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let last_done = std::sync::Mutex::new(0);
-    let progress = |p: &harness::matrix::Progress| {
-        let running: Vec<String> = p
-            .running
-            .iter()
-            .map(|(k, n, of)| format!("{k} {n}/{of}"))
-            .collect();
-        bar.set_length(p.total as u64);
-        bar.set_position(p.done as u64);
-        bar.set_message(running.join(", "));
-        let mut last = last_done.lock().expect("progress");
-        if p.done != *last {
-            *last = p.done;
-            if bar.is_hidden() {
-                eprintln!("matrix: {}/{} kernels done", p.done, p.total);
-            }
-        }
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("matrix {pos}/{len} kernels done · {msg}")
-            .expect("template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(500));
-    let m = match harness::matrix::run(&args.kernels, jobs, &template, &progress) {
-        Ok(m) => m,
-        Err(e) => return fail(&e),
-    };
-    bar.finish_and_clear();
-    let mut code = 0;
-    println!(
-        "kernels ({} at a time, {:.0} s in all):",
-        jobs,
-        m.elapsed.as_secs_f64()
-    );
-    for c in &m.columns {
-        match &c.outcome {
-            Ok(run) if args.bless => {
-                if !args.cases.is_empty() {
-                    eprintln!("error: --bless writes whole snapshots: run every case (no --case)");
-                    return 2;
-                }
-                match snapshot::write(&snapshot::name_of(run), &run.results) {
-                    Ok(p) => println!("  {:<10} snapshot written: {}", c.label, p.display()),
-                    Err(e) => return fail(&e),
-                }
-                if !run.all_ok() {
-                    code = 1;
-                }
-            }
-            Ok(run) => {
-                let snap = match snapshot::compare(&snapshot::name_of(run), &run.results) {
-                    Comparison::Match { .. } => format!("matches {}", snapshot::name_of(run)),
-                    Comparison::Missing(_) => "no snapshot".to_string(),
-                    Comparison::Differs { path, .. } => {
-                        code = code.max(3);
-                        format!("DIFFERS from {}", path.display())
-                    }
-                };
-                if !run.all_ok() {
-                    code = 1;
-                }
-                println!(
-                    "  {:<10} {:<28} {:>5.0} s  {}; snapshot {snap}",
-                    c.label,
-                    run.kernel_release,
-                    c.elapsed.as_secs_f64(),
-                    report::totals(&run.results)
-                );
-            }
-            Err(e) => {
-                code = 1;
-                println!("  {:<10} did not run: {e}", c.label);
-            }
-        }
-    }
-    let labels: Vec<&str> = m.columns.iter().map(|c| c.label.as_str()).collect();
-    let width = |cells: &[String]| cells.iter().map(String::len).max().unwrap_or(0);
-    let grid = m.differing_verdicts();
-    if grid.is_empty() {
-        println!("\nverdicts: the same on every kernel");
-    } else {
-        println!("\nverdicts that differ:");
-        let names: Vec<String> = grid.iter().map(|(c, _)| c.clone()).collect();
-        let w = width(&names).max(4);
-        print!("  {:<w$}", "case");
-        for l in &labels {
-            print!("  {l:<10}");
-        }
-        println!();
-        for (case, cells) in &grid {
-            print!("  {case:<w$}");
-            for c in cells {
-                print!("  {:<10}", c.map_or("-", |v| report::verdict_name(v)));
-            }
-            println!();
-        }
-    }
-    let obs = m.differing_observations();
-    if !obs.is_empty() {
-        println!("\nobservations that differ:");
-        for (case, key, cells) in &obs {
-            println!("  {case} {key}");
-            for (l, v) in labels.iter().zip(cells) {
-                let v = v.as_deref().unwrap_or("(none)");
-                let v = if v.chars().count() > 100 {
-                    format!("{}...", v.chars().take(100).collect::<String>())
-                } else {
-                    v.to_string()
-                };
-                println!("    {l:<10} {v}");
-            }
-        }
-    }
-    println!("\nmatrix: {}", m.dir.join("matrix.html").display());
-    let runs: Vec<&Run> = m
-        .columns
-        .iter()
-        .filter_map(|c| c.outcome.as_ref().ok())
-        .collect();
-    let written = args.reports.write(&runs, Some(&m.dir));
-    if written != 0 && code == 0 {
-        code = written;
-    }
-    match harness::interrupt::requested() {
-        Some(sig) => 128 + sig,
-        None => code,
     }
 }

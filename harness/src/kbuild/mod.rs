@@ -9,7 +9,7 @@
 mod config;
 mod make;
 mod patches;
-mod source;
+pub mod source;
 
 use std::path::{Path, PathBuf};
 

@@ -44,11 +44,12 @@ pub fn render(results: &[CaseResult]) -> String {
                         _ => "not reached",
                     };
                     let mut lines = r.reason.lines();
-                    let _ = writeln!(
-                        out,
-                        "    # {case}: {what}: {}",
-                        lines.next().unwrap_or("").replace('#', "_")
-                    );
+                    let first = lines.next().unwrap_or("").replace('#', "_");
+                    let said = match first.strip_prefix(what) {
+                        Some(_) => first,
+                        None => format!("{what}: {first}"),
+                    };
+                    let _ = writeln!(out, "    # {case}: {said}");
                     for l in lines {
                         let _ = writeln!(out, "    # {}", l.replace('#', "_"));
                     }

@@ -215,6 +215,18 @@ pub fn boot(
             None if !qemu_err.trim().is_empty() && log.console.is_empty() => {
                 Error::Qemu(first_line(&qemu_err).unwrap_or_default())
             }
+            // The agent started but the port its results go through never appeared: the
+            // kernel has no virtio-console driver (a module we were not given).
+            None if log
+                .console
+                .iter()
+                .any(|l| l.contains("no virtio-console port named")) =>
+            {
+                Error::NoResultPort {
+                    release: kernel.release.clone(),
+                    console,
+                }
+            }
             None => Error::BootTimeout {
                 secs: opts.boot_timeout.as_secs(),
                 why: ending.how.describe(),

