@@ -89,6 +89,10 @@ enum Cmd {
         /// report, instead of a run.
         #[arg(long)]
         validate: Option<String>,
+        /// Time `matrix --kernel debian:all --jobs 2` (warm), with each kernel's time; with
+        /// --clean, also the first fetch of one series (7.3: its cached copy is deleted).
+        #[arg(long)]
+        matrix: bool,
     },
     /// Run the same target N times and report every case whose verdict or observations
     /// were not the same each time (flaky), and the run time of each.
@@ -348,6 +352,11 @@ fn main() -> ExitCode {
             args,
         } => validate(&server, &kernels, &cases, bless, &reports, &args),
         Cmd::Test { full } => test(full),
+        Cmd::Bench {
+            matrix: true,
+            clean,
+            ..
+        } => matrix::bench(clean),
         Cmd::Bench {
             target,
             kernel_build: true,

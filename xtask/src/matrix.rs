@@ -197,3 +197,63 @@ pub fn matrix(args: &MatrixArgs) -> i32 {
         None => code,
     }
 }
+
+/// `bench --matrix`: the catalog on every Debian series, two at a time, warm (a first,
+/// uncounted pass fetches what is missing); with `clean`, first the fetch of one series
+/// afresh.
+pub fn bench(clean: bool) -> i32 {
+    let cache = harness::cache::dir();
+    if clean {
+        let apt = match harness::debian::Apt::new(&cache) {
+            Ok(a) => a,
+            Err(e) => return fail(&e),
+        };
+        match harness::debian_kernels::offer(&apt, "7.3") {
+            Ok(offer) => {
+                let _ = std::fs::remove_dir_all(offer.dir(&cache));
+                let started = std::time::Instant::now();
+                if let Err(e) = harness::debian_kernels::fetch("7.3", &cache) {
+                    return fail(&e);
+                }
+                println!(
+                    "first fetch of series 7.3 ({}): {:.1} s",
+                    offer.packaging.packages().join(" + "),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Err(e) => return fail(&e),
+        }
+    }
+    let kernels = vec!["debian:all".to_string()];
+    let quiet = |_: &harness::matrix::Progress| {};
+    // Warm-up: fetches, agent build, KVM probe.
+    if let Err(e) = harness::matrix::run(&kernels, 2, &Request::default(), &quiet) {
+        return fail(&e);
+    }
+    let m = match harness::matrix::run(&kernels, 2, &Request::default(), &quiet) {
+        Ok(m) => m,
+        Err(e) => return fail(&e),
+    };
+    for c in &m.columns {
+        match &c.outcome {
+            Ok(run) => println!(
+                "  {:<6} {:<28} {:>5.1} s  {}",
+                c.label,
+                run.kernel_release,
+                c.elapsed.as_secs_f64(),
+                report::totals(&run.results)
+            ),
+            Err(e) => println!("  {:<6} did not run: {e}", c.label),
+        }
+    }
+    println!(
+        "matrix of {} series, --jobs 2, warm: {:.1} s",
+        m.columns.len(),
+        m.elapsed.as_secs_f64()
+    );
+    if m.all_ok() {
+        0
+    } else {
+        1
+    }
+}
