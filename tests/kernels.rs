@@ -341,3 +341,33 @@ fn the_workflow_passes_actionlint() {
     let workflow = harness::cache::workspace_root().join(".github/workflows/conformance.yml");
     run_ok(&bin.join("actionlint"), &[workflow.to_str().unwrap()]);
 }
+
+/// `--backend vng`: Debian's linux-source-6.12 built with the vng profile, booted by
+/// virtme-ng, the agent in host mode on the host's root: the whole catalog, compared with
+/// the same snapshot as our own QEMU's runs of 6.12, and its reports.
+#[test]
+fn the_vng_backend_runs_the_catalog_with_the_same_observations() {
+    let out = xtask(&[
+        "run",
+        "--profile",
+        "vng",
+        "--backend",
+        "vng",
+        "--report",
+        "ktap",
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("snapshot: matches linux-6.12"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("(vng tcg)") || out.stdout.contains("(vng kvm)"));
+    let ktap = out.paths("report: ")[0].clone();
+    let got = kunit_counts(&ktap);
+    assert_eq!(count(&got, "failed"), 0, "{got:?}");
+    // A kernel vng cannot boot, and host mode, are named.
+    let out = xtask(&["run", "--backend", "vng", "--kernel", "host"]);
+    assert_eq!(out.code, 29, "{}", out.stderr);
+    assert!(out.error().contains("--backend vng"), "{}", out.error());
+}

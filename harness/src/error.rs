@@ -88,6 +88,8 @@ pub enum Error {
     NoVirtioFs { release: String, why: String },
     #[error("kernel {release} has no driver for the virtio-console port the results come back on (CONFIG_VIRTIO_CONSOLE): give its modules with --modules <lib/modules/{release}>, or build the driver in (console: {console})")]
     NoResultPort { release: String, console: PathBuf },
+    #[error("--backend vng: {0}")]
+    Vng(String),
     #[error("unknown report format {name}; the formats are: {known}")]
     UnknownReport { name: String, known: String },
     #[error("Debian's archive has no cloud kernel of series {series}; the series it has: {known}")]
@@ -136,6 +138,7 @@ impl Error {
             Error::UnknownSeries { .. } | Error::SeriesGone { .. } => 26,
             Error::UnknownReport { .. } => 27,
             Error::NoResultPort { .. } => 28,
+            Error::Vng(_) => 29,
         }
     }
 

@@ -35,6 +35,7 @@ pub mod targets;
 pub mod validate;
 pub mod virtiofsd;
 pub mod vm;
+pub mod vng;
 
 pub use error::{Error, Result};
 pub use proto::{CaseInfo, CaseResult, Event, Verdict};

@@ -33,6 +33,18 @@ pub struct Request {
     pub validate: Option<proto::validate::Spec>,
     /// Only this shard of the selected cases (`--shard I/N`).
     pub shard: Option<crate::agent::Shard>,
+    /// Who boots the kernel: our QEMU set-up, or virtme-ng (`--backend vng`).
+    pub backend: Backend,
+}
+
+/// Who boots the kernel under test.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// Our own QEMU command line, the agent as /init ([`crate::vm`]).
+    #[default]
+    Qemu,
+    /// `vng --run`, the agent in host mode on the host's root ([`crate::vng`]).
+    Vng,
 }
 
 impl Default for Request {
@@ -49,6 +61,7 @@ impl Default for Request {
             cpus: None,
             validate: None,
             shard: None,
+            backend: Backend::Qemu,
         }
     }
 }
@@ -151,6 +164,19 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
         ),
     };
     let artifacts = artifacts_dir(&label)?;
+
+    match (req.backend, &kernel) {
+        (Backend::Vng, Some(kernel)) => {
+            return run_in_vng(req, kernel, &agent, &cases, artifacts, t, total, on_event)
+        }
+        (Backend::Vng, None) => {
+            return Err(Error::Vng(
+                "vng boots a kernel: give --kernel PATH or a build (--profile vng), not host"
+                    .into(),
+            ))
+        }
+        _ => {}
+    }
 
     let Some(kernel) = kernel else {
         if let Some(c) = cases.iter().find(|c| c.kills_kernel) {
@@ -287,6 +313,47 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     }
     t.total = total.elapsed();
     finish(plan, logs, artifacts, t)
+}
+
+/// `--backend vng`: the agent's host mode inside `vng --run`, then the same post-processing.
+#[allow(clippy::too_many_arguments)]
+fn run_in_vng(
+    req: &Request,
+    kernel: &Kernel,
+    agent: &Path,
+    cases: &[&CaseInfo],
+    artifacts: PathBuf,
+    mut t: Timings,
+    total: Instant,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Run> {
+    let ext4 = crate::disk::ext4_image(&cache::dir())?;
+    let tcg = req.accel != Some(Accel::Kvm);
+    let plan = Plan {
+        identity: kernel.identity.clone(),
+        mode: format!("vng {}", if tcg { "tcg" } else { "kvm" }),
+        validate: req.validate.clone(),
+        boots: vec![PlannedBoot {
+            dir: ".".into(),
+            cases: names(cases),
+        }],
+    };
+    save_plan(&plan, &artifacts)?;
+    let spec = save_spec(req, &artifacts)?;
+    let started = Instant::now();
+    let log = crate::vng::run_cases(
+        kernel,
+        tcg,
+        agent,
+        cases,
+        &ext4,
+        spec.as_deref(),
+        &artifacts,
+        on_event,
+    )?;
+    t.guest_wall = started.elapsed();
+    t.total = total.elapsed();
+    finish(plan, vec![(log, names(cases))], artifacts, t)
 }
 
 fn names(cases: &[&CaseInfo]) -> Vec<String> {

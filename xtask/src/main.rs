@@ -213,6 +213,10 @@ struct Target {
     /// vCPUs of the guest (default 1: multi-vCPU TCG can oops the kernel's code patching).
     #[arg(long)]
     cpus: Option<u32>,
+    /// Who boots the kernel: our QEMU set-up (default), or virtme-ng (`vng --run`, the agent
+    /// in host mode on the host's root; the kernel needs the `vng` profile's options).
+    #[arg(long, value_enum, default_value = "qemu")]
+    backend: BackendArg,
     /// Run only shard I of N of the selected cases (round-robin in catalog order), e.g. 2/4:
     /// one kernel's catalog spread over N CI runners.
     #[arg(long, value_parser = harness::agent::Shard::parse)]
@@ -303,6 +307,12 @@ enum AccelArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Qemu,
+    Vng,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum MachineArg {
     Microvm,
     Q35,
@@ -333,6 +343,10 @@ impl Target {
             cpus: self.cpus,
             validate: None,
             shard: self.shard,
+            backend: match self.backend {
+                BackendArg::Qemu => harness::run::Backend::Qemu,
+                BackendArg::Vng => harness::run::Backend::Vng,
+            },
         }
     }
 }

@@ -171,17 +171,39 @@ fn on_tmpfs(ctx: &mut Ctx, depth: u32) -> Result<(), Stop> {
 
 fn virtiofs_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
     let fs = ctx.mount_passthrough(1)?;
-    let host = Path::new(proto::layout::HOST_ROOT);
-    let shared = crate::sys::mount_at(host)?.is_some_and(|m| m.fstype == "virtiofs");
-    if !shared {
+    // The host's root shared into the guest: at /host under our own QEMU, or the root
+    // itself under virtme-ng. The first virtio-fs mount either way.
+    let Some(share) = crate::sys::mounts()?
+        .into_iter()
+        .find(|m| m.fstype == "virtiofs")
+    else {
+        return Err(Stop::Skip(
+            "no virtio-fs mount: host mode, or a kernel without CONFIG_VIRTIO_FS".into(),
+        ));
+    };
+    // A regular file on the share itself (it is read-only), not on something stacked over
+    // it: vng lays overlayfs over /etc, /usr and others (a file there is at depth 1 and
+    // rightly ELOOP), while the agent itself runs from the share.
+    let on_share = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).is_ok_and(|m| {
+            m.is_file()
+                && rustix::fs::major(m.dev()) == 0
+                && rustix::fs::minor(m.dev()) == share.minor
+        })
+    };
+    let root = Path::new(&share.mountpoint);
+    let candidates = [
+        root.join("etc/passwd"),
+        std::fs::read_link("/proc/self/exe").unwrap_or_default(),
+    ];
+    let Some(path) = candidates.iter().find(|p| on_share(p)) else {
         return Err(Stop::Skip(format!(
-            "no virtio-fs share at {}: host mode, or a kernel without CONFIG_VIRTIO_FS",
-            host.display()
+            "no regular file found directly on the virtio-fs mount at {}",
+            share.mountpoint
         )));
-    }
-    // Any regular file of the host's: the share is read-only.
-    let path = host.join("etc/passwd");
-    let file = std::fs::File::open(&path)?;
+    };
+    let file = std::fs::File::open(path)?;
     let got = fs.backing_open(std::os::fd::AsFd::as_fd(&file));
     ctx.expect("backing_open", outcome(&got), "ok");
     Ok(())
