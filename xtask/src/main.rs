@@ -155,7 +155,8 @@ struct Source {
     /// A git format-patch file or mbox series, applied in order (repeatable).
     #[arg(long = "patch")]
     patches: Vec<PathBuf>,
-    /// Config profile: minimal (default), debug, kasan (images/kernel/profiles/).
+    /// Config profile: minimal (default), vng (for --backend vng), debug, kasan
+    /// (images/kernel/profiles/).
     #[arg(long)]
     profile: Option<String>,
     /// An extra config fragment merged last (repeatable).
