@@ -371,3 +371,22 @@ fn the_vng_backend_runs_the_catalog_with_the_same_observations() {
     assert_eq!(out.code, 29, "{}", out.stderr);
     assert!(out.error().contains("--backend vng"), "{}", out.error());
 }
+
+/// The full tier: every Debian series that can be fetched, in one matrix, each matching its
+/// snapshot with no failing verdict.
+#[test]
+#[ignore = "full tier: cargo xtask test --full"]
+fn every_debian_series_in_one_matrix() {
+    let out = xtask(&["matrix", "--kernel", "debian:all", "--jobs", "2"]);
+    eprintln!("{}", out.stdout);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let kernels = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("snapshot matches linux-"))
+        .count();
+    assert!(
+        kernels >= 7,
+        "at least 6.1, 6.12, 6.16, 6.17, 6.18, 7.2, 7.3"
+    );
+}
