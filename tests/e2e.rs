@@ -198,6 +198,29 @@ fn a_panic_mid_case_keeps_earlier_results_and_names_the_case() {
     );
 }
 
+/// The release audit after every case: a mount left busy fails the case that left it, by
+/// name; a case declared to keep one busy that leaves none fails too.
+#[test]
+fn the_release_audit_names_what_a_case_left_busy() {
+    let cases = [
+        "init.depth_zero",
+        "selftest.leak_busy_mount",
+        "selftest.stale_keeps_busy",
+    ];
+    let (run, verdicts) = run_cases(&cases);
+    assert_eq!(verdicts, [Verdict::Pass, Verdict::Fail, Verdict::Fail]);
+    let busy = &run.results[1].reason;
+    assert!(
+        busy.starts_with("backing file system still busy after the case: /tmp/fpt/leaked (tmpfs)"),
+        "{busy}"
+    );
+    assert!(
+        run.results[2].reason.contains("the declaration is stale"),
+        "{}",
+        run.results[2].reason
+    );
+}
+
 #[test]
 fn a_hung_guest_is_stopped_and_keeps_earlier_results() {
     let cases = ["init.depth_zero", "selftest.hang", "ids.close_unknown"];

@@ -228,6 +228,8 @@ mod tests {
 /// One line of /proc/self/mountinfo: what the cases ask of it.
 #[derive(Debug, PartialEq)]
 pub struct Mount {
+    /// The mount's id (unique while it is mounted).
+    pub id: u32,
     /// The minor of the superblock's device: for FUSE (anonymous, major 0), its connection.
     pub minor: u32,
     pub mountpoint: String,
@@ -255,6 +257,7 @@ fn parse_mountinfo(text: &str) -> Vec<Mount> {
             // Optional fields end at "-"; the file system type follows it.
             let dash = f.iter().position(|w| *w == "-")?;
             Some(Mount {
+                id: f.first()?.parse().ok()?,
                 minor: f.get(2)?.split_once(':')?.1.parse().ok()?,
                 mountpoint: f.get(4)?.to_string(),
                 fstype: f.get(dash + 1)?.to_string(),
@@ -276,11 +279,13 @@ mod mountinfo_tests {
             got,
             [
                 Mount {
+                    id: 36,
                     minor: 45,
                     mountpoint: "/mnt/fuse".into(),
                     fstype: "fuse.fpt".into()
                 },
                 Mount {
+                    id: 37,
                     minor: 1,
                     mountpoint: "/host".into(),
                     fstype: "virtiofs".into()

@@ -4,6 +4,7 @@
 //! and *checks* (what the UAPI promises). The verdict follows from the checks alone; the
 //! observations go into the snapshot.
 
+mod audit;
 mod backing_open;
 mod faults;
 mod ids;
@@ -50,6 +51,9 @@ pub struct Case {
     pub external_server: bool,
     /// Reads the host's root over virtio-fs at `/host`: the harness shares it.
     pub uses_host_share: bool,
+    /// What the case leaves busy on purpose after it ends, and why. Every other case must
+    /// leave every file system it mounted free to unmount ([`audit`]).
+    pub keeps_busy: Option<&'static str>,
     pub run: fn(&mut Ctx) -> Result<(), Stop>,
 }
 
@@ -64,6 +68,7 @@ impl Case {
         kills_kernel: false,
         external_server: false,
         uses_host_share: false,
+        keeps_busy: None,
         run: undeclared,
     };
 
@@ -358,6 +363,7 @@ impl Ctx {
 /// Run one case in this process and turn what it did into a result.
 pub fn run_case(case: &Case, work: &Path) -> CaseResult {
     let start = Instant::now();
+    let mounted_before = audit::before();
     let mut ctx = Ctx::new(work);
     if case.external_server {
         match proto_spec() {
@@ -400,6 +406,24 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
             );
         }
         ctx.observe(&key, value);
+    }
+    // The release audit: the case has ended its connections; what it mounted must come off.
+    ctx.keep.clear();
+    let found = audit::release_since(&mounted_before);
+    match (case.keeps_busy, found.busy.is_empty()) {
+        (None, false) => ctx.check(
+            false,
+            format!(
+                "backing file system still busy after the case: {}",
+                found.busy.join(", ")
+            ),
+        ),
+        (Some(_), false) => ctx.observe("kept_busy", &found.busy),
+        (Some(why), true) => ctx.check(
+            false,
+            format!("declared to keep a mount busy ({why}), but every mount came off: the declaration is stale"),
+        ),
+        (None, true) => {}
     }
     let crashed = ctx
         .observations

@@ -101,7 +101,54 @@ pub fn cases() -> Vec<Case> {
             run: lkdtm_use_after_free,
             ..DEFAULTS
         },
+        Case {
+            name: "selftest.leak_busy_mount",
+            rule: "a case that leaves a file open on a file system it mounted fails the \
+              release audit: that file system is still busy after the case",
+            verdict_rule: "fails by design: the audit names the busy tmpfs",
+            timeout: Duration::from_secs(10),
+            run: leak_busy_mount,
+            ..DEFAULTS
+        },
+        Case {
+            name: "selftest.stale_keeps_busy",
+            rule: "a case declared to keep a mount busy that leaves nothing busy fails: the \
+              declaration is checked against what the audit found",
+            verdict_rule: "fails by design: the declaration is stale",
+            timeout: Duration::from_secs(10),
+            keeps_busy: Some("nothing, in truth: the declaration is what is tested"),
+            run: stale_keeps_busy,
+            ..DEFAULTS
+        },
     ]
+}
+
+/// A tmpfs of the case's own with a file on it that is never closed (the fd is leaked on
+/// purpose): the release audit's EBUSY, from a real mount.
+fn leak_busy_mount(ctx: &mut Ctx) -> Result<(), Stop> {
+    let dir = ctx.scratch("leaked")?;
+    rustix::mount::mount(
+        "fpt-leak",
+        &dir,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )?;
+    let file = std::fs::File::create(dir.join("kept-open"))?;
+    std::mem::forget(file);
+    Ok(())
+}
+
+fn stale_keeps_busy(ctx: &mut Ctx) -> Result<(), Stop> {
+    let dir = ctx.scratch("released")?;
+    rustix::mount::mount(
+        "fpt-free",
+        &dir,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )?;
+    Ok(())
 }
 
 fn hung_task(ctx: &mut Ctx) -> Result<(), Stop> {

@@ -182,8 +182,8 @@ fn virtiofs_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
         ));
     };
     // A regular file on the share itself (it is read-only), not on something stacked over
-    // it: vng lays overlayfs over /etc, /usr and others (a file there is at depth 1 and
-    // rightly ELOOP), while the agent itself runs from the share.
+    // it: vng lays overlayfs over /etc, /usr, /tmp and others (a file there is at depth 1
+    // and rightly ELOOP).
     let on_share = |p: &Path| {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(p).is_ok_and(|m| {
@@ -193,11 +193,7 @@ fn virtiofs_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
         })
     };
     let root = Path::new(&share.mountpoint);
-    let candidates = [
-        root.join("etc/passwd"),
-        std::fs::read_link("/proc/self/exe").unwrap_or_default(),
-    ];
-    let Some(path) = candidates.iter().find(|p| on_share(p)) else {
+    let Some(path) = file_on(root, &on_share) else {
         return Err(Stop::Skip(format!(
             "no regular file found directly on the virtio-fs mount at {}",
             share.mountpoint
@@ -207,6 +203,37 @@ fn virtiofs_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
     let got = fs.backing_open(std::os::fd::AsFd::as_fd(&file));
     ctx.expect("backing_open", outcome(&got), "ok");
     Ok(())
+}
+
+/// The first file `wanted` accepts under `root`, breadth first, a few levels down, in name
+/// order (the same file every run): etc/passwd under our QEMU's /host; under vng, whose
+/// /etc, /usr, /tmp and others are overlays, a file of /boot or /root.
+fn file_on(root: &Path, wanted: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
+    let preferred = root.join("etc/passwd");
+    if wanted(&preferred) {
+        return Some(preferred);
+    }
+    let mut level = vec![root.to_path_buf()];
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for dir in &level {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            paths.sort();
+            for p in paths.into_iter().take(64) {
+                if wanted(&p) {
+                    return Some(p);
+                }
+                if p.is_dir() && !p.is_symlink() {
+                    next.push(p);
+                }
+            }
+        }
+        level = next;
+    }
+    None
 }
 
 fn tmpfs_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
