@@ -59,7 +59,7 @@ impl Virtiofsd {
             .args([
                 "--readonly",
                 "--sandbox=none",
-                "--cache=auto",
+                "--cache=always",
                 "--log-level=error",
             ])
             .stdin(Stdio::null())

@@ -408,7 +408,7 @@ impl TraceInstance {
         let event = instance.dir.join("events/fuse/fuse_request_send");
         // The connection is a dev_t; FUSE's superblocks are anonymous (major 0), so it is the
         // minor itself.
-        let ok = std::fs::write(instance.dir.join("buffer_size_kb"), "4096").is_ok()
+        let ok = std::fs::write(instance.dir.join("buffer_size_kb"), "1024").is_ok()
             && std::fs::write(event.join("filter"), format!("connection == {connection}")).is_ok()
             && std::fs::write(event.join("enable"), "1").is_ok();
         if !ok {
