@@ -61,9 +61,10 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             name: "open_reply.cached_on_passthrough_inode",
-            rule: "an open without passthrough while the inode \
-              is in passthrough mode fails with EIO",
-            verdict_rule: "pass on ok then EIO",
+            rule: "an open without FOPEN_PASSTHROUGH while the inode is in passthrough \
+              mode fails with EIO, whatever its other flags: cached, FOPEN_DIRECT_IO, \
+              FOPEN_DIRECT_IO with FOPEN_PARALLEL_DIRECT_WRITES",
+            verdict_rule: "pass on ok, then EIO for each of the three",
             run: cached_on_passthrough_inode,
             ..DEFAULTS
         },
@@ -228,6 +229,25 @@ fn cached_on_passthrough_inode(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.expect("passthrough_open", outcome(&first), "ok");
     fs.set_open_reply("f", OpenReply::CACHED);
     ctx.expect("cached_open", outcome(&open_rw(&fs, "f")), "EIO");
+    // iomode.c refuses any open without FOPEN_PASSTHROUGH of an inode with a backing file,
+    // before it looks at FOPEN_DIRECT_IO (which alone would take no I/O mode).
+    for (key, open_flags) in [
+        ("direct_io_open", fopen::DIRECT_IO),
+        (
+            "parallel_direct_writes_open",
+            fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES,
+        ),
+    ] {
+        fs.set_open_reply(
+            "f",
+            OpenReply {
+                open_flags,
+                backing_id: 0,
+            },
+        );
+        ctx.expect(key, outcome(&open_rw(&fs, "f")), "EIO");
+    }
+    drop(first);
     Ok(())
 }
 
@@ -244,7 +264,7 @@ fn passthrough_on_cached_inode(ctx: &mut Ctx) -> Result<(), Stop> {
 fn mmap_direct_io_fd(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _, id) = ctx.passthrough_file("f", &pattern(4, 4096))?;
     // A direct-I/O open takes no I/O mode, so it may come first; after a passthrough open
-    // the kernel refuses it (recorded).
+    // the kernel refuses it (the rule of open_reply.cached_on_passthrough_inode).
     fs.set_open_reply(
         "f",
         OpenReply {
@@ -265,9 +285,10 @@ fn mmap_direct_io_fd(ctx: &mut Ctx) -> Result<(), Stop> {
             backing_id: 0,
         },
     );
-    ctx.observe(
+    ctx.expect(
         "direct_io_open_after_passthrough",
         outcome(&open_rw(&fs, "f")),
+        "EIO",
     );
     // SAFETY: a shared read-only mapping of 4096 bytes; unmapped below if it succeeds.
     let mapped = unsafe {

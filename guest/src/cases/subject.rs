@@ -444,12 +444,12 @@ impl TraceInstance {
                     format!("dev == {connection}"),
                 );
             } else {
-                eprintln!("fpt-agent: {name} probe counts every connection's calls (no BTF)");
                 append(
                     &events,
                     &format!("r:{group}/{name} {function} ret=$retval:s32\n"),
                 )
                 .ok()?;
+                eprintln!("fpt-agent: {name} probe counts every connection's calls (no BTF)");
             }
         }
         // The minor the server announced (the kernel keeps it as it came) and the
