@@ -377,7 +377,10 @@ fn overlay_fuse_overlay_teardown(ctx: &mut Ctx) -> Result<(), Stop> {
             first.is_ok() && buf == pattern(203, 4096),
             "the first read through the stack failed",
         );
-        let mut steps = Vec::new();
+        let names: Vec<&str> = order.iter().map(|&i| stack.layers[i].0).collect();
+        // One key per step: teardown.<order>.<step>.<layer>.{umount,read}, and
+        // teardown.<order>.bottom_released.
+        let prefix = format!("teardown.{}", names.join("_"));
         for (step, &i) in order.iter().enumerate() {
             let (name, at) = &stack.layers[i];
             let umount = outcome(&rustix::mount::unmount(at, UnmountFlags::DETACH));
@@ -389,9 +392,9 @@ fn overlay_fuse_overlay_teardown(ctx: &mut Ctx) -> Result<(), Stop> {
                     .read_at(&mut buf, off)
                     .map_err(|e| crate::fuse::errno(&e)),
             );
-            steps.push(format!("{name}: umount {umount}, read {read}"));
+            ctx.observe(&format!("{prefix}.{}.{name}.umount", step + 1), umount);
+            ctx.observe(&format!("{prefix}.{}.{name}.read", step + 1), read);
         }
-        let names: Vec<&str> = order.iter().map(|&i| stack.layers[i].0).collect();
         let bottom = stack.bottom.clone();
         drop(stack);
         let released = unmount_when_released(&bottom);
@@ -399,8 +402,7 @@ fn overlay_fuse_overlay_teardown(ctx: &mut Ctx) -> Result<(), Stop> {
             released == "ok",
             format!("order {names:?}: the bottom tmpfs stayed busy ({released})"),
         );
-        steps.push(format!("bottom tmpfs released: {released}"));
-        ctx.observe(&format!("teardown_{}", names.join("_")), steps.join("; "));
+        ctx.observe(&format!("{prefix}.bottom_released"), released);
     }
     Ok(())
 }
