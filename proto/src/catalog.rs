@@ -87,6 +87,120 @@ pub fn markdown(catalog: &[CaseInfo]) -> String {
     out
 }
 
+/// The statement of coverage that ends docs/cases.md: for every rule of
+/// docs/kernel-facts.md (`facts`, its Markdown), the cases that check it, then the rules no
+/// case checks with a verdict yet, so that a gap is visible instead of silent.
+///
+/// A rule's cases are read from the last cell of its table row: backticked case names,
+/// `.name` continuing the group of the name before it, globs (`ids.open_reply_*`,
+/// `stacking.*_depth_1`), and "the `io` group". A row whose cell names no case of the
+/// catalog, or says the rule is only recorded, is a gap.
+pub fn coverage(catalog: &[CaseInfo], facts: &str) -> String {
+    let mut out = String::from(
+        "\n## Coverage of docs/kernel-facts.md\n\n\
+         Generated from the rule tables of docs/kernel-facts.md: each rule and the cases \
+         whose verdict checks it.\n",
+    );
+    let mut gaps: Vec<(String, String, String)> = Vec::new();
+    let mut section = String::new();
+    let mut header_done = false;
+    for line in facts.lines() {
+        if let Some(title) = line.strip_prefix("## ") {
+            section = title.to_string();
+            header_done = false;
+            continue;
+        }
+        let Some(row) = line.strip_prefix('|') else {
+            continue;
+        };
+        let cells: Vec<&str> = row
+            .trim_end_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
+        if cells.len() < 2 || cells[0].starts_with("---") || cells[0] == "rule" || cells[0] == "bug"
+        {
+            continue;
+        }
+        let (rule, cell) = (cells[0], cells[cells.len() - 1]);
+        let cases = cases_named(catalog, cell);
+        let recorded = format!("{rule} {cell}").to_lowercase().contains("recorded");
+        if !header_done {
+            out.push_str(&format!(
+                "\n### {section}\n\n| rule | checked by |\n|---|---|\n"
+            ));
+            header_done = true;
+        }
+        let by = if cases.is_empty() || recorded {
+            gaps.push((section.clone(), rule.to_string(), cell.to_string()));
+            "no verdict yet".to_string()
+        } else {
+            cases
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push_str(&format!("| {rule} | {by} |\n"));
+    }
+    out.push_str("\n### Rules no case checks yet\n\n");
+    if gaps.is_empty() {
+        out.push_str("None.\n");
+    }
+    for (section, rule, cell) in gaps {
+        out.push_str(&format!(
+            "- {section}: {rule} (kernel-facts.md says: {cell})\n"
+        ));
+    }
+    out
+}
+
+/// The catalog's cases a kernel-facts.md cell names (see [`coverage`]).
+fn cases_named(catalog: &[CaseInfo], cell: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut group = String::new();
+    let mut add = |name: &str| {
+        if !found.iter().any(|f| f == name) {
+            found.push(name.to_string());
+        }
+    };
+    let words: Vec<&str> = cell.split('`').collect();
+    // Every odd piece was between backticks.
+    for (i, word) in words.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        let before = words[i - 1];
+        let after = words.get(i + 1).copied().unwrap_or("");
+        if before.trim_end().ends_with("the") && after.trim_start().starts_with("group") {
+            for c in catalog.iter().filter(|c| c.group() == *word) {
+                add(&c.name);
+            }
+            continue;
+        }
+        let name = match word.strip_prefix('.') {
+            Some(rest) if !group.is_empty() => format!("{group}.{rest}"),
+            _ => word.to_string(),
+        };
+        if let Some((g, _)) = name.split_once('.') {
+            group = g.to_string();
+        }
+        for c in catalog.iter().filter(|c| glob(&name, &c.name)) {
+            add(&c.name);
+        }
+    }
+    found
+}
+
+/// `*` matches any run of characters; everything else itself.
+fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, tail)) => {
+            name.starts_with(head)
+                && (0..=name.len() - head.len().min(name.len()))
+                    .any(|i| glob(tail, &name[head.len() + i..]))
+        }
+    }
+}
+
 /// Words of `s` on one line (rules are written across lines in the source).
 pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -95,6 +209,42 @@ pub fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coverage_names_the_cases_of_each_rule_and_the_gaps() {
+        let catalog: Vec<CaseInfo> = [
+            "ids.open_reply_zero",
+            "ids.open_reply_negative",
+            "ids.close_zero",
+            "backing_open.directory",
+            "backing_open.fifo",
+            "io.round_trip",
+            "io.aio",
+        ]
+        .iter()
+        .map(|n| CaseInfo {
+            name: n.to_string(),
+            ..Default::default()
+        })
+        .collect();
+        let facts = "## Ids\n\n| rule | since | case |\n|---|---|---|\n\
+            | replies with bad ids give EIO | 6.9 | `ids.open_reply_*` |\n\
+            | only regular files | 6.17 | `backing_open.directory`, `.fifo` |\n\
+            | bypass | 6.9 | the `io` group |\n\
+            | a race | - | `ids.close_zero` (recorded) |\n\
+            | nothing yet | 6.14 | - |\n";
+        let text = coverage(&catalog, facts);
+        assert!(
+            text.contains("| replies with bad ids give EIO | `ids.open_reply_zero`, `ids.open_reply_negative` |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| only regular files | `backing_open.directory`, `backing_open.fifo` |")
+        );
+        assert!(text.contains("| bypass | `io.round_trip`, `io.aio` |"));
+        assert!(text.contains("- Ids: a race (kernel-facts.md says: `ids.close_zero` (recorded))"));
+        assert!(text.contains("- Ids: nothing yet (kernel-facts.md says: -)"));
+    }
 
     fn info(name: &str, kills_kernel: bool) -> CaseInfo {
         CaseInfo {

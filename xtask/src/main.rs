@@ -134,7 +134,8 @@ enum Cmd {
     Kernels,
     /// List every case with its group, rule and verdict rule.
     Cases {
-        /// Print the Markdown table of docs/cases.md instead.
+        /// Print docs/cases.md instead: the Markdown table, then the statement of coverage
+        /// of docs/kernel-facts.md's rules.
         #[arg(long)]
         markdown: bool,
     },
@@ -887,7 +888,13 @@ fn cases(markdown: bool) -> i32 {
         Err(e) => return fail(&e),
     };
     if markdown {
+        let facts_path = harness::cache::workspace_root().join("docs/kernel-facts.md");
+        let facts = match std::fs::read_to_string(&facts_path) {
+            Ok(f) => f,
+            Err(e) => return fail(&harness::Error::io(facts_path.display(), e)),
+        };
         print!("{}", proto::catalog::markdown(&catalog));
+        print!("{}", proto::catalog::coverage(&catalog, &facts));
         return 0;
     }
     for c in &catalog {
