@@ -16,6 +16,9 @@ pub struct Audit {
     pub busy: Vec<String>,
     /// How many of the case's mounts came off.
     pub released: usize,
+    /// "connection N: ids" of each FUSE connection whose fusectl `backing_files` (where the
+    /// kernel has that file) still lists backing files after the case.
+    pub backing_files: Vec<String>,
 }
 
 /// How long a mount may stay busy after the case: references the kernel drops from a
@@ -42,6 +45,22 @@ pub fn release_since(before: &[u32]) -> Audit {
         .filter(|m| !before.contains(&m.id))
         .collect();
     let mut audit = Audit::default();
+    // Before anything comes off: a FUSE connection the case left mounted must hold no
+    // backing file any more (its ids closed, its files released).
+    for m in made.iter().filter(|m| m.fstype.starts_with("fuse")) {
+        let listing = Path::new("/sys/fs/fuse/connections")
+            .join(m.minor.to_string())
+            .join("backing_files");
+        if let Ok(text) = std::fs::read_to_string(&listing) {
+            if !text.trim().is_empty() {
+                audit.backing_files.push(format!(
+                    "connection {}: {}",
+                    m.minor,
+                    text.split_whitespace().collect::<Vec<_>>().join(" ")
+                ));
+            }
+        }
+    }
     for m in made.iter().rev() {
         let path = Path::new(&m.mountpoint);
         match unmount_within(path, GRACE) {

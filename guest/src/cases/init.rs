@@ -16,6 +16,19 @@ pub fn cases() -> Vec<Case> {
             ..Case::DEFAULT
         },
         Case {
+            name: "init.sync_init",
+            rule: "FUSE_DEV_IOC_SYNC_INIT (6.18) on a /dev/fuse fd not yet mounted: mount(2) \
+                   returns only once INIT is answered, a BACKING_OPEN issued before the mount \
+                   waits for it instead of failing with EPERM, and the ioctl on a mounted fd \
+                   is EINVAL; before 6.18 the ioctl is unknown (ENOTTY)",
+            verdict_rule: "from 6.18: pass when the ioctl works, the early BACKING_OPEN waited, \
+                           INIT was answered when mount(2) returned and the second ioctl gave \
+                           EINVAL; before 6.18: pass on ENOTTY",
+            timeout: std::time::Duration::from_secs(15),
+            run: sync_init,
+            ..Case::DEFAULT
+        },
+        Case {
             name: "init.depth_zero",
             rule: "max_stack_depth 0 in the INIT answer leaves passthrough off, silently",
             verdict_rule: "pass when BACKING_OPEN then gives EPERM",
@@ -130,5 +143,60 @@ fn writeback_cache(ctx: &mut Ctx) -> Result<(), Stop> {
         );
         ctx.observe("backing_open", got);
     }
+    Ok(())
+}
+
+fn sync_init(ctx: &mut Ctx) -> Result<(), Stop> {
+    // Passthrough at all, or skip.
+    drop(ctx.mount_passthrough(1)?);
+    let backing = ctx.scratch("sync-init-backing")?.join("f");
+    std::fs::write(&backing, b"data")?;
+    let file = std::fs::File::open(&backing)?;
+    let dir = ctx.scratch("sync-init")?;
+    let seen = match crate::fuse::FuseFs::mount_sync_init(&dir, InitReply::passthrough(1), file)? {
+        Err(e) => {
+            // Added in 6.18: unknown before.
+            let want = if ctx.kernel.at_least(6, 18) {
+                "ok"
+            } else {
+                "ENOTTY"
+            };
+            ctx.expect("sync_init", crate::sys::errno_name(e), want);
+            return Ok(());
+        }
+        Ok((fs, seen)) => {
+            drop(fs);
+            seen
+        }
+    };
+    let want = if ctx.kernel.at_least(6, 18) {
+        "ok"
+    } else {
+        "ENOTTY"
+    };
+    ctx.expect("sync_init", "ok", want);
+    ctx.observe("backing_open_waited_for_mount", seen.waited_for_mount);
+    ctx.check(
+        seen.waited_for_mount,
+        "a BACKING_OPEN before the mount returned at once instead of waiting for it",
+    );
+    ctx.observe(
+        "init_answered_when_mount_returned",
+        seen.init_answered_when_mounted,
+    );
+    ctx.check(
+        seen.init_answered_when_mounted,
+        "mount(2) returned before INIT was answered",
+    );
+    ctx.expect(
+        "sync_init_after_mount",
+        outcome(&seen.again_after_mount),
+        "EINVAL",
+    );
+    // Woken when the mount installs the fd, before or after INIT is processed: recorded.
+    ctx.observe(
+        "backing_open_before_mount",
+        outcome(&seen.backing_open_before_mount),
+    );
     Ok(())
 }

@@ -425,6 +425,13 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
         ),
         (None, true) => {}
     }
+    ctx.check(
+        found.backing_files.is_empty(),
+        format!(
+            "fusectl backing_files not empty after the case: {}",
+            found.backing_files.join("; ")
+        ),
+    );
     let crashed = ctx
         .observations
         .get("server_crashed")

@@ -133,6 +133,9 @@ pub struct BackingMap {
 pub const FUSE_DEV_IOC_BACKING_OPEN: u64 = 0x4010_E501;
 /// `_IOW(229, 2, uint32_t)`
 pub const FUSE_DEV_IOC_BACKING_CLOSE: u64 = 0x4004_E502;
+/// `_IO(229, 3)` (6.18): INIT is sent synchronously during mount(2), and a /dev/fuse fd not
+/// yet mounted waits for its mount instead of failing.
+pub const FUSE_DEV_IOC_SYNC_INIT: u64 = 0xE503;
 
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy, IntoBytes, FromBytes, Immutable, KnownLayout)]

@@ -62,6 +62,71 @@ impl FuseFs {
         })
     }
 
+    /// Mount as [`FuseFs::mount`] does, but with FUSE_DEV_IOC_SYNC_INIT set on the fd first
+    /// (6.18): the server thread starts before mount(2) (its read waits for the mount), and
+    /// a BACKING_OPEN of `backing` is issued from another thread before the mount too.
+    /// Returns None with the ioctl's error when the kernel has no such ioctl.
+    pub fn mount_sync_init(
+        dir: &Path,
+        init: InitReply,
+        backing: std::fs::File,
+    ) -> io::Result<Result<(FuseFs, SyncInitSeen), rustix::io::Errno>> {
+        let mnt = dir.join("mnt");
+        let backing_dir = dir.join("backing");
+        std::fs::create_dir_all(&mnt)?;
+        std::fs::create_dir_all(&backing_dir)?;
+        let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+        if let Err(e) = sync_init(dev.as_raw_fd()) {
+            return Ok(Err(e));
+        }
+        let raw = dev.as_raw_fd();
+        let shared = ServerState::new(dev, backing_dir.clone(), init);
+        let early = {
+            let state = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                let map = abi::BackingMap {
+                    fd: backing.as_raw_fd(),
+                    flags: 0,
+                    padding: 0,
+                };
+                let got = server::backing_open(&state.dev, &map);
+                drop(backing);
+                got
+            })
+        };
+        let serving = Arc::clone(&shared);
+        let server = std::thread::Builder::new()
+            .name("fuse-server".into())
+            .spawn(move || serving.serve())?;
+        std::thread::sleep(Duration::from_millis(300));
+        let waited_for_mount = !early.is_finished();
+        let opts = format!("fd={raw},rootmode=40000,user_id=0,group_id=0");
+        rustix::mount::mount(
+            "fpt",
+            &mnt,
+            "fuse",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            Some(c(&opts).as_c_str()),
+        )?;
+        let init_answered_when_mounted = shared.wait_init(Duration::ZERO).is_some();
+        let backing_open_before_mount = early.join().unwrap_or(Err(rustix::io::Errno::INTR));
+        let again_after_mount = sync_init(raw);
+        Ok(Ok((
+            FuseFs {
+                shared,
+                server: Some(server),
+                mnt,
+                backing_dir,
+            },
+            SyncInitSeen {
+                waited_for_mount,
+                backing_open_before_mount,
+                init_answered_when_mounted,
+                again_after_mount,
+            },
+        )))
+    }
+
     /// The INIT exchange, once the server has answered it.
     pub fn wait_for_init(&self) -> io::Result<InitExchange> {
         self.shared
@@ -250,6 +315,31 @@ pub fn fusectl() -> io::Result<PathBuf> {
         rustix::mount::mount("fusectl", ctl, "fusectl", MountFlags::empty(), None)?;
     }
     Ok(ctl.to_path_buf())
+}
+
+/// What a mount with FUSE_DEV_IOC_SYNC_INIT showed.
+#[derive(Debug)]
+pub struct SyncInitSeen {
+    /// A BACKING_OPEN issued before mount(2) was still waiting 300 ms later.
+    pub waited_for_mount: bool,
+    /// What that BACKING_OPEN returned once the mount was there.
+    pub backing_open_before_mount: Result<i32, rustix::io::Errno>,
+    /// INIT had been answered by the time mount(2) returned.
+    pub init_answered_when_mounted: bool,
+    /// The ioctl again, on the mounted fd.
+    pub again_after_mount: Result<(), rustix::io::Errno>,
+}
+
+fn sync_init(fd: i32) -> Result<(), rustix::io::Errno> {
+    // SAFETY: an ioctl without an argument on an fd we own.
+    let ret = unsafe { libc::ioctl(fd, abi::FUSE_DEV_IOC_SYNC_INIT as libc::Ioctl) };
+    if ret < 0 {
+        Err(rustix::io::Errno::from_raw_os_error(
+            crate::sys::last_errno(),
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 fn c(s: &str) -> std::ffi::CString {
