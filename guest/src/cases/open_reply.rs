@@ -27,6 +27,16 @@ pub fn cases() -> Vec<Case> {
             ..DEFAULTS
         },
         Case {
+            name: "open_reply.passthrough_flag_mask",
+            rule: "FOPEN_PASSTHROUGH goes only with FOPEN_DIRECT_IO, \
+              FOPEN_PARALLEL_DIRECT_WRITES and FOPEN_NOFLUSH: any other open flag with it \
+              (NONSEEKABLE, CACHE_DIR, STREAM, and 7.46's IO_URING_ZERO_COPY, whatever the \
+              kernel's minor) makes the open fail with EIO",
+            verdict_rule: "pass on ok with NOFLUSH and EIO with each of the others",
+            run: passthrough_flag_mask,
+            ..DEFAULTS
+        },
+        Case {
             name: "open_reply.direct_io",
             rule: "FOPEN_PASSTHROUGH with FOPEN_DIRECT_IO: read and write go to \
               the server, mmap goes to the backing file",
@@ -121,6 +131,29 @@ fn keep_cache(ctx: &mut Ctx) -> Result<(), Stop> {
         },
     );
     ctx.expect("open", outcome(&open_rw(&fs, "f")), "EIO");
+    Ok(())
+}
+
+fn passthrough_flag_mask(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, _, id) = ctx.passthrough_file("f", b"data")?;
+    for (key, flag, want) in [
+        ("noflush", fopen::NOFLUSH, "ok"),
+        ("nonseekable", fopen::NONSEEKABLE, "EIO"),
+        ("cache_dir", fopen::CACHE_DIR, "EIO"),
+        ("stream", fopen::STREAM, "EIO"),
+        ("io_uring_zero_copy", fopen::IO_URING_ZERO_COPY, "EIO"),
+    ] {
+        fs.set_open_reply(
+            "f",
+            OpenReply {
+                open_flags: fopen::PASSTHROUGH | flag,
+                backing_id: id,
+            },
+        );
+        // Each open closed before the next: a refused one leaves the inode's mode as it was.
+        let got = open_rw(&fs, "f");
+        ctx.expect(&format!("open_with_{key}"), outcome(&got), want);
+    }
     Ok(())
 }
 

@@ -111,9 +111,14 @@ pub mod init_flags {
 pub mod fopen {
     pub const DIRECT_IO: u32 = 1 << 0;
     pub const KEEP_CACHE: u32 = 1 << 1;
+    pub const NONSEEKABLE: u32 = 1 << 2;
+    pub const CACHE_DIR: u32 = 1 << 3;
+    pub const STREAM: u32 = 1 << 4;
     pub const NOFLUSH: u32 = 1 << 5;
     pub const PARALLEL_DIRECT_WRITES: u32 = 1 << 6;
     pub const PASSTHROUGH: u32 = 1 << 7;
+    /// 7.46 (7.3): io_uring zero-copy reads and writes for this file.
+    pub const IO_URING_ZERO_COPY: u32 = 1 << 8;
 }
 
 /// `FATTR_*` bits of `fuse_setattr_in.valid`.
