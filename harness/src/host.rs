@@ -35,43 +35,80 @@ pub fn run_cases(
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| Error::io(agent.display(), e))?;
-    let mut events = std::fs::File::create(artifacts.join("events.jsonl"))
-        .map_err(|e| Error::io("artifacts", e))?;
-    let started = Instant::now();
-    let mut log = RunLog::default();
-    let mut since = None;
+    let mut intake = Intake::new(artifacts)?;
     for line in BufReader::new(child.stdout.take().expect("piped"))
         .lines()
         .map_while(|l| l.ok())
     {
-        let _ = writeln!(events, "{line}");
-        if let Ok(e) = serde_json::from_str::<Event>(&line) {
-            on_event(&e);
-            match e {
-                Event::Start { .. } => since = Some(Instant::now()),
-                Event::Result(_) => since = None,
-                _ => {}
-            }
-            log.events.push(e);
-        }
+        intake.take(&line, on_event);
     }
     let status = child.wait().map_err(|e| Error::io("agent", e))?;
-    let done = log.events.contains(&Event::Done);
-    let how = if done {
-        How::Finished
-    } else {
-        How::WentAway {
-            detail: Some(format!(
-                "the agent ended ({status}) after {:?} before finishing",
-                started.elapsed()
-            )),
+    intake.finish(
+        artifacts,
+        format!("the agent ended ({status})"),
+        "before finishing",
+    )
+}
+
+/// The agent's events in host mode (on this kernel, or inside vng): each line of its output
+/// that is an event is saved to `events.jsonl` and passed on; any other line is console.
+pub(crate) struct Intake {
+    events: std::fs::File,
+    pub log: RunLog,
+    started: Instant,
+    /// When the running case started, if one is running.
+    since: Option<Instant>,
+}
+
+impl Intake {
+    pub fn new(artifacts: &Path) -> Result<Intake> {
+        Ok(Intake {
+            events: std::fs::File::create(artifacts.join("events.jsonl"))
+                .map_err(|e| Error::io("artifacts", e))?,
+            log: RunLog::default(),
+            started: Instant::now(),
+            since: None,
+        })
+    }
+
+    /// One line of output: an event (returns true), or not.
+    pub fn take(&mut self, line: &str, on_event: &mut dyn FnMut(&Event)) -> bool {
+        let Ok(e) = serde_json::from_str::<Event>(line) else {
+            return false;
+        };
+        let _ = writeln!(self.events, "{line}");
+        on_event(&e);
+        match e {
+            Event::Start { .. } => self.since = Some(Instant::now()),
+            Event::Result(_) => self.since = None,
+            _ => {}
         }
-    };
-    let ending = Ending {
-        how,
-        running_case_ms: since.map(|s| s.elapsed().as_millis() as u64),
-    };
-    ending.save(artifacts)?;
-    log.ending = Some(ending);
-    Ok(log)
+        self.log.events.push(e);
+        true
+    }
+
+    pub fn said_hello(&self) -> bool {
+        self.log
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Hello { .. }))
+    }
+
+    /// The ending, saved: finished if the agent said so, else "`who` after <time> `why`".
+    pub fn finish(mut self, artifacts: &Path, who: String, why: &str) -> Result<RunLog> {
+        let how = if self.log.events.contains(&Event::Done) {
+            How::Finished
+        } else {
+            How::WentAway {
+                detail: Some(format!("{who} after {:?} {why}", self.started.elapsed())),
+            }
+        };
+        let ending = Ending {
+            how,
+            running_case_ms: self.since.map(|s| s.elapsed().as_millis() as u64),
+        };
+        ending.save(artifacts)?;
+        self.log.ending = Some(ending);
+        Ok(self.log)
+    }
 }

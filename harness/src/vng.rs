@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use proto::{CaseInfo, Event};
 
-use crate::ending::{Ending, How};
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
 use crate::results::RunLog;
@@ -207,28 +206,12 @@ pub fn run_cases(
         true
     });
 
-    let mut events = std::fs::File::create(artifacts.join("events.jsonl"))
-        .map_err(|e| Error::io("artifacts", e))?;
-    let started = Instant::now();
-    let mut log = RunLog::default();
-    let mut since = None;
+    let mut intake = crate::host::Intake::new(artifacts)?;
     for line in lines {
-        let line = line.trim_end_matches('\r').to_string();
-        match serde_json::from_str::<Event>(&line) {
-            Ok(e) => {
-                let _ = writeln!(events, "{line}");
-                on_event(&e);
-                match e {
-                    Event::Start { .. } => since = Some(Instant::now()),
-                    Event::Result(_) => since = None,
-                    _ => {}
-                }
-                log.events.push(e);
-            }
-            Err(_) => {
-                let _ = writeln!(console, "{line}");
-                log.console.push(line);
-            }
+        let line = line.trim_end_matches('\r');
+        if !intake.take(line, on_event) {
+            let _ = writeln!(console, "{line}");
+            intake.log.console.push(line.to_string());
         }
     }
     let status = vng.child.wait().map_err(|e| Error::io("vng", e))?;
@@ -237,8 +220,9 @@ pub fn run_cases(
     }
     let timed_out = watchdog.join().unwrap_or(false);
     drop(vng);
-    if !log.events.iter().any(|e| matches!(e, Event::Hello { .. })) {
-        if let Some(headline) = crate::results::fatal_headline(&log.console) {
+    if !intake.said_hello() {
+        let console_lines = &intake.log.console;
+        if let Some(headline) = crate::results::fatal_headline(console_lines) {
             if headline.contains("Unable to mount root fs") {
                 return Err(Error::Vng(format!(
                     "kernel {} cannot mount the host's root under vng ({headline}): it needs virtio-pci and virtio-fs or 9p built in; build one with --profile vng (what `virtme-configkernel --defconfig` sets) (console: {})",
@@ -249,11 +233,10 @@ pub fn run_cases(
             return Err(Error::BootPanic {
                 headline,
                 console: console_path,
-                tail: crate::console::last(&log.console, 15),
+                tail: crate::console::last(console_lines, 15),
             });
         }
-        let said = log
-            .console
+        let said = console_lines
             .iter()
             .rev()
             .find(|l| !l.trim().is_empty())
@@ -264,28 +247,17 @@ pub fn run_cases(
             console_path.display()
         )));
     }
-    let how = if log.events.contains(&Event::Done) {
-        How::Finished
-    } else if timed_out {
-        How::WentAway {
-            detail: Some(format!(
-                "vng was stopped after {:?}: the cases' time was up",
-                started.elapsed()
-            )),
-        }
+    if timed_out {
+        intake.finish(
+            artifacts,
+            "vng was stopped".into(),
+            "(the cases' time was up)",
+        )
     } else {
-        How::WentAway {
-            detail: Some(format!(
-                "vng ended ({status}) after {:?} before the agent finished",
-                started.elapsed()
-            )),
-        }
-    };
-    let ending = Ending {
-        how,
-        running_case_ms: since.map(|s| s.elapsed().as_millis() as u64),
-    };
-    ending.save(artifacts)?;
-    log.ending = Some(ending);
-    Ok(log)
+        intake.finish(
+            artifacts,
+            format!("vng ended ({status})"),
+            "before the agent finished",
+        )
+    }
 }

@@ -41,14 +41,7 @@ impl FuseFs {
         std::fs::create_dir_all(&mnt)?;
         std::fs::create_dir_all(&backing_dir)?;
         let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
-        let opts = format!("fd={},rootmode=40000,user_id=0,group_id=0", dev.as_raw_fd());
-        rustix::mount::mount(
-            "fpt",
-            &mnt,
-            "fuse",
-            MountFlags::NOSUID | MountFlags::NODEV,
-            Some(c(&opts).as_c_str()),
-        )?;
+        mount_fd(&mnt, dev.as_raw_fd())?;
         let shared = ServerState::new(dev, backing_dir.clone(), init);
         let serving = Arc::clone(&shared);
         let server = std::thread::Builder::new()
@@ -100,14 +93,7 @@ impl FuseFs {
             .spawn(move || serving.serve())?;
         std::thread::sleep(Duration::from_millis(300));
         let waited_for_mount = !early.is_finished();
-        let opts = format!("fd={raw},rootmode=40000,user_id=0,group_id=0");
-        rustix::mount::mount(
-            "fpt",
-            &mnt,
-            "fuse",
-            MountFlags::NOSUID | MountFlags::NODEV,
-            Some(c(&opts).as_c_str()),
-        )?;
+        mount_fd(&mnt, raw)?;
         let init_answered_when_mounted = shared.wait_init(Duration::ZERO).is_some();
         let backing_open_before_mount = early.join().unwrap_or(Err(rustix::io::Errno::INTR));
         let again_after_mount = sync_init(raw);
@@ -328,6 +314,19 @@ pub struct SyncInitSeen {
     pub init_answered_when_mounted: bool,
     /// The ioctl again, on the mounted fd.
     pub again_after_mount: Result<(), rustix::io::Errno>,
+}
+
+/// mount(2) of a FUSE file system at `mnt` served through the /dev/fuse fd `fd`.
+fn mount_fd(mnt: &Path, fd: i32) -> io::Result<()> {
+    let opts = format!("fd={fd},rootmode=40000,user_id=0,group_id=0");
+    rustix::mount::mount(
+        "fpt",
+        mnt,
+        "fuse",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        Some(c(&opts).as_c_str()),
+    )?;
+    Ok(())
 }
 
 fn sync_init(fd: i32) -> Result<(), rustix::io::Errno> {
