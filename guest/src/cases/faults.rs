@@ -392,6 +392,21 @@ fn overlay_fuse_overlay_teardown(ctx: &mut Ctx) -> Result<(), Stop> {
                     .read_at(&mut buf, off)
                     .map_err(|e| crate::fuse::errno(&e)),
             );
+            // A read the server fails (its own fd dropped, it reopens o1/f, gone once o1 is
+            // detached: ENOENT) reaches read(2) as the server's errno up to 6.18; from 6.19
+            // FUSE's buffered reads go through iomap and a failed READ ends as EIO.
+            let failed_read = if ctx.kernel.at_least(6, 19) {
+                "EIO"
+            } else {
+                "ENOENT"
+            };
+            ctx.check(
+                read == "ok" || read == failed_read,
+                format!(
+                    "order {names:?}, step {}: read gave {read}, not ok or {failed_read}",
+                    step + 1
+                ),
+            );
             ctx.observe(&format!("{prefix}.{}.{name}.umount", step + 1), umount);
             ctx.observe(&format!("{prefix}.{}.{name}.read", step + 1), read);
         }
