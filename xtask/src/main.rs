@@ -269,15 +269,21 @@ fn parse_reports(s: &str) -> Result<ReportList, String> {
 }
 
 impl Reports {
-    /// Write the reports of `runs` (merged into `dir` when there are several) and list them.
+    /// Write the reports of `runs` beside each run's artifacts (and, given `dir`, JUnit and
+    /// KCIDB merged there too) and list them.
     fn write(&self, runs: &[&Run], dir: Option<&std::path::Path>) -> i32 {
         if self.formats.0.is_empty() || runs.is_empty() {
             return 0;
         }
-        let written = match (runs, dir) {
-            ([one], None) => harness::reports::write(one, &self.formats.0),
-            (_, Some(dir)) => harness::reports::write_many(runs, dir, &self.formats.0),
-            (many, None) => harness::reports::write_many(many, &many[0].artifacts, &self.formats.0),
+        // Without a directory of their own (validate over several kernels), each run's
+        // reports go beside its artifacts and nothing is merged: a merged file in one run's
+        // directory would overwrite that run's own.
+        let written = match dir {
+            Some(dir) => harness::reports::write_many(runs, dir, &self.formats.0),
+            None => runs.iter().try_fold(Vec::new(), |mut all, run| {
+                all.extend(harness::reports::write(run, &self.formats.0)?);
+                Ok(all)
+            }),
         };
         match written {
             Ok(files) => {
