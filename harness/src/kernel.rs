@@ -230,7 +230,7 @@ fn package_root(bzimage: &Path) -> Option<PathBuf> {
         return Some(bzimage.parent()?.parent()?.to_path_buf());
     }
     if name == "vmlinuz" && bzimage.parent()?.parent()?.ends_with("usr/lib/modules") {
-        return Some(bzimage.ancestors().nth(4)?.to_path_buf());
+        return Some(bzimage.ancestors().nth(5)?.to_path_buf());
     }
     None
 }
@@ -267,6 +267,21 @@ mod tests {
         b = fake_bzimage("6.1.0");
         b[0x1FE] = 0;
         assert!(bzimage_release(&b).unwrap_err().contains("0xAA55"));
+    }
+
+    #[test]
+    fn finds_the_root_of_an_unpacked_package() {
+        assert_eq!(
+            package_root(Path::new("/c/root/boot/vmlinuz-6.18.15+deb13-cloud-amd64")),
+            Some(PathBuf::from("/c/root"))
+        );
+        assert_eq!(
+            package_root(Path::new(
+                "/c/root/usr/lib/modules/7.3.4+deb13-cloud-amd64/vmlinuz"
+            )),
+            Some(PathBuf::from("/c/root"))
+        );
+        assert_eq!(package_root(Path::new("/src/arch/x86/boot/bzImage")), None);
     }
 
     #[test]
