@@ -126,28 +126,14 @@ pub fn cases() -> Vec<Case> {
 /// A tmpfs of the case's own with a file on it that is never closed (the fd is leaked on
 /// purpose): the release audit's EBUSY, from a real mount.
 fn leak_busy_mount(ctx: &mut Ctx) -> Result<(), Stop> {
-    let dir = ctx.scratch("leaked")?;
-    rustix::mount::mount(
-        "fpt-leak",
-        &dir,
-        "tmpfs",
-        rustix::mount::MountFlags::empty(),
-        None,
-    )?;
+    let dir = ctx.own_tmpfs("leaked")?;
     let file = std::fs::File::create(dir.join("kept-open"))?;
     std::mem::forget(file);
     Ok(())
 }
 
 fn stale_keeps_busy(ctx: &mut Ctx) -> Result<(), Stop> {
-    let dir = ctx.scratch("released")?;
-    rustix::mount::mount(
-        "fpt-free",
-        &dir,
-        "tmpfs",
-        rustix::mount::MountFlags::empty(),
-        None,
-    )?;
+    ctx.own_tmpfs("released")?;
     Ok(())
 }
 
