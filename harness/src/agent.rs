@@ -72,15 +72,45 @@ pub fn select<'a>(
             })
             .collect());
     }
-    names
-        .iter()
-        .map(|n| {
-            catalog
+    let mut picked: Vec<&CaseInfo> = Vec::new();
+    for n in names {
+        if n.contains('*') {
+            // A pattern takes what a full run of those cases would: never a case that may
+            // take the kernel down, which must be named.
+            let matching: Vec<&CaseInfo> = catalog
                 .iter()
-                .find(|c| &c.name == n)
-                .ok_or_else(|| Error::UnknownCase(n.clone()))
-        })
-        .collect()
+                .filter(|c| glob(n, &c.name) && !c.kills_kernel)
+                .filter(|c| c.external_server == validating || !c.external_server)
+                .collect();
+            if matching.is_empty() {
+                return Err(Error::UnknownCase(n.clone()));
+            }
+            for c in matching {
+                if !picked.contains(&c) {
+                    picked.push(c);
+                }
+            }
+            continue;
+        }
+        let case = catalog
+            .iter()
+            .find(|c| &c.name == n)
+            .ok_or_else(|| Error::UnknownCase(n.clone()))?;
+        picked.push(case);
+    }
+    Ok(picked)
+}
+
+/// `*` matches any run of characters (dots included): `uring.*`, `*.mmap_*`.
+fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, tail)) => {
+            name.starts_with(head)
+                && (0..=name.len() - head.len())
+                    .any(|i| glob(tail, &name[head.len() + i..]))
+        }
+    }
 }
 
 /// Which part of a catalog one runner takes: shard `index` of `count` (1-based), so that one
@@ -146,5 +176,34 @@ mod shard_tests {
         assert!(Shard::parse("0/3").is_err());
         assert!(Shard::parse("4/3").is_err());
         assert!(Shard::parse("x").is_err());
+    }
+
+    #[test]
+    fn patterns_pick_cases() {
+        assert!(glob("uring.*", "uring.io.mmap_shared"));
+        assert!(glob("*.mmap_*", "uring.io.mmap_shared"));
+        assert!(glob("io.*_round_trip", "io.passthrough_round_trip"));
+        assert!(!glob("io.*", "uring.io.x"));
+        assert!(glob("*", "a"));
+        let catalog: Vec<CaseInfo> = ["a.x", "a.y", "b.x"]
+            .iter()
+            .map(|n| CaseInfo {
+                name: n.to_string(),
+                kills_kernel: *n == "a.y",
+                ..Default::default()
+            })
+            .collect();
+        let names = |p: &[&str]| -> Vec<String> {
+            let p: Vec<String> = p.iter().map(|s| s.to_string()).collect();
+            select(&catalog, &p, false)
+                .unwrap()
+                .iter()
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        assert_eq!(names(&["*.x"]), ["a.x", "b.x"]);
+        assert_eq!(names(&["a.*"]), ["a.x"], "a kernel killer must be named");
+        assert_eq!(names(&["b.x", "*.x"]), ["b.x", "a.x"]);
+        assert!(select(&catalog, &["c.*".to_string()], false).is_err());
     }
 }

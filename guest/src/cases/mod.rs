@@ -17,6 +17,7 @@ mod regression;
 mod selftest;
 mod stacking;
 pub mod subject;
+mod uring;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ pub use proto::wire::NO_PASSTHROUGH;
 /// One case, declared with named fields and the rest from its group's `DEFAULTS` (itself
 /// built on [`Case::DEFAULT`]): `Case { name: "io.x", rule: "...", verdict_rule: "...",
 /// run: x, ..DEFAULTS }`. The group is the name's first part.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Case {
     /// `group.name`, unique; what `--case` takes.
     pub name: &'static str,
@@ -54,6 +55,9 @@ pub struct Case {
     /// What the case leaves busy on purpose after it ends, and why. Every other case must
     /// leave every file system it mounted free to unmount ([`audit`]).
     pub keeps_busy: Option<&'static str>,
+    /// Runs with the agent's server on FUSE over io_uring (the `uring` group's copies of
+    /// other groups' cases): [`uring`].
+    pub over_ring: bool,
     pub run: fn(&mut Ctx) -> Result<(), Stop>,
 }
 
@@ -69,6 +73,7 @@ impl Case {
         external_server: false,
         uses_host_share: false,
         keeps_busy: None,
+        over_ring: false,
         run: undeclared,
     };
 
@@ -111,6 +116,8 @@ pub fn catalog() -> &'static [Case] {
         all.extend(io::cases());
         all.extend(regression::cases());
         all.extend(faults::cases());
+        let over_ring = uring::cases(&all);
+        all.extend(over_ring);
         all.extend(selftest::cases());
         all.extend(validate::cases());
         all
@@ -180,6 +187,9 @@ pub struct Ctx {
     pub source: subject::SourceKind,
     /// Mounts the case's `{source}` sits on, kept until the server under test has ended.
     keep: Vec<FuseFs>,
+    /// Every mount of the agent's server asks for FUSE over io_uring, and the case skips
+    /// where the kernel does not offer it.
+    over_ring: bool,
 }
 
 impl Ctx {
@@ -194,6 +204,7 @@ impl Ctx {
             mounts: 0,
             source: subject::SourceKind::Tmpfs,
             keep: Vec::new(),
+            over_ring: false,
         }
     }
 
@@ -251,10 +262,19 @@ impl Ctx {
     }
 
     /// Mount a FUSE filesystem whose server answers INIT with `init`, and wait for INIT.
-    pub fn mount(&mut self, init: InitReply) -> Result<(FuseFs, crate::fuse::InitExchange), Stop> {
+    pub fn mount(
+        &mut self,
+        mut init: InitReply,
+    ) -> Result<(FuseFs, crate::fuse::InitExchange), Stop> {
         self.mounts += 1;
+        init.io_uring |= self.over_ring;
         let fs = FuseFs::mount(&self.work.join(format!("fs{}", self.mounts)), init)?;
         let exchange = fs.wait_for_init()?;
+        if self.over_ring && !exchange.over_ring() {
+            return Err(Stop::Broken(
+                "the kernel did not offer FUSE_OVER_IO_URING with fuse.enable_uring on".into(),
+            ));
+        }
         Ok((fs, exchange))
     }
 
@@ -377,7 +397,20 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
             }
         }
     }
+    let ring = if case.over_ring {
+        ctx.over_ring = true;
+        match uring::enable(&ctx, true) {
+            Ok(on) => Some(on),
+            Err(stop) => return finish(case, start, ctx, Err(stop)),
+        }
+    } else {
+        None
+    };
     let mut stopped = (case.run)(&mut ctx);
+    if ring.is_some() && stopped.is_ok() {
+        uring::check_served_through_ring(&mut ctx);
+    }
+    drop(ring);
     // The server under test has been stopped (its subject dropped): what did its end show?
     let teardown: Vec<(String, serde_json::Value)> = ctx.teardown.borrow_mut().drain(..).collect();
     let served = teardown.iter().any(|(k, v)| {
@@ -432,6 +465,11 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
             found.backing_files.join("; ")
         ),
     );
+    finish(case, start, ctx, stopped)
+}
+
+/// The verdict, from how the case stopped and what its checks found.
+fn finish(case: &Case, start: Instant, mut ctx: Ctx, stopped: Result<(), Stop>) -> CaseResult {
     let crashed = ctx
         .observations
         .get("server_crashed")

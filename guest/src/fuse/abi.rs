@@ -104,6 +104,10 @@ pub mod init_flags {
     pub const MAX_PAGES: u64 = 1 << 22;
     pub const INIT_EXT: u64 = 1 << 30;
     pub const PASSTHROUGH: u64 = 1 << 37;
+    /// 7.42 (6.14): requests may be fetched and answered through io_uring.
+    pub const OVER_IO_URING: u64 = 1 << 41;
+    /// 7.43 (6.15): a request unanswered for `request_timeout` seconds aborts the connection.
+    pub const REQUEST_TIMEOUT: u64 = 1 << 42;
 }
 
 /// `fuse_open_out.open_flags`.
@@ -191,7 +195,9 @@ pub struct InitOut {
     pub map_alignment: u16,
     pub flags2: u32,
     pub max_stack_depth: u32,
-    pub unused: [u32; 6],
+    /// 7.43: seconds, with FUSE_REQUEST_TIMEOUT.
+    pub request_timeout: u16,
+    pub unused: [u16; 11],
 }
 
 #[repr(C)]
@@ -377,5 +383,53 @@ mod tests {
         let iow = |nr: u64, size: u64| (1u64 << 30) | (size << 16) | (229 << 8) | nr;
         assert_eq!(FUSE_DEV_IOC_BACKING_OPEN, iow(1, 16));
         assert_eq!(FUSE_DEV_IOC_BACKING_CLOSE, iow(2, 4));
+    }
+}
+
+/// FUSE over io_uring (7.42): the commands of IORING_OP_URING_CMD on a /dev/fuse fd and the
+/// buffers an entry registers.
+pub mod uring {
+    use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+    /// Register an entry's buffers and wait for a request in them.
+    pub const CMD_REGISTER: u32 = 1;
+    /// Answer the request in an entry and wait for the next one.
+    pub const CMD_COMMIT_AND_FETCH: u32 = 2;
+    /// `sqe->len`: the entry's buffers are two iovecs, headers then payload.
+    pub const IOV_SEGS: u32 = 2;
+
+    /// `struct fuse_uring_ent_in_out`.
+    #[repr(C)]
+    #[derive(Debug, Default, Clone, Copy, IntoBytes, FromBytes, Immutable, KnownLayout)]
+    pub struct EntInOut {
+        pub flags: u64,
+        /// What the answer must quote to be matched with its request.
+        pub commit_id: u64,
+        /// Bytes of the payload buffer used, in either direction.
+        pub payload_sz: u32,
+        pub offset: u32,
+        pub reserved: u64,
+    }
+
+    /// `struct fuse_uring_req_header`: the first iovec of an entry.
+    #[repr(C)]
+    #[derive(Clone, Copy, IntoBytes, FromBytes, Immutable, KnownLayout)]
+    pub struct ReqHeader {
+        /// `fuse_in_header` of the request, then `fuse_out_header` of the answer.
+        pub in_out: [u8; 128],
+        /// The request's first argument (its per-opcode header), when it has one.
+        pub op_in: [u8; 128],
+        pub ent: EntInOut,
+    }
+
+    /// `struct fuse_uring_cmd_req`, in the SQE's command area.
+    #[repr(C)]
+    #[derive(Debug, Default, Clone, Copy, IntoBytes, FromBytes, Immutable, KnownLayout)]
+    pub struct CmdReq {
+        pub flags: u64,
+        pub commit_id: u64,
+        pub qid: u16,
+        pub padding: [u8; 6],
+        pub union: [u8; 16],
     }
 }

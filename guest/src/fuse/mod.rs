@@ -3,6 +3,7 @@
 
 pub mod abi;
 mod child;
+mod ring;
 mod server;
 
 use std::collections::BTreeMap;
@@ -19,8 +20,10 @@ use rustix::mount::{MountFlags, UnmountFlags};
 
 pub use child::ServerProcess;
 use server::ServerState;
+pub use ring::{queues as ring_queues, RingEnd};
 pub use server::{
     backing_open as backing_open_raw, CreateReply, InitExchange, InitReply, OpenReply,
+    PROCESS as TRANSPORT_TOTALS,
 };
 
 pub struct FuseFs {
@@ -184,13 +187,14 @@ impl FuseFs {
     }
 
     /// Unmount (not lazily: EBUSY if files are open), let the server see the end, and close
-    /// the connection's fd: afterwards the kernel has dropped every backing id.
-    pub fn shutdown(mut self) -> Result<(), Errno> {
+    /// the connection's fd: afterwards the kernel has dropped every backing id. Returns how
+    /// the connection's ring ended, if it had one.
+    pub fn shutdown(mut self) -> Result<Option<RingEnd>, Errno> {
         rustix::mount::unmount(&self.mnt, UnmountFlags::empty())?;
         if let Some(server) = self.server.take() {
             let _ = server.join();
         }
-        Ok(())
+        Ok(self.ring_end())
     }
 
     pub fn set_open_reply(&self, name: &str, reply: OpenReply) {
@@ -248,6 +252,21 @@ impl FuseFs {
         } else {
             Ok(())
         }
+    }
+
+    /// Requests after INIT read from /dev/fuse (FORGET and INTERRUPT aside), and fetched
+    /// through the ring.
+    pub fn requests_by_transport(&self) -> (u64, u64) {
+        let t = &self.shared.transport;
+        (
+            t.dev_requests.load(std::sync::atomic::Ordering::SeqCst),
+            t.ring_requests.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+
+    /// How the ring ended, once it has (after the unmount).
+    pub fn ring_end(&self) -> Option<RingEnd> {
+        self.shared.transport.ring_end.lock().unwrap().clone()
     }
 
     /// Requests of one opcode seen so far.

@@ -28,6 +28,11 @@ pub struct InitReply {
     pub max_stack_depth: u32,
     /// Answer `flags` as given, even bits the kernel did not offer.
     pub raw_flags: bool,
+    /// Ask for FUSE over io_uring (when the kernel offers it) and serve every request after
+    /// INIT through a ring.
+    pub io_uring: bool,
+    /// FUSE_REQUEST_TIMEOUT with this many seconds, when not 0 (and the kernel offers it).
+    pub request_timeout: u16,
 }
 
 impl InitReply {
@@ -37,6 +42,8 @@ impl InitReply {
             flags: Self::BASE | abi::init_flags::INIT_EXT | abi::init_flags::PASSTHROUGH,
             max_stack_depth,
             raw_flags: false,
+            io_uring: false,
+            request_timeout: 0,
         }
     }
 
@@ -46,6 +53,8 @@ impl InitReply {
             flags: Self::BASE | abi::init_flags::INIT_EXT,
             max_stack_depth: 0,
             raw_flags: false,
+            io_uring: false,
+            request_timeout: 0,
         }
     }
 
@@ -59,12 +68,52 @@ pub struct InitExchange {
     pub major: u32,
     pub minor: u32,
     pub kernel_flags: u64,
+    /// The flags we answered with.
+    pub answered_flags: u64,
 }
 
 impl InitExchange {
     pub fn kernel_offers_passthrough(&self) -> bool {
         self.kernel_flags & abi::init_flags::PASSTHROUGH != 0
     }
+
+    pub fn kernel_offers(&self, flag: u64) -> bool {
+        self.kernel_flags & flag != 0
+    }
+
+    /// Both sides asked for FUSE over io_uring: requests after INIT go through a ring.
+    pub fn over_ring(&self) -> bool {
+        self.answered_flags & self.kernel_flags & abi::init_flags::OVER_IO_URING != 0
+    }
+}
+
+/// Every connection this process served, added up: what a case run over the ring checks
+/// once the case has ended (its mounts may be gone by then).
+pub struct ProcessTransport {
+    /// Connections whose INIT answer was sent.
+    pub connections: AtomicU64,
+    /// Of which with FUSE over io_uring agreed by both sides.
+    pub ring_connections: AtomicU64,
+    pub dev_requests: AtomicU64,
+    pub ring_requests: AtomicU64,
+}
+
+pub static PROCESS: ProcessTransport = ProcessTransport {
+    connections: AtomicU64::new(0),
+    ring_connections: AtomicU64::new(0),
+    dev_requests: AtomicU64::new(0),
+    ring_requests: AtomicU64::new(0),
+};
+
+/// Where the requests of a connection came from.
+#[derive(Debug, Default)]
+pub(crate) struct Transport {
+    /// Requests other than INIT, FORGET and INTERRUPT read from /dev/fuse.
+    pub dev_requests: AtomicU64,
+    /// Requests fetched through the ring.
+    pub ring_requests: AtomicU64,
+    /// How the ring ended, once it has.
+    pub ring_end: Mutex<Option<super::ring::RingEnd>>,
 }
 
 /// The answer to OPEN/CREATE for one file.
@@ -140,6 +189,7 @@ pub(crate) struct ServerState {
     init_done: Condvar,
     /// A stalled server reads requests and answers none, as a stopped or wedged one would.
     stalled: std::sync::atomic::AtomicBool,
+    pub(crate) transport: Transport,
 }
 
 const ROOT: u64 = 1;
@@ -163,6 +213,7 @@ impl ServerState {
             init: Mutex::new(None),
             init_done: Condvar::new(),
             stalled: std::sync::atomic::AtomicBool::new(false),
+            transport: Transport::default(),
         })
     }
 
@@ -230,35 +281,91 @@ impl ServerState {
         *guard
     }
 
-    /// The request loop; returns when the connection goes away.
+    /// The request loop; returns when the connection goes away (and its ring, if any, has
+    /// ended too: the ring holds the /dev/fuse fd, and with it the backing files).
     pub(crate) fn serve(self: Arc<Self>) {
+        let ring = self.read_loop();
+        if let Some(ring) = ring {
+            let _ = ring.join();
+        }
+    }
+
+    fn read_loop(self: &Arc<Self>) -> Option<std::thread::JoinHandle<()>> {
         let mut buf = vec![0u8; BUF_SIZE];
+        let mut ring = None;
         loop {
             let n = match rustix::io::read(&self.dev, &mut buf) {
                 Ok(n) => n,
                 // ENOENT: the request was interrupted before we read it.
                 Err(Errno::INTR | Errno::NOENT | Errno::AGAIN) => continue,
                 // ENODEV: unmounted or aborted. Anything else: nothing more to serve either.
-                Err(_) => return,
+                Err(_) => return ring,
             };
             let Ok((header, body)) = abi::InHeader::read_from_prefix(&buf[..n]) else {
                 continue;
             };
-            if let Some(c) = self.counts.get(header.opcode as usize) {
-                c.fetch_add(1, Ordering::SeqCst);
+            if let Some((error, data)) = self.handle(&header, body, false) {
+                self.send(header.unique, error, &data);
             }
-            if self.stalled.load(Ordering::SeqCst) {
-                continue;
-            }
-            let reply = self.dispatch(&header, body);
-            match reply {
-                Reply::None => {}
-                Reply::Error(e) => self.send(header.unique, -e.raw_os_error(), &[]),
-                Reply::Data(data) => self.send(header.unique, 0, &data),
+            if header.opcode == op::INIT && ring.is_none() && self.over_ring() {
+                // The INIT answer is applied: the kernel holds every other request until
+                // the ring has registered an entry in each of its queues.
+                let state = Arc::clone(self);
+                ring = std::thread::Builder::new()
+                    .name("fuse-ring".into())
+                    .spawn(move || {
+                        let end = super::ring::serve(Arc::clone(&state), MAX_WRITE as usize);
+                        *state.transport.ring_end.lock().unwrap() = Some(end);
+                    })
+                    .ok();
             }
             if header.opcode == op::DESTROY {
-                return;
+                return ring;
             }
+        }
+    }
+
+    fn over_ring(&self) -> bool {
+        self.init.lock().unwrap().is_some_and(|i| i.over_ring())
+    }
+
+    /// Count a request (by opcode and by where it came from) and serve it: the answer's
+    /// error and data, or None when it takes none (or the server is stalled).
+    pub(crate) fn handle(
+        &self,
+        header: &abi::InHeader,
+        body: &[u8],
+        from_ring: bool,
+    ) -> Option<(i32, Vec<u8>)> {
+        if let Some(c) = self.counts.get(header.opcode as usize) {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+        let counter = if from_ring {
+            Some(&self.transport.ring_requests)
+        } else if !matches!(
+            header.opcode,
+            op::INIT | op::FORGET | op::BATCH_FORGET | op::INTERRUPT
+        ) {
+            Some(&self.transport.dev_requests)
+        } else {
+            None
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::SeqCst);
+            let total = if from_ring {
+                &PROCESS.ring_requests
+            } else {
+                &PROCESS.dev_requests
+            };
+            total.fetch_add(1, Ordering::SeqCst);
+        }
+        if self.stalled.load(Ordering::SeqCst) {
+            return None;
+        }
+        match self.dispatch(header, body) {
+            Reply::None => None,
+            Reply::Error(e) => Some((-e.raw_os_error(), Vec::new())),
+            Reply::Data(data) => Some((0, data)),
         }
     }
 
@@ -308,10 +415,17 @@ impl ServerState {
             kernel_flags |= u64::from(init_in.flags2) << 32;
         }
         let want = self.init_reply;
+        let mut asked = want.flags;
+        if want.io_uring {
+            asked |= abi::init_flags::OVER_IO_URING;
+        }
+        if want.request_timeout != 0 {
+            asked |= abi::init_flags::REQUEST_TIMEOUT;
+        }
         let flags = if want.raw_flags {
-            want.flags
+            asked
         } else {
-            want.flags & kernel_flags
+            asked & kernel_flags
         };
         let out = abi::InitOut {
             major: abi::KERNEL_VERSION,
@@ -326,16 +440,22 @@ impl ServerState {
             map_alignment: 0,
             flags2: (flags >> 32) as u32,
             max_stack_depth: want.max_stack_depth,
-            unused: [0; 6],
+            request_timeout: want.request_timeout,
+            unused: [0; 11],
         };
         let exchange = InitExchange {
             major: init_in.major,
             minor: init_in.minor,
             kernel_flags,
+            answered_flags: flags,
         };
         // Kernels before 7.23 take a shorter reply; all the kernels we test are newer.
         // The kernel applies the reply inside our write(2): only after it may a case go on.
         self.send(unique, 0, out.as_bytes());
+        PROCESS.connections.fetch_add(1, Ordering::SeqCst);
+        if exchange.over_ring() {
+            PROCESS.ring_connections.fetch_add(1, Ordering::SeqCst);
+        }
         *self.init.lock().unwrap() = Some(exchange);
         self.init_done.notify_all();
         Reply::None

@@ -1,0 +1,227 @@
+//! FUSE over io_uring (protocol 7.42, Linux 6.14): the agent's server fetching requests and
+//! committing answers through a ring, and the passthrough rules of the other groups again
+//! with every OPEN and CREATE answer (backing id included) committed through it.
+//!
+//! The kernel offers FUSE_OVER_IO_URING in INIT only while the `fuse.enable_uring`
+//! parameter is on; a case of this group turns it on for its own run and puts it back.
+
+use super::{Case, Ctx, Stop};
+use crate::fuse::abi::init_flags::OVER_IO_URING;
+use crate::fuse::{InitReply, OpenReply, TRANSPORT_TOTALS};
+
+const PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// The kernel series that brought FUSE over io_uring.
+pub const SINCE: (u32, u32) = (6, 14);
+
+/// Cases of other groups run again with the server on a ring, as `uring.<name>`.
+const OVER_RING: &[&str] = &[
+    "io.passthrough_round_trip",
+    "io.cached_round_trip",
+    "io.mmap_shared",
+    "io.splice_in",
+    "io.concurrent",
+    "ids.open_reply_unknown_id",
+    "ids.open_reply_closed_id",
+    "ids.open_reply_zero",
+    "ids.open_reply_other_connection",
+    "ids.reply_then_close",
+    "open_reply.create_passthrough",
+    "open_reply.cached_on_passthrough_inode",
+    "open_reply.passthrough_on_cached_inode",
+    "open_reply.second_backing_id",
+    "open_reply.passthrough_flag_mask",
+    "lifetime.outlives_server_fd",
+    "lifetime.io_after_backing_close",
+    "lifetime.released_after_close_and_release",
+    "lifetime.released_at_connection_end",
+    "lifetime.abort_with_open_files",
+];
+
+pub fn cases(base: &[Case]) -> Vec<Case> {
+    let mut all = vec![
+        Case {
+            name: "uring.offer",
+            rule: "the kernel offers FUSE_OVER_IO_URING in INIT while fuse.enable_uring is on, \
+                   and only then (6.14)",
+            verdict_rule: "pass when INIT lacks the flag with the parameter off and has it \
+                           with the parameter on",
+            run: offer,
+            ..Case::DEFAULT
+        },
+        Case {
+            name: "uring.requests_through_ring",
+            rule: "once INIT is answered with FUSE_OVER_IO_URING and every queue (one per \
+                   possible CPU) has an entry registered, every request but FORGET and \
+                   INTERRUPT comes through the ring, and its answer is committed there",
+            verdict_rule: "pass when lookups, reads, writes and a directory listing are right, \
+                           /dev/fuse read(2) brought no request after INIT, and the ring's \
+                           commands end when the connection does",
+            run: requests_through_ring,
+            ..Case::DEFAULT
+        },
+    ];
+    for name in OVER_RING {
+        let of = base
+            .iter()
+            .find(|c| c.name == *name)
+            .unwrap_or_else(|| panic!("uring: no case {name} to run over the ring"));
+        all.push(Case {
+            name: leak(format!("uring.{name}")),
+            rule: leak(format!("over FUSE io_uring: {}", of.rule)),
+            verdict_rule: leak(format!(
+                "{}; and every connection of the case served through a ring, /dev/fuse \
+                 read(2) bringing no request after INIT",
+                of.verdict_rule
+            )),
+            over_ring: true,
+            ..*of
+        });
+    }
+    all
+}
+
+/// The catalog is built once per process: these few strings live as long as it does.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// `fuse.enable_uring` switched on, and back to what it was when dropped.
+pub struct Enabled {
+    before: String,
+}
+
+impl Drop for Enabled {
+    fn drop(&mut self) {
+        let _ = std::fs::write(PARAM, &self.before);
+    }
+}
+
+/// Set `fuse.enable_uring` to `on`; skip where the kernel has no FUSE over io_uring.
+pub fn enable(ctx: &Ctx, on: bool) -> Result<Enabled, Stop> {
+    if !ctx.kernel.at_least(SINCE.0, SINCE.1) {
+        return Err(Stop::Skip(
+            "FUSE over io_uring came in 6.14 (protocol 7.42)".into(),
+        ));
+    }
+    let before = std::fs::read_to_string(PARAM).map_err(|_| {
+        Stop::Skip(format!(
+            "this kernel has no FUSE over io_uring (CONFIG_FUSE_IO_URING off: no {PARAM})"
+        ))
+    })?;
+    std::fs::write(PARAM, if on { "Y" } else { "N" })
+        .map_err(|e| Stop::Broken(format!("cannot set {PARAM}: {e}")))?;
+    Ok(Enabled {
+        before: before.trim().to_string(),
+    })
+}
+
+/// After a case run over the ring: every connection it made agreed on the ring and was
+/// served through it.
+pub fn check_served_through_ring(ctx: &mut Ctx) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let t = &TRANSPORT_TOTALS;
+    let (conns, ring_conns) = (t.connections.load(SeqCst), t.ring_connections.load(SeqCst));
+    let (dev, ring) = (t.dev_requests.load(SeqCst), t.ring_requests.load(SeqCst));
+    ctx.observe("ring_connections", ring_conns);
+    ctx.check(
+        conns == ring_conns,
+        format!("{} of the case's {conns} connections did not agree on io_uring", conns - ring_conns),
+    );
+    // A case may make no request at all after INIT (a BACKING_OPEN and an unmount).
+    ctx.observe("requests_through_ring", ring > 0);
+    ctx.expect_count("requests_read_from_dev_after_init", dev, 0);
+}
+
+fn offer(ctx: &mut Ctx) -> Result<(), Stop> {
+    let mut init = InitReply::plain();
+    init.io_uring = true;
+    let guard = enable(ctx, false)?;
+    let (fs, off) = ctx.mount(init)?;
+    drop(fs);
+    drop(guard);
+    let guard = enable(ctx, true)?;
+    let (fs, on) = ctx.mount(init)?;
+    let offered_off = off.kernel_offers(OVER_IO_URING);
+    let offered_on = on.kernel_offers(OVER_IO_URING);
+    ctx.observe("offered_with_parameter_off", offered_off);
+    ctx.observe("offered_with_parameter_on", offered_on);
+    ctx.check(
+        !offered_off,
+        "FUSE_OVER_IO_URING offered with fuse.enable_uring off",
+    );
+    ctx.check(
+        offered_on,
+        "FUSE_OVER_IO_URING not offered with fuse.enable_uring on",
+    );
+    // Served through the ring, the connection still works.
+    std::fs::write(fs.backing_dir.join("f"), b"ring")?;
+    fs.add_file_at("f", &fs.backing_dir.join("f"), OpenReply::CACHED)?;
+    let read = std::fs::read(fs.path("f"));
+    ctx.expect(
+        "read_over_ring",
+        match &read {
+            Ok(d) if d == b"ring" => "ok".to_string(),
+            Ok(d) => format!("wrong bytes ({} bytes)", d.len()),
+            Err(e) => crate::sys::errno_name(crate::fuse::errno(e)),
+        },
+        "ok",
+    );
+    drop(fs);
+    drop(guard);
+    Ok(())
+}
+
+fn requests_through_ring(ctx: &mut Ctx) -> Result<(), Stop> {
+    let _guard = enable(ctx, true)?;
+    let mut init = InitReply::plain();
+    init.io_uring = true;
+    let (fs, exchange) = ctx.mount(init)?;
+    if !exchange.over_ring() {
+        return Err(Stop::Broken(
+            "the kernel did not offer FUSE_OVER_IO_URING with fuse.enable_uring on".into(),
+        ));
+    }
+    eprintln!(
+        "fpt-agent: uring.requests_through_ring: {} queues",
+        crate::fuse::ring_queues()
+    );
+    // A payload larger than a page and an odd size, both ways, and a listing.
+    let data = super::pattern(11, 3 * 4096 + 123);
+    let backing = fs.add_file("f", &data, OpenReply::CACHED)?;
+    let read = std::fs::read(fs.path("f"))?;
+    ctx.check(read == data, "the bytes read through the ring differ from the file");
+    let written = super::pattern(12, 70_000);
+    std::fs::write(fs.path("f"), &written)?;
+    ctx.check(
+        std::fs::read(&backing)? == written,
+        "the bytes written through the ring did not reach the backing file",
+    );
+    let names: Vec<String> = std::fs::read_dir(fs.path(""))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    ctx.check(names == ["f"], format!("listing through the ring: {names:?}"));
+    let (dev, ring) = fs.requests_by_transport();
+    ctx.expect_count("requests_read_from_dev_after_init", dev, 0);
+    ctx.check(ring > 0, "no request came through the ring");
+    // Which others come (GETXATTR, STATX, FLUSH...) depends on the series and its
+    // security modules: only these are required.
+    // RELEASE is sent in the background after the last close: wait for both files'.
+    fs.wait_count(crate::fuse::abi::op::RELEASE, 2, std::time::Duration::from_secs(2));
+    let seen = fs.counts();
+    for op in ["LOOKUP", "OPEN", "READ", "WRITE", "READDIR", "RELEASE"] {
+        ctx.check(seen.contains_key(op), format!("no {op} came through the ring"));
+    }
+    // The connection ends: the ring's commands complete with an error and its thread ends
+    // (the unmount waits for the server thread, which waits for the ring's).
+    let end = fs
+        .shutdown()
+        .map_err(|e| Stop::Broken(format!("umount: {}", crate::sys::errno_name(e))))?;
+    ctx.observe(
+        "ring_ended_with",
+        end.map(|e| e.first_error.unwrap_or_else(|| "nothing".into()))
+            .unwrap_or_else(|| "no ring".into()),
+    );
+    Ok(())
+}
