@@ -107,8 +107,7 @@ fn glob(pattern: &str, name: &str) -> bool {
         None => pattern == name,
         Some((head, tail)) => {
             name.starts_with(head)
-                && (0..=name.len() - head.len())
-                    .any(|i| glob(tail, &name[head.len() + i..]))
+                && (0..=name.len() - head.len()).any(|i| glob(tail, &name[head.len() + i..]))
         }
     }
 }

@@ -9,9 +9,11 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "init.offer",
             rule: "the kernel offers FUSE_PASSTHROUGH (flags2 bit 5) in INIT; an answer with \
-                   INIT_EXT, PASSTHROUGH and max_stack_depth 1 switches it on",
-            verdict_rule: "pass when BACKING_OPEN succeeds after that answer; skip when the \
-                           kernel does not offer the flag",
+                   INIT_EXT, PASSTHROUGH and max_stack_depth 1 switches it on; from 6.15 \
+                   (7.43) it offers FUSE_REQUEST_TIMEOUT too",
+            verdict_rule: "pass when BACKING_OPEN succeeds after that answer and \
+                           FUSE_REQUEST_TIMEOUT is offered from 6.15 and not before; skip when \
+                           the kernel does not offer passthrough",
             run: offer,
             ..Case::DEFAULT
         },
@@ -79,6 +81,17 @@ fn offer(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.observe(
         "kernel_offers_init_ext",
         init.kernel_flags & abi::init_flags::INIT_EXT != 0,
+    );
+    // 7.43 (6.15): the kernel can time out requests; it offers the flag always from then.
+    let timeout = init.kernel_offers(abi::init_flags::REQUEST_TIMEOUT);
+    ctx.observe("kernel_offers_request_timeout", timeout);
+    ctx.check(
+        timeout == ctx.kernel.at_least(6, 15),
+        format!(
+            "FUSE_REQUEST_TIMEOUT {} on {:?}: it came in 6.15",
+            if timeout { "offered" } else { "not offered" },
+            ctx.kernel
+        ),
     );
     if !init.kernel_offers_passthrough() {
         return Err(Stop::Skip(NO_PASSTHROUGH.into()));

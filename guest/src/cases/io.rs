@@ -173,9 +173,12 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "io.copy_file_range_goes_to_server",
             rule: "copy_file_range between two passthrough \
-                   files is not passed through: the server gets COPY_FILE_RANGE",
-            verdict_rule: "pass when COPY_FILE_RANGE reaches the server, the copy still completes \
-                           (the splice fallback, itself passed through) and READ/WRITE stay 0",
+                   files is not passed through: the server gets COPY_FILE_RANGE (from 6.18, \
+                   protocol 7.45, COPY_FILE_RANGE_64 first, then COPY_FILE_RANGE once the \
+                   server answered ENOSYS)",
+            verdict_rule: "pass when COPY_FILE_RANGE reaches the server (one COPY_FILE_RANGE_64 \
+                           before it from 6.18), the copy still completes (the splice \
+                           fallback, itself passed through) and READ/WRITE stay 0",
             run: copy_file_range_goes_to_server,
             ..DEFAULTS
         },
@@ -866,6 +869,13 @@ pub(super) fn copy_file_range_goes_to_server(ctx: &mut Ctx) -> Result<(), Stop> 
     ctx.observe(
         "copy_file_range_requests",
         fs.requests(op::COPY_FILE_RANGE).unwrap_or(0),
+    );
+    // 7.45 (6.18) asks COPY_FILE_RANGE_64 first and falls back once for the connection on
+    // our ENOSYS; earlier series know only COPY_FILE_RANGE.
+    ctx.expect_count(
+        "copy_file_range_64_requests",
+        fs.requests(op::COPY_FILE_RANGE_64).unwrap_or(0),
+        u64::from(ctx.kernel.at_least(6, 18)),
     );
     ctx.expect_bypassed(&fs);
     Ok(())

@@ -60,6 +60,18 @@ pub fn cases(base: &[Case]) -> Vec<Case> {
             run: requests_through_ring,
             ..Case::DEFAULT
         },
+        Case {
+            name: "uring.register_without_agreement",
+            rule: "FUSE_IO_URING_CMD_REGISTER on a connection whose INIT answer did not ask \
+                   for FUSE_OVER_IO_URING: from 7.2 refused (EOPNOTSUPP, \"not enabled on \
+                   this connection\") and the connection stays on /dev/fuse; before 7.2 the \
+                   kernel took the ring and sent the connection's requests through it",
+            verdict_rule: "from 7.2: pass when the commands end with EOPNOTSUPP and the \
+                           read comes through /dev/fuse; before: pass when the read comes \
+                           through the ring and the commands end with ENOTCONN at the unmount",
+            run: register_without_agreement,
+            ..Case::DEFAULT
+        },
     ];
     for name in OVER_RING {
         let of = base
@@ -126,7 +138,10 @@ pub fn check_served_through_ring(ctx: &mut Ctx) {
     ctx.observe("ring_connections", ring_conns);
     ctx.check(
         conns == ring_conns,
-        format!("{} of the case's {conns} connections did not agree on io_uring", conns - ring_conns),
+        format!(
+            "{} of the case's {conns} connections did not agree on io_uring",
+            conns - ring_conns
+        ),
     );
     // A case may make no request at all after INIT (a BACKING_OPEN and an unmount).
     ctx.observe("requests_through_ring", ring > 0);
@@ -190,7 +205,10 @@ fn requests_through_ring(ctx: &mut Ctx) -> Result<(), Stop> {
     let data = super::pattern(11, 3 * 4096 + 123);
     let backing = fs.add_file("f", &data, OpenReply::CACHED)?;
     let read = std::fs::read(fs.path("f"))?;
-    ctx.check(read == data, "the bytes read through the ring differ from the file");
+    ctx.check(
+        read == data,
+        "the bytes read through the ring differ from the file",
+    );
     let written = super::pattern(12, 70_000);
     std::fs::write(fs.path("f"), &written)?;
     ctx.check(
@@ -201,17 +219,27 @@ fn requests_through_ring(ctx: &mut Ctx) -> Result<(), Stop> {
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    ctx.check(names == ["f"], format!("listing through the ring: {names:?}"));
+    ctx.check(
+        names == ["f"],
+        format!("listing through the ring: {names:?}"),
+    );
     let (dev, ring) = fs.requests_by_transport();
     ctx.expect_count("requests_read_from_dev_after_init", dev, 0);
     ctx.check(ring > 0, "no request came through the ring");
     // Which others come (GETXATTR, STATX, FLUSH...) depends on the series and its
     // security modules: only these are required.
     // RELEASE is sent in the background after the last close: wait for both files'.
-    fs.wait_count(crate::fuse::abi::op::RELEASE, 2, std::time::Duration::from_secs(2));
+    fs.wait_count(
+        crate::fuse::abi::op::RELEASE,
+        2,
+        std::time::Duration::from_secs(2),
+    );
     let seen = fs.counts();
     for op in ["LOOKUP", "OPEN", "READ", "WRITE", "READDIR", "RELEASE"] {
-        ctx.check(seen.contains_key(op), format!("no {op} came through the ring"));
+        ctx.check(
+            seen.contains_key(op),
+            format!("no {op} came through the ring"),
+        );
     }
     // The connection ends: the ring's commands complete with an error and its thread ends
     // (the unmount waits for the server thread, which waits for the ring's).
@@ -222,6 +250,57 @@ fn requests_through_ring(ctx: &mut Ctx) -> Result<(), Stop> {
         "ring_ended_with",
         end.map(|e| e.first_error.unwrap_or_else(|| "nothing".into()))
             .unwrap_or_else(|| "no ring".into()),
+    );
+    Ok(())
+}
+
+/// The kernel series that refuses a ring on a connection that did not agree on it.
+const REFUSES_UNASKED: (u32, u32) = (7, 2);
+
+fn register_without_agreement(ctx: &mut Ctx) -> Result<(), Stop> {
+    let _guard = enable(ctx, true)?;
+    let (fs, exchange) = ctx.mount(InitReply::plain())?;
+    ctx.check(!exchange.over_ring(), "INIT agreed on io_uring unasked");
+    fs.add_file("f", b"unasked", OpenReply::CACHED)?;
+    let ring = fs.start_ring_unasked()?;
+    // Let every queue's entries reach the kernel before the read.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let read = std::fs::read(fs.path("f"));
+    ctx.expect(
+        "read",
+        match &read {
+            Ok(d) if d == b"unasked" => "ok".to_string(),
+            Ok(_) => "wrong bytes".to_string(),
+            Err(e) => crate::sys::errno_name(crate::fuse::errno(e)),
+        },
+        "ok",
+    );
+    let (dev, through_ring) = fs.requests_by_transport();
+    fs.shutdown()
+        .map_err(|e| Stop::Broken(format!("umount: {}", crate::sys::errno_name(e))))?;
+    let end = ring
+        .join()
+        .map_err(|_| Stop::Broken("the ring thread panicked".into()))?;
+    let ended = end.first_error.unwrap_or_else(|| "nothing".into());
+    let refuses = ctx.kernel.at_least(REFUSES_UNASKED.0, REFUSES_UNASKED.1);
+    ctx.expect(
+        "ring_ended_with",
+        ended,
+        if refuses { "EOPNOTSUPP" } else { "ENOTCONN" },
+    );
+    ctx.observe("requests_through_ring", through_ring > 0);
+    ctx.observe("requests_through_dev", dev > 0);
+    ctx.check(
+        (through_ring > 0) != refuses && (dev > 0) == refuses,
+        format!(
+            "{through_ring} requests came through the ring and {dev} through /dev/fuse: \
+             expected {} (refused from 7.2)",
+            if refuses {
+                "/dev/fuse only"
+            } else {
+                "the ring only"
+            }
+        ),
     );
     Ok(())
 }

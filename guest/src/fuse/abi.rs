@@ -39,6 +39,8 @@ pub mod op {
     pub const LSEEK: u32 = 46;
     pub const COPY_FILE_RANGE: u32 = 47;
     pub const STATX: u32 = 52;
+    /// 7.45 (6.18): COPY_FILE_RANGE with a 64-bit length.
+    pub const COPY_FILE_RANGE_64: u32 = 53;
 }
 
 /// Name of an opcode as it appears in observations ("READ", "WRITE", ...).
@@ -91,6 +93,7 @@ pub fn opcode_name(opcode: u32) -> String {
         50 => "SYNCFS",
         51 => "TMPFILE",
         52 => "STATX",
+        53 => "COPY_FILE_RANGE_64",
         other => return format!("OP_{other}"),
     };
     name.to_string()

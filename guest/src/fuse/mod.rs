@@ -19,8 +19,8 @@ use rustix::io::Errno;
 use rustix::mount::{MountFlags, UnmountFlags};
 
 pub use child::ServerProcess;
-use server::ServerState;
 pub use ring::{queues as ring_queues, RingEnd};
+use server::ServerState;
 pub use server::{
     backing_open as backing_open_raw, CreateReply, InitExchange, InitReply, OpenReply,
     PROCESS as TRANSPORT_TOTALS,
@@ -262,6 +262,15 @@ impl FuseFs {
             t.dev_requests.load(std::sync::atomic::Ordering::SeqCst),
             t.ring_requests.load(std::sync::atomic::Ordering::SeqCst),
         )
+    }
+
+    /// Register a ring on this connection though INIT did not agree on FUSE over io_uring,
+    /// as a confused server would; the thread's result is how the ring ended.
+    pub fn start_ring_unasked(&self) -> io::Result<std::thread::JoinHandle<RingEnd>> {
+        let state = Arc::clone(&self.shared);
+        std::thread::Builder::new()
+            .name("fuse-ring-unasked".into())
+            .spawn(move || ring::serve(state, server::MAX_WRITE as usize))
     }
 
     /// How the ring ended, once it has (after the unmount).

@@ -100,7 +100,13 @@ pub(crate) fn serve(state: Arc<ServerState>, payload: usize) -> RingEnd {
             qid: e.qid,
             ..Default::default()
         };
-        let sqe = command(fd, uring::CMD_REGISTER, &req, Some(e.iov.as_ptr() as u64), i);
+        let sqe = command(
+            fd,
+            uring::CMD_REGISTER,
+            &req,
+            Some(e.iov.as_ptr() as u64),
+            i,
+        );
         // SAFETY: the iovecs and the buffers they name live in `entries` until the ring is
         // dropped at the end of this function.
         unsafe { ring.submission().push(&sqe) }.expect("the ring has room for every entry");
@@ -115,7 +121,8 @@ pub(crate) fn serve(state: Arc<ServerState>, payload: usize) -> RingEnd {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(e) => {
-                end.first_error.get_or_insert(format!("io_uring_enter: {e}"));
+                end.first_error
+                    .get_or_insert(format!("io_uring_enter: {e}"));
                 break;
             }
         }
@@ -201,6 +208,7 @@ fn command(
     // bit pattern of it is valid.
     let mut raw: [u8; 128] = unsafe { std::mem::transmute(sqe) };
     raw[24..28].copy_from_slice(&uring::IOV_SEGS.to_ne_bytes());
+    // SAFETY: the same 128 bytes back, with a plain integer field changed.
     unsafe { std::mem::transmute::<[u8; 128], squeue::Entry128>(raw) }
 }
 
@@ -224,6 +232,7 @@ mod tests {
             ..Default::default()
         };
         let sqe = command(7, uring::CMD_REGISTER, &req, Some(0xabc0), 5);
+        // SAFETY: an SQE128 is 128 plain bytes.
         let raw: [u8; 128] = unsafe { std::mem::transmute(sqe) };
         assert_eq!(raw[0], io_uring::opcode::UringCmd80::CODE);
         assert_eq!(i32::from_ne_bytes(raw[4..8].try_into().unwrap()), 7);

@@ -193,7 +193,7 @@ pub(crate) struct ServerState {
 }
 
 const ROOT: u64 = 1;
-const MAX_WRITE: u32 = 1 << 20;
+pub(crate) const MAX_WRITE: u32 = 1 << 20;
 const MAX_PAGES: u16 = 256;
 /// The kernel refuses reads of /dev/fuse with a smaller buffer than max_write + headers.
 const BUF_SIZE: usize = MAX_WRITE as usize + 4096;
