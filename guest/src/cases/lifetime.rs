@@ -57,20 +57,22 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "lifetime.abort_with_open_files",
             rule: "aborting the connection (fusectl abort) while \
-              passthrough files are open and mapped: what I/O returns afterwards, and that \
-              everything is released",
-            verdict_rule: "pass when nothing hangs and the backing tmpfs is unmountable \
-              once the files are closed",
+              passthrough files are open and mapped: read, write and the mapping go on \
+              (they need no server), open and stat give ENOTCONN, and everything is released",
+            verdict_rule: "pass when read and write succeed, the mapping still shows the \
+              data, open and stat give ENOTCONN, nothing hangs and the backing tmpfs is \
+              unmountable once the files are closed",
             run: abort_with_open_files,
             ..DEFAULTS
         },
         Case {
             name: "lifetime.server_exit_with_open_files",
             rule: "the server process exiting (SIGKILL) while \
-              passthrough files are open and mapped: what I/O returns afterwards, and that \
-              everything is released",
-            verdict_rule: "pass when nothing hangs and the backing tmpfs is unmountable \
-              once the files are closed",
+              passthrough files are open and mapped: read, write and the mapping go on \
+              (they need no server), open and stat give ENOTCONN, and everything is released",
+            verdict_rule: "pass when read and write succeed, the mapping still shows the \
+              data, open and stat give ENOTCONN, nothing hangs and the backing tmpfs is \
+              unmountable once the files are closed",
             run: server_exit_with_open_files,
             ..DEFAULTS
         },
@@ -224,23 +226,32 @@ fn open_and_mapped_through(
     ctx.observe(fault_key, &fault_outcome);
     // SAFETY: the mapping is `len` readable bytes.
     let mapped_ok = unsafe { std::slice::from_raw_parts(map as *const u8, len) } == data;
+    // The rule: I/O on what is open goes on without the server; what needs it does not.
     ctx.observe("mapping_still_shows_data", mapped_ok);
+    ctx.check(
+        mapped_ok,
+        format!("the mapping lost its data after {fault_key}"),
+    );
     let mut buf = vec![0u8; 4096];
-    ctx.observe(
+    ctx.expect(
         &format!("read_after_{fault_key}"),
         outcome(&file.read_at(&mut buf, 0).map_err(errno)),
+        "ok",
     );
-    ctx.observe(
+    ctx.expect(
         &format!("write_after_{fault_key}"),
         outcome(&file.write_at(b"x", 0).map_err(errno)),
+        "ok",
     );
-    ctx.observe(
+    ctx.expect(
         &format!("open_after_{fault_key}"),
         outcome(&File::open(path).map(drop).map_err(errno)),
+        "ENOTCONN",
     );
-    ctx.observe(
+    ctx.expect(
         &format!("stat_after_{fault_key}"),
         outcome(&std::fs::metadata(path).map(drop).map_err(errno)),
+        "ENOTCONN",
     );
     // SAFETY: unmapping what was mapped above.
     unsafe { rustix::mm::munmap(map, len)? };

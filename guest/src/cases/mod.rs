@@ -231,6 +231,16 @@ impl Ctx {
         self.observe(key, actual);
     }
 
+    /// [`Ctx::expect`] where the agent's own server answers (its answers are known), a mere
+    /// observation where a server under test does (the library decides).
+    pub fn expect_own(&mut self, key: &str, actual: impl Into<String>, expected: &str) {
+        if self.server.is_none() {
+            self.expect(key, actual, expected);
+        } else {
+            self.observe(key, actual.into());
+        }
+    }
+
     /// Observe a count under `key` and check it equals `expected`.
     pub fn expect_count(&mut self, key: &str, actual: u64, expected: u64) {
         self.check(
