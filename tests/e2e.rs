@@ -86,6 +86,28 @@ fn host_kernel() {
     assert_nothing_skipped_for_want_of_passthrough(&run);
 }
 
+/// A slow case (one that waits on a kernel timer) stays out of a run that names no case and
+/// runs when a pattern takes it.
+#[test]
+fn a_slow_case_runs_when_a_pattern_names_it() {
+    let host = harness::run::run(
+        &Request {
+            kernel: KernelChoice::parse("host"),
+            cases: vec!["faults.request_*".into()],
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
+    .expect("the host runs cases");
+    let names: Vec<&str> = host.results.iter().map(|r| r.case.as_str()).collect();
+    assert_eq!(names, ["faults.request_timeout"]);
+    let r = &host.results[0];
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
+    let (_, catalog) = harness::agent::build_with_catalog().expect("the agent builds");
+    let default = harness::agent::select(&catalog, &[], false).unwrap();
+    assert!(default.iter().all(|c| c.name != "faults.request_timeout"));
+}
+
 /// `cargo xtask run ARGS`: (exit code, stderr).
 fn xtask(args: &[&str]) -> (i32, String) {
     xtask_with_env(args, &[])

@@ -62,13 +62,13 @@ pub fn select<'a>(
     names: &[String],
     validating: bool,
 ) -> Result<Vec<&'a CaseInfo>> {
-    use proto::catalog::{in_default_run, in_validate_run};
+    use proto::catalog::{glob, in_default_run, in_validate_run, pattern_takes};
     if names.is_empty() {
         return Ok(catalog
             .iter()
             .filter(|c| match validating {
                 true => in_validate_run(c.external_server),
-                false => in_default_run(c.kills_kernel, c.external_server),
+                false => in_default_run(c.kills_kernel, c.external_server, c.slow),
             })
             .collect());
     }
@@ -79,7 +79,7 @@ pub fn select<'a>(
             // take the kernel down, which must be named.
             let matching: Vec<&CaseInfo> = catalog
                 .iter()
-                .filter(|c| glob(n, &c.name) && !c.kills_kernel)
+                .filter(|c| glob(n, &c.name) && pattern_takes(c.kills_kernel))
                 .filter(|c| c.external_server == validating || !c.external_server)
                 .collect();
             if matching.is_empty() {
@@ -99,17 +99,6 @@ pub fn select<'a>(
         picked.push(case);
     }
     Ok(picked)
-}
-
-/// `*` matches any run of characters (dots included): `uring.*`, `*.mmap_*`.
-fn glob(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == name,
-        Some((head, tail)) => {
-            name.starts_with(head)
-                && (0..=name.len() - head.len()).any(|i| glob(tail, &name[head.len() + i..]))
-        }
-    }
 }
 
 /// Which part of a catalog one runner takes: shard `index` of `count` (1-based), so that one
@@ -179,11 +168,6 @@ mod shard_tests {
 
     #[test]
     fn patterns_pick_cases() {
-        assert!(glob("uring.*", "uring.io.mmap_shared"));
-        assert!(glob("*.mmap_*", "uring.io.mmap_shared"));
-        assert!(glob("io.*_round_trip", "io.passthrough_round_trip"));
-        assert!(!glob("io.*", "uring.io.x"));
-        assert!(glob("*", "a"));
         let catalog: Vec<CaseInfo> = ["a.x", "a.y", "b.x"]
             .iter()
             .map(|n| CaseInfo {

@@ -25,6 +25,10 @@ pub struct CaseInfo {
     /// starts virtiofsd.
     #[serde(default)]
     pub uses_host_share: bool,
+    /// Waits on a kernel timer of its own (tens of seconds): left out of a run that names
+    /// no case; a name or a pattern takes it.
+    #[serde(default)]
+    pub slow: bool,
 }
 
 impl CaseInfo {
@@ -44,9 +48,9 @@ pub fn group_of(name: &str) -> &str {
 }
 
 /// Whether a run that names no case takes this one: every case that cannot take the kernel
-/// down and needs no server from outside. The one place this rule is written.
-pub fn in_default_run(kills_kernel: bool, external_server: bool) -> bool {
-    !kills_kernel && !external_server
+/// down, needs no server from outside and is not slow. The one place this rule is written.
+pub fn in_default_run(kills_kernel: bool, external_server: bool, slow: bool) -> bool {
+    !kills_kernel && !external_server && !slow
 }
 
 /// The cases `cargo xtask validate` runs: every one that tests the server under test.
@@ -54,19 +58,54 @@ pub fn in_validate_run(external_server: bool) -> bool {
     external_server
 }
 
-/// The value of the `fpt.cases=` parameter for `names`: `all` when they are exactly the
-/// default selection of `catalog` (the command line holds 2048 bytes; the names do not fit).
+/// Whether a `--case` pattern (`uring.*`) takes a case it matches: any but one that may take
+/// the kernel down, which must be named. Host and agent expand patterns with this rule.
+pub fn pattern_takes(kills_kernel: bool) -> bool {
+    !kills_kernel
+}
+
+/// `*` matches any run of characters (dots included): `uring.*`, `*.mmap_*`.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, tail)) => {
+            name.starts_with(head)
+                && (head.len()..=name.len())
+                    .any(|i| name.is_char_boundary(i) && glob(tail, &name[i..]))
+        }
+    }
+}
+
+/// The value of the `fpt.cases=` parameter for `names` (in catalog order or not): `all` when
+/// they are exactly the default selection of `catalog`, else the names, with every group
+/// taken whole written `group.*` (the command line holds 2048 bytes; 117 names do not fit).
 pub fn cases_param(names: &[&str], catalog: &[CaseInfo]) -> String {
     let default: Vec<&str> = catalog
         .iter()
-        .filter(|c| in_default_run(c.kills_kernel, c.external_server))
+        .filter(|c| in_default_run(c.kills_kernel, c.external_server, c.slow))
         .map(|c| c.name.as_str())
         .collect();
     if names == default.as_slice() {
-        "all".into()
-    } else {
-        names.join(",")
+        return "all".into();
     }
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < names.len() {
+        let group = group_of(names[i]);
+        let whole: Vec<&str> = catalog
+            .iter()
+            .filter(|c| c.group() == group && pattern_takes(c.kills_kernel))
+            .map(|c| c.name.as_str())
+            .collect();
+        if !whole.is_empty() && names[i..].starts_with(&whole) {
+            out.push(format!("{group}.*"));
+            i += whole.len();
+        } else {
+            out.push(names[i].to_string());
+            i += 1;
+        }
+    }
+    out.join(",")
 }
 
 /// The Markdown table of docs/cases.md.
@@ -189,18 +228,6 @@ fn cases_named(catalog: &[CaseInfo], cell: &str) -> Vec<String> {
     found
 }
 
-/// `*` matches any run of characters; everything else itself.
-fn glob(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == name,
-        Some((head, tail)) => {
-            name.starts_with(head)
-                && (0..=name.len() - head.len().min(name.len()))
-                    .any(|i| glob(tail, &name[head.len() + i..]))
-        }
-    }
-}
-
 /// Words of `s` on one line (rules are written across lines in the source).
 pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -255,6 +282,7 @@ mod tests {
             kills_kernel,
             external_server: false,
             uses_host_share: false,
+            slow: false,
         }
     }
 
@@ -262,8 +290,26 @@ mod tests {
     fn the_default_selection_travels_as_all() {
         let catalog = [info("a.x", false), info("a.y", true), info("b.z", false)];
         assert_eq!(cases_param(&["a.x", "b.z"], &catalog), "all");
-        assert_eq!(cases_param(&["b.z"], &catalog), "b.z");
-        assert_eq!(cases_param(&["a.x", "a.y", "b.z"], &catalog), "a.x,a.y,b.z");
+        assert_eq!(cases_param(&["b.z"], &catalog), "b.*");
+        assert_eq!(cases_param(&["a.x", "a.y", "b.z"], &catalog), "a.*,a.y,b.*");
         assert_eq!(catalog[2].group(), "b");
+        let mut slow = info("b.s", false);
+        slow.slow = true;
+        let catalog = [info("a.x", false), info("b.z", false), slow];
+        assert_eq!(cases_param(&["a.x", "b.z"], &catalog), "all");
+        assert_eq!(cases_param(&["a.x", "b.z", "b.s"], &catalog), "a.*,b.*");
+        assert_eq!(cases_param(&["b.z", "b.s", "a.x"], &catalog), "b.*,a.*");
+        assert_eq!(cases_param(&["b.s"], &catalog), "b.s");
+    }
+
+    #[test]
+    fn patterns_match_any_run_of_characters() {
+        assert!(glob("uring.*", "uring.io.mmap_shared"));
+        assert!(glob("*.mmap_*", "uring.io.mmap_shared"));
+        assert!(glob("io.*_round_trip", "io.passthrough_round_trip"));
+        assert!(!glob("io.*", "uring.io.x"));
+        assert!(glob("*", "a"));
+        assert!(glob("a*", "a"));
+        assert!(!glob("a", "ab"));
     }
 }

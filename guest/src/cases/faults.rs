@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::mount::UnmountFlags;
 
@@ -50,6 +50,21 @@ pub fn cases() -> Vec<Case> {
             verdict_rule: "pass when the open still waits after 500 ms, fails with \
                            ECONNABORTED after the abort, and the backing tmpfs unmounts",
             run: stalled_server_open,
+            ..DEFAULTS
+        },
+        Case {
+            name: "faults.request_timeout",
+            rule: "with FUSE_REQUEST_TIMEOUT (6.15, protocol 7.43) a request the server leaves \
+                   unanswered past the timeout (15 s at least, looked at every 15 s) aborts \
+                   the connection; passthrough reads, which send no request, go on while the \
+                   server is stalled and after the abort",
+            verdict_rule: "pass when a lookup to the stalled server still waits after 2 s and \
+                           ends with ECONNABORTED within 50 s, every passthrough read during \
+                           the wait returned the file's bytes with no READ, a read after the \
+                           abort succeeds and an open gives ENOTCONN; skip before 6.15",
+            timeout: Duration::from_secs(70),
+            slow: true,
+            run: request_timeout,
             ..DEFAULTS
         },
         Case {
@@ -514,5 +529,109 @@ fn parallel_dio_cached_open_mmap(ctx: &mut Ctx) -> Result<(), Stop> {
         .join()
         .map_err(|_| Stop::Broken("the opener panicked".into()))?;
     ctx.expect("cached_open_and_mmap", opened, "ok");
+    Ok(())
+}
+
+/// The shortest request timeout the kernel takes (and how often it looks).
+const MIN_REQUEST_TIMEOUT: u16 = 15;
+
+fn request_timeout(ctx: &mut Ctx) -> Result<(), Stop> {
+    use crate::fuse::abi::{init_flags, op};
+    if !ctx.kernel.at_least(6, 15) {
+        return Err(Stop::Skip(
+            "FUSE_REQUEST_TIMEOUT came in 6.15 (protocol 7.43)".into(),
+        ));
+    }
+    let dir = backing_tmpfs(ctx)?;
+    let mut init = InitReply::passthrough(1);
+    init.request_timeout = MIN_REQUEST_TIMEOUT;
+    let (fs, exchange) = ctx.mount(init)?;
+    if !exchange.kernel_offers_passthrough() {
+        return Err(Stop::Skip(crate::cases::NO_PASSTHROUGH.into()));
+    }
+    ctx.check(
+        exchange.kernel_offers(init_flags::REQUEST_TIMEOUT),
+        "FUSE_REQUEST_TIMEOUT not offered",
+    );
+    let data = pattern(140, 256 * 1024);
+    let backing = dir.join("f");
+    std::fs::write(&backing, &data)?;
+    fs.add_passthrough_file_at("f", &backing)?;
+    fs.drop_server_fd("f");
+    let file = File::open(fs.path("f"))?;
+    fs.stall();
+    // A request the stalled server never answers: a name it does not serve (a negative
+    // lookup is not cached, so it is asked every time).
+    let absent = fs.path("absent");
+    let lookup = std::thread::spawn(move || {
+        std::fs::metadata(absent)
+            .map(drop)
+            .map_err(|e| crate::fuse::errno(&e))
+    });
+    let start = Instant::now();
+    let mut reads = 0u64;
+    let mut bad_read = None;
+    let mut waited_2s = None;
+    while !lookup.is_finished() && start.elapsed() < Duration::from_secs(50) {
+        let off = (reads * 4096) % data.len() as u64;
+        let mut buf = vec![0u8; 4096];
+        match file.read_exact_at(&mut buf, off) {
+            Ok(()) if buf[..] == data[off as usize..off as usize + 4096] => {}
+            Ok(()) => {
+                bad_read.get_or_insert(format!("other bytes at {off}"));
+            }
+            Err(e) => {
+                bad_read.get_or_insert(crate::sys::errno_name(crate::fuse::errno(&e)));
+            }
+        }
+        reads += 1;
+        if waited_2s.is_none() && start.elapsed() >= Duration::from_secs(2) {
+            waited_2s = Some(!lookup.is_finished());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let waited_2s = waited_2s.unwrap_or(false);
+    ctx.observe("lookup_still_waiting_after_2s", waited_2s);
+    ctx.check(
+        waited_2s,
+        "the lookup to the stalled server ended within 2 s",
+    );
+    if !lookup.is_finished() {
+        return Err(Stop::Broken(
+            "the lookup to the stalled server still waited 50 s on: no timeout abort".into(),
+        ));
+    }
+    let ended = lookup
+        .join()
+        .map_err(|_| Stop::Broken("the lookup thread panicked".into()))?;
+    ctx.expect("lookup_after_timeout", outcome(&ended), "ECONNABORTED");
+    ctx.expect(
+        "reads_during_stall",
+        bad_read.unwrap_or_else(|| "ok".into()),
+        "ok",
+    );
+    ctx.expect_count("read_requests", fs.count(op::READ), 0);
+    let mut buf = vec![0u8; 4096];
+    ctx.expect(
+        "read_after_abort",
+        outcome(
+            &file
+                .read_exact_at(&mut buf, 0)
+                .map_err(|e| crate::fuse::errno(&e)),
+        ),
+        "ok",
+    );
+    ctx.expect(
+        "open_after_abort",
+        outcome(
+            &File::open(fs.path("f"))
+                .map(drop)
+                .map_err(|e| crate::fuse::errno(&e)),
+        ),
+        "ENOTCONN",
+    );
+    drop(file);
+    drop(fs);
+    expect_released(ctx, &dir);
     Ok(())
 }

@@ -58,6 +58,8 @@ pub struct Case {
     /// Runs with the agent's server on FUSE over io_uring (the `uring` group's copies of
     /// other groups' cases): [`uring`].
     pub over_ring: bool,
+    /// Waits on a kernel timer (tens of seconds): not in a run that names no case.
+    pub slow: bool,
     pub run: fn(&mut Ctx) -> Result<(), Stop>,
 }
 
@@ -74,6 +76,7 @@ impl Case {
         uses_host_share: false,
         keeps_busy: None,
         over_ring: false,
+        slow: false,
         run: undeclared,
     };
 
@@ -91,6 +94,7 @@ impl Case {
             kills_kernel: self.kills_kernel,
             external_server: self.external_server,
             uses_host_share: self.uses_host_share,
+            slow: self.slow,
         }
     }
 }
@@ -133,18 +137,36 @@ pub fn infos() -> Vec<CaseInfo> {
     catalog().iter().map(Case::info).collect()
 }
 
-/// "all" (every case a default run takes) or a comma-separated list of names.
+/// "all" (every case a default run takes) or a comma-separated list of names and patterns
+/// (`uring.*`: see [`proto::catalog::pattern_takes`]).
 pub fn select(list: &str) -> Result<Vec<&'static Case>, String> {
+    use proto::catalog::{glob, in_default_run, pattern_takes};
     if list == "all" {
         return Ok(catalog()
             .iter()
-            .filter(|c| proto::catalog::in_default_run(c.kills_kernel, c.external_server))
+            .filter(|c| in_default_run(c.kills_kernel, c.external_server, c.slow))
             .collect());
     }
-    list.split(',')
-        .filter(|n| !n.is_empty())
-        .map(|n| find(n).ok_or_else(|| format!("unknown case {n}")))
-        .collect()
+    let mut picked: Vec<&'static Case> = Vec::new();
+    for n in list.split(',').filter(|n| !n.is_empty()) {
+        if n.contains('*') {
+            let matching = catalog()
+                .iter()
+                .filter(|c| glob(n, c.name) && pattern_takes(c.kills_kernel));
+            let before = picked.len();
+            for c in matching {
+                if !picked.iter().any(|p| p.name == c.name) {
+                    picked.push(c);
+                }
+            }
+            if picked.len() == before {
+                return Err(format!("no case matches {n}"));
+            }
+        } else {
+            picked.push(find(n).ok_or_else(|| format!("unknown case {n}"))?);
+        }
+    }
+    Ok(picked)
 }
 
 /// Why a case stopped before its end.
@@ -588,6 +610,13 @@ mod tests {
         assert!(select("all").unwrap().iter().all(|c| !c.kills_kernel));
         assert!(!select("selftest.panic").unwrap().is_empty());
         assert_eq!(select("init.offer").unwrap()[0].name, "init.offer");
+        let ring = select("uring.*").unwrap();
+        assert!(ring.len() > 3 && ring.iter().all(|c| c.group() == "uring"));
+        assert!(
+            select("selftest.*").is_err(),
+            "selftests are named one by one"
+        );
+        assert!(select("nothing.*").is_err());
         assert!(select("init.offer,nope").unwrap_err().contains("nope"));
     }
 
