@@ -29,6 +29,7 @@ pub mod reports;
 pub mod repro;
 pub mod results;
 pub mod run;
+pub mod series;
 pub mod snapshot;
 pub mod soak;
 pub mod targets;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod devloop;
 mod matrix;
 mod tidy;
 use harness::kbuild::BuildRequest;
@@ -126,6 +127,15 @@ enum Cmd {
         #[command(subcommand)]
         command: KernelCmd,
     },
+    /// Build and run the catalog on the base tree and after each patch of a series, in
+    /// order, incrementally; print, per patch, its subject and every verdict and observation
+    /// that changed from the step before.
+    Series {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        reports: Reports,
+    },
     /// Run the catalog on several kernels, --jobs at a time: a verdict grid of the cases
     /// that differ, every observation that differs side by side, matrix.json and matrix.html.
     Matrix(MatrixArgs),
@@ -163,6 +173,10 @@ struct Source {
     /// An extra config fragment merged last (repeatable).
     #[arg(long = "fragment")]
     fragments: Vec<PathBuf>,
+    /// Start from this .config (yours) instead of tinyconfig; what the agent needs is merged
+    /// over it, checked, and each option that had to change is listed.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 impl Source {
@@ -171,6 +185,7 @@ impl Source {
             || !self.patches.is_empty()
             || self.profile.is_some()
             || !self.fragments.is_empty()
+            || self.config.is_some()
     }
 
     fn request(&self) -> BuildRequest {
@@ -179,7 +194,9 @@ impl Source {
             patches: self.patches.clone(),
             profile: self.profile.clone(),
             fragments: self.fragments.clone(),
+            config: self.config.clone(),
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            ..Default::default()
         }
     }
 }
@@ -406,6 +423,14 @@ fn main() -> ExitCode {
         } => kernel_build(&source),
         Cmd::Cases { markdown } => cases(markdown),
         Cmd::Kernels => matrix::kernels(),
+        Cmd::Series { target, reports } => {
+            if target.source.patches.is_empty() {
+                eprintln!("error: series needs --patch (a format-patch file or an mbox series; repeatable)");
+                2
+            } else {
+                devloop::series(&target, &reports)
+            }
+        }
         Cmd::Matrix(args) => matrix::matrix(&args),
     };
     ExitCode::from(code as u8)

@@ -74,14 +74,28 @@ fn include(name: &str, files: &mut Vec<PathBuf>, depth: u32) -> Result<()> {
     Ok(())
 }
 
-/// The fragments of one build, in merge order: base, profile, extras.
+/// The fragments of one build, in merge order: base, profile, extras; and the .config they
+/// are merged over (tinyconfig when none).
 #[derive(Debug, Clone)]
 pub struct Fragments {
     pub files: Vec<PathBuf>,
+    pub base: Option<PathBuf>,
 }
 
 impl Fragments {
-    pub fn gather(profile: &Profile, extra: &[PathBuf]) -> Result<Fragments> {
+    pub fn gather(profile: &Profile, extra: &[PathBuf], base: Option<&Path>) -> Result<Fragments> {
+        if let Some(b) = base {
+            let text = std::fs::read_to_string(b).map_err(|_| Error::BadFragment {
+                path: b.into(),
+                why: "no such file (--config takes a kernel .config)".into(),
+            })?;
+            if parse(&text).is_empty() {
+                return Err(Error::BadFragment {
+                    path: b.into(),
+                    why: "no CONFIG_ line in it: not a kernel .config".into(),
+                });
+            }
+        }
         let mut files = vec![images_dir().join("base.config")];
         files.extend(profile.files.iter().cloned());
         for f in extra {
@@ -93,12 +107,20 @@ impl Fragments {
             }
             files.push(f.clone());
         }
-        Ok(Fragments { files })
+        Ok(Fragments {
+            files,
+            base: base.map(Path::to_path_buf),
+        })
     }
 
     /// Hash of every fragment's text, in order: a changed fragment means a new config.
     pub fn fingerprint(&self) -> String {
         let mut h = Sha256::new();
+        if let Some(b) = &self.base {
+            h.update(b"base config\0");
+            h.update(std::fs::read(b).unwrap_or_default());
+            h.update(b"\0");
+        }
         for f in &self.files {
             h.update(std::fs::read(f).unwrap_or_default());
             h.update(b"\0");
@@ -149,7 +171,19 @@ pub fn configure(tree: &Path, out: &Path, fragments: &Fragments) -> Result<()> {
     let _ = std::fs::remove_file(&stamp);
     // A new config means make must run, whatever the tree's times say.
     let _ = std::fs::remove_file(out.join(".fpt-built"));
-    make(tree, out, &["tinyconfig"])?;
+    match &fragments.base {
+        // The developer's own config: olddefconfig first brings it to this tree's Kconfig.
+        Some(base) => {
+            std::fs::copy(base, out.join(".config")).map_err(|e| Error::io(base.display(), e))?;
+            make(tree, out, &["olddefconfig"])?;
+        }
+        None => make(tree, out, &["tinyconfig"])?,
+    }
+    let before: BTreeMap<String, String> = parse(
+        &std::fs::read_to_string(out.join(".config")).map_err(|e| Error::io("out/.config", e))?,
+    )
+    .into_iter()
+    .collect();
     let merged = Command::new(tree.join("scripts/kconfig/merge_config.sh"))
         .current_dir(tree)
         .env("ARCH", "x86_64")
@@ -174,11 +208,47 @@ pub fn configure(tree: &Path, out: &Path, fragments: &Fragments) -> Result<()> {
     let have = parse(
         &std::fs::read_to_string(out.join(".config")).map_err(|e| Error::io("out/.config", e))?,
     );
-    let problems = check(&fragments.wanted(), &have.into_iter().collect(), tree);
+    let have: BTreeMap<String, String> = have.into_iter().collect();
+    let problems = check(&fragments.wanted(), &have, tree);
     if !problems.is_empty() {
         return Err(Error::ConfigMismatch(problems));
     }
+    if let Some(base) = &fragments.base {
+        // What the agent needed that the developer's config did not have: said, and kept.
+        let changed = changes(&before, &have);
+        let report = out.join(".fpt-config-changes");
+        let _ = std::fs::write(&report, changed.join("\n") + "\n");
+        eprintln!(
+            "config: {} options of {} changed for the agent{}",
+            changed.len(),
+            base.display(),
+            if changed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (also in {}):\n  {}",
+                    report.display(),
+                    changed.join("\n  ")
+                )
+            }
+        );
+    }
     std::fs::write(&stamp, fingerprint).map_err(|e| Error::io(stamp.display(), e))
+}
+
+/// Each option whose value differs between two configs, as "CONFIG_X: a -> b" ("n" for
+/// unset).
+fn changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (a, b) = (
+                before.get(k).map_or("n", String::as_str),
+                after.get(k).map_or("n", String::as_str),
+            );
+            (a != b).then(|| format!("CONFIG_{k}: {a} -> {b}"))
+        })
+        .collect()
 }
 
 /// Every wanted option that the final config does not have, with why.

@@ -1,15 +1,16 @@
 //! Builds the kernel under test from any tree: the default linux-source-6.12 package, or a
 //! `--src` directory, with a patch series, a config profile and extra fragments.
 //!
-//! The given tree is never written to: patches go into a copy, and builds are out of tree
-//! (`O=`). Each (source, patches, fragments, profile) gets its own output directory under
-//! the cache, so switching between them never forces a clean build, and a stamp says which
-//! outputs may be trusted.
+//! The given tree is never written to: make runs in a working copy of it (hard links, the
+//! series applied: [`workcopy`]), out of tree (`O=`). Each (source, fragments, profile) gets
+//! one output directory and one working copy under the cache, whatever the series, so a new
+//! series, or none, rebuilds only what differs; a stamp says which outputs may be trusted.
 
 mod config;
 mod make;
 mod patches;
 pub mod source;
+mod workcopy;
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::kernel::{Identity, Kernel};
 
 pub use config::{profile_names, Profile};
-pub use patches::PatchInfo;
+pub use patches::{PatchInfo, Series};
 
 /// What to build.
 #[derive(Debug, Clone, Default)]
@@ -27,9 +28,13 @@ pub struct BuildRequest {
     /// A kernel tree or git checkout; None: Debian's linux-source-6.12.
     pub src: Option<PathBuf>,
     pub patches: Vec<PathBuf>,
+    /// Apply only the first N mails of the series (`cargo xtask series` steps through it).
+    pub first_patches: Option<usize>,
     /// Profile name (`images/kernel/profiles/<name>.config`); None: minimal.
     pub profile: Option<String>,
     pub fragments: Vec<PathBuf>,
+    /// The developer's own .config to start from instead of tinyconfig.
+    pub config: Option<PathBuf>,
     /// Show a live progress line while make runs.
     pub progress: bool,
 }
@@ -70,12 +75,16 @@ pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
             .map_err(|e| Error::io(format!("locking {}", entry.display()), e.into()))?;
     }
 
-    // The tree make runs in: the source itself, or a patched copy of it.
-    let tree = if series.is_empty() {
-        src.dir.clone()
-    } else {
-        patches::patched_tree(&src, &series, &entry)?
-    };
+    // The tree make runs in: the entry's working copy, the source plus the series.
+    let (tree, synced) = workcopy::sync(&src.dir, &series, &entry)?;
+    if synced.written + synced.removed > 0 && !synced.created {
+        eprintln!(
+            "working copy: {} files written, {} removed (source plus {} patches)",
+            synced.written,
+            synced.removed,
+            series.len()
+        );
+    }
     let out = entry.join("out");
     config::configure(&tree, &out, &fragments)?;
     let rebuilt = make::bzimage(&tree, &out, &entry.join("build.log"), req.progress)?;
@@ -109,11 +118,15 @@ struct Plan {
 fn plan(req: &BuildRequest, cache: &Path) -> Result<Plan> {
     let src = source::resolve(req.src.as_deref(), cache)?;
     let profile = Profile::load(req.profile.as_deref().unwrap_or("minimal"))?;
-    let fragments = config::Fragments::gather(&profile, &req.fragments)?;
-    let series = patches::Series::read(&req.patches)?;
+    let fragments = config::Fragments::gather(&profile, &req.fragments, req.config.as_deref())?;
+    let mut series = patches::Series::read(&req.patches)?;
+    if let Some(n) = req.first_patches {
+        series = series.prefix(n);
+    }
+    // Not the series: one output directory and working copy per source, profile and
+    // fragments, so that changing the series rebuilds only what it touches.
     let mut h = Sha256::new();
     h.update(src.cache_key().as_bytes());
-    h.update(series.fingerprint().as_bytes());
     h.update(fragments.fingerprint().as_bytes());
     h.update(profile.name.as_bytes());
     let entry = cache.join("builds").join(&hex(&h.finalize())[..16]);

@@ -1,14 +1,13 @@
-//! A patch series (`git format-patch` files and mbox series, in order) and the patched copy
-//! of a tree it applies to. Each mail is applied with `git apply`, in order, stopping at the
-//! first that does not apply, as `git am` would.
+//! A patch series: `git format-patch` files and mbox series, in order, one mail per patch.
+//! The working copy ([`super::workcopy`]) applies it with `git apply`, mail by mail,
+//! stopping at the first that does not apply, as `git am` would.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::source::Source;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -75,6 +74,65 @@ impl Series {
             .collect()
     }
 
+    /// The first `n` mails: the series as it stands after its patch `n`.
+    pub fn prefix(&self, n: usize) -> Series {
+        Series {
+            mails: self.mails.iter().take(n).cloned().collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.mails.len()
+    }
+
+    /// Each mail's name and text, in order.
+    pub fn mails(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.mails
+            .iter()
+            .map(|m| (m.name.as_str(), m.text.as_slice()))
+    }
+
+    /// Each mail's subject (its `Subject:` header without the `[PATCH n/m]` tag), or its
+    /// name when it has none.
+    pub fn subjects(&self) -> Vec<String> {
+        self.mails
+            .iter()
+            .map(|m| subject(&m.text).unwrap_or_else(|| m.name.clone()))
+            .collect()
+    }
+
+    /// Every path any mail names, before or after it (renames and copies give both), as
+    /// relative paths in the tree.
+    pub fn paths(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for m in &self.mails {
+            for line in String::from_utf8_lossy(&m.text).lines() {
+                if let Some(rest) = line.strip_prefix("diff --git ") {
+                    // "a/X b/Y": kernel paths hold no spaces.
+                    for part in rest.split_whitespace() {
+                        if let Some(p) = part.strip_prefix("a/").or_else(|| part.strip_prefix("b/"))
+                        {
+                            out.insert(p.to_string());
+                        }
+                    }
+                } else if let Some(rest) = line
+                    .strip_prefix("--- ")
+                    .or_else(|| line.strip_prefix("+++ "))
+                {
+                    let p = rest.split('\t').next().unwrap_or(rest).trim();
+                    if p != "/dev/null" {
+                        let p = p
+                            .strip_prefix("a/")
+                            .or_else(|| p.strip_prefix("b/"))
+                            .unwrap_or(p);
+                        out.insert(p.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// What the build cache key takes from the series: the mails' contents, in order.
     pub fn fingerprint(&self) -> String {
         self.infos()
@@ -83,6 +141,29 @@ impl Series {
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+/// The `Subject:` header (folded lines joined), without a leading `[PATCH ...]` tag.
+fn subject(mail: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(mail);
+    let mut lines = text.lines();
+    let mut subject = lines.find_map(|l| l.strip_prefix("Subject: "))?.to_string();
+    for l in lines {
+        if l.starts_with(' ') || l.starts_with('\t') {
+            subject.push(' ');
+            subject.push_str(l.trim());
+        } else {
+            break;
+        }
+    }
+    let s = subject.trim();
+    let s = match s.strip_prefix('[') {
+        Some(rest) if s.starts_with("[PATCH") || s.starts_with("[RFC") => {
+            rest.split_once(']').map_or(s, |(_, r)| r.trim_start())
+        }
+        _ => s,
+    };
+    Some(s.to_string())
 }
 
 /// An mbox holds mails that each start with a "From " line; a format-patch file is one mail.
@@ -109,76 +190,8 @@ fn has_diff(mail: &[u8]) -> bool {
         .any(|l| l.starts_with(b"diff --git ") || l.starts_with(b"--- a/"))
 }
 
-/// The patched copy of `src`, made afresh for every build under `entry/tree`, so it is always
-/// the tree as it is now plus the series. The copy is of hard links: quick, and `git apply`
-/// replaces a file rather than writing into it, so the source is never touched. Unpatched
-/// files keep their times, so make only rebuilds what the series (or an edit) changed. A
-/// series that does not apply leaves no tree behind.
-pub fn patched_tree(src: &Source, series: &Series, entry: &Path) -> Result<PathBuf> {
-    let tree = entry.join("tree");
-    remove(&tree)?;
-    let linked = Command::new("cp")
-        .arg("-al")
-        .arg(&src.dir)
-        .arg(&tree)
-        .stderr(Stdio::null())
-        .status();
-    if !linked.is_ok_and(|s| s.success()) {
-        // Another filesystem: hard links cannot cross it, copy instead.
-        remove(&tree)?;
-        let copied = crate::process::output(
-            Command::new("cp")
-                .args(["-a", "--reflink=auto"])
-                .arg(&src.dir)
-                .arg(&tree),
-        );
-        if let Err(e) = copied {
-            let _ = remove(&tree);
-            return Err(e);
-        }
-    }
-    let mail_dir = entry.join("mails");
-    let _ = std::fs::create_dir_all(&mail_dir);
-    let outcome = apply_all(series, &tree, &mail_dir);
-    let _ = std::fs::remove_dir_all(&mail_dir);
-    if outcome.is_err() {
-        let _ = remove(&tree);
-    }
-    outcome.map(|()| tree)
-}
-
-fn apply_all(series: &Series, tree: &Path, mail_dir: &Path) -> Result<()> {
-    for (i, mail) in series.mails.iter().enumerate() {
-        let file = mail_dir.join(format!("{:04}.patch", i + 1));
-        std::fs::write(&file, &mail.text).map_err(|e| Error::io(file.display(), e))?;
-        let out = Command::new("git")
-            .current_dir(tree)
-            .args(["apply", "--verbose", "--whitespace=nowarn"])
-            .arg(&file)
-            .output()
-            .map_err(|source| Error::Spawn {
-                command: "git apply".into(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(Error::PatchFailed {
-                patch: mail.name.clone(),
-                why: failing_hunk(&String::from_utf8_lossy(&out.stderr)),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn remove(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(dir.display(), e)),
-        _ => Ok(()),
-    }
-}
-
 /// From `git apply --verbose`: the "patch failed" line and the hunk it searched for.
-fn failing_hunk(stderr: &str) -> String {
+pub(super) fn failing_hunk(stderr: &str) -> String {
     let mut lines = stderr.lines().filter(|l| !l.starts_with("Checking patch"));
     let mut out: Vec<&str> = Vec::new();
     for l in lines.by_ref() {
@@ -223,6 +236,20 @@ mod tests {
         let hashes: Vec<String> = s.infos().into_iter().map(|p| p.sha256).collect();
         assert_eq!(hashes[0], hashes[1]);
         assert_ne!(hashes[1], hashes[2]);
+    }
+
+    #[test]
+    fn a_series_names_its_subjects_and_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.mbox");
+        let two = MAIL
+            .replace("[PATCH] x", "[PATCH v2 2/2] fuse: do\n the thing")
+            .replace("a/f b/f", "a/g b/h");
+        std::fs::write(&f, format!("{MAIL}{two}")).unwrap();
+        let s = Series::read(&[f]).unwrap();
+        assert_eq!(s.subjects(), ["x", "fuse: do the thing"]);
+        assert_eq!(s.paths().into_iter().collect::<Vec<_>>(), ["f", "g", "h"]);
+        assert_eq!(s.prefix(1).len(), 1);
     }
 
     #[test]

@@ -1,0 +1,83 @@
+//! `cargo xtask series` and `cargo xtask bisect`: the kernel developer's loop. Printing
+//! only; the work is in `harness::series` and `harness::bisect`.
+
+use harness::report;
+use harness::series::{Outcome, Step};
+
+use crate::{fail, Reports, Target};
+
+/// The catalog on the base tree and after each patch; per patch, what changed.
+pub fn series(target: &Target, reports: &Reports) -> i32 {
+    let req = target.request();
+    let harness::kernel::KernelChoice::Build(build) = &req.kernel else {
+        unreachable!("series always builds: --patch is required");
+    };
+    let mut worst = 0;
+    let steps = harness::series::run(build, &req, &mut |step| {
+        print_step(step);
+        if let Outcome::Ran { run, .. } = &step.outcome {
+            if reports.write(&[run], None) != 0 {
+                worst = worst.max(1);
+            }
+        }
+    });
+    let steps = match steps {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    match harness::series::write(&steps) {
+        Ok(path) => println!("\nseries: {}", path.display()),
+        Err(e) => eprintln!("{e}"),
+    }
+    // A patch that does not apply, or a step that does not build, is the developer's to fix:
+    // its own exit code. Changed verdicts are what the command reports, not an error.
+    for s in &steps {
+        let code = match &s.outcome {
+            Outcome::DoesNotApply { .. } => 14,
+            Outcome::DoesNotBuild { .. } => 13,
+            Outcome::Ran { .. } => 0,
+        };
+        worst = worst.max(code);
+    }
+    worst
+}
+
+fn print_step(step: &Step) {
+    let head = match step.index {
+        0 => "base".to_string(),
+        i => format!("patch {i}"),
+    };
+    println!(
+        "\n{head}: {} (build {:.1} s, run {:.1} s)",
+        step.subject,
+        step.build_time.as_secs_f64(),
+        step.run_time.as_secs_f64()
+    );
+    match &step.outcome {
+        Outcome::Ran { run, changes } => {
+            println!(
+                "  {}; artifacts {}",
+                report::totals(&run.results),
+                run.artifacts.display()
+            );
+            if step.index > 0 && changes.is_empty() {
+                println!("  nothing changed");
+            }
+            for c in changes {
+                println!("  {} {}: {} -> {}", c.case, c.what, c.before, c.after);
+            }
+        }
+        Outcome::DoesNotApply { why } => {
+            println!("  does not apply; the series ends here:");
+            for l in why.lines() {
+                println!("    {l}");
+            }
+        }
+        Outcome::DoesNotBuild { errors, log } => {
+            println!("  does not build (log {}):", log.display());
+            for l in errors.lines() {
+                println!("    {l}");
+            }
+        }
+    }
+}
