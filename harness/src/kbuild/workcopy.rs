@@ -569,7 +569,7 @@ mod tests {
     }
 
     fn none_or(stop: usize, a: &Series) -> Series {
-        if stop % 2 == 0 {
+        if stop.is_multiple_of(2) {
             Series::default()
         } else {
             a.clone()
