@@ -4,7 +4,10 @@
 //! - [`kernel_build`]: the kernel developer's loop on a tree the harness owns (default: the
 //!   cached linux-source-6.12): unchanged rebuild, rebuild after a touch, a one-line change
 //!   plus boot and suite, and with `clean` a clean build first. fs/fuse/passthrough.c gets its
-//!   mtime bumped and then one comment line, which is taken out again at the end.
+//!   mtime bumped and then one comment line, which is taken out again at the end. Then the
+//!   series loop on the same build entry (tests/fixtures/fuse-series.mbox): one more patch
+//!   plus boot and suite, the whole `series`, and a `bisect` over eight commits of
+//!   [`crate::fixture_tree`].
 
 use std::time::Instant;
 
@@ -41,6 +44,7 @@ pub fn kernel_build(
     source: &BuildRequest,
     target: &Request,
     clean: bool,
+    step_command: &[String],
     line: &mut dyn FnMut(String),
 ) -> Result<()> {
     let cache = crate::cache::dir();
@@ -85,6 +89,75 @@ pub fn kernel_build(
         "one-line change in fs/fuse, then build + boot + suite: {:.1} s ({})",
         started.elapsed().as_secs_f64(),
         crate::report::totals(&run.results)
+    ));
+    if req.src.is_some() {
+        return Ok(());
+    }
+    // The series loop on the same entry: tests/fixtures/fuse-series.mbox, five patches to
+    // fs/fuse/passthrough.c.
+    let with_series = BuildRequest {
+        patches: vec![crate::fixture_tree::series_mbox()],
+        first_patches: Some(4),
+        ..req.clone()
+    };
+    crate::kbuild::build(&with_series, &cache)?;
+    let five = BuildRequest {
+        first_patches: Some(5),
+        ..with_series.clone()
+    };
+    let started = Instant::now();
+    let run = crate::run::run(
+        &Request {
+            kernel: KernelChoice::Build(five.clone()),
+            ..target.clone()
+        },
+        &mut |_| {},
+    )?;
+    line(format!(
+        "series changed by one patch (4 -> 5 patches), then build + boot + suite: {:.1} s ({})",
+        started.elapsed().as_secs_f64(),
+        crate::report::totals(&run.results)
+    ));
+    let started = Instant::now();
+    let steps = crate::series::run(
+        &BuildRequest {
+            first_patches: None,
+            ..with_series
+        },
+        target,
+        &mut |_| {},
+    )?;
+    line(format!(
+        "series of 5 patches (base and each patch built, booted, whole suite): {:.1} s ({} steps)",
+        started.elapsed().as_secs_f64(),
+        steps.len()
+    ));
+    if step_command.is_empty() {
+        return Ok(());
+    }
+    let tree = crate::fixture_tree::fuse_history()?;
+    let started = Instant::now();
+    let outcome = crate::bisect::run(
+        &crate::bisect::Request {
+            tree,
+            good: "fpt-base".into(),
+            bad: "fpt-patch-2".into(),
+            case: "backing_open.flags_nonzero".into(),
+            observation: None,
+            build: BuildRequest {
+                profile: req.profile.clone(),
+                ..Default::default()
+            },
+            accel: target.accel,
+            step_command: step_command.to_vec(),
+        },
+        &mut |_| {},
+    )?;
+    line(format!(
+        "bisect over 8 commits in fs/fuse (the ends, then {} steps): {:.1} s, first bad {}",
+        outcome.steps.len(),
+        started.elapsed().as_secs_f64(),
+        outcome.subject
     ));
     Ok(())
 }

@@ -105,6 +105,12 @@ pub enum Error {
         "{dir} is not a run's artifacts directory: {why}; give a directory under target/fpt-runs/"
     )]
     NotARun { dir: PathBuf, why: String },
+    #[error("{dir} is not a git checkout ({why}); bisect needs --src to be the top of a kernel git tree")]
+    NotGitTree { dir: PathBuf, why: String },
+    #[error("revision {rev} does not exist in {dir}; give a commit, tag or branch of that tree")]
+    UnknownRevision { rev: String, dir: PathBuf },
+    #[error("cannot bisect: {why}")]
+    Bisect { why: String },
 }
 
 impl Error {
@@ -139,6 +145,9 @@ impl Error {
             Error::UnknownReport { .. } => 27,
             Error::NoResultPort { .. } => 28,
             Error::Vng(_) => 29,
+            Error::NotGitTree { .. } => 30,
+            Error::UnknownRevision { .. } => 31,
+            Error::Bisect { .. } => 32,
         }
     }
 

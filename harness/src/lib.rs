@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod bisect;
 pub mod cache;
 pub mod classify;
 pub mod console;
@@ -11,6 +12,7 @@ pub mod debian_kernels;
 pub mod disk;
 pub mod ending;
 pub mod error;
+pub mod fixture_tree;
 pub mod host;
 pub mod initramfs;
 pub mod interrupt;

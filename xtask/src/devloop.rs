@@ -81,3 +81,47 @@ fn print_step(step: &Step) {
         }
     }
 }
+
+/// Bisect a case between two commits and name the first that changed it.
+pub fn bisect(req: harness::bisect::Request) -> i32 {
+    let watched = match &req.observation {
+        Some(k) => format!("{} observation {k}", req.case),
+        None => format!("{}'s verdict", req.case),
+    };
+    println!(
+        "bisecting {watched} between {} (good) and {} (bad)",
+        req.good, req.bad
+    );
+    let outcome = harness::bisect::run(&req, &mut |s| {
+        println!(
+            "  {} {}: {}",
+            &s.commit[..12.min(s.commit.len())],
+            s.subject,
+            s.result
+        );
+    });
+    match outcome {
+        Ok(o) => {
+            println!(
+                "\nfirst bad commit: {} {}\n  {watched}: {} at {} -> {} at {}",
+                o.first_bad, o.subject, o.good.result, req.good, o.bad.result, req.bad
+            );
+            println!("steps:");
+            for s in &o.steps {
+                println!(
+                    "  {} {:<5} {} ({}){}",
+                    &s.commit[..12.min(s.commit.len())],
+                    s.call,
+                    s.result,
+                    s.subject,
+                    s.artifacts
+                        .as_ref()
+                        .map_or_else(String::new, |a| format!(" artifacts {}", a.display()))
+                );
+            }
+            println!("bisect: {}", o.dir.join("bisect.json").display());
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}

@@ -136,6 +136,39 @@ enum Cmd {
         #[command(flatten)]
         reports: Reports,
     },
+    /// The first commit between --good and --bad at which a case's verdict (or one of its
+    /// observations) changed: `git bisect run` in a worktree of the harness's own, each step
+    /// built incrementally, a commit that does not build skipped.
+    Bisect {
+        /// The top of a kernel git checkout (left as it is: the harness bisects in its own
+        /// worktree).
+        #[arg(long)]
+        src: PathBuf,
+        #[arg(long)]
+        good: String,
+        #[arg(long)]
+        bad: String,
+        /// The case to watch.
+        #[arg(long)]
+        case: String,
+        /// Watch this observation of the case instead of its verdict.
+        #[arg(long)]
+        observation: Option<String>,
+        /// Config profile (default minimal).
+        #[arg(long)]
+        profile: Option<String>,
+        /// An extra config fragment merged last (repeatable).
+        #[arg(long = "fragment")]
+        fragments: Vec<PathBuf>,
+        /// Start from this .config instead of tinyconfig.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        accel: Option<AccelArg>,
+    },
+    /// One step of `git bisect run` (what `bisect` runs; not for direct use).
+    #[command(hide = true)]
+    BisectStep { state: PathBuf },
     /// Run the catalog on several kernels, --jobs at a time: a verdict grid of the cases
     /// that differ, every observation that differs side by side, matrix.json and matrix.html.
     Matrix(MatrixArgs),
@@ -423,6 +456,35 @@ fn main() -> ExitCode {
         } => kernel_build(&source),
         Cmd::Cases { markdown } => cases(markdown),
         Cmd::Kernels => matrix::kernels(),
+        Cmd::Bisect {
+            src,
+            good,
+            bad,
+            case,
+            observation,
+            profile,
+            fragments,
+            config,
+            accel,
+        } => devloop::bisect(harness::bisect::Request {
+            tree: src,
+            good,
+            bad,
+            case,
+            observation,
+            build: BuildRequest {
+                profile,
+                fragments,
+                config,
+                ..Default::default()
+            },
+            accel: accel.map(|a| match a {
+                AccelArg::Kvm => Accel::Kvm,
+                AccelArg::Tcg => Accel::Tcg,
+            }),
+            step_command: bisect_step_command(),
+        }),
+        Cmd::BisectStep { state } => harness::bisect::step(&state),
         Cmd::Series { target, reports } => {
             if target.source.patches.is_empty() {
                 eprintln!("error: series needs --patch (a format-patch file or an mbox series; repeatable)");
@@ -622,6 +684,17 @@ fn replay(dir: &std::path::Path, reports: &Reports) -> i32 {
     }
 }
 
+/// What `git bisect run` runs for each step: this program's hidden `bisect-step`.
+fn bisect_step_command() -> Vec<String> {
+    vec![
+        std::env::current_exe()
+            .unwrap_or_else(|_| "xtask".into())
+            .to_string_lossy()
+            .into_owned(),
+        "bisect-step".into(),
+    ]
+}
+
 fn kernel_build(source: &Source) -> i32 {
     let started = std::time::Instant::now();
     match harness::kbuild::build(&source.request(), &harness::cache::dir()) {
@@ -809,6 +882,7 @@ fn bench_kernel_build(target: &Target, clean: bool) -> i32 {
         &target.source.request(),
         &target.request(),
         clean,
+        &bisect_step_command(),
         &mut |l| println!("{l}"),
     ) {
         Ok(()) => 0,

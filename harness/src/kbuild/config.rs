@@ -313,6 +313,7 @@ fn make(tree: &Path, out: &Path, targets: &[&str]) -> Result<()> {
         .current_dir(tree)
         .arg(format!("O={}", out.display()))
         .arg("ARCH=x86_64")
+        .env("LOCALVERSION", "")
         .args(targets)
         .output()
         .map_err(|source| Error::Spawn {

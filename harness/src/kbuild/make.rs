@@ -22,6 +22,10 @@ pub fn bzimage(tree: &Path, out: &Path, log_path: &Path, progress: bool) -> Resu
         .current_dir(tree)
         .arg(format!("O={}", out.display()))
         .args(["ARCH=x86_64", &format!("-j{jobs}"), "bzImage"])
+        // Set, though empty: setlocalversion then adds no "+" for a tree outside a clean
+        // tagged git state, so the release does not depend on where make happens to run
+        // (the working copy has no .git; a bisect step runs inside git).
+        .env("LOCALVERSION", "")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

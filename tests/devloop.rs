@@ -1,0 +1,211 @@
+//! The kernel developer's loop end to end: `cargo xtask series` on a real patch series and
+//! `cargo xtask bisect` on a real kernel git history (harness::fixture_tree), each step a
+//! real build and a real boot. The working copy's own invariants (any switch of series
+//! gives the tree a fresh copy would) are unit-tested in harness::kbuild::workcopy.
+
+use std::process::Command;
+
+use e2e::xtask;
+
+/// The cases the series changes (and one it does not), to keep each step's boot short.
+const CASES: [&str; 4] = [
+    "--case",
+    "backing_open.flags_nonzero",
+    "--case",
+    "backing_open.padding_nonzero",
+];
+
+#[test]
+fn series_names_what_each_patch_changed() {
+    let mbox = harness::fixture_tree::series_mbox();
+    let mut args = vec!["series", "--patch", mbox.to_str().unwrap()];
+    args.extend(CASES);
+    let out = xtask(&args);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let steps = blocks(&out.stdout);
+    assert_eq!(steps.len(), 6, "{}", out.stdout);
+    assert!(steps[0].starts_with("base: base"));
+    assert!(steps[1].contains("say why a backing file must be regular"));
+    assert!(steps[1].contains("nothing changed"), "{}", steps[1]);
+    assert!(steps[2].contains("refuse unknown map flags with EOPNOTSUPP"));
+    assert!(
+        steps[2].contains("backing_open.flags_nonzero verdict: pass -> FAIL")
+            && steps[2].contains("backing_open.flags_nonzero backing_open: EINVAL -> EOPNOTSUPP"),
+        "{}",
+        steps[2]
+    );
+    assert!(!steps[2].contains("padding_nonzero"), "{}", steps[2]);
+    assert!(steps[3].contains("nothing changed"), "{}", steps[3]);
+    assert!(
+        steps[4].contains("flags_nonzero verdict: FAIL -> pass"),
+        "{}",
+        steps[4]
+    );
+    assert!(steps[5].contains("nothing changed"), "{}", steps[5]);
+    let json_path = out.paths("series: ");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path[0]).unwrap()).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 6);
+    for s in steps {
+        assert_eq!(s["outcome"], "ran");
+        assert!(std::path::Path::new(s["artifacts"].as_str().unwrap()).is_dir());
+    }
+    assert_eq!(steps[2]["changes"][0]["after"], "FAIL");
+}
+
+#[test]
+fn a_patch_that_does_not_apply_ends_the_series_and_names_its_hunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mbox = std::fs::read_to_string(harness::fixture_tree::series_mbox()).unwrap();
+    let mails: Vec<&str> = mbox.split("\nFrom 00000").collect();
+    // Patch 1, then patch 4 (which takes back a change patch 2 never made here), then 5.
+    let bad = format!(
+        "{}\nFrom 00000{}\nFrom 00000{}",
+        mails[0], mails[3], mails[4]
+    );
+    let file = dir.path().join("broken.mbox");
+    std::fs::write(&file, bad).unwrap();
+    let mut args = vec!["series", "--patch", file.to_str().unwrap()];
+    args.extend(CASES);
+    let out = xtask(&args);
+    assert_eq!(out.code, 14, "{}\n{}", out.stdout, out.stderr);
+    let steps = blocks(&out.stdout);
+    assert_eq!(steps.len(), 3, "{}", out.stdout);
+    assert!(steps[1].contains("nothing changed"), "{}", steps[1]);
+    assert!(
+        steps[2].contains("does not apply; the series ends here")
+            && steps[2].contains("broken.mbox [2/3]")
+            && steps[2].contains("fs/fuse/passthrough.c"),
+        "{}",
+        steps[2]
+    );
+}
+
+#[test]
+fn bisect_names_the_first_commit_that_changed_a_case() {
+    let tree = harness::fixture_tree::fuse_history().expect("the fixture history");
+    let head = git(&tree, &["rev-parse", "HEAD"]);
+    // Two commits in the range: one step.
+    let out = xtask(&[
+        "bisect",
+        "--src",
+        tree.to_str().unwrap(),
+        "--good",
+        "fpt-quiet-6",
+        "--bad",
+        "fpt-patch-2",
+        "--case",
+        "backing_open.flags_nonzero",
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let first = git(&tree, &["rev-parse", "fpt-patch-2"]);
+    assert!(
+        out.stdout.contains(&format!(
+            "first bad commit: {first} fuse: passthrough: refuse unknown map flags with EOPNOTSUPP"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(
+        "backing_open.flags_nonzero's verdict: pass at fpt-quiet-6 -> FAIL at fpt-patch-2"
+    ));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out.paths("bisect: ")[0]).unwrap()).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{json}");
+    assert_eq!(steps[0]["call"], "good");
+    // The user's checkout: same HEAD, nothing changed in it.
+    assert_eq!(git(&tree, &["rev-parse", "HEAD"]), head);
+    assert_eq!(git(&tree, &["status", "--porcelain"]), "");
+}
+
+#[test]
+#[ignore = "full tier: cargo xtask test --full"]
+fn bisect_over_eight_commits_on_an_observation() {
+    let tree = harness::fixture_tree::fuse_history().expect("the fixture history");
+    let out = xtask(&[
+        "bisect",
+        "--src",
+        tree.to_str().unwrap(),
+        "--good",
+        "fpt-base",
+        "--bad",
+        "fpt-patch-2",
+        "--case",
+        "backing_open.flags_nonzero",
+        "--observation",
+        "backing_open",
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out
+        .stdout
+        .contains("refuse unknown map flags with EOPNOTSUPP"));
+    assert!(out
+        .stdout
+        .contains("observation backing_open: EINVAL at fpt-base -> EOPNOTSUPP"));
+}
+
+#[test]
+fn bisect_refuses_bad_input_with_its_own_exit_codes() {
+    let tree = harness::fixture_tree::fuse_history().expect("the fixture history");
+    let tree = tree.to_str().unwrap();
+    let bisect = |src: &str, good: &str, bad: &str| {
+        xtask(&[
+            "bisect",
+            "--src",
+            src,
+            "--good",
+            good,
+            "--bad",
+            bad,
+            "--case",
+            "backing_open.flags_nonzero",
+        ])
+    };
+    let plain = harness::kbuild::source::resolve(None, &harness::cache::dir())
+        .unwrap()
+        .dir;
+    let out = bisect(plain.to_str().unwrap(), "a", "b");
+    assert_eq!(out.code, 30, "{}", out.stderr);
+    assert!(
+        out.error().contains("is not a git checkout"),
+        "{}",
+        out.stderr
+    );
+    let out = bisect(tree, "no-such-rev", "fpt-patch-2");
+    assert_eq!(out.code, 31, "{}", out.stderr);
+    assert!(
+        out.error().contains("revision no-such-rev does not exist"),
+        "{}",
+        out.stderr
+    );
+    let out = bisect(tree, "fpt-patch-2", "fpt-quiet-6");
+    assert_eq!(out.code, 32, "{}", out.stderr);
+    assert!(out.error().contains("wrong way round"), "{}", out.stderr);
+    assert!(out.stderr.contains("git bisect says"), "{}", out.stderr);
+}
+
+/// The step blocks of `series` output: each starts with "base:" or "patch N:".
+fn blocks(stdout: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in stdout.lines() {
+        if line.starts_with("base:") || line.starts_with("patch ") {
+            out.push(String::new());
+        }
+        if let Some(last) = out.last_mut() {
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    out
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
