@@ -144,6 +144,21 @@ fn bisect_over_eight_commits_on_an_observation() {
     assert!(out
         .stdout
         .contains("observation backing_open: EINVAL at fpt-base -> EOPNOTSUPP"));
+    // The middle of the eight is quiet commit 4, which does not build: skipped.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out.paths("bisect: ")[0]).unwrap()).unwrap();
+    let skipped: Vec<&serde_json::Value> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["call"] == "skip")
+        .collect();
+    assert_eq!(skipped.len(), 1, "{json}");
+    assert_eq!(skipped[0]["result"], "does not build");
+    assert!(skipped[0]["subject"]
+        .as_str()
+        .unwrap()
+        .contains("quiet commit 4"));
 }
 
 #[test]
@@ -208,4 +223,50 @@ fn git(dir: &std::path::Path, args: &[&str]) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn your_own_config_gets_what_the_agent_needs_and_says_what_changed() {
+    let out = xtask(&["kernel", "config"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let minimal = std::fs::read_to_string(&out.paths("config: ")[0]).unwrap();
+    // A developer's config: the minimal one with FUSE and overlayfs off, and a local version
+    // of their own.
+    let mine = minimal
+        .replace("CONFIG_FUSE_FS=y", "# CONFIG_FUSE_FS is not set")
+        .replace("CONFIG_OVERLAY_FS=y", "# CONFIG_OVERLAY_FS is not set")
+        .replace("CONFIG_LOCALVERSION=\"\"", "CONFIG_LOCALVERSION=\"-mine\"");
+    assert_ne!(mine, minimal);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("my.config");
+    std::fs::write(&file, &mine).unwrap();
+    let out = xtask(&["kernel", "config", "--config", file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("CONFIG_FUSE_FS: n -> y"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("CONFIG_OVERLAY_FS: n -> y"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("CONFIG_LOCALVERSION"),
+        "{}",
+        out.stderr
+    );
+    let made = std::fs::read_to_string(&out.paths("config: ")[0]).unwrap();
+    assert!(made.contains("CONFIG_FUSE_FS=y") && made.contains("CONFIG_LOCALVERSION=\"-mine\""));
+    // Not a config at all.
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, "hello\n").unwrap();
+    let out = xtask(&["kernel", "config", "--config", junk.to_str().unwrap()]);
+    assert_eq!(out.code, 21, "{}", out.stderr);
+    assert!(
+        out.error().contains("not a kernel .config"),
+        "{}",
+        out.stderr
+    );
 }

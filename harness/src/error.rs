@@ -78,6 +78,8 @@ pub enum Error {
     NeedsRoot { what: String },
     #[error("fragment {path}: {why}; give an existing config fragment (CONFIG_X=y lines)")]
     BadFragment { path: PathBuf, why: String },
+    #[error("--config {path}: {why}; give a kernel .config (from make, or a /boot/config-*)")]
+    BadConfig { path: PathBuf, why: String },
     #[error("server {path}: {why}; give the path of an executable FUSE server, or a built-in target (`cargo xtask validate --help`)")]
     BadServer { path: PathBuf, why: String },
     #[error("unknown target {name}; the built-in targets are: {known}, or give a server's path")]
@@ -136,7 +138,7 @@ impl Error {
             Error::BuildFailed { .. } => 18,
             Error::DiskFull(_) => 19,
             Error::NeedsRoot { .. } => 20,
-            Error::BadFragment { .. } => 21,
+            Error::BadFragment { .. } | Error::BadConfig { .. } => 21,
             Error::NotARun { .. } => 22,
             Error::BadServer { .. } | Error::UnknownTarget { .. } => 23,
             Error::ServerDidNotStart(_) => 24,

@@ -1,6 +1,7 @@
 //! A kernel git history the harness makes for its own tests and benches of `bisect` and
 //! `series`: Debian's linux-source-6.12 as one commit (`fpt-base`), six commits that only add
-//! a comment to fs/fuse/passthrough.c (`fpt-quiet-1` to `-6`), then the five patches of
+//! a comment to fs/fuse/passthrough.c (`fpt-quiet-1` to `-6`; number 4 adds a line that does
+//! not compile, which 5 takes out: a bisect has to skip it), then the five patches of
 //! tests/fixtures/fuse-series.mbox applied with `git am` (`fpt-patch-1` to `-5`); patch 2
 //! makes BACKING_OPEN refuse map flags with EOPNOTSUPP instead of EINVAL (what
 //! `backing_open.flags_nonzero` checks), patch 4 takes that back.
@@ -13,6 +14,13 @@ use std::process::Command;
 
 use crate::error::{Error, Result};
 
+/// Tagged last: a history without it is from an older layout (or unfinished) and is made
+/// again.
+const LAST_TAG: &str = "fpt-fixture-2";
+
+/// What quiet commit 4 adds and 5 takes out.
+const BROKEN: &str = "fpt fixture: this line does not compile\n";
+
 /// The patch series the history ends with (and `cargo xtask series` tests with).
 pub fn series_mbox() -> PathBuf {
     crate::cache::workspace_root().join("tests/fixtures/fuse-series.mbox")
@@ -22,7 +30,7 @@ pub fn series_mbox() -> PathBuf {
 pub fn fuse_history() -> Result<PathBuf> {
     let cache = crate::cache::dir();
     let dir = cache.join("fixtures").join("linux-6.12-git");
-    if git(&dir, &["rev-parse", "--verify", "--quiet", "fpt-patch-5"]).is_ok() {
+    if git(&dir, &["rev-parse", "--verify", "--quiet", LAST_TAG]).is_ok() {
         return Ok(dir);
     }
     let src = crate::kbuild::source::resolve(None, &cache)?;
@@ -52,20 +60,25 @@ pub fn fuse_history() -> Result<PathBuf> {
     )?;
     git(&tmp, &["tag", "fpt-base"])?;
     let file = tmp.join("fs/fuse/passthrough.c");
+    let original = std::fs::read_to_string(&file).map_err(|e| Error::io(file.display(), e))?;
+    let mut added = String::new();
     for n in 1..=6 {
-        let mut text = std::fs::read(&file).map_err(|e| Error::io(file.display(), e))?;
-        text.extend_from_slice(format!("/* fpt fixture: quiet commit {n} */\n").as_bytes());
-        std::fs::write(&file, text).map_err(|e| Error::io(file.display(), e))?;
-        git(
-            &tmp,
-            &[
-                "commit",
-                "-q",
-                "-a",
-                "-m",
-                &format!("fuse: passthrough: quiet commit {n} (a comment)"),
-            ],
-        )?;
+        // Commit 4 does not compile (a bisect must skip it); commit 5 mends it.
+        let (line, subject) = match n {
+            4 => (
+                BROKEN.to_string(),
+                "fuse: passthrough: quiet commit 4 (does not build)".to_string(),
+            ),
+            _ => (
+                format!("/* fpt fixture: quiet commit {n} */\n"),
+                format!("fuse: passthrough: quiet commit {n} (a comment)"),
+            ),
+        };
+        added = added.replace(BROKEN, "");
+        added.push_str(&line);
+        std::fs::write(&file, format!("{original}{added}"))
+            .map_err(|e| Error::io(file.display(), e))?;
+        git(&tmp, &["commit", "-q", "-a", "-m", &subject])?;
         git(&tmp, &["tag", &format!("fpt-quiet-{n}")])?;
     }
     let mbox = series_mbox();
@@ -76,6 +89,7 @@ pub fn fuse_history() -> Result<PathBuf> {
             &["tag", &format!("fpt-patch-{n}"), &format!("HEAD~{}", 5 - n)],
         )?;
     }
+    git(&tmp, &["tag", LAST_TAG])?;
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir).map_err(|e| Error::io(dir.display(), e))?;
     Ok(dir)

@@ -188,6 +188,9 @@ enum Cmd {
 enum KernelCmd {
     /// Configure and build a bzImage (a no-op when nothing changed); prints its identity.
     Build(Source),
+    /// Only make the build's .config (base.config, profile, fragments, over tinyconfig or
+    /// --config), check it, and print its path.
+    Config(Source),
 }
 
 /// A kernel built from source; any of these options makes `run` build first.
@@ -454,6 +457,15 @@ fn main() -> ExitCode {
         Cmd::Kernel {
             command: KernelCmd::Build(source),
         } => kernel_build(&source),
+        Cmd::Kernel {
+            command: KernelCmd::Config(source),
+        } => match harness::kbuild::configure(&source.request(), &harness::cache::dir()) {
+            Ok(config) => {
+                println!("config: {}", config.display());
+                0
+            }
+            Err(e) => fail(&e),
+        },
         Cmd::Cases { markdown } => cases(markdown),
         Cmd::Kernels => matrix::kernels(),
         Cmd::Bisect {

@@ -85,12 +85,12 @@ pub struct Fragments {
 impl Fragments {
     pub fn gather(profile: &Profile, extra: &[PathBuf], base: Option<&Path>) -> Result<Fragments> {
         if let Some(b) = base {
-            let text = std::fs::read_to_string(b).map_err(|_| Error::BadFragment {
+            let text = std::fs::read_to_string(b).map_err(|_| Error::BadConfig {
                 path: b.into(),
-                why: "no such file (--config takes a kernel .config)".into(),
+                why: "no such file".into(),
             })?;
             if parse(&text).is_empty() {
-                return Err(Error::BadFragment {
+                return Err(Error::BadConfig {
                     path: b.into(),
                     why: "no CONFIG_ line in it: not a kernel .config".into(),
                 });
@@ -340,6 +340,22 @@ fn make(tree: &Path, out: &Path, targets: &[&str]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lists_each_option_that_changed() {
+        let before: BTreeMap<String, String> = [("A", "y"), ("B", "m"), ("C", "y")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let after: BTreeMap<String, String> = [("A", "y"), ("B", "y"), ("D", "y")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            changes(&before, &after),
+            ["CONFIG_B: m -> y", "CONFIG_C: y -> n", "CONFIG_D: n -> y"]
+        );
+    }
+
     use super::*;
 
     #[test]

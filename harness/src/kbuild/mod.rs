@@ -65,15 +65,7 @@ pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
         entry,
     } = plan(req, cache)?;
     std::fs::create_dir_all(&entry).map_err(|e| Error::io(entry.display(), e))?;
-    // One build per entry at a time: two makes in one output directory corrupt it. Held
-    // until this function returns (the lock goes with the fd).
-    let lock =
-        std::fs::File::create(entry.join("lock")).map_err(|e| Error::io(entry.display(), e))?;
-    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-        eprintln!("waiting for another build of {} to finish", entry.display());
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| Error::io(format!("locking {}", entry.display()), e.into()))?;
-    }
+    let _lock = lock(&entry)?;
 
     // The tree make runs in: the entry's working copy, the source plus the series.
     let (tree, synced) = workcopy::sync(&src.dir, &series, &entry)?;
@@ -104,6 +96,38 @@ pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
         dir: entry,
         rebuilt,
     })
+}
+
+/// Only the config step of [`build`]: the working copy synchronised and `out/.config` made
+/// (or found made); its path. What `cargo xtask kernel config` does, as kunit_tool's config.
+pub fn configure(req: &BuildRequest, cache: &Path) -> Result<PathBuf> {
+    crate::provision::ensure_build_tools()?;
+    let Plan {
+        src,
+        fragments,
+        series,
+        entry,
+        ..
+    } = plan(req, cache)?;
+    std::fs::create_dir_all(&entry).map_err(|e| Error::io(entry.display(), e))?;
+    let _lock = lock(&entry)?;
+    let (tree, _) = workcopy::sync(&src.dir, &series, &entry)?;
+    let out = entry.join("out");
+    config::configure(&tree, &out, &fragments)?;
+    Ok(out.join(".config"))
+}
+
+/// One build per entry at a time: two makes in one output directory corrupt it. Held until
+/// the returned file is dropped (the lock goes with the fd).
+fn lock(entry: &Path) -> Result<std::fs::File> {
+    let lock =
+        std::fs::File::create(entry.join("lock")).map_err(|e| Error::io(entry.display(), e))?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        eprintln!("waiting for another build of {} to finish", entry.display());
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::io(format!("locking {}", entry.display()), e.into()))?;
+    }
+    Ok(lock)
 }
 
 /// Everything a build is made of, and its cache entry.
