@@ -192,7 +192,89 @@ pub fn cases() -> Vec<Case> {
             run: concurrent,
             ..DEFAULTS
         },
+        Case {
+            name: "io.passthrough_is_not_slower",
+            rule: "passthrough is there for speed: sequential 1 MiB reads of a passthrough file \
+                   are faster than the same reads of the same data served by the same server \
+                   without passthrough (plain FUSE); a change that sends passthrough reads \
+                   back through the server shows here even where no request counter would",
+            verdict_rule: "pass when, over three rounds that alternate the two paths (the FUSE \
+                           page cache dropped before each read), the passthrough reads' median \
+                           time is below plain FUSE's; no absolute number is asserted or \
+                           recorded",
+            run: passthrough_is_not_slower,
+            ..DEFAULTS
+        },
     ]
+}
+
+/// Read `path` from start to end in 1 MiB reads, its page cache dropped first; the time and
+/// whether the bytes were `want`.
+fn timed_sequential_read(path: &std::path::Path, want: &[u8]) -> Result<(Duration, bool), Stop> {
+    let file = File::open(path)?;
+    // Clean pages of this file only: the FUSE file's, never the backing tmpfs (memory).
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut same = true;
+    let started = std::time::Instant::now();
+    let mut off = 0usize;
+    loop {
+        let n = file.read_at(&mut buf, off as u64)?;
+        if n == 0 {
+            break;
+        }
+        same &= want.get(off..off + n) == Some(&buf[..n]);
+        off += n;
+    }
+    Ok((started.elapsed(), same && off == want.len()))
+}
+
+pub(super) fn passthrough_is_not_slower(ctx: &mut Ctx) -> Result<(), Stop> {
+    let data = pattern(300, 16 << 20);
+    let fs = ctx.mount_passthrough(1)?;
+    for name in ["passthrough", "plain"] {
+        std::fs::write(fs.backing_dir.join(name), &data)?;
+    }
+    fs.add_passthrough_file_at("passthrough", &fs.backing_dir.join("passthrough"))?;
+    fs.add_file_at("plain", &fs.backing_dir.join("plain"), OpenReply::CACHED)?;
+    let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..3 {
+        for (i, name) in ["passthrough", "plain"].iter().enumerate() {
+            let (took, same) = timed_sequential_read(&fs.path(name), &data)?;
+            ctx.check(same, format!("the {name} read returned other bytes"));
+            times[i].push(took);
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (pt, plain) = (median(&mut times[0]), median(&mut times[1]));
+    let faster = pt < plain;
+    ctx.observe("passthrough_faster", faster);
+    let mib_s = |d: Duration| 16.0 / d.as_secs_f64().max(1e-9);
+    // The figures go to the console only: a snapshot never holds a timing.
+    eprintln!(
+        "fpt-agent: io.passthrough_is_not_slower: passthrough {:.0} MiB/s, plain FUSE {:.0} \
+         MiB/s (medians of 3)",
+        mib_s(pt),
+        mib_s(plain)
+    );
+    ctx.check(
+        faster,
+        format!(
+            "passthrough sequential reads were not faster than plain FUSE: median {:.0} MiB/s \
+             against {:.0} MiB/s",
+            mib_s(pt),
+            mib_s(plain)
+        ),
+    );
+    // The control: plain FUSE was served by the server.
+    ctx.check(
+        fs.count(op::READ) > 0,
+        "the plain file's reads never reached the server: the control measured nothing",
+    );
+    Ok(())
 }
 
 /// (offset, length) pairs written through the FUSE file: unaligned, page-sized, and one over
