@@ -113,6 +113,8 @@ pub enum Error {
     UnknownRevision { rev: String, dir: PathBuf },
     #[error("cannot bisect: {why}")]
     Bisect { why: String },
+    #[error("no throughput figures from {kernel}: {why}")]
+    Throughput { kernel: String, why: String },
 }
 
 impl Error {
@@ -150,6 +152,7 @@ impl Error {
             Error::NotGitTree { .. } => 30,
             Error::UnknownRevision { .. } => 31,
             Error::Bisect { .. } => 32,
+            Error::Throughput { .. } => 33,
         }
     }
 

@@ -35,6 +35,8 @@ pub mod series;
 pub mod snapshot;
 pub mod soak;
 pub mod targets;
+pub mod throughput;
+pub mod throughput_plot;
 pub mod validate;
 pub mod virtiofsd;
 pub mod vm;

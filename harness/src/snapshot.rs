@@ -84,6 +84,10 @@ fn render_as(name: &str, results: &[CaseResult]) -> String {
     let volatile = |k: &str| validate && VALIDATE_COUNTS.contains(&k);
     let mut out = String::new();
     for r in results {
+        // Figures, not behaviour: never in a snapshot.
+        if proto::catalog::group_of(&r.case) == proto::catalog::MEASUREMENTS {
+            continue;
+        }
         // A path the server served itself (a cached FUSE file): what it showed of {source}
         // depends on when the write-back ran, so only where its I/O went and how the
         // server's run ended are compared.

@@ -42,6 +42,10 @@ impl CaseInfo {
     }
 }
 
+/// The group of cases that measure (`bench.throughput`): their observations are figures,
+/// which no snapshot keeps.
+pub const MEASUREMENTS: &str = "bench";
+
 /// `init` of `init.offer`.
 pub fn group_of(name: &str) -> &str {
     name.split_once('.').map_or(name, |(g, _)| g)

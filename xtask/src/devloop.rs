@@ -1,5 +1,6 @@
-//! `cargo xtask series` and `cargo xtask bisect`: the kernel developer's loop. Printing
-//! only; the work is in `harness::series` and `harness::bisect`.
+//! `cargo xtask series`, `cargo xtask bisect` and `cargo xtask bench --io`: the kernel
+//! developer's loop and what passthrough buys. Printing only; the work is in
+//! `harness::series`, `harness::bisect` and `harness::throughput`.
 
 use harness::report;
 use harness::series::{Outcome, Step};
@@ -120,6 +121,35 @@ pub fn bisect(req: harness::bisect::Request) -> i32 {
                 );
             }
             println!("bisect: {}", o.dir.join("bisect.json").display());
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Throughput of the three paths on each kernel: table, throughput.json, plots.
+pub fn bench_io(target: &Target) -> i32 {
+    let kernels: Vec<String> = if target.kernels.is_empty() {
+        vec![harness::kernel::KernelChoice::DEFAULT.to_string()]
+    } else {
+        target.kernels.clone()
+    };
+    let started = std::time::Instant::now();
+    let template = target.request_for(&kernels[0]);
+    let figs = harness::throughput::run(&kernels, &template, &mut |k| {
+        print!("{}", harness::throughput::table(std::slice::from_ref(k)));
+    });
+    let figs = match figs {
+        Ok(f) => f,
+        Err(e) => return fail(&e),
+    };
+    match harness::throughput::write(&figs) {
+        Ok(dir) => {
+            println!(
+                "\nthroughput: {} (throughput.json, throughput-tmpfs.svg, throughput-ext4.svg)",
+                dir.display()
+            );
+            println!("bench --io: {:.1} s", started.elapsed().as_secs_f64());
             0
         }
         Err(e) => fail(&e),

@@ -94,6 +94,11 @@ enum Cmd {
         /// --clean, also the first fetch of one series (7.3: its cached copy is deleted).
         #[arg(long)]
         matrix: bool,
+        /// Throughput instead: six workloads on tmpfs and ext4 through the backing file, a
+        /// passthrough FUSE file and plain FUSE, on each --kernel (repeatable): a table,
+        /// throughput.json and SVG plots.
+        #[arg(long)]
+        io: bool,
     },
     /// Run the same target N times and report every case whose verdict or observations
     /// were not the same each time (flaky), and the run time of each.
@@ -240,9 +245,9 @@ impl Source {
 #[derive(clap::Args, Clone)]
 struct Target {
     /// `debian:<series>` (`cargo xtask kernels` lists them; `debian-6.12` is the default),
-    /// `host` (this kernel, no VM), or a bzImage path.
-    #[arg(long, default_value = KernelChoice::DEFAULT)]
-    kernel: String,
+    /// `host` (this kernel, no VM), or a bzImage path. Only `bench --io` takes several.
+    #[arg(long = "kernel")]
+    kernels: Vec<String>,
     #[command(flatten)]
     source: Source,
     /// lib/modules/<release> of the --kernel bzImage, if it needs modules (fuse, overlay, ...).
@@ -380,11 +385,30 @@ enum MachineArg {
 }
 
 impl Target {
+    /// The one kernel of a command that takes one (several: a usage error, exit 2).
+    fn kernel(&self) -> &str {
+        if self.kernels.len() > 1 {
+            eprintln!(
+                "error: --kernel given {} times: only `bench --io` takes several (`matrix` runs the catalog on several)",
+                self.kernels.len()
+            );
+            std::process::exit(2);
+        }
+        self.kernels
+            .first()
+            .map_or(KernelChoice::DEFAULT, String::as_str)
+    }
+
     fn request(&self) -> Request {
+        self.request_for(self.kernel())
+    }
+
+    /// [`Target::request`] on `kernel`.
+    fn request_for(&self, kernel: &str) -> Request {
         let kernel = if self.source.given() {
             KernelChoice::Build(self.source.request())
         } else {
-            KernelChoice::parse(&self.kernel)
+            KernelChoice::parse(kernel)
         };
         Request {
             kernel,
@@ -432,6 +456,9 @@ fn main() -> ExitCode {
             clean,
             ..
         } => matrix::bench(clean),
+        Cmd::Bench {
+            target, io: true, ..
+        } => devloop::bench_io(&target),
         Cmd::Bench {
             target,
             kernel_build: true,
@@ -879,7 +906,7 @@ fn bench_validate(target: &Target, server: &str, runs: u32, clean: bool) -> i32 
             times.push(started.elapsed().as_secs_f64());
             println!(
                 "validate {server} on {}: {:.1} s",
-                target.kernel,
+                target.kernel(),
                 times[times.len() - 1]
             );
         }

@@ -6,6 +6,7 @@
 
 mod audit;
 mod backing_open;
+mod bench;
 mod faults;
 mod ids;
 mod init;
@@ -122,6 +123,7 @@ pub fn catalog() -> &'static [Case] {
         all.extend(faults::cases());
         let over_ring = uring::cases(&all);
         all.extend(over_ring);
+        all.extend(bench::cases());
         all.extend(selftest::cases());
         all.extend(validate::cases());
         all
@@ -556,6 +558,16 @@ pub fn unmount_when_released(dir: &Path) -> String {
         std::thread::sleep(Duration::from_millis(10));
     }
     last
+}
+
+/// Drop the clean page cache of `file` (so a plain FUSE file's next read goes to its
+/// server): fadvise(DONTNEED), or where the kernel has no fadvise (tinyconfig leaves
+/// CONFIG_ADVISE_SYSCALLS off) every clean page cache through /proc/sys/vm/drop_caches.
+pub fn drop_page_cache(file: &std::fs::File) -> std::io::Result<()> {
+    match rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed) {
+        Err(Errno::NOSYS) => std::fs::write("/proc/sys/vm/drop_caches", "1"),
+        other => other.map_err(Into::into),
+    }
 }
 
 /// Deterministic bytes that differ at every offset and between seeds, so a misplaced or
