@@ -67,7 +67,7 @@ pub fn select<'a>(
         return Ok(catalog
             .iter()
             .filter(|c| match validating {
-                true => in_validate_run(c.external_server),
+                true => in_validate_run(c.external_server, c.slow),
                 false => in_default_run(c.kills_kernel, c.external_server, c.slow),
             })
             .collect());

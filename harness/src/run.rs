@@ -224,9 +224,16 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
         Some(spec) => {
             let (server, args) =
                 crate::virtiofsd::guest_command(std::path::Path::new(&spec.server), &spec.args)?;
+            let passthrough_off_args = match &spec.passthrough_off_args {
+                Some(off) => Some(
+                    crate::virtiofsd::guest_command(std::path::Path::new(&spec.server), off)?.1,
+                ),
+                None => None,
+            };
             let guest = proto::validate::Spec {
                 server,
                 args,
+                passthrough_off_args,
                 ..spec.clone()
             };
             let text = serde_json::to_string_pretty(&guest).expect("specs serialise");

@@ -11,8 +11,9 @@ use crate::error::{Error, Result};
 use crate::kernel::KernelChoice;
 use crate::run::Request;
 
-/// The case that measures.
+/// The case that measures with the agent's own server, and with a server under test.
 pub const CASE: &str = "bench.throughput";
+pub const SERVER_CASE: &str = "bench.throughput_server";
 /// The paths, in the order of every table and plot.
 pub const PATHS: [&str; 3] = ["native", "passthrough", "plain"];
 
@@ -20,6 +21,8 @@ pub const PATHS: [&str; 3] = ["native", "passthrough", "plain"];
 pub struct KernelFigures {
     /// What `--kernel` said.
     pub kernel: String,
+    /// The server measured: "the agent's own", or the target's library and version.
+    pub server: String,
     pub release: String,
     pub file_systems: Vec<FsFigures>,
     pub artifacts: String,
@@ -59,18 +62,22 @@ pub struct PathFigures {
     pub ratio_max: Option<f64>,
 }
 
-/// Measure on each kernel in turn; `each` sees each kernel's figures as they come.
+/// Measure on each kernel in turn, with the agent's own server or `server`; `each` sees each
+/// kernel's figures as they come.
 pub fn run(
     kernels: &[String],
     template: &Request,
+    server: Option<&proto::validate::Spec>,
     each: &mut dyn FnMut(&KernelFigures),
 ) -> Result<Vec<KernelFigures>> {
+    let case = if server.is_some() { SERVER_CASE } else { CASE };
     let mut out = Vec::new();
     for k in kernels {
         let run = crate::run::run(
             &Request {
                 kernel: KernelChoice::parse(k),
-                cases: vec![CASE.into()],
+                cases: vec![case.into()],
+                validate: server.cloned(),
                 ..template.clone()
             },
             &mut |_| {},
@@ -78,10 +85,10 @@ pub fn run(
         let result =
             run.results
                 .iter()
-                .find(|r| r.case == CASE)
+                .find(|r| r.case == case)
                 .ok_or_else(|| Error::Throughput {
                     kernel: k.clone(),
-                    why: format!("the guest gave no {CASE} result"),
+                    why: format!("the guest gave no {case} result"),
                 })?;
         let Some(figures) = result.observations.get("throughput") else {
             return Err(Error::Throughput {
@@ -96,6 +103,7 @@ pub fn run(
         };
         let figs = KernelFigures {
             kernel: k.clone(),
+            server: server.map_or_else(|| "the agent's own".to_string(), |s| s.version.clone()),
             release: run.kernel_release.clone(),
             file_systems: parse(figures),
             artifacts: run.artifacts.display().to_string(),
@@ -141,10 +149,14 @@ pub fn parse(v: &serde_json::Value) -> Vec<FsFigures> {
         }
         // The guest's order of workloads, not JSON's.
         workloads.sort_by_key(|w| ORDER.iter().position(|o| *o == w.name).unwrap_or(99));
+        let notes: Vec<&str> = [&rec["note"], &rec["plain"]]
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
         out.push(FsFigures {
             fs: fs.clone(),
             size_mib: rec["size_mib"].as_u64().unwrap_or(0),
-            note: rec["note"].as_str().map(String::from),
+            note: (!notes.is_empty()).then(|| notes.join("; ")),
             passthrough: rec["passthrough"].as_str().unwrap_or("").to_string(),
             workloads,
         });
@@ -191,15 +203,16 @@ pub fn table(figs: &[KernelFigures]) -> String {
     for k in figs {
         for fs in &k.file_systems {
             out.push_str(&format!(
-                "\n{} ({}), {}, {} MiB{}{}\n",
+                "\n{} ({}), server {}, {}, {} MiB{}{}\n",
                 k.kernel,
                 k.release,
+                k.server,
                 fs.fs,
                 fs.size_mib,
                 fs.note
                     .as_deref()
                     .map_or_else(String::new, |n| format!(" ({n})")),
-                if fs.passthrough == "offered" {
+                if fs.passthrough != "not offered" {
                     String::new()
                 } else {
                     ": passthrough not offered".to_string()
@@ -269,6 +282,7 @@ mod tests {
         assert_eq!((pt.ratio_min, pt.ratio_max), (Some(0.8), Some(1.0)));
         let text = table(&[KernelFigures {
             kernel: "k".into(),
+            server: "s".into(),
             release: "r".into(),
             file_systems: figs,
             artifacts: String::new(),

@@ -57,9 +57,10 @@ pub fn in_default_run(kills_kernel: bool, external_server: bool, slow: bool) -> 
     !kills_kernel && !external_server && !slow
 }
 
-/// The cases `cargo xtask validate` runs: every one that tests the server under test.
-pub fn in_validate_run(external_server: bool) -> bool {
-    external_server
+/// The cases `cargo xtask validate` runs: every one that tests the server under test, but
+/// the slow ones (the throughput measurement), which run when named.
+pub fn in_validate_run(external_server: bool, slow: bool) -> bool {
+    external_server && !slow
 }
 
 /// Whether a `--case` pattern (`uring.*`) takes a case it matches: any but one that may take

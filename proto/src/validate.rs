@@ -32,6 +32,10 @@ pub struct Spec {
     /// (fuser's `examples/passthrough.rs`): only `validate.fixed_file` applies to it.
     #[serde(default)]
     pub fixed_file: Option<FixedFile>,
+    /// The arguments that run the same server with its passthrough switched off, where it
+    /// has such a switch (`bench --io --server` measures it as the plain FUSE path).
+    #[serde(default)]
+    pub passthrough_off_args: Option<Vec<String>>,
 }
 
 /// The one file a fixed server serves, and the file it backs it with.
@@ -72,6 +76,7 @@ mod tests {
             env: vec![],
             mount_timeout_secs: 10,
             fixed_file: None,
+            passthrough_off_args: None,
         };
         assert_eq!(spec.args_for("/s", "/m"), ["/s", "/m", "-o", "src=/s"]);
     }

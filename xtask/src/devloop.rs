@@ -128,7 +128,14 @@ pub fn bisect(req: harness::bisect::Request) -> i32 {
 }
 
 /// Throughput of the three paths on each kernel: table, throughput.json, plots.
-pub fn bench_io(target: &Target) -> i32 {
+pub fn bench_io(target: &Target, server: Option<&str>) -> i32 {
+    let spec = match server
+        .map(|s| harness::targets::resolve(s, &[], &harness::cache::dir()))
+        .transpose()
+    {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
     let kernels: Vec<String> = if target.kernels.is_empty() {
         vec![harness::kernel::KernelChoice::DEFAULT.to_string()]
     } else {
@@ -136,7 +143,7 @@ pub fn bench_io(target: &Target) -> i32 {
     };
     let started = std::time::Instant::now();
     let template = target.request_for(&kernels[0]);
-    let figs = harness::throughput::run(&kernels, &template, &mut |k| {
+    let figs = harness::throughput::run(&kernels, &template, spec.as_ref(), &mut |k| {
         print!("{}", harness::throughput::table(std::slice::from_ref(k)));
     });
     let figs = match figs {

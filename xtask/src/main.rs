@@ -99,6 +99,10 @@ enum Cmd {
         /// throughput.json and SVG plots.
         #[arg(long)]
         io: bool,
+        /// With --io: measure this server (a built-in target or a path) instead of the
+        /// agent's own: its mount with passthrough on, and off where it has a switch.
+        #[arg(long)]
+        server: Option<String>,
     },
     /// Run the same target N times and report every case whose verdict or observations
     /// were not the same each time (flaky), and the run time of each.
@@ -457,8 +461,11 @@ fn main() -> ExitCode {
             ..
         } => matrix::bench(clean),
         Cmd::Bench {
-            target, io: true, ..
-        } => devloop::bench_io(&target),
+            target,
+            io: true,
+            server,
+            ..
+        } => devloop::bench_io(&target, server.as_deref()),
         Cmd::Bench {
             target,
             kernel_build: true,

@@ -20,19 +20,33 @@ use super::{pattern, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, InitReply, OpenReply};
 
 pub fn cases() -> Vec<Case> {
-    vec![Case {
-        name: "bench.throughput",
-        rule: "sequential 1 MiB reads and writes, random 4 KiB reads and writes, an mmap read \
+    vec![
+        Case {
+            name: "bench.throughput",
+            rule: "sequential 1 MiB reads and writes, random 4 KiB reads and writes, an mmap read \
                and a small-file open-read-close loop, on tmpfs and on ext4, through the \
                backing file, a passthrough FUSE file and a plain FUSE file of the same server \
                (a measurement for `cargo xtask bench --io`)",
-        verdict_rule: "pass when every workload ran on every path; the figures are \
+            verdict_rule: "pass when every workload ran on every path; the figures are \
                        observations no snapshot keeps",
-        timeout: Duration::from_secs(240),
-        slow: true,
-        run: throughput,
-        ..Case::DEFAULT
-    }]
+            timeout: Duration::from_secs(240),
+            slow: true,
+            run: throughput,
+            ..Case::DEFAULT
+        },
+        Case {
+            name: "bench.throughput_server",
+            rule: "the workloads of bench.throughput through the server under test's mount \
+                   with its passthrough on and, where it has a switch for it, off",
+            verdict_rule: "pass when every workload ran on every path; the figures are \
+                           observations no snapshot keeps",
+            timeout: Duration::from_secs(300),
+            slow: true,
+            external_server: true,
+            run: throughput_server,
+            ..Case::DEFAULT
+        },
+    ]
 }
 
 /// Repetitions counted, after one warm-up.
@@ -54,12 +68,113 @@ pub const WORKLOADS: [(&str, &str); 6] = [
 ];
 
 /// The files one path reaches: the data file and the small ones.
+#[derive(Clone)]
 struct Files {
     data: PathBuf,
     small: Vec<PathBuf>,
+    /// The data file's size.
+    size: usize,
 }
 
 fn throughput(ctx: &mut Ctx) -> Result<(), Stop> {
+    each_file_system(ctx, |ctx, native| {
+        // The same server serves both FUSE paths, over the same backing files.
+        let (fs, init) = ctx.mount(InitReply::passthrough(1))?;
+        let offered = init.kernel_offers_passthrough();
+        let plain = serve(&fs, native, "plain", false)?;
+        let passthrough = if offered {
+            Some(serve(&fs, native, "pt", true)?)
+        } else {
+            None
+        };
+        let mut paths = vec![("native", native.clone())];
+        if let Some(p) = passthrough {
+            paths.push(("passthrough", p));
+        }
+        paths.push(("plain", plain));
+        let (record, failures) = measure(&paths, native.size);
+        drop(fs);
+        let mut record = record;
+        record["passthrough"] = json!(if offered { "offered" } else { "not offered" });
+        Ok((record, failures))
+    })
+}
+
+/// The same with the server under test (`bench --io --server`): its mount of `{source}` with
+/// its passthrough on, and where it has a switch for it, a second mount with it off (the
+/// plain FUSE path). Whether it does pass through is its business: the figures show it.
+fn throughput_server(ctx: &mut Ctx) -> Result<(), Stop> {
+    let Some(spec) = ctx.server.clone() else {
+        return Err(Stop::Skip(
+            "no server under test: `cargo xtask bench --io --server` runs it".into(),
+        ));
+    };
+    if spec.fixed_file.is_some() {
+        return Err(Stop::Skip(format!(
+            "{} serves one file of its own, not {{source}}",
+            spec.target
+        )));
+    }
+    ctx.observe("server", &spec.version);
+    let mut n = 0;
+    each_file_system(ctx, |ctx, native| {
+        n += 1;
+        let source = native
+            .data
+            .parent()
+            .expect("data has a directory")
+            .to_path_buf();
+        let on = super::subject::External::start(
+            &spec,
+            &source,
+            &ctx.scratch(&format!("server-on-{n}"))?,
+            ctx.teardown.clone(),
+        )?;
+        let off = match &spec.passthrough_off_args {
+            Some(args) => Some(super::subject::External::start(
+                &proto::validate::Spec {
+                    args: args.clone(),
+                    ..spec.clone()
+                },
+                &source,
+                &ctx.scratch(&format!("server-off-{n}"))?,
+                // Its end is not the case's to judge: {source} stays busy while the other
+                // server runs. The second server's end (dropped last) is judged.
+                Default::default(),
+            )?),
+            None => None,
+        };
+        let through = |s: &dyn super::subject::Subject| Files {
+            data: s.path("data"),
+            small: (0..SMALL_FILES)
+                .map(|i| s.path(&format!("s{i:02}")))
+                .collect(),
+            size: native.size,
+        };
+        let mut paths = vec![("native", native.clone()), ("passthrough", through(&on))];
+        if let Some(off) = &off {
+            paths.push(("plain", through(off)));
+        }
+        let (mut record, failures) = measure(&paths, native.size);
+        record["passthrough"] = json!("the server's own (switched on)");
+        if off.is_none() {
+            record["plain"] = json!(format!(
+                "{} has no switch to turn passthrough off",
+                spec.target
+            ));
+        }
+        drop(off);
+        drop(on);
+        Ok((record, failures))
+    })
+}
+
+/// On a tmpfs and on ext4: the files written, then `with` measures them; the figures go to
+/// the `throughput` observation, each failure to the verdict.
+fn each_file_system(
+    ctx: &mut Ctx,
+    mut with: impl FnMut(&mut Ctx, &Files) -> Result<(Value, Vec<String>), Stop>,
+) -> Result<(), Stop> {
     let mut out = Map::new();
     let mut failures = Vec::new();
     for kind in ["tmpfs", "ext4"] {
@@ -67,7 +182,16 @@ fn throughput(ctx: &mut Ctx) -> Result<(), Stop> {
             "tmpfs" => ctx.own_tmpfs("bench-tmpfs")?,
             _ => super::stacking::ext4(ctx)?,
         };
-        let (record, failed) = one_file_system(ctx, &dir)?;
+        let (native, mib, note) = match prepare(&dir)? {
+            Ok(p) => p,
+            Err(why) => {
+                out.insert(kind.into(), json!({ "note": why }));
+                continue;
+            }
+        };
+        let (mut record, failed) = with(ctx, &native)?;
+        record["size_mib"] = json!(mib);
+        record["note"] = json!(note);
         failures.extend(failed.into_iter().map(|f| format!("{kind}: {f}")));
         out.insert(kind.into(), record);
     }
@@ -76,20 +200,19 @@ fn throughput(ctx: &mut Ctx) -> Result<(), Stop> {
     Ok(())
 }
 
-/// Every workload on the three paths over files on `dir`'s file system.
-fn one_file_system(ctx: &mut Ctx, dir: &Path) -> Result<(Value, Vec<String>), Stop> {
-    // Sized to the file system: the 8 MiB ext4 image has about 6 MiB free, and a write
-    // workload that fills it would measure ENOSPC.
+/// The data file and the small files on `dir`, sized to its free space (the 8 MiB ext4
+/// image has about 6 MiB free, and a write workload that filled it would measure ENOSPC):
+/// the files, the data size in MiB and why it is smaller than usual; or why nothing fits.
+fn prepare(dir: &Path) -> Result<Result<(Files, u64, Option<String>), String>, Stop> {
     let st = rustix::fs::statvfs(dir)?;
     let free = st.f_bavail * st.f_frsize;
     let small_total = (SMALL_FILES * SMALL_SIZE) as u64;
-    let room_mib = free.saturating_sub(small_total) / 2 / (1 << 20);
-    let mib = room_mib.min(DATA_MIB);
+    let mib = (free.saturating_sub(small_total) / 2 / (1 << 20)).min(DATA_MIB);
     if mib == 0 {
-        return Ok((
-            json!({ "note": format!("{} KiB free: too small for the workloads", free >> 10) }),
-            Vec::new(),
-        ));
+        return Ok(Err(format!(
+            "{} KiB free: too small for the workloads",
+            free >> 10
+        )));
     }
     let note = (mib < DATA_MIB).then(|| {
         format!(
@@ -99,35 +222,27 @@ fn one_file_system(ctx: &mut Ctx, dir: &Path) -> Result<(Value, Vec<String>), St
     });
     let size = (mib << 20) as usize;
     std::fs::write(dir.join("data"), pattern(500, size))?;
-    let mut native = Files {
+    let mut files = Files {
         data: dir.join("data"),
         small: Vec::new(),
+        size,
     };
     for i in 0..SMALL_FILES {
         let p = dir.join(format!("s{i:02}"));
         std::fs::write(&p, pattern(600 + i as u64, SMALL_SIZE))?;
-        native.small.push(p);
+        files.small.push(p);
     }
-    // The same server serves both FUSE paths, over the same backing files.
-    let (fs, init) = ctx.mount(InitReply::passthrough(1))?;
-    let offered = init.kernel_offers_passthrough();
-    let plain = serve(&fs, &native, "plain", false)?;
-    let passthrough = if offered {
-        Some(serve(&fs, &native, "pt", true)?)
-    } else {
-        None
-    };
-    let mut paths: Vec<(&str, &Files)> = vec![("native", &native)];
-    if let Some(p) = &passthrough {
-        paths.push(("passthrough", p));
-    }
-    paths.push(("plain", &plain));
+    Ok(Ok((files, mib, note)))
+}
 
+/// Every workload on every path, one warm-up round and [`REPS`] counted, the paths in turn
+/// within each: the record (`workloads`) and the failures.
+fn measure(paths: &[(&str, Files)], size: usize) -> (Value, Vec<String>) {
     let mut values: Map<String, Value> = Map::new();
     let mut failures = Vec::new();
     for rep in 0..=REPS {
         for (workload, _) in WORKLOADS {
-            for (path, files) in &paths {
+            for (path, files) in paths {
                 let got = run(workload, files, size, *path != "native");
                 let entry = values
                     .entry(workload.to_string())
@@ -150,22 +265,13 @@ fn one_file_system(ctx: &mut Ctx, dir: &Path) -> Result<(Value, Vec<String>), St
             }
         }
     }
-    drop(fs);
     let mut workloads = Map::new();
     for (name, unit) in WORKLOADS {
         let mut w = values.remove(name).unwrap_or_else(|| json!({}));
         w["unit"] = json!(unit);
         workloads.insert(name.into(), w);
     }
-    Ok((
-        json!({
-            "size_mib": mib,
-            "note": note,
-            "passthrough": if offered { "offered" } else { "not offered" },
-            "workloads": workloads,
-        }),
-        failures,
-    ))
+    (json!({ "workloads": workloads }), failures)
 }
 
 /// Serve `native`'s files on `fs` under names with `prefix`, in passthrough mode or not.
@@ -185,7 +291,11 @@ fn serve(fs: &FuseFs, native: &Files, prefix: &str, passthrough: bool) -> Result
         .enumerate()
         .map(|(i, p)| add(&format!("{prefix}-s{i:02}"), p))
         .collect::<Result<_, _>>()?;
-    Ok(Files { data, small })
+    Ok(Files {
+        data,
+        small,
+        size: native.size,
+    })
 }
 
 /// One measurement of a workload: MiB/s or ops/s. A FUSE file's own page cache is dropped before a read

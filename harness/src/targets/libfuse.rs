@@ -18,9 +18,16 @@ pub fn target(name: &str, suite: &str, cache: &Path) -> Result<Spec> {
     let version = super::built_once(&root, &server, || build_libfuse(suite, cache, &root))?;
     // It finds its libfuse3 through its rpath ($ORIGIN/../lib): nothing to add.
     let args = vec![SOURCE.into(), MOUNTPOINT.into(), "--foreground".into()];
+    // passthrough_hp's own switch (3.17 on); 3.14 has no passthrough to switch off.
+    let off = (suite != "bookworm").then(|| {
+        let mut off = args.clone();
+        off.push("--nopassthrough".into());
+        off
+    });
     Ok(Spec {
         target: name.into(),
         version: format!("libfuse {version} (Debian {suite})"),
+        passthrough_off_args: off,
         ..super::spec(&server, args)
     })
 }

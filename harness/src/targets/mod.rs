@@ -117,6 +117,7 @@ fn spec(server: &Path, args: Vec<String>) -> Spec {
         env: Vec::new(),
         mount_timeout_secs: MOUNT_TIMEOUT_SECS,
         fixed_file: None,
+        passthrough_off_args: None,
     }
 }
 
