@@ -200,10 +200,13 @@ fn each_file_system(
     Ok(())
 }
 
+/// The files, the data size in MiB, and why it is smaller than usual.
+type Prepared = (Files, u64, Option<String>);
+
 /// The data file and the small files on `dir`, sized to its free space (the 8 MiB ext4
 /// image has about 6 MiB free, and a write workload that filled it would measure ENOSPC):
 /// the files, the data size in MiB and why it is smaller than usual; or why nothing fits.
-fn prepare(dir: &Path) -> Result<Result<(Files, u64, Option<String>), String>, Stop> {
+fn prepare(dir: &Path) -> Result<Result<Prepared, String>, Stop> {
     let st = rustix::fs::statvfs(dir)?;
     let free = st.f_bavail * st.f_frsize;
     let small_total = (SMALL_FILES * SMALL_SIZE) as u64;
