@@ -23,7 +23,7 @@ fn verdicts(run: &harness::run::Run) -> Vec<Verdict> {
 fn a_passing_run_replays_to_the_same_results() {
     let run = harness::replay::replay(&saved("pass")).unwrap();
     assert_eq!(verdicts(&run), [Verdict::Pass; 3]);
-    assert_eq!(run.kernel_release, "6.12.117+deb12-cloud-amd64");
+    assert_eq!(run.kernel_release, "6.12.117+deb13-cloud-amd64");
     assert!(run.died.is_none());
     assert_eq!(run.results[2].observations["read_requests"], 0);
     assert!(matches!(
