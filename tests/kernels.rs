@@ -251,18 +251,7 @@ fn a_matrix_of_two_series_with_every_report_read_by_its_consumers() {
 /// What headless Chromium shows of matrix.html: every cell of both kernels, coloured by
 /// verdict, the observation in the tooltip; a screenshot is kept beside it.
 fn check_matrix_page(page: &Path, cases: u64) {
-    harness::provision::ensure("chromium", "chromium").expect("chromium installs");
-    let url = format!("file://{}", page.display());
-    let dom = run_ok(
-        Path::new("chromium"),
-        &[
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--dump-dom",
-            &url,
-        ],
-    );
+    let dom = e2e::chromium(page, "1400,1000", &page.with_file_name("matrix.png"));
     for kernel in ["6.12", "7.3"] {
         let cells = dom.matches(&format!("data-kernel=\"{kernel}\"")).count() as u64;
         assert_eq!(cells, cases, "one cell per case for {kernel}");
@@ -278,22 +267,6 @@ fn check_matrix_page(page: &Path, cases: u64) {
     assert!(
         dom.contains("id=\"observations\""),
         "the observations that differ"
-    );
-    let shot = page.with_file_name("matrix.png");
-    run_ok(
-        Path::new("chromium"),
-        &[
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--window-size=1400,1000",
-            &format!("--screenshot={}", shot.display()),
-            &url,
-        ],
-    );
-    assert!(
-        std::fs::metadata(&shot).unwrap().len() > 10_000,
-        "a screenshot"
     );
 }
 

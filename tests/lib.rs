@@ -85,3 +85,38 @@ pub fn run_any(program: &Path, args: &[&str]) -> String {
         .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// What headless Chromium makes of the page or picture at `path`: its DOM, and a screenshot
+/// of `size` kept at `shot` (checked to be more than a blank page).
+pub fn chromium(path: &Path, size: &str, shot: &Path) -> String {
+    harness::provision::ensure("chromium", "chromium").expect("chromium installs");
+    let url = format!("file://{}", path.display());
+    let browser = Path::new("chromium");
+    let dom = run_ok(
+        browser,
+        &[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            &url,
+        ],
+    );
+    run_ok(
+        browser,
+        &[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            &format!("--window-size={size}"),
+            &format!("--screenshot={}", shot.display()),
+            &url,
+        ],
+    );
+    assert!(
+        std::fs::metadata(shot).unwrap().len() > 10_000,
+        "a screenshot of {}",
+        path.display()
+    );
+    dom
+}

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use e2e::{run_ok, xtask};
+use e2e::xtask;
 
 /// The directory `bench --io` wrote, and throughput.json read.
 fn bench_io(args: &[&str]) -> (PathBuf, serde_json::Value, String) {
@@ -84,18 +84,7 @@ fn a_server_under_test_with_its_passthrough_on_and_off() {
 /// What headless Chromium makes of a plot: an SVG document with a panel per workload and
 /// each kernel's label; a screenshot kept beside it.
 fn check_plot(svg: &Path, kernels: &[&str]) {
-    harness::provision::ensure("chromium", "chromium").expect("chromium installs");
-    let url = format!("file://{}", svg.display());
-    let dom = run_ok(
-        Path::new("chromium"),
-        &[
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--dump-dom",
-            &url,
-        ],
-    );
+    let dom = e2e::chromium(svg, "1200,700", &svg.with_extension("png"));
     assert!(dom.contains("<svg"), "{dom}");
     for w in [
         "seq_read",
@@ -110,20 +99,4 @@ fn check_plot(svg: &Path, kernels: &[&str]) {
     for k in kernels {
         assert!(dom.contains(k), "no label for {k}");
     }
-    let shot = svg.with_extension("png");
-    run_ok(
-        Path::new("chromium"),
-        &[
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--window-size=1200,700",
-            &format!("--screenshot={}", shot.display()),
-            &url,
-        ],
-    );
-    assert!(
-        std::fs::metadata(&shot).unwrap().len() > 10_000,
-        "a screenshot"
-    );
 }

@@ -56,65 +56,114 @@ pub fn source_dir(req: &BuildRequest, cache: &Path) -> Result<PathBuf> {
 
 /// Build (or find already built) the kernel `req` describes.
 pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
-    crate::provision::ensure_build_tools()?;
-    let Plan {
-        src,
-        profile,
-        fragments,
-        series,
-        entry,
-    } = plan(req, cache)?;
-    std::fs::create_dir_all(&entry).map_err(|e| Error::io(entry.display(), e))?;
-    let _lock = lock(&entry)?;
+    let configured = configured(req, cache)?;
+    let Configured {
+        plan, tree, out, ..
+    } = &configured;
+    let rebuilt = make::bzimage(tree, out, &plan.entry.join("build.log"), req.progress)?;
 
-    // The tree make runs in: the entry's working copy, the source plus the series.
-    let (tree, synced) = workcopy::sync(&src.dir, &series, &entry)?;
-    if synced.written + synced.removed > 0 && !synced.created {
-        eprintln!(
-            "working copy: {} files written, {} removed (source plus {} patches)",
-            synced.written,
-            synced.removed,
-            series.len()
-        );
-    }
-    let out = entry.join("out");
-    config::configure(&tree, &out, &fragments)?;
-    let rebuilt = make::bzimage(&tree, &out, &entry.join("build.log"), req.progress)?;
-
-    let bzimage = out.join("arch/x86/boot/bzImage");
+    let (bzimage, config) = keep(&plan.entry, out)?;
     let mut kernel = Kernel::from_path(&bzimage, None)?;
-    kernel.config = Some(out.join(".config"));
+    kernel.config = Some(config);
     kernel.identity = Identity {
         release: kernel.release.clone(),
-        source: src.describe(),
-        patches: series.infos(),
-        profile: profile.name.clone(),
+        source: plan.src.describe(),
+        patches: plan.series.infos(),
+        profile: plan.profile.name.clone(),
         config_hash: file_hash(&out.join(".config")),
     };
     Ok(Built {
         kernel,
-        dir: entry,
+        dir: plan.entry.clone(),
         rebuilt,
     })
+}
+
+/// A copy of the built bzImage and its .config under `<entry>/images/<hash>`, which no later
+/// build writes: the output directory is shared by every series of the entry, and another
+/// build (a bisect step, a second terminal) may replace its bzImage while this one boots.
+/// The newest few are kept.
+fn keep(entry: &Path, out: &Path) -> Result<(PathBuf, PathBuf)> {
+    let built = out.join("arch/x86/boot/bzImage");
+    let dir = entry.join("images").join(file_hash(&built));
+    let (bzimage, config) = (dir.join("bzImage"), dir.join("config"));
+    if !bzimage.is_file() {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        for (from, to) in [(&built, &bzimage), (&out.join(".config"), &config)] {
+            let tmp = to.with_extension("new");
+            std::fs::copy(from, &tmp).map_err(|e| Error::io(from.display(), e))?;
+            std::fs::rename(&tmp, to).map_err(|e| Error::io(to.display(), e))?;
+        }
+    }
+    // Touched, so the oldest are the least recently used.
+    let _ = std::fs::File::options()
+        .append(true)
+        .open(&bzimage)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    prune(&entry.join("images"), 8);
+    Ok((bzimage, config))
+}
+
+/// Remove all but the `keep` most recently used image directories.
+fn prune(images: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(images) else {
+        return;
+    };
+    let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let used = std::fs::metadata(e.path().join("bzImage"))
+                .and_then(|m| m.modified())
+                .ok()?;
+            Some((used, e.path()))
+        })
+        .collect();
+    dirs.sort();
+    let extra = dirs.len().saturating_sub(keep);
+    for (_, d) in dirs.into_iter().take(extra) {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
 
 /// Only the config step of [`build`]: the working copy synchronised and `out/.config` made
 /// (or found made); its path. What `cargo xtask kernel config` does, as kunit_tool's config.
 pub fn configure(req: &BuildRequest, cache: &Path) -> Result<PathBuf> {
+    Ok(configured(req, cache)?.out.join(".config"))
+}
+
+/// A build entry locked, its working copy synchronised and its .config made: what make
+/// starts from.
+struct Configured {
+    plan: Plan,
+    tree: PathBuf,
+    out: PathBuf,
+    /// Held while the entry is in use.
+    _lock: std::fs::File,
+}
+
+fn configured(req: &BuildRequest, cache: &Path) -> Result<Configured> {
     crate::provision::ensure_build_tools()?;
-    let Plan {
-        src,
-        fragments,
-        series,
-        entry,
-        ..
-    } = plan(req, cache)?;
-    std::fs::create_dir_all(&entry).map_err(|e| Error::io(entry.display(), e))?;
-    let _lock = lock(&entry)?;
-    let (tree, _) = workcopy::sync(&src.dir, &series, &entry)?;
-    let out = entry.join("out");
-    config::configure(&tree, &out, &fragments)?;
-    Ok(out.join(".config"))
+    let plan = plan(req, cache)?;
+    std::fs::create_dir_all(&plan.entry).map_err(|e| Error::io(plan.entry.display(), e))?;
+    let lock = lock(&plan.entry)?;
+    // The tree make runs in: the entry's working copy, the source plus the series.
+    let (tree, synced) = workcopy::sync(&plan.src.dir, &plan.series, &plan.entry)?;
+    if synced.written + synced.removed > 0 && !synced.created {
+        eprintln!(
+            "working copy: {} files written, {} removed (source plus {} patches)",
+            synced.written,
+            synced.removed,
+            plan.series.len()
+        );
+    }
+    let out = plan.entry.join("out");
+    config::configure(&tree, &out, &plan.fragments)?;
+    Ok(Configured {
+        plan,
+        tree,
+        out,
+        _lock: lock,
+    })
 }
 
 /// One build per entry at a time: two makes in one output directory corrupt it. Held until
