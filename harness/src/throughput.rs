@@ -236,7 +236,13 @@ pub fn table(figs: &[KernelFigures]) -> String {
 
 fn cell(p: &PathFigures, unit: &str) -> String {
     if p.values.is_empty() {
-        return "not offered".into();
+        // No passthrough in the kernel; or a server under test without an off switch.
+        return if p.path == "passthrough" {
+            "not offered"
+        } else {
+            "not measured"
+        }
+        .into();
     }
     match p.ratio_to_native {
         Some(r) if p.path != "native" => format!("{:.0} {unit} ({r:.2}x)", p.median),
