@@ -165,6 +165,7 @@ pub fn configure(tree: &Path, out: &Path, fragments: &Fragments) -> Result<()> {
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s == fingerprint)
         && out.join(".config").is_file()
     {
+        say_changes(fragments, out);
         return Ok(());
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.display(), e))?;
@@ -213,27 +214,41 @@ pub fn configure(tree: &Path, out: &Path, fragments: &Fragments) -> Result<()> {
     if !problems.is_empty() {
         return Err(Error::ConfigMismatch(problems));
     }
-    if let Some(base) = &fragments.base {
-        // What the agent needed that the developer's config did not have: said, and kept.
+    if fragments.base.is_some() {
+        // What the agent needed that the developer's config did not have: kept, and said
+        // (again each time the same config is used).
         let changed = changes(&before, &have);
-        let report = out.join(".fpt-config-changes");
-        let _ = std::fs::write(&report, changed.join("\n") + "\n");
-        eprintln!(
-            "config: {} options of {} changed for the agent{}",
-            changed.len(),
-            base.display(),
-            if changed.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (also in {}):\n  {}",
-                    report.display(),
-                    changed.join("\n  ")
-                )
-            }
-        );
+        let _ = std::fs::write(out.join(CHANGES), changed.join("\n"));
+        say_changes(fragments, out);
     }
     std::fs::write(&stamp, fingerprint).map_err(|e| Error::io(stamp.display(), e))
+}
+
+/// Where the options a `--config` had to change are kept, one per line.
+const CHANGES: &str = ".fpt-config-changes";
+
+/// Over a `--config`: which of its options the agent's fragments changed, on stderr.
+fn say_changes(fragments: &Fragments, out: &Path) {
+    let Some(base) = &fragments.base else {
+        return;
+    };
+    let report = out.join(CHANGES);
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    let changed: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    eprintln!(
+        "config: {} options of {} changed for the agent{}",
+        changed.len(),
+        base.display(),
+        if changed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (also in {}):\n  {}",
+                report.display(),
+                changed.join("\n  ")
+            )
+        }
+    );
 }
 
 /// Each option whose value differs between two configs, as "CONFIG_X: a -> b" ("n" for
