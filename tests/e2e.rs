@@ -72,9 +72,13 @@ fn debian_6_1_in_qemu_skips_every_passthrough_case() {
     for r in &run.results {
         if r.case == "io.cached_round_trip" {
             assert_eq!(r.verdict, Verdict::Pass, "the control needs no passthrough");
+        } else if r.case.starts_with("uring.") {
+            // Newer than passthrough: its own gate says why first.
+            assert_eq!(r.verdict, Verdict::Skip, "{}", r.case);
+            assert!(r.reason.contains("6.14"), "{}: {}", r.case, r.reason);
         } else {
             assert_eq!(r.verdict, Verdict::Skip, "{}", r.case);
-            assert_eq!(r.reason, proto::wire::NO_PASSTHROUGH);
+            assert_eq!(r.reason, proto::wire::NO_PASSTHROUGH, "{}", r.case);
         }
     }
 }
@@ -333,8 +337,10 @@ fn bad_kernel_sources_get_their_own_errors() {
     .unwrap();
     let (code, stderr) = xtask(&["--patch", breaks.to_str().unwrap()]);
     assert_eq!(code, 18, "{stderr}");
+    // The entry's config is made already (the series is not part of it): kbuild's
+    // syncconfig in make bzImage is what reads the broken Kconfig.
     assert!(
-        stderr.contains("error: make tinyconfig failed (log: "),
+        stderr.contains("error: make bzImage failed (log: ") && stderr.contains("syncconfig"),
         "{stderr}"
     );
 
