@@ -86,14 +86,7 @@ fn a_server_under_test_with_its_passthrough_on_and_off() {
 fn check_plot(svg: &Path, kernels: &[&str]) {
     let dom = e2e::chromium(svg, "1200,700", &svg.with_extension("png"));
     assert!(dom.contains("<svg"), "{dom}");
-    for w in [
-        "seq_read",
-        "seq_write",
-        "rand_read",
-        "rand_write",
-        "mmap_read",
-        "small_files",
-    ] {
+    for (w, _) in proto::catalog::THROUGHPUT_WORKLOADS {
         assert!(dom.contains(w), "no panel for {w}");
     }
     for k in kernels {

@@ -148,7 +148,12 @@ pub fn parse(v: &serde_json::Value) -> Vec<FsFigures> {
             }
         }
         // The guest's order of workloads, not JSON's.
-        workloads.sort_by_key(|w| ORDER.iter().position(|o| *o == w.name).unwrap_or(99));
+        workloads.sort_by_key(|w| {
+            proto::catalog::THROUGHPUT_WORKLOADS
+                .iter()
+                .position(|(o, _)| *o == w.name)
+                .unwrap_or(99)
+        });
         let notes: Vec<&str> = [&rec["note"], &rec["plain"]]
             .iter()
             .filter_map(|v| v.as_str())
@@ -164,15 +169,6 @@ pub fn parse(v: &serde_json::Value) -> Vec<FsFigures> {
     out.sort_by_key(|f| if f.fs == "tmpfs" { 0 } else { 1 });
     out
 }
-
-const ORDER: [&str; 6] = [
-    "seq_read",
-    "seq_write",
-    "rand_read",
-    "rand_write",
-    "mmap_read",
-    "small_files",
-];
 
 fn figures(path: &str, values: Vec<f64>, native: &[f64]) -> PathFigures {
     let (median, min, max) = crate::bench::spread(&values);

@@ -46,6 +46,17 @@ impl CaseInfo {
 /// which no snapshot keeps.
 pub const MEASUREMENTS: &str = "bench";
 
+/// The workloads `bench.throughput` measures, in the order it runs them and the host shows
+/// them: (name, unit).
+pub const THROUGHPUT_WORKLOADS: [(&str, &str); 6] = [
+    ("seq_read", "MiB/s"),
+    ("seq_write", "MiB/s"),
+    ("rand_read", "ops/s"),
+    ("rand_write", "ops/s"),
+    ("mmap_read", "MiB/s"),
+    ("small_files", "ops/s"),
+];
+
 /// `init` of `init.offer`.
 pub fn group_of(name: &str) -> &str {
     name.split_once('.').map_or(name, |(g, _)| g)

@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use proto::catalog::THROUGHPUT_WORKLOADS as WORKLOADS;
 use serde_json::{json, Map, Value};
 
 use super::{pattern, Case, Ctx, Stop};
@@ -56,16 +57,6 @@ const DATA_MIB: u64 = 8;
 const SMALL_FILES: usize = 64;
 const SMALL_SIZE: usize = 4096;
 const RANDOM_OPS: usize = 512;
-
-/// (name, unit) of each workload, in the order they run.
-pub const WORKLOADS: [(&str, &str); 6] = [
-    ("seq_read", "MiB/s"),
-    ("seq_write", "MiB/s"),
-    ("rand_read", "ops/s"),
-    ("rand_write", "ops/s"),
-    ("mmap_read", "MiB/s"),
-    ("small_files", "ops/s"),
-];
 
 /// The files one path reaches: the data file and the small ones.
 #[derive(Clone)]
