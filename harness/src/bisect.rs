@@ -84,7 +84,8 @@ pub fn run(req: &Request, each: &mut dyn FnMut(&Step)) -> Result<Outcome> {
     crate::kbuild::source::check_tree(&tree)?;
     let good = rev(&tree, &req.good)?;
     let bad = rev(&tree, &req.bad)?;
-    let worktree = worktree(&tree, &bad)?;
+    // Held to the end: the steps check out commits in the worktree this bisect owns.
+    let (worktree, _lock) = worktree(&tree, &bad)?;
     if !git(&tree, &["merge-base", "--is-ancestor", &good, &bad])?
         .status
         .success()
@@ -396,22 +397,21 @@ fn read_steps(log: &Path) -> Vec<Step> {
 }
 
 /// The harness's worktree of `tree`, at `commit`: made once, reused (and reset) after.
-fn worktree(tree: &Path, commit: &str) -> Result<PathBuf> {
+fn worktree(tree: &Path, commit: &str) -> Result<(PathBuf, std::fs::File)> {
     use sha2::Digest;
     let key = crate::kbuild::hex(&sha2::Sha256::digest(tree.to_string_lossy().as_bytes()));
-    let wt = crate::cache::dir()
-        .join("bisect")
-        .join(&key[..16])
-        .join("worktree");
+    let home = crate::cache::dir().join("bisect").join(&key[..16]);
+    std::fs::create_dir_all(&home).map_err(|e| Error::io(home.display(), e))?;
+    // One bisect of a tree at a time: a second one would check out its commits under the
+    // first one's build.
+    let lock = crate::cache::lock(&home, "bisect of this tree")?;
+    let wt = home.join("worktree");
     if wt.join(".git").exists() && git(&wt, &["rev-parse", "--git-dir"])?.status.success() {
         let _ = git(&wt, &["bisect", "reset", "--quiet"]);
-        return Ok(wt);
+        return Ok((wt, lock));
     }
     let _ = std::fs::remove_dir_all(&wt);
     let _ = git(tree, &["worktree", "prune"]);
-    if let Some(parent) = wt.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
-    }
     let wt_str = wt.to_string_lossy().into_owned();
     let out = git(
         tree,
@@ -425,7 +425,7 @@ fn worktree(tree: &Path, commit: &str) -> Result<PathBuf> {
             ),
         });
     }
-    Ok(wt)
+    Ok((wt, lock))
 }
 
 /// The top of the git checkout `dir` is: it must be `dir` itself.

@@ -145,7 +145,8 @@ fn configured(req: &BuildRequest, cache: &Path) -> Result<Configured> {
     crate::provision::ensure_build_tools()?;
     let plan = plan(req, cache)?;
     std::fs::create_dir_all(&plan.entry).map_err(|e| Error::io(plan.entry.display(), e))?;
-    let lock = lock(&plan.entry)?;
+    // One build per entry at a time: two makes in one output directory corrupt it.
+    let lock = crate::cache::lock(&plan.entry, "build")?;
     // The tree make runs in: the entry's working copy, the source plus the series.
     let (tree, synced) = workcopy::sync(&plan.src.dir, &plan.series, &plan.entry)?;
     if synced.written + synced.removed > 0 && !synced.created {
@@ -164,19 +165,6 @@ fn configured(req: &BuildRequest, cache: &Path) -> Result<Configured> {
         out,
         _lock: lock,
     })
-}
-
-/// One build per entry at a time: two makes in one output directory corrupt it. Held until
-/// the returned file is dropped (the lock goes with the fd).
-fn lock(entry: &Path) -> Result<std::fs::File> {
-    let lock =
-        std::fs::File::create(entry.join("lock")).map_err(|e| Error::io(entry.display(), e))?;
-    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-        eprintln!("waiting for another build of {} to finish", entry.display());
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| Error::io(format!("locking {}", entry.display()), e.into()))?;
-    }
-    Ok(lock)
 }
 
 /// Everything a build is made of, and its cache entry.

@@ -41,8 +41,10 @@ fn build_libfuse(suite: &str, cache: &Path, root: &Path) -> Result<String> {
     ] {
         crate::provision::ensure(binary, package)?;
     }
-    let _ = std::fs::remove_dir_all(root);
+    // What an unfinished build left (not root itself: its lock is held).
     let src = root.join("src");
+    let _ = std::fs::remove_dir_all(&src);
+    let _ = std::fs::remove_dir_all(root.join("build"));
     let version = crate::debian::Apt::sources(cache)?.source("fuse3", suite, &src)?;
     let tarball = find_entry(&src, |n| n.contains(".orig.tar.") && !n.ends_with(".asc"))?
         .ok_or_else(|| Error::Fetch(format!("the fuse3 source of {suite} has no .orig tarball")))?;

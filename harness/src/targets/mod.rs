@@ -129,15 +129,22 @@ fn built_once(
     build: impl FnOnce() -> Result<String>,
 ) -> Result<String> {
     let marker = root.join(".built");
-    match std::fs::read_to_string(&marker) {
-        Ok(v) if binary.is_file() => Ok(v.trim().to_string()),
-        _ => {
-            let version = build()?;
-            std::fs::create_dir_all(root).map_err(|e| Error::io(root.display(), e))?;
-            std::fs::write(&marker, &version).map_err(|e| Error::io(marker.display(), e))?;
-            Ok(version)
-        }
+    let done = || match std::fs::read_to_string(&marker) {
+        Ok(v) if binary.is_file() => Some(v.trim().to_string()),
+        _ => None,
+    };
+    if let Some(v) = done() {
+        return Ok(v);
     }
+    std::fs::create_dir_all(root).map_err(|e| Error::io(root.display(), e))?;
+    // Another harness may be building it: wait, then take its build if it finished.
+    let _lock = crate::cache::lock(root, "build of this server")?;
+    if let Some(v) = done() {
+        return Ok(v);
+    }
+    let version = build()?;
+    std::fs::write(&marker, &version).map_err(|e| Error::io(marker.display(), e))?;
+    Ok(version)
 }
 
 #[cfg(test)]
