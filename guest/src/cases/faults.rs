@@ -419,7 +419,8 @@ fn overlay_fuse_overlay_teardown(ctx: &mut Ctx) -> Result<(), Stop> {
             );
             // A read the server fails (its own fd dropped, it reopens o1/f, gone once o1 is
             // detached: ENOENT) reaches read(2) as the server's errno up to 6.18; from 6.19
-            // FUSE's buffered reads go through iomap and a failed READ ends as EIO.
+            // (03e9618e8240 "fuse: use iomap for read_folio") fuse_read_folio returns 0 and
+            // filemap_read_folio answers EIO for the folio left not up to date.
             let failed_read = if ctx.kernel.at_least(6, 19) {
                 "EIO"
             } else {
