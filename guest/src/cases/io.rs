@@ -155,6 +155,19 @@ pub fn cases() -> Vec<Case> {
             ..DEFAULTS
         },
         Case {
+            name: "io.write_asks_server_about_capabilities",
+            rule: "a passthrough write still drops privileges on the FUSE file first \
+                   (file_remove_privs): unless the inode is S_NOSEC the kernel asks the \
+                   server for security.capability (GETXATTR); a server that answers ENOSYS \
+                   is never asked again on that connection",
+            verdict_rule: "pass when 16 writes land in the backing file with 0 WRITE \
+                           requests in each of three servers (GETXATTR answered ENODATA; \
+                           ENODATA with FUSE_HANDLE_KILLPRIV_V2 agreed; ENOSYS), the ENOSYS \
+                           one asked at most once; the GETXATTR counts are recorded",
+            run: write_asks_server_about_capabilities,
+            ..DEFAULTS
+        },
+        Case {
             name: "io.fallocate_goes_to_server",
             rule: "fallocate is not passed through: the server gets \
                    FALLOCATE",
@@ -917,6 +930,53 @@ pub(super) fn fallocate_goes_to_server(ctx: &mut Ctx) -> Result<(), Stop> {
     );
     ctx.expect_count("backing_size", std::fs::metadata(&backing)?.len(), 4);
     ctx.expect_bypassed(&*fs);
+    Ok(())
+}
+
+/// What a write through passthrough still costs the server: one GETXATTR of
+/// security.capability per write, unless the kernel learnt it need not ask (ENOSYS, or
+/// S_NOSEC, which SB_NOSEC allows once FUSE_HANDLE_KILLPRIV_V2 is agreed). libfuse's
+/// passthrough_hp answers ENODATA without KILLPRIV_V2: its 4 KiB passthrough writes are
+/// as slow as its plain ones.
+pub(super) fn write_asks_server_about_capabilities(ctx: &mut Ctx) -> Result<(), Stop> {
+    const WRITES: u64 = 16;
+    for (setup, answer, flags) in [
+        ("enodata", rustix::io::Errno::NODATA, 0),
+        (
+            "enodata_killpriv_v2",
+            rustix::io::Errno::NODATA,
+            crate::fuse::abi::init_flags::HANDLE_KILLPRIV_V2,
+        ),
+        ("enosys", rustix::io::Errno::NOSYS, 0),
+    ] {
+        let mut init = InitReply::passthrough(1);
+        init.flags |= flags;
+        let fs = ctx.mount_offering(init)?;
+        fs.answer_getxattr(answer);
+        let backing = fs.backing_dir.join("f");
+        std::fs::write(&backing, vec![0u8; (WRITES * 4096) as usize])?;
+        fs.add_passthrough_file_at("f", &backing)?;
+        let file = File::options().write(true).open(fs.path("f"))?;
+        for i in 0..WRITES {
+            file.write_all_at(&pattern(i, 4096), i * 4096)?;
+        }
+        drop(file);
+        let landed = std::fs::read(&backing)?;
+        let expected: Vec<u8> = (0..WRITES).flat_map(|i| pattern(i, 4096)).collect();
+        ctx.check(
+            landed == expected,
+            format!("{setup}: the writes did not land in the backing file"),
+        );
+        ctx.expect_count(&format!("{setup}_write_requests"), fs.count(op::WRITE), 0);
+        let asked = fs.count(op::GETXATTR);
+        if answer == rustix::io::Errno::NOSYS {
+            ctx.check(
+                asked <= 1,
+                format!("{setup}: asked {asked} times after answering ENOSYS"),
+            );
+        }
+        ctx.observe(&format!("{setup}_getxattr_requests"), asked);
+    }
     Ok(())
 }
 

@@ -105,6 +105,9 @@ pub mod init_flags {
     pub const BIG_WRITES: u64 = 1 << 5;
     pub const WRITEBACK_CACHE: u64 = 1 << 16;
     pub const MAX_PAGES: u64 = 1 << 22;
+    /// The server kills suid/sgid/capabilities itself; the kernel may then mark an inode
+    /// found without them S_NOSEC and stop asking (SB_NOSEC).
+    pub const HANDLE_KILLPRIV_V2: u64 = 1 << 28;
     pub const INIT_EXT: u64 = 1 << 30;
     pub const PASSTHROUGH: u64 = 1 << 37;
     /// 7.42 (6.14): requests may be fetched and answered through io_uring.

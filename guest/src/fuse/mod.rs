@@ -153,6 +153,11 @@ impl FuseFs {
         Ok(id)
     }
 
+    /// Answer every GETXATTR with `errno` from now on (ENOSYS until then).
+    pub fn answer_getxattr(&self, errno: Errno) {
+        self.shared.answer_getxattr(errno);
+    }
+
     /// Close the server's own fd of `name`'s backing file, so only the kernel holds it.
     pub fn drop_server_fd(&self, name: &str) {
         self.shared.drop_server_fd(name);

@@ -189,6 +189,9 @@ pub(crate) struct ServerState {
     init_done: Condvar,
     /// A stalled server reads requests and answers none, as a stopped or wedged one would.
     stalled: std::sync::atomic::AtomicBool,
+    /// What GETXATTR gets (an errno): ENOSYS, so the kernel stops asking, unless a case
+    /// plays a server that has extended attributes (ENODATA: not this one).
+    getxattr_errno: std::sync::atomic::AtomicI32,
     pub(crate) transport: Transport,
 }
 
@@ -213,6 +216,7 @@ impl ServerState {
             init: Mutex::new(None),
             init_done: Condvar::new(),
             stalled: std::sync::atomic::AtomicBool::new(false),
+            getxattr_errno: std::sync::atomic::AtomicI32::new(Errno::NOSYS.raw_os_error()),
             transport: Transport::default(),
         })
     }
@@ -266,6 +270,11 @@ impl ServerState {
                 (n > 0).then(|| (abi::opcode_name(op as u32), n))
             })
             .collect()
+    }
+
+    pub(crate) fn answer_getxattr(&self, errno: Errno) {
+        self.getxattr_errno
+            .store(errno.raw_os_error(), Ordering::SeqCst);
     }
 
     pub(crate) fn stall(&self) {
@@ -398,6 +407,9 @@ impl ServerState {
             op::STATFS => self.statfs(),
             op::FLUSH | op::RELEASE | op::RELEASEDIR | op::FSYNC | op::DESTROY => data(&[]),
             op::FORGET | op::BATCH_FORGET | op::INTERRUPT => Reply::None,
+            op::GETXATTR => Reply::Error(Errno::from_raw_os_error(
+                self.getxattr_errno.load(Ordering::SeqCst),
+            )),
             _ => Reply::Error(Errno::NOSYS),
         }
     }
