@@ -76,6 +76,7 @@ impl FuseFs {
             return Ok(Err(e));
         }
         let raw = dev.as_raw_fd();
+        let after = backing.try_clone()?;
         let shared = ServerState::new(dev, backing_dir.clone(), init);
         let early = {
             let state = Arc::clone(&shared);
@@ -97,7 +98,17 @@ impl FuseFs {
         std::thread::sleep(Duration::from_millis(300));
         let waited_for_mount = !early.is_finished();
         mount_fd(&mnt, raw)?;
-        let init_answered_when_mounted = shared.wait_init(Duration::ZERO).is_some();
+        // Not the server's record of its answer: the server thread writes it after its
+        // write(2) returns, and the woken mount may return first.
+        let backing_open_after_mount = server::backing_open(
+            &shared.dev,
+            &abi::BackingMap {
+                fd: after.as_raw_fd(),
+                flags: 0,
+                padding: 0,
+            },
+        );
+        drop(after);
         let backing_open_before_mount = early.join().unwrap_or(Err(rustix::io::Errno::INTR));
         let again_after_mount = sync_init(raw);
         Ok(Ok((
@@ -110,7 +121,7 @@ impl FuseFs {
             SyncInitSeen {
                 waited_for_mount,
                 backing_open_before_mount,
-                init_answered_when_mounted,
+                backing_open_after_mount,
                 again_after_mount,
             },
         )))
@@ -343,8 +354,10 @@ pub struct SyncInitSeen {
     pub waited_for_mount: bool,
     /// What that BACKING_OPEN returned once the mount was there.
     pub backing_open_before_mount: Result<i32, rustix::io::Errno>,
-    /// INIT had been answered by the time mount(2) returned.
-    pub init_answered_when_mounted: bool,
+    /// A BACKING_OPEN issued as soon as mount(2) returned: it works only once the INIT
+    /// answer has switched passthrough on (EPERM before), so it tells from the kernel's
+    /// own state whether mount(2) waited for INIT.
+    pub backing_open_after_mount: Result<i32, rustix::io::Errno>,
     /// The ioctl again, on the mounted fd.
     pub again_after_mount: Result<(), rustix::io::Errno>,
 }
