@@ -61,6 +61,18 @@ pub fn cases() -> Vec<Case> {
             ..Case::DEFAULT
         },
         Case {
+            name: "init.old_server_minor",
+            rule: "the kernel grants passthrough on the flags alone: a server that announces \
+                   an older protocol minor (7.28, as go-fuse does) and asks for PASSTHROUGH \
+                   gets it",
+            verdict_rule: "pass when, after an INIT answer with minor 28, BACKING_OPEN works \
+                           and a round trip through the file matches its backing file with 0 \
+                           READ and 0 WRITE",
+            timeout: std::time::Duration::from_secs(20),
+            run: old_server_minor,
+            ..Case::DEFAULT
+        },
+        Case {
             name: "init.writeback_cache",
             rule: "FUSE_WRITEBACK_CACHE together with PASSTHROUGH leaves passthrough off \
                    (since 6.11 and 6.10.10)",
@@ -217,5 +229,26 @@ fn sync_init(ctx: &mut Ctx) -> Result<(), Stop> {
         early == "ok" || early == "EPERM",
         format!("the BACKING_OPEN issued before the mount gave {early}, not ok or EPERM"),
     );
+    Ok(())
+}
+
+/// go-fuse announces 7.28 and uses passthrough: the kernel must not read the minor as a
+/// refusal of flags it brought in later.
+fn old_server_minor(ctx: &mut Ctx) -> Result<(), Stop> {
+    let fs = ctx.mount_offering(InitReply {
+        minor: 28,
+        ..InitReply::passthrough(1)
+    })?;
+    let backing = fs.backing_dir.join("data");
+    std::fs::write(&backing, b"")?;
+    let id = fs
+        .add_passthrough_file_at("data", &backing)
+        .map_err(|e| crate::fuse::errno(&e));
+    ctx.expect("backing_open", outcome(&id), "ok");
+    if id.is_err() {
+        return Ok(());
+    }
+    super::io::round_trip(ctx, &fs, &backing)?;
+    ctx.expect_bypassed(&fs);
     Ok(())
 }

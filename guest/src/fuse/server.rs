@@ -33,6 +33,8 @@ pub struct InitReply {
     pub io_uring: bool,
     /// FUSE_REQUEST_TIMEOUT with this many seconds, when not 0 (and the kernel offers it).
     pub request_timeout: u16,
+    /// Announce this protocol minor instead of ours (when not 0), as an older library does.
+    pub minor: u32,
 }
 
 impl InitReply {
@@ -44,6 +46,7 @@ impl InitReply {
             raw_flags: false,
             io_uring: false,
             request_timeout: 0,
+            minor: 0,
         }
     }
 
@@ -55,6 +58,7 @@ impl InitReply {
             raw_flags: false,
             io_uring: false,
             request_timeout: 0,
+            minor: 0,
         }
     }
 
@@ -441,7 +445,10 @@ impl ServerState {
         };
         let out = abi::InitOut {
             major: abi::KERNEL_VERSION,
-            minor: abi::OUR_MINOR.min(init_in.minor),
+            minor: match want.minor {
+                0 => abi::OUR_MINOR.min(init_in.minor),
+                announced => announced,
+            },
             max_readahead: init_in.max_readahead,
             flags: flags as u32,
             max_background: 16,
