@@ -193,8 +193,8 @@ pub(crate) struct ServerState {
     init_done: Condvar,
     /// A stalled server reads requests and answers none, as a stopped or wedged one would.
     stalled: std::sync::atomic::AtomicBool,
-    /// What GETXATTR gets (an errno): ENOSYS, so the kernel stops asking, unless a case
-    /// plays a server that has extended attributes (ENODATA: not this one).
+    /// The errno every GETXATTR gets: ENOSYS (the kernel then stops asking), or what a case
+    /// set, such as ENODATA to play a server that has extended attributes.
     getxattr_errno: std::sync::atomic::AtomicI32,
     pub(crate) transport: Transport,
 }
