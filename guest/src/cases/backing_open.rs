@@ -156,11 +156,7 @@ fn closed_fd(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, file) = setup(ctx)?;
     let fd = file.as_raw_fd();
     drop(file);
-    let map = BackingMap {
-        fd,
-        flags: 0,
-        padding: 0,
-    };
+    let map = BackingMap::of(fd);
     ctx.expect("backing_open", outcome(&fs.backing_open_map(&map)), "EBADF");
     Ok(())
 }
@@ -287,11 +283,7 @@ fn before_mount(ctx: &mut Ctx) -> Result<(), Stop> {
     // Learn first whether passthrough exists at all (skip otherwise).
     let (_fs, file) = setup(ctx)?;
     let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
-    let map = BackingMap {
-        fd: file.as_raw_fd(),
-        flags: 0,
-        padding: 0,
-    };
+    let map = BackingMap::of(file.as_raw_fd());
     ctx.expect(
         "backing_open",
         outcome(&crate::fuse::backing_open_raw(&dev, &map)),

@@ -144,6 +144,16 @@ pub struct BackingMap {
     pub flags: u32,
     pub padding: u64,
 }
+
+impl BackingMap {
+    /// The map a server sends: `fd`, no flags, zero padding.
+    pub fn of(fd: i32) -> Self {
+        BackingMap {
+            fd,
+            ..Default::default()
+        }
+    }
+}
 /// `_IOW(229, 1, struct fuse_backing_map)`
 pub const FUSE_DEV_IOC_BACKING_OPEN: u64 = 0x4010_E501;
 /// `_IOW(229, 2, uint32_t)`

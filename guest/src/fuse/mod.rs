@@ -81,11 +81,7 @@ impl FuseFs {
         let early = {
             let state = Arc::clone(&shared);
             std::thread::spawn(move || {
-                let map = abi::BackingMap {
-                    fd: backing.as_raw_fd(),
-                    flags: 0,
-                    padding: 0,
-                };
+                let map = abi::BackingMap::of(backing.as_raw_fd());
                 let got = server::backing_open(&state.dev, &map);
                 drop(backing);
                 got
@@ -100,14 +96,8 @@ impl FuseFs {
         mount_fd(&mnt, raw)?;
         // Not the server's record of its answer: the server thread writes it after its
         // write(2) returns, and the woken mount may return first.
-        let backing_open_after_mount = server::backing_open(
-            &shared.dev,
-            &abi::BackingMap {
-                fd: after.as_raw_fd(),
-                flags: 0,
-                padding: 0,
-            },
-        );
+        let backing_open_after_mount =
+            server::backing_open(&shared.dev, &abi::BackingMap::of(after.as_raw_fd()));
         drop(after);
         let backing_open_before_mount = early.join().unwrap_or(Err(rustix::io::Errno::INTR));
         let again_after_mount = sync_init(raw);
@@ -228,11 +218,7 @@ impl FuseFs {
 
     /// FUSE_DEV_IOC_BACKING_OPEN with a well-formed map for `fd`.
     pub fn backing_open(&self, fd: BorrowedFd<'_>) -> Result<i32, Errno> {
-        self.backing_open_map(&abi::BackingMap {
-            fd: fd.as_raw_fd(),
-            flags: 0,
-            padding: 0,
-        })
+        self.backing_open_map(&abi::BackingMap::of(fd.as_raw_fd()))
     }
 
     /// Open `path` read-write and register it; the fd is closed again at once, which the

@@ -567,11 +567,7 @@ impl ServerState {
         let reply = match tree.create_reply {
             CreateReply::Fixed(r) => r,
             CreateReply::Passthrough => {
-                let map = abi::BackingMap {
-                    fd: std::os::fd::AsRawFd::as_raw_fd(&backing),
-                    flags: 0,
-                    padding: 0,
-                };
+                let map = abi::BackingMap::of(std::os::fd::AsRawFd::as_raw_fd(&backing));
                 match backing_open(&self.dev, &map) {
                     Ok(id) => {
                         tree.created_ids.push(id);
