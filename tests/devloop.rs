@@ -1,7 +1,7 @@
 //! The kernel developer's loop end to end: `cargo xtask series` on a real patch series and
-//! `cargo xtask bisect` on a real kernel git history (harness::fixture_tree), each step a
+//! `cargo xtask bisect` on a real kernel git history (harness::kernel::fixture), each step a
 //! real build and a real boot. The working copy's own invariants (any switch of series
-//! gives the tree a fresh copy would) are unit-tested in harness::kbuild::workcopy.
+//! gives the tree a fresh copy would) are unit-tested in harness::kernel::build::workcopy.
 
 use std::process::Command;
 
@@ -17,7 +17,7 @@ const CASES: [&str; 4] = [
 
 #[test]
 fn series_names_what_each_patch_changed() {
-    let mbox = harness::fixture_tree::series_mbox();
+    let mbox = harness::kernel::fixture::series_mbox();
     let mut args = vec!["series", "--patch", mbox.to_str().unwrap()];
     args.extend(CASES);
     let out = xtask(&args);
@@ -57,7 +57,7 @@ fn series_names_what_each_patch_changed() {
 #[test]
 fn a_patch_that_does_not_apply_ends_the_series_and_names_its_hunk() {
     let dir = tempfile::tempdir().unwrap();
-    let mbox = std::fs::read_to_string(harness::fixture_tree::series_mbox()).unwrap();
+    let mbox = std::fs::read_to_string(harness::kernel::fixture::series_mbox()).unwrap();
     let mails: Vec<&str> = mbox.split("\nFrom 00000").collect();
     // Patch 1, then patch 4 (which takes back a change patch 2 never made here), then 5.
     let bad = format!(
@@ -84,7 +84,7 @@ fn a_patch_that_does_not_apply_ends_the_series_and_names_its_hunk() {
 
 #[test]
 fn bisect_names_the_first_commit_that_changed_a_case() {
-    let tree = harness::fixture_tree::fuse_history().expect("the fixture history");
+    let tree = harness::kernel::fixture::fuse_history().expect("the fixture history");
     let head = git(&tree, &["rev-parse", "HEAD"]);
     // Two commits in the range: one step.
     let out = xtask(&[
@@ -123,7 +123,7 @@ fn bisect_names_the_first_commit_that_changed_a_case() {
 #[test]
 #[ignore = "full tier: cargo xtask test --full"]
 fn bisect_over_eight_commits_on_an_observation() {
-    let tree = harness::fixture_tree::fuse_history().expect("the fixture history");
+    let tree = harness::kernel::fixture::fuse_history().expect("the fixture history");
     let out = xtask(&[
         "bisect",
         "--src",
@@ -163,7 +163,7 @@ fn bisect_over_eight_commits_on_an_observation() {
 
 #[test]
 fn bisect_refuses_bad_input_with_its_own_exit_codes() {
-    let tree = harness::fixture_tree::fuse_history().expect("the fixture history");
+    let tree = harness::kernel::fixture::fuse_history().expect("the fixture history");
     let tree = tree.to_str().unwrap();
     let bisect = |src: &str, good: &str, bad: &str| {
         xtask(&[
@@ -178,7 +178,7 @@ fn bisect_refuses_bad_input_with_its_own_exit_codes() {
             "backing_open.flags_nonzero",
         ])
     };
-    let plain = harness::kbuild::source::resolve(None, &harness::cache::dir())
+    let plain = harness::kernel::build::source::resolve(None, &harness::env::cache::dir())
         .unwrap()
         .dir;
     let out = bisect(plain.to_str().unwrap(), "a", "b");

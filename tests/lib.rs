@@ -18,7 +18,7 @@ impl Output {
         self.stdout
             .lines()
             .filter_map(|l| l.strip_prefix(prefix))
-            .map(|p| harness::cache::workspace_root().join(p.trim()))
+            .map(|p| harness::env::cache::workspace_root().join(p.trim()))
             .collect()
     }
 
@@ -35,7 +35,7 @@ impl Output {
 pub fn xtask(args: &[&str]) -> Output {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .current_dir(harness::cache::workspace_root())
+        .current_dir(harness::env::cache::workspace_root())
         .args(["run", "--quiet", "--package", "xtask", "--"])
         .args(args)
         .output()
@@ -49,12 +49,13 @@ pub fn xtask(args: &[&str]) -> Output {
 
 /// A Python tool's `bin` directory, the packages installed into the harness's virtualenv.
 pub fn python_with(packages: &[&str]) -> PathBuf {
-    harness::pytools::with(&harness::cache::dir(), packages).expect("PyPI packages install")
+    harness::env::pytools::with(&harness::env::cache::dir(), packages)
+        .expect("PyPI packages install")
 }
 
 /// kunit_tool's `kunit.py` in Debian's linux-source-6.12 (fetched by the harness).
 pub fn kunit_py() -> PathBuf {
-    let source = harness::kbuild::source::resolve(None, &harness::cache::dir())
+    let source = harness::kernel::build::source::resolve(None, &harness::env::cache::dir())
         .expect("Debian's linux-source-6.12");
     source.dir.join("tools/testing/kunit/kunit.py")
 }
@@ -89,7 +90,7 @@ pub fn run_any(program: &Path, args: &[&str]) -> String {
 /// What headless Chromium makes of the page or picture at `path`: its DOM, and a screenshot
 /// of `size` kept at `shot` (checked to be more than a blank page).
 pub fn chromium(path: &Path, size: &str, shot: &Path) -> String {
-    harness::provision::ensure("chromium", "chromium").expect("chromium installs");
+    harness::env::provision::ensure("chromium", "chromium").expect("chromium installs");
     let url = format!("file://{}", path.display());
     let browser = Path::new("chromium");
     let dom = run_ok(

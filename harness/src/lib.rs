@@ -1,46 +1,35 @@
-//! The host side of the FUSE passthrough harness. `run::run` is the path a run takes; the
-//! other modules each do one step of it. ARCHITECTURE.md has the map.
+//! The host side of the FUSE passthrough harness, in folders by stage. A folder may import
+//! the folders above it in this list, never one below it:
+//!
+//! - [`error`]: the one error type and its exit codes.
+//! - [`env`]: the machine: the cache, processes, installing tools, apt, interrupts.
+//! - [`kernel`]: the kernel under test: Debian's series, any bzImage, a build from source,
+//!   its modules, the fixture history.
+//! - [`results`]: what a run leaves and what it means: the boot log and its assembly, the
+//!   run record, the console classifier, snapshots, the table, KTAP/JUnit/KCIDB, replay.
+//! - [`boot`]: getting the agent running on the kernel: the agent's build, the initramfs,
+//!   QEMU with its supervisor, virtiofsd, vng, host mode.
+//! - [`run`]: one run, start to end: the plan, the backend, the results.
+//! - [`validate`]: a FUSE server or library as the subject, and its built-in targets.
+//! - [`loops`]: what repeats runs: matrix, series, bisect, soak, repro, bench, throughput.
+//!
+//! ARCHITECTURE.md has the map.
 
-pub mod agent;
-pub mod bench;
-pub mod bisect;
-pub mod cache;
-pub mod classify;
-pub mod console;
-pub mod debian;
-pub mod debian_kernels;
-pub mod disk;
-pub mod ending;
 pub mod error;
-pub mod fixture_tree;
-pub mod host;
-pub mod initramfs;
-pub mod interrupt;
-pub mod kbuild;
+
+pub mod env;
+
 pub mod kernel;
-pub mod matrix;
-pub mod matrix_html;
-pub mod modules;
-pub mod process;
-pub mod provision;
-pub mod pytools;
-pub mod qemu;
-pub mod replay;
-pub mod report;
-pub mod reports;
-pub mod repro;
+
 pub mod results;
+
+pub mod boot;
+
 pub mod run;
-pub mod series;
-pub mod snapshot;
-pub mod soak;
-pub mod targets;
-pub mod throughput;
-pub mod throughput_plot;
+
 pub mod validate;
-pub mod virtiofsd;
-pub mod vm;
-pub mod vng;
+
+pub mod loops;
 
 pub use error::{Error, Result};
 pub use proto::{CaseInfo, CaseResult, Event, Verdict};

@@ -15,26 +15,29 @@ fn saved(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn verdicts(run: &harness::run::Run) -> Vec<Verdict> {
+fn verdicts(run: &harness::results::record::Run) -> Vec<Verdict> {
     run.results.iter().map(|r| r.verdict).collect()
 }
 
 #[test]
 fn a_passing_run_replays_to_the_same_results() {
-    let run = harness::replay::replay(&saved("pass")).unwrap();
+    let run = harness::results::replay::replay(&saved("pass")).unwrap();
     assert_eq!(verdicts(&run), [Verdict::Pass; 3]);
     assert_eq!(run.kernel_release, "6.12.117+deb13-cloud-amd64");
     assert!(run.died.is_none());
     assert_eq!(run.results[2].observations["read_requests"], 0);
     assert!(matches!(
-        harness::snapshot::compare(&harness::snapshot::name_of(&run), &run.results),
-        harness::snapshot::Comparison::Match { .. }
+        harness::results::snapshot::compare(
+            &harness::results::snapshot::name_of(&run),
+            &run.results
+        ),
+        harness::results::snapshot::Comparison::Match { .. }
     ));
 }
 
 #[test]
 fn a_panic_replays_to_a_crash_with_its_console() {
-    let run = harness::replay::replay(&saved("panic")).unwrap();
+    let run = harness::results::replay::replay(&saved("panic")).unwrap();
     assert_eq!(
         verdicts(&run),
         [Verdict::Pass, Verdict::Crash, Verdict::NotReached]
@@ -61,7 +64,7 @@ fn a_panic_replays_to_a_crash_with_its_console() {
 
 #[test]
 fn a_hang_replays_with_its_task_dump() {
-    let run = harness::replay::replay(&saved("hang")).unwrap();
+    let run = harness::results::replay::replay(&saved("hang")).unwrap();
     assert_eq!(
         verdicts(&run),
         [Verdict::Pass, Verdict::Hang, Verdict::NotReached]
@@ -86,7 +89,7 @@ fn a_hang_replays_with_its_task_dump() {
 #[test]
 fn a_directory_that_is_not_a_run_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let err = harness::replay::replay(dir.path()).unwrap_err();
+    let err = harness::results::replay::replay(dir.path()).unwrap_err();
     assert_eq!(err.exit_code(), 22);
     assert!(
         err.to_string()

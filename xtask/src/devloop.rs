@@ -1,9 +1,9 @@
 //! `cargo xtask series`, `cargo xtask bisect` and `cargo xtask bench --io`: the kernel
 //! developer's loop and what passthrough buys. Printing only; the work is in
-//! `harness::series`, `harness::bisect` and `harness::throughput`.
+//! `harness::loops::series`, `harness::loops::bisect` and `harness::loops::throughput`.
 
-use harness::report;
-use harness::series::{Outcome, Step};
+use harness::loops::series::{Outcome, Step};
+use harness::results::table;
 
 use crate::{fail, Reports, Target};
 
@@ -14,7 +14,7 @@ pub fn series(target: &Target, reports: &Reports) -> i32 {
         unreachable!("series always builds: --patch is required");
     };
     let mut worst = 0;
-    let steps = harness::series::run(build, &req, &mut |step| {
+    let steps = harness::loops::series::run(build, &req, &mut |step| {
         print_step(step);
         if let Outcome::Ran { run, .. } = &step.outcome {
             if reports.write(&[run], None) != 0 {
@@ -26,7 +26,7 @@ pub fn series(target: &Target, reports: &Reports) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    match harness::series::write(&steps) {
+    match harness::loops::series::write(&steps) {
         Ok(path) => println!("\nseries: {}", path.display()),
         Err(e) => eprintln!("{e}"),
     }
@@ -58,7 +58,7 @@ fn print_step(step: &Step) {
         Outcome::Ran { run, changes } => {
             println!(
                 "  {}; artifacts {}",
-                report::totals(&run.results),
+                table::totals(&run.results),
                 run.artifacts.display()
             );
             if step.index > 0 && changes.is_empty() {
@@ -84,7 +84,7 @@ fn print_step(step: &Step) {
 }
 
 /// Bisect a case between two commits and name the first that changed it.
-pub fn bisect(req: harness::bisect::Request) -> i32 {
+pub fn bisect(req: harness::loops::bisect::Request) -> i32 {
     let watched = match &req.observation {
         Some(k) => format!("{} observation {k}", req.case),
         None => format!("{}'s verdict", req.case),
@@ -93,7 +93,7 @@ pub fn bisect(req: harness::bisect::Request) -> i32 {
         "bisecting {watched} between {} (good) and {} (bad)",
         req.good, req.bad
     );
-    let outcome = harness::bisect::run(&req, &mut |s| {
+    let outcome = harness::loops::bisect::run(&req, &mut |s| {
         println!(
             "  {} {}: {}",
             &s.commit[..12.min(s.commit.len())],
@@ -130,7 +130,7 @@ pub fn bisect(req: harness::bisect::Request) -> i32 {
 /// Throughput of the three paths on each kernel: table, throughput.json, plots.
 pub fn bench_io(target: &Target, server: Option<&str>) -> i32 {
     let spec = match server
-        .map(|s| harness::targets::resolve(s, &[], &harness::cache::dir()))
+        .map(|s| harness::validate::targets::resolve(s, &[], &harness::env::cache::dir()))
         .transpose()
     {
         Ok(s) => s,
@@ -143,14 +143,17 @@ pub fn bench_io(target: &Target, server: Option<&str>) -> i32 {
     };
     let started = std::time::Instant::now();
     let template = target.request_for(&kernels[0]);
-    let figs = harness::throughput::run(&kernels, &template, spec.as_ref(), &mut |k| {
-        print!("{}", harness::throughput::table(std::slice::from_ref(k)));
+    let figs = harness::loops::throughput::run(&kernels, &template, spec.as_ref(), &mut |k| {
+        print!(
+            "{}",
+            harness::loops::throughput::table(std::slice::from_ref(k))
+        );
     });
     let figs = match figs {
         Ok(f) => f,
         Err(e) => return fail(&e),
     };
-    match harness::throughput::write(&figs) {
+    match harness::loops::throughput::write(&figs) {
         Ok(dir) => {
             println!(
                 "\nthroughput: {} (throughput.json, throughput-tmpfs.svg, throughput-ext4.svg)",

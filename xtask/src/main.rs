@@ -9,12 +9,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod devloop;
 mod matrix;
 mod tidy;
-use harness::kbuild::BuildRequest;
+use harness::boot::qemu::{Accel, Machine};
+use harness::kernel::build::BuildRequest;
 use harness::kernel::KernelChoice;
-use harness::qemu::{Accel, Machine};
-use harness::run::{Request, Run};
-use harness::snapshot::{self, Comparison};
-use harness::{report, Event};
+use harness::results::record::Run;
+use harness::results::snapshot::{self, Comparison};
+use harness::results::table;
+use harness::run::Request;
+use harness::Event;
 
 #[derive(Parser)]
 #[command(
@@ -283,8 +285,8 @@ struct Target {
     backend: BackendArg,
     /// Run only shard I of N of the selected cases (round-robin in catalog order), e.g. 2/4:
     /// one kernel's catalog spread over N CI runners.
-    #[arg(long, value_parser = harness::agent::Shard::parse)]
-    shard: Option<harness::agent::Shard>,
+    #[arg(long, value_parser = harness::boot::agent::Shard::parse)]
+    shard: Option<harness::boot::agent::Shard>,
 }
 
 #[derive(clap::Args)]
@@ -303,8 +305,8 @@ struct MatrixArgs {
     #[arg(long, value_enum)]
     accel: Option<AccelArg>,
     /// Run only shard I of N of the cases on every kernel (see `run --shard`).
-    #[arg(long, value_parser = harness::agent::Shard::parse)]
-    shard: Option<harness::agent::Shard>,
+    #[arg(long, value_parser = harness::boot::agent::Shard::parse)]
+    shard: Option<harness::boot::agent::Shard>,
     /// Write each kernel's observations as the snapshot of its series (whole catalog only).
     #[arg(long)]
     bless: bool,
@@ -322,10 +324,10 @@ struct Reports {
 }
 
 #[derive(Clone, Default)]
-struct ReportList(Vec<harness::reports::Format>);
+struct ReportList(Vec<harness::results::formats::Format>);
 
 fn parse_reports(s: &str) -> Result<ReportList, String> {
-    harness::reports::parse(s)
+    harness::results::formats::parse(s)
         .map(ReportList)
         .map_err(|e| e.to_string())
 }
@@ -341,9 +343,9 @@ impl Reports {
         // reports go beside its artifacts and nothing is merged: a merged file in one run's
         // directory would overwrite that run's own.
         let written = match dir {
-            Some(dir) => harness::reports::write_many(runs, dir, &self.formats.0),
+            Some(dir) => harness::results::formats::write_many(runs, dir, &self.formats.0),
             None => runs.iter().try_fold(Vec::new(), |mut all, run| {
-                all.extend(harness::reports::write(run, &self.formats.0)?);
+                all.extend(harness::results::formats::write(run, &self.formats.0)?);
                 Ok(all)
             }),
         };
@@ -442,7 +444,7 @@ impl Target {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    harness::interrupt::install();
+    harness::env::interrupt::install();
     let code = match cli.command {
         Cmd::Run(args) => run(&args),
         Cmd::Replay { dir, reports } => replay(&dir, &reports),
@@ -493,13 +495,16 @@ fn main() -> ExitCode {
         } => kernel_build(&source),
         Cmd::Kernel {
             command: KernelCmd::Config(source),
-        } => match harness::kbuild::configure(&source.request(), &harness::cache::dir()) {
-            Ok(config) => {
-                println!("config: {}", config.display());
-                0
+        } => {
+            match harness::kernel::build::configure(&source.request(), &harness::env::cache::dir())
+            {
+                Ok(config) => {
+                    println!("config: {}", config.display());
+                    0
+                }
+                Err(e) => fail(&e),
             }
-            Err(e) => fail(&e),
-        },
+        }
         Cmd::Cases { markdown } => cases(markdown),
         Cmd::Kernels => matrix::kernels(),
         Cmd::Bisect {
@@ -512,7 +517,7 @@ fn main() -> ExitCode {
             fragments,
             config,
             accel,
-        } => devloop::bisect(harness::bisect::Request {
+        } => devloop::bisect(harness::loops::bisect::Request {
             tree: src,
             good,
             bad,
@@ -530,7 +535,7 @@ fn main() -> ExitCode {
             }),
             step_command: bisect_step_command(),
         }),
-        Cmd::BisectStep { state } => harness::bisect::step(&state),
+        Cmd::BisectStep { state } => harness::loops::bisect::step(&state),
         Cmd::Series { target, reports } => {
             if target.source.patches.is_empty() {
                 eprintln!("error: series needs --patch (a format-patch file or an mbox series; repeatable)");
@@ -568,7 +573,7 @@ fn live(event: &Event) {
         Event::Result(r) => {
             eprintln!(
                 "  {:5}  {} ({} ms)",
-                report::verdict_name(r.verdict),
+                table::verdict_name(r.verdict),
                 r.case,
                 r.duration_ms
             )
@@ -637,7 +642,7 @@ fn conclude(run: &Run) -> i32 {
 }
 
 fn exit_code(run: &Run) -> i32 {
-    match harness::interrupt::requested() {
+    match harness::env::interrupt::requested() {
         Some(sig) => 128 + sig,
         None if run.all_ok() => 0,
         None => 1,
@@ -652,7 +657,8 @@ fn validate(
     reports: &Reports,
     args: &[String],
 ) -> i32 {
-    let spec = match harness::targets::resolve(server, args, &harness::cache::dir()) {
+    let spec = match harness::validate::targets::resolve(server, args, &harness::env::cache::dir())
+    {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
@@ -670,7 +676,7 @@ fn validate(
             "{} ({}): {}",
             run.kernel_release,
             run.mode,
-            report::totals(&run.results)
+            table::totals(&run.results)
         );
     });
     let runs = match runs {
@@ -686,7 +692,7 @@ fn validate(
             println!(
                 "  {} {}: {}",
                 r.case,
-                report::verdict_name(r.verdict),
+                table::verdict_name(r.verdict),
                 r.reason.lines().next().unwrap_or("")
             );
         }
@@ -721,7 +727,7 @@ fn validate(
 }
 
 fn replay(dir: &std::path::Path, reports: &Reports) -> i32 {
-    match harness::replay::replay(dir) {
+    match harness::results::replay::replay(dir) {
         Ok(run) => match (conclude(&run), reports.write(&[&run], None)) {
             (code, 0) => code,
             (_, e) => e,
@@ -743,9 +749,9 @@ fn bisect_step_command() -> Vec<String> {
 
 fn kernel_build(source: &Source) -> i32 {
     let started = std::time::Instant::now();
-    match harness::kbuild::build(&source.request(), &harness::cache::dir()) {
+    match harness::kernel::build::build(&source.request(), &harness::env::cache::dir()) {
         Ok(built) => {
-            println!("{}", report::identity(&built.kernel.identity, "built"));
+            println!("{}", table::identity(&built.kernel.identity, &"built"));
             println!("bzImage: {}", built.kernel.bzimage.display());
             println!("build log: {}", built.dir.join("build.log").display());
             let what = if built.rebuilt { "built" } else { "up to date" };
@@ -758,11 +764,11 @@ fn kernel_build(source: &Source) -> i32 {
 
 fn print_run(run: &Run) {
     println!();
-    println!("{}", report::identity(&run.identity, &run.mode));
-    print!("{}", report::table(&run.results));
-    println!("{}", report::totals(&run.results));
+    println!("{}", table::identity(&run.identity, &run.mode));
+    print!("{}", table::table(&run.results));
+    println!("{}", table::totals(&run.results));
     for r in &run.results {
-        let details = report::details(r);
+        let details = table::details(r);
         if !details.is_empty() {
             print!("\n{details}");
         }
@@ -777,7 +783,7 @@ fn print_run(run: &Run) {
 /// end-to-end suite.
 fn test(full: bool) -> i32 {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let root = harness::cache::workspace_root();
+    let root = harness::env::cache::workspace_root();
     let e2e: &[&str] = if full {
         &[
             "test",
@@ -838,7 +844,7 @@ fn test(full: bool) -> i32 {
 
 fn bench(target: &Target, runs: u32) -> i32 {
     eprintln!("warm-up run");
-    let timed = harness::bench::runs(&target.request(), runs, &mut |i, run| {
+    let timed = harness::loops::bench::runs(&target.request(), runs, &mut |i, run| {
         let t = &run.timings;
         println!(
             "run {i}: whole {:.2} s | guest {:.2} s | boot to first result {} | agent build {:.2} s | initramfs {:.3} s | KVM probe {:.2} s",
@@ -856,7 +862,7 @@ fn bench(target: &Target, runs: u32) -> i32 {
     };
     let Some(run) = runs.last() else { return 0 };
     let totals: Vec<f64> = runs.iter().map(|r| r.timings.total.as_secs_f64()).collect();
-    let (median, min, max) = harness::bench::spread(&totals);
+    let (median, min, max) = harness::loops::stats::spread(&totals);
     println!();
     println!("kernel {} ({})", run.kernel_release, run.mode);
     println!(
@@ -869,23 +875,23 @@ fn bench(target: &Target, runs: u32) -> i32 {
         run.timings.initramfs_bytes / 1024
     );
     println!("per-case durations (last run):");
-    print!("{}", report::table(&run.results));
+    print!("{}", table::table(&run.results));
     0
 }
 
 /// `bench --validate`: with --clean, every built-in target fetched and built afresh, timed;
 /// then `runs` warm validations of one target on one kernel, command to report.
 fn bench_validate(target: &Target, server: &str, runs: u32, clean: bool) -> i32 {
-    let cache = harness::cache::dir();
+    let cache = harness::env::cache::dir();
     if clean {
         // The targets and the toolchains unpacked for them (Go); crates.io's downloads stay in
         // cargo's own cache.
         let _ = std::fs::remove_dir_all(cache.join("targets"));
         let _ = std::fs::remove_dir_all(cache.join("toolchains"));
         let started = std::time::Instant::now();
-        for (name, _) in harness::targets::BUILT_IN {
+        for (name, _) in harness::validate::targets::BUILT_IN {
             let one = std::time::Instant::now();
-            if let Err(e) = harness::targets::resolve(name, &[], &cache) {
+            if let Err(e) = harness::validate::targets::resolve(name, &[], &cache) {
                 return fail(&e);
             }
             println!(
@@ -898,7 +904,7 @@ fn bench_validate(target: &Target, server: &str, runs: u32, clean: bool) -> i32 
             started.elapsed().as_secs_f64()
         );
     }
-    let spec = match harness::targets::resolve(server, &[], &cache) {
+    let spec = match harness::validate::targets::resolve(server, &[], &cache) {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
@@ -918,13 +924,13 @@ fn bench_validate(target: &Target, server: &str, runs: u32, clean: bool) -> i32 
             );
         }
     }
-    let (median, min, max) = harness::bench::spread(&times);
+    let (median, min, max) = harness::loops::stats::spread(&times);
     println!("validate, one target on one kernel, warm: median {median:.1} s, min {min:.1} s, max {max:.1} s");
     0
 }
 
 fn bench_kernel_build(target: &Target, clean: bool) -> i32 {
-    match harness::bench::kernel_build(
+    match harness::loops::bench::kernel_build(
         &target.source.request(),
         &target.request(),
         clean,
@@ -937,14 +943,14 @@ fn bench_kernel_build(target: &Target, clean: bool) -> i32 {
 }
 
 fn soak(target: &Target, runs: u32) -> i32 {
-    let soak = harness::soak::soak(&target.request(), runs, &mut |i, run| {
+    let soak = harness::loops::soak::soak(&target.request(), runs, &mut |i, run| {
         let first = run
             .timings
             .first_result_after
             .map_or(0.0, |d| d.as_secs_f64());
         println!(
             "run {i}/{runs}: {} | guest {:.1} s (first result after {first:.1} s)",
-            report::totals(&run.results),
+            table::totals(&run.results),
             run.timings.guest_wall.as_secs_f64()
         );
     });
@@ -965,7 +971,7 @@ fn soak(target: &Target, runs: u32) -> i32 {
     for (case, (worst, timeout)) in &soak.downs {
         println!("{case}: crash/hang reported at most {worst:.1} s after the case started (its timeout: {timeout} s)");
     }
-    let (median, min, max) = harness::bench::spread(&soak.guest_secs);
+    let (median, min, max) = harness::loops::stats::spread(&soak.guest_secs);
     println!(
         "{runs} runs of {} cases: {} flaky; guest time min {min:.1} s, median {median:.1} s, max {max:.1} s",
         soak.outcomes.len(),
@@ -991,25 +997,26 @@ fn repro(
     }
     let mut request = target.request();
     if let Some(server) = server {
-        match harness::targets::resolve(server, args, &harness::cache::dir()) {
+        match harness::validate::targets::resolve(server, args, &harness::env::cache::dir()) {
             Ok(spec) => request.validate = Some(spec),
             Err(e) => return fail(&e),
         }
     }
     let args: Vec<String> = std::env::args().skip(2).collect();
-    let rerun = harness::repro::rerun_command(&args);
-    let outcome = harness::repro::repro(&request, runs, same_boot, &rerun, &mut |round, run| {
-        println!("run {round}: {}", report::totals(&run.results));
-    });
+    let rerun = harness::loops::repro::rerun_command(&args);
+    let outcome =
+        harness::loops::repro::repro(&request, runs, same_boot, &rerun, &mut |round, run| {
+            println!("run {round}: {}", table::totals(&run.results));
+        });
     match outcome {
-        Ok(harness::repro::Repro::Clean { .. }) => {
+        Ok(harness::loops::repro::Repro::Clean { .. }) => {
             println!(
                 "{}: no failure and no kernel report in {runs} runs",
                 target.cases[0]
             );
             0
         }
-        Ok(harness::repro::Repro::Hit {
+        Ok(harness::loops::repro::Repro::Hit {
             round,
             run,
             case,
@@ -1022,7 +1029,7 @@ fn repro(
                 .expect("the hit is a result");
             println!(
                 "run {round}: {case} {}: {}",
-                report::verdict_name(r.verdict),
+                table::verdict_name(r.verdict),
                 r.reason.lines().next().unwrap_or("")
             );
             println!("{how}\nartifacts: {}", run.artifacts.display());
@@ -1034,12 +1041,12 @@ fn repro(
 
 /// The catalog, as the built agent reports it.
 fn cases(markdown: bool) -> i32 {
-    let catalog = match harness::agent::build_with_catalog() {
+    let catalog = match harness::boot::agent::build_with_catalog() {
         Ok((_, c)) => c,
         Err(e) => return fail(&e),
     };
     if markdown {
-        let facts_path = harness::cache::workspace_root().join("docs/kernel-facts.md");
+        let facts_path = harness::env::cache::workspace_root().join("docs/kernel-facts.md");
         let facts = match std::fs::read_to_string(&facts_path) {
             Ok(f) => f,
             Err(e) => return fail(&harness::Error::io(facts_path.display(), e)),

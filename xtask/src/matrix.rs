@@ -1,19 +1,20 @@
 //! `cargo xtask kernels` and `cargo xtask matrix`: printing only; the work is in
-//! `harness::debian_kernels` and `harness::matrix`.
+//! `harness::kernel::debian` and `harness::loops::matrix`.
 
 use std::time::Duration;
 
-use harness::qemu::Accel;
-use harness::report;
-use harness::run::{Request, Run};
-use harness::snapshot::{self, Comparison};
+use harness::boot::qemu::Accel;
+use harness::results::record::Run;
+use harness::results::snapshot::{self, Comparison};
+use harness::results::table;
+use harness::run::Request;
 
 use crate::{fail, AccelArg, MatrixArgs};
 
 pub fn kernels() -> i32 {
-    let cache = harness::cache::dir();
-    let offers = match harness::debian::Apt::new(&cache)
-        .and_then(|apt| harness::debian_kernels::available(&apt))
+    let cache = harness::env::cache::dir();
+    let offers = match harness::env::apt::Apt::new(&cache)
+        .and_then(|apt| harness::kernel::debian::available(&apt))
     {
         Ok(o) => o,
         Err(e) => return fail(&e),
@@ -24,8 +25,8 @@ pub fn kernels() -> i32 {
     );
     for o in &offers {
         let packaging = match o.packaging {
-            harness::debian_kernels::Packaging::Image(_) => "image",
-            harness::debian_kernels::Packaging::Split { .. } => "split",
+            harness::kernel::debian::Packaging::Image(_) => "image",
+            harness::kernel::debian::Packaging::Split { .. } => "split",
         };
         let state = if !o.missing.is_empty() {
             format!("gone: {} not in the archive", o.missing.join(", "))
@@ -42,7 +43,7 @@ pub fn kernels() -> i32 {
             o.version.as_deref().unwrap_or("-")
         );
     }
-    let cached = harness::debian_kernels::cached(&cache);
+    let cached = harness::kernel::debian::cached(&cache);
     if !cached.is_empty() {
         println!("\nin the cache ({}):", cache.join("kernels").display());
         for c in cached {
@@ -70,7 +71,7 @@ pub fn matrix(args: &MatrixArgs) -> i32 {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let last_done = std::sync::Mutex::new(0);
-    let progress = |p: &harness::matrix::Progress| {
+    let progress = |p: &harness::loops::matrix::Progress| {
         let running: Vec<String> = p
             .running
             .iter()
@@ -92,7 +93,7 @@ pub fn matrix(args: &MatrixArgs) -> i32 {
             .expect("template"),
     );
     bar.enable_steady_tick(Duration::from_millis(500));
-    let m = match harness::matrix::run(&args.kernels, jobs, &template, &progress) {
+    let m = match harness::loops::matrix::run(&args.kernels, jobs, &template, &progress) {
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
@@ -135,7 +136,7 @@ pub fn matrix(args: &MatrixArgs) -> i32 {
                     c.label,
                     run.kernel_release,
                     c.elapsed.as_secs_f64(),
-                    report::totals(&run.results)
+                    table::totals(&run.results)
                 );
             }
             Err(e) => {
@@ -161,7 +162,7 @@ pub fn matrix(args: &MatrixArgs) -> i32 {
         for (case, cells) in &grid {
             print!("  {case:<w$}");
             for c in cells {
-                print!("  {:<10}", c.map_or("-", |v| report::verdict_name(v)));
+                print!("  {:<10}", c.map_or("-", |v| table::verdict_name(v)));
             }
             println!();
         }
@@ -192,7 +193,7 @@ pub fn matrix(args: &MatrixArgs) -> i32 {
     if written != 0 && code == 0 {
         code = written;
     }
-    match harness::interrupt::requested() {
+    match harness::env::interrupt::requested() {
         Some(sig) => 128 + sig,
         None => code,
     }
@@ -202,17 +203,17 @@ pub fn matrix(args: &MatrixArgs) -> i32 {
 /// uncounted pass fetches what is missing); with `clean`, first the fetch of one series
 /// afresh.
 pub fn bench(clean: bool) -> i32 {
-    let cache = harness::cache::dir();
+    let cache = harness::env::cache::dir();
     if clean {
-        let apt = match harness::debian::Apt::new(&cache) {
+        let apt = match harness::env::apt::Apt::new(&cache) {
             Ok(a) => a,
             Err(e) => return fail(&e),
         };
-        match harness::debian_kernels::offer(&apt, "7.3") {
+        match harness::kernel::debian::offer(&apt, "7.3") {
             Ok(offer) => {
                 let _ = std::fs::remove_dir_all(offer.dir(&cache));
                 let started = std::time::Instant::now();
-                if let Err(e) = harness::debian_kernels::fetch("7.3", &cache) {
+                if let Err(e) = harness::kernel::debian::fetch("7.3", &cache) {
                     return fail(&e);
                 }
                 println!(
@@ -225,12 +226,12 @@ pub fn bench(clean: bool) -> i32 {
         }
     }
     let kernels = vec!["debian:all".to_string()];
-    let quiet = |_: &harness::matrix::Progress| {};
+    let quiet = |_: &harness::loops::matrix::Progress| {};
     // Warm-up: fetches, agent build, KVM probe.
-    if let Err(e) = harness::matrix::run(&kernels, 2, &Request::default(), &quiet) {
+    if let Err(e) = harness::loops::matrix::run(&kernels, 2, &Request::default(), &quiet) {
         return fail(&e);
     }
-    let m = match harness::matrix::run(&kernels, 2, &Request::default(), &quiet) {
+    let m = match harness::loops::matrix::run(&kernels, 2, &Request::default(), &quiet) {
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
@@ -241,7 +242,7 @@ pub fn bench(clean: bool) -> i32 {
                 c.label,
                 run.kernel_release,
                 c.elapsed.as_secs_f64(),
-                report::totals(&run.results)
+                table::totals(&run.results)
             ),
             Err(e) => println!("  {:<6} did not run: {e}", c.label),
         }

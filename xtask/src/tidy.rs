@@ -6,7 +6,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     fn root() -> PathBuf {
-        harness::cache::workspace_root()
+        harness::env::cache::workspace_root()
     }
 
     /// Every Markdown page of the repository (not target/ or .git/).

@@ -1,0 +1,217 @@
+//! Builds the kernel under test from any tree: the default linux-source-6.12 package, or a
+//! `--src` directory, with a patch series, a config profile and extra fragments.
+//!
+//! The given tree is never written to: make runs in a working copy of it (hard links, the
+//! series applied: [`workcopy`]), out of tree (`O=`). Each (source, fragments, profile) gets
+//! one output directory and one working copy under the cache, whatever the series, so a new
+//! series, or none, rebuilds only what differs; a stamp says which outputs may be trusted.
+
+mod config;
+mod make;
+mod patches;
+pub mod source;
+mod workcopy;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::kernel::{Identity, Kernel};
+
+pub use config::{profile_names, Profile};
+pub use patches::{PatchInfo, Series};
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// A kernel tree or git checkout; None: Debian's linux-source-6.12.
+    pub src: Option<PathBuf>,
+    pub patches: Vec<PathBuf>,
+    /// Apply only the first N mails of the series (`cargo xtask series` steps through it).
+    pub first_patches: Option<usize>,
+    /// Profile name (`images/kernel/profiles/<name>.config`); None: minimal.
+    pub profile: Option<String>,
+    pub fragments: Vec<PathBuf>,
+    /// The developer's own .config to start from instead of tinyconfig.
+    pub config: Option<PathBuf>,
+    /// Show a live progress line while make runs.
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub kernel: Kernel,
+    /// The build directory (O=), with build.log beside it.
+    pub dir: PathBuf,
+    /// false when make found nothing to do.
+    pub rebuilt: bool,
+}
+
+/// The directory of the tree `req` builds from (the default package's unpacked tree, or
+/// `--src`): what a benchmark touches to time an incremental build.
+pub fn source_dir(req: &BuildRequest, cache: &Path) -> Result<PathBuf> {
+    Ok(source::resolve(req.src.as_deref(), cache)?.dir)
+}
+
+/// Build (or find already built) the kernel `req` describes.
+pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
+    let configured = configured(req, cache)?;
+    let Configured {
+        plan, tree, out, ..
+    } = &configured;
+    let rebuilt = make::bzimage(tree, out, &plan.entry.join("build.log"), req.progress)?;
+
+    let (bzimage, config) = keep(&plan.entry, out)?;
+    let mut kernel = Kernel::from_path(&bzimage, None)?;
+    kernel.config = Some(config);
+    kernel.identity = Identity {
+        release: kernel.release.clone(),
+        source: plan.src.describe(),
+        patches: plan.series.infos(),
+        profile: plan.profile.name.clone(),
+        config_hash: file_hash(&out.join(".config")),
+    };
+    Ok(Built {
+        kernel,
+        dir: plan.entry.clone(),
+        rebuilt,
+    })
+}
+
+/// A copy of the built bzImage and its .config under `<entry>/images/<hash>`, which no later
+/// build writes: the output directory is shared by every series of the entry, and another
+/// build (a bisect step, a second terminal) may replace its bzImage while this one boots.
+/// The newest few are kept.
+fn keep(entry: &Path, out: &Path) -> Result<(PathBuf, PathBuf)> {
+    let built = out.join("arch/x86/boot/bzImage");
+    let dir = entry.join("images").join(file_hash(&built));
+    let (bzimage, config) = (dir.join("bzImage"), dir.join("config"));
+    if !bzimage.is_file() {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        for (from, to) in [(&built, &bzimage), (&out.join(".config"), &config)] {
+            let tmp = to.with_extension("new");
+            std::fs::copy(from, &tmp).map_err(|e| Error::io(from.display(), e))?;
+            std::fs::rename(&tmp, to).map_err(|e| Error::io(to.display(), e))?;
+        }
+    }
+    // Touched, so the oldest are the least recently used.
+    let _ = std::fs::File::options()
+        .append(true)
+        .open(&bzimage)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    prune(&entry.join("images"), 8);
+    Ok((bzimage, config))
+}
+
+/// Remove all but the `keep` most recently used image directories.
+fn prune(images: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(images) else {
+        return;
+    };
+    let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let used = std::fs::metadata(e.path().join("bzImage"))
+                .and_then(|m| m.modified())
+                .ok()?;
+            Some((used, e.path()))
+        })
+        .collect();
+    dirs.sort();
+    let extra = dirs.len().saturating_sub(keep);
+    for (_, d) in dirs.into_iter().take(extra) {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Only the config step of [`build`]: the working copy synchronised and `out/.config` made
+/// (or found made); its path. What `cargo xtask kernel config` does, as kunit_tool's config.
+pub fn configure(req: &BuildRequest, cache: &Path) -> Result<PathBuf> {
+    Ok(configured(req, cache)?.out.join(".config"))
+}
+
+/// A build entry locked, its working copy synchronised and its .config made: what make
+/// starts from.
+struct Configured {
+    plan: Plan,
+    tree: PathBuf,
+    out: PathBuf,
+    /// Held while the entry is in use.
+    _lock: std::fs::File,
+}
+
+fn configured(req: &BuildRequest, cache: &Path) -> Result<Configured> {
+    crate::env::provision::ensure_build_tools()?;
+    let plan = plan(req, cache)?;
+    std::fs::create_dir_all(&plan.entry).map_err(|e| Error::io(plan.entry.display(), e))?;
+    // One build per entry at a time: two makes in one output directory corrupt it.
+    let lock = crate::env::cache::lock(&plan.entry, "build")?;
+    // The tree make runs in: the entry's working copy, the source plus the series.
+    let (tree, synced) = workcopy::sync(&plan.src.dir, &plan.series, &plan.entry)?;
+    if synced.written + synced.removed > 0 && !synced.created {
+        eprintln!(
+            "working copy: {} files written, {} removed (source plus {} patches)",
+            synced.written,
+            synced.removed,
+            plan.series.len()
+        );
+    }
+    let out = plan.entry.join("out");
+    config::configure(&tree, &out, &plan.fragments)?;
+    Ok(Configured {
+        plan,
+        tree,
+        out,
+        _lock: lock,
+    })
+}
+
+/// Everything a build is made of, and its cache entry.
+struct Plan {
+    src: source::Source,
+    profile: Profile,
+    fragments: config::Fragments,
+    series: patches::Series,
+    entry: PathBuf,
+}
+
+fn plan(req: &BuildRequest, cache: &Path) -> Result<Plan> {
+    let src = source::resolve(req.src.as_deref(), cache)?;
+    let profile = Profile::load(req.profile.as_deref().unwrap_or("minimal"))?;
+    let fragments = config::Fragments::gather(&profile, &req.fragments, req.config.as_deref())?;
+    let mut series = patches::Series::read(&req.patches)?;
+    if let Some(n) = req.first_patches {
+        series = series.prefix(n);
+    }
+    // Not the series: one output directory and working copy per source, profile and
+    // fragments, so that changing the series rebuilds only what it touches.
+    let mut h = Sha256::new();
+    h.update(src.cache_key().as_bytes());
+    h.update(fragments.fingerprint().as_bytes());
+    h.update(profile.name.as_bytes());
+    let entry = cache.join("builds").join(&hex(&h.finalize())[..16]);
+    Ok(Plan {
+        src,
+        profile,
+        fragments,
+        series,
+        entry,
+    })
+}
+
+/// The cache entry (build directory) `req` builds in, without building.
+pub fn entry_dir(req: &BuildRequest, cache: &Path) -> Result<PathBuf> {
+    Ok(plan(req, cache)?.entry)
+}
+
+/// sha256 of a file, first 16 hex digits (empty if unreadable).
+pub fn file_hash(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| hex(&Sha256::digest(&b))[..16].to_string())
+        .unwrap_or_default()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

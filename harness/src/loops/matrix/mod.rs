@@ -1,0 +1,191 @@
+//! The catalog on several kernels at once: each kernel is one ordinary run (its own
+//! artifacts, its own snapshot comparison), `jobs` of them at a time; then the verdicts and
+//! observations side by side, in the terminal, `matrix.json` and `matrix.html`.
+//!
+//! Every kernel is fetched before any guest starts: apt's lists and the cache are shared,
+//! the guests are not.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::kernel::KernelChoice;
+use crate::results::record::Run;
+use crate::run::Request;
+use crate::Event;
+
+pub mod grid;
+pub mod page;
+
+pub use grid::{Column, Matrix};
+
+/// Where the matrix stands, for a progress line.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    /// Kernels running now, with how many of their cases have reported.
+    pub running: Vec<(String, usize, usize)>,
+}
+
+/// `debian:all` becomes every series Debian's archive has whole; the rest stay as given.
+pub fn expand(kernels: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for k in kernels {
+        if k == "debian:all" {
+            let apt = crate::env::apt::Apt::new(&crate::env::cache::dir())?;
+            out.extend(
+                crate::kernel::debian::all(&apt)?
+                    .into_iter()
+                    .map(|s| format!("debian:{s}")),
+            );
+        } else if !out.contains(k) {
+            out.push(k.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Run `template` (its cases, accelerator, ...) on each of `kernels`, `jobs` at a time.
+/// A kernel that cannot run at all (not fetchable, does not boot) is a column with its
+/// error; the others still run.
+pub fn run(
+    kernels: &[String],
+    jobs: usize,
+    template: &Request,
+    on_progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<Matrix> {
+    let started = Instant::now();
+    let kernels = expand(kernels)?;
+    // Fetch first, one at a time: apt's lists and locks are shared.
+    let mut prepared = Vec::new();
+    for k in &kernels {
+        let choice = KernelChoice::parse(k);
+        let fetched = match &choice {
+            KernelChoice::Debian(series) => {
+                crate::kernel::debian::fetch(series, &crate::env::cache::dir())
+                    .map(|kernel| KernelChoice::Fetched(Box::new(kernel)))
+            }
+            _ => Ok(choice),
+        };
+        prepared.push((k.clone(), fetched));
+    }
+    // Shared by every run: made once here rather than raced by the first few.
+    crate::boot::agent::build_with_catalog()?;
+    crate::boot::disk::ext4_image(&crate::env::cache::dir())?;
+
+    let progress = Arc::new(Mutex::new(Progress {
+        total: kernels.len(),
+        ..Default::default()
+    }));
+    let queue = Arc::new(Mutex::new(
+        prepared.into_iter().enumerate().collect::<Vec<_>>(),
+    ));
+    let results: Arc<Mutex<Vec<Option<Column>>>> =
+        Arc::new(Mutex::new((0..kernels.len()).map(|_| None).collect()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1).min(kernels.len().max(1)) {
+            let (queue, results, progress) = (queue.clone(), results.clone(), progress.clone());
+            scope.spawn(move || loop {
+                if crate::env::interrupt::requested().is_some() {
+                    return;
+                }
+                let next = {
+                    let mut q = queue.lock().expect("queue");
+                    if q.is_empty() {
+                        None
+                    } else {
+                        Some(q.remove(0))
+                    }
+                };
+                let Some((i, (name, choice))) = next else {
+                    return;
+                };
+                let began = Instant::now();
+                progress
+                    .lock()
+                    .expect("progress")
+                    .running
+                    .push((name.clone(), 0, 0));
+                let outcome = choice.and_then(|kernel| {
+                    let req = Request {
+                        kernel,
+                        ..template.clone()
+                    };
+                    crate::run::run(&req, &mut |e| {
+                        let mut p = progress.lock().expect("progress");
+                        if let Some(r) = p.running.iter_mut().find(|r| r.0 == name) {
+                            match e {
+                                Event::Hello { cases, .. } => r.2 = cases.len(),
+                                Event::Result(_) => r.1 += 1,
+                                _ => {}
+                            }
+                        }
+                        on_progress(&p);
+                    })
+                });
+                {
+                    let mut p = progress.lock().expect("progress");
+                    p.running.retain(|r| r.0 != name);
+                    p.done += 1;
+                    on_progress(&p);
+                }
+                results.lock().expect("results")[i] = Some(Column {
+                    kernel: name,
+                    label: String::new(),
+                    outcome,
+                    elapsed: began.elapsed(),
+                });
+            });
+        }
+    });
+    let mut columns: Vec<Column> = Arc::try_unwrap(results)
+        .map_err(|_| ())
+        .expect("every worker has ended")
+        .into_inner()
+        .expect("results")
+        .into_iter()
+        .flatten()
+        .collect();
+    label(&mut columns);
+    let dir = crate::run::artifacts_dir("matrix")?;
+    let matrix = Matrix {
+        columns,
+        dir,
+        elapsed: started.elapsed(),
+    };
+    std::fs::write(matrix.dir.join("matrix.json"), matrix.json_text())
+        .map_err(|e| Error::io("matrix.json", e))?;
+    std::fs::write(
+        matrix.dir.join("matrix.html"),
+        crate::loops::matrix::page::page(&matrix),
+    )
+    .map_err(|e| Error::io("matrix.html", e))?;
+    Ok(matrix)
+}
+
+/// Headings: the series where it is unique, the release where two columns share one, and
+/// the error's kernel name for a column that did not run.
+fn label(columns: &mut [Column]) {
+    let series: Vec<Option<String>> = columns
+        .iter()
+        .map(|c| match &c.outcome {
+            Ok(run) if run.mode.is_host() => Some(format!("host {}", series_of(run))),
+            Ok(run) => Some(series_of(run)),
+            Err(_) => None,
+        })
+        .collect();
+    for (i, c) in columns.iter_mut().enumerate() {
+        c.label = match (&series[i], &c.outcome) {
+            (Some(s), Ok(run)) if series.iter().filter(|x| x.as_ref() == Some(s)).count() > 1 => {
+                run.kernel_release.clone()
+            }
+            (Some(s), _) => s.clone(),
+            (None, _) => c.kernel.clone(),
+        };
+    }
+}
+
+fn series_of(run: &Run) -> String {
+    crate::kernel::series(&run.kernel_release)
+}

@@ -1,0 +1,16 @@
+//! What repeats runs: several kernels side by side ([`matrix`]), a patch series step by
+//! step ([`series`]), the first commit that changed a case ([`bisect`]), the same run again
+//! ([`soak`], [`repro`]), timings ([`bench`], with [`stats`]) and throughput
+//! ([`throughput`]).
+//!
+//! Imports: anything above ([`crate::run`], [`crate::validate`], ...). Nothing imports a loop
+//! but xtask.
+
+pub mod bench;
+pub mod bisect;
+pub mod matrix;
+pub mod repro;
+pub mod series;
+pub mod soak;
+pub mod stats;
+pub mod throughput;

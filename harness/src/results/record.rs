@@ -1,0 +1,235 @@
+//! The record of a run: the plan it was given (`plan.json`), how long each step took, and
+//! the run the boots' logs make ([`assemble`]), saved as `results.json`, `findings.json`
+//! and `summary.txt`. Live runs and `replay` both end in [`finish`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use proto::CaseResult;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::kernel::Identity;
+use crate::results::assemble::RunLog;
+
+/// How long each step took, and sizes: what `cargo xtask bench` prints.
+#[derive(Debug, Default, Clone)]
+pub struct Timings {
+    pub kernel_fetch: Duration,
+    pub agent_build: Duration,
+    pub initramfs_build: Duration,
+    pub accel_probe: Duration,
+    /// QEMU start (or agent start, in host mode) to the first result.
+    pub first_result_after: Option<Duration>,
+    /// QEMU start to exit, or the agent's whole run in host mode.
+    pub guest_wall: Duration,
+    pub total: Duration,
+    pub agent_bytes: u64,
+    pub initramfs_bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub kernel_release: String,
+    pub identity: Identity,
+    /// How it ran: host, QEMU or vng.
+    pub mode: Mode,
+    pub results: Vec<CaseResult>,
+    /// Why the guest did not finish, when it did not.
+    pub died: Option<String>,
+    pub artifacts: PathBuf,
+    pub timings: Timings,
+    /// The server under test's target name, for a validate run.
+    pub target: Option<String>,
+    /// Every kernel report, with the case it appeared in (findings.json).
+    pub findings: Vec<(Option<String>, crate::results::classify::Finding)>,
+}
+
+impl Run {
+    pub fn all_ok(&self) -> bool {
+        self.results.iter().all(|r| r.verdict.is_ok())
+    }
+}
+
+/// How a run ran: which backend, with what. Saved in `plan.json` and `results.json` as the
+/// words people read ("host", "qemu tcg microvm", "vng kvm"), which replay parses back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Mode {
+    /// The running kernel, no VM: each case in a process of its own.
+    Host,
+    /// Our QEMU command line, the agent as /init.
+    Qemu {
+        /// "kvm" or "tcg".
+        accel: String,
+        /// "microvm" or "q35".
+        machine: String,
+    },
+    /// virtme-ng's VM, the agent in host mode on the host's root.
+    Vng {
+        /// "kvm" or "tcg".
+        accel: String,
+    },
+}
+
+impl Mode {
+    /// Host mode: no VM, no console to classify, no share.
+    pub fn is_host(&self) -> bool {
+        matches!(self, Mode::Host)
+    }
+
+    /// Our own QEMU: the only backend whose QEMU processes the harness starts itself.
+    pub fn is_qemu(&self) -> bool {
+        matches!(self, Mode::Qemu { .. })
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::Host => f.write_str("host"),
+            Mode::Qemu { accel, machine } => write!(f, "qemu {accel} {machine}"),
+            Mode::Vng { accel } => write!(f, "vng {accel}"),
+        }
+    }
+}
+
+impl From<Mode> for String {
+    fn from(mode: Mode) -> String {
+        mode.to_string()
+    }
+}
+
+impl TryFrom<String> for Mode {
+    type Error = String;
+
+    fn try_from(text: String) -> std::result::Result<Mode, String> {
+        let words: Vec<&str> = text.split(' ').collect();
+        match words.as_slice() {
+            ["host"] => Ok(Mode::Host),
+            ["qemu", accel, machine] => Ok(Mode::Qemu {
+                accel: accel.to_string(),
+                machine: machine.to_string(),
+            }),
+            ["vng", accel] => Ok(Mode::Vng {
+                accel: accel.to_string(),
+            }),
+            _ => Err(format!("not a run mode: {text:?}")),
+        }
+    }
+}
+
+/// What a run directory holds besides the logs: who the kernel was, how it ran, and which
+/// cases each boot was to run (one boot, or one per case with `--isolate`). `replay` starts
+/// from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub identity: Identity,
+    pub mode: Mode,
+    /// The server under test, for a validate run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<proto::validate::Spec>,
+    pub boots: Vec<PlannedBoot>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlannedBoot {
+    /// Relative to the run directory: "." or the case's name.
+    pub dir: String,
+    pub cases: Vec<String>,
+}
+
+impl Plan {
+    pub const FILE: &'static str = "plan.json";
+}
+
+/// The post-processing of every boot's log (`results::assemble`), then the results, the
+/// findings and the summary saved next to the console log. `replay` ends here too.
+pub fn finish(
+    plan: Plan,
+    logs: Vec<(RunLog, Vec<String>)>,
+    artifacts: PathBuf,
+    timings: Timings,
+) -> Result<Run> {
+    let run = assemble(plan, &logs, artifacts, timings);
+    save(&run)?;
+    Ok(run)
+}
+
+/// The run the logs make, saving nothing.
+pub fn assemble(
+    plan: Plan,
+    logs: &[(RunLog, Vec<String>)],
+    artifacts: PathBuf,
+    timings: Timings,
+) -> Run {
+    let mut results = Vec::new();
+    let mut findings = Vec::new();
+    let mut died = None;
+    let mut release = plan.identity.release.clone();
+    for (log, planned) in logs {
+        let part = crate::results::assemble::assemble(planned, log);
+        release = log.kernel_release().map(String::from).unwrap_or(release);
+        results.extend(part.results);
+        findings.extend(part.findings);
+        died = died.or(part.died);
+    }
+    Run {
+        kernel_release: release,
+        identity: plan.identity,
+        mode: plan.mode,
+        results,
+        died,
+        artifacts,
+        timings,
+        target: plan.validate.map(|v| v.target),
+        findings,
+    }
+}
+
+/// results.json, findings.json (VM runs) and summary.txt, beside the logs.
+fn save(run: &Run) -> Result<()> {
+    if !run.mode.is_host() {
+        let findings: Vec<_> = run
+            .findings
+            .iter()
+            .map(|(case, f)| serde_json::json!({ "case": case, "finding": f }))
+            .collect();
+        let path = run.artifacts.join("findings.json");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&findings).expect("findings serialise"),
+        )
+        .map_err(|e| Error::io(path.display(), e))?;
+    }
+    let json =
+        serde_json::json!({ "kernel": run.identity, "mode": run.mode, "results": run.results });
+    let path = run.artifacts.join("results.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&json).expect("results serialise"),
+    )
+    .map_err(|e| Error::io(path.display(), e))?;
+    let summary = format!(
+        "{}\n{}\n{}",
+        crate::results::table::identity(&run.identity, &run.mode),
+        crate::results::table::table(&run.results),
+        crate::results::table::totals(&run.results)
+    );
+    let path = run.artifacts.join("summary.txt");
+    std::fs::write(&path, summary).map_err(|e| Error::io(path.display(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mode;
+
+    #[test]
+    fn modes_read_back_as_written() {
+        for text in ["host", "qemu tcg microvm", "qemu kvm q35", "vng tcg"] {
+            let mode = Mode::try_from(text.to_string()).unwrap();
+            assert_eq!(mode.to_string(), text);
+        }
+        assert!(Mode::try_from("qemu".to_string()).is_err());
+    }
+}

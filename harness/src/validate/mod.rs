@@ -1,0 +1,238 @@
+//! `cargo xtask validate`: a FUSE server or library as the test subject. The server's spec
+//! (built-in target or path, `harness::validate::targets`) goes with a run of the `validate` cases on
+//! each kernel asked for; the results become one table per target, one column per kernel.
+
+pub mod targets;
+
+use std::fmt::Write;
+
+use proto::validate::Spec;
+use proto::Verdict;
+
+use crate::error::{Error, Result};
+use crate::results::record::Run;
+use crate::run::Request;
+
+/// Run the validate cases against `spec` on each kernel of `requests` (one request per
+/// kernel, each otherwise as `run` takes it). `each` sees every run as it ends.
+pub fn validate(spec: &Spec, requests: &[Request], each: &mut dyn FnMut(&Run)) -> Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for req in requests {
+        let req = Request {
+            validate: Some(spec.clone()),
+            ..req.clone()
+        };
+        let run = crate::run::run(&req, &mut |_| {})?;
+        // A server that cannot start at all is bad input, said once: the agent reports the
+        // first case's failure and skips the rest.
+        if let Some(why) = run
+            .results
+            .first()
+            .and_then(|r| r.observations.get("server_started"))
+        {
+            return Err(Error::ServerDidNotStart(
+                why.as_str().unwrap_or("").to_string(),
+            ));
+        }
+        each(&run);
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+/// How one validate case went on one kernel, for the table: where its I/O went, from the
+/// READ and WRITE requests the kernel sent over the server's whole run.
+fn path_cell(r: &proto::CaseResult) -> String {
+    let obs = |k: &str| r.observations.get(k);
+    let count = |k: &str| obs(k).and_then(|v| v.as_u64());
+    let lags = obs("coherent_with_source") == Some(&serde_json::Value::Bool(false));
+    match (r.verdict, count("read_requests"), count("write_requests")) {
+        (Verdict::Skip, _, _) => match obs("open_through_mount").and_then(|v| v.as_str()) {
+            Some(errno) if errno != "ok" => format!("not served (open: {errno})"),
+            _ => "skip".into(),
+        },
+        (v @ (Verdict::Crash | Verdict::Hang | Verdict::NotReached), _, _) => v.name().into(),
+        (v, _, _) if !v.is_ok() && obs("source_released").is_none() => v.name().into(),
+        (_, Some(0), Some(0)) => "passed through".into(),
+        (_, Some(_), Some(_)) if lags => "served (lags {source})".into(),
+        (_, Some(_), Some(_)) => "served".into(),
+        _ => obs("passed_through")
+            .and_then(|v| v.as_str())
+            .unwrap_or("-")
+            .into(),
+    }
+}
+
+/// The report: one row per question, one column per kernel.
+pub fn table(spec: &Spec, runs: &[Run]) -> String {
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let col = |f: &dyn Fn(&Run) -> String| runs.iter().map(f).collect::<Vec<_>>();
+    rows.push(("kernel".into(), col(&|r| r.kernel_release.clone())));
+    // What the connection negotiated, read from the kernel's own struct (a BTF probe).
+    let negotiated = |r: &Run, key: &str| -> String {
+        r.results
+            .iter()
+            .find_map(|c| c.observations.get(key))
+            .map_or("unknown (no BTF probe here)".into(), |v| match v {
+                serde_json::Value::Bool(true) => "yes".into(),
+                serde_json::Value::Bool(false) => "no".into(),
+                v => format!("7.{v}"),
+            })
+    };
+    rows.push((
+        "protocol (kernel's view)".into(),
+        col(&|r| negotiated(r, "protocol_minor")),
+    ));
+    rows.push((
+        "passthrough negotiated".into(),
+        col(&|r| negotiated(r, "passthrough_negotiated")),
+    ));
+    rows.push((
+        "passthrough engaged".into(),
+        col(&|r| {
+            let cells: Vec<String> = r.results.iter().map(path_cell).collect();
+            let through = cells.iter().filter(|c| *c == "passed through").count();
+            let paths = cells
+                .iter()
+                .filter(|c| *c == "passed through" || c.starts_with("served"))
+                .count();
+            match through {
+                0 => format!("no (0 of {paths} paths)"),
+                n => format!("yes ({n} of {paths} paths)"),
+            }
+        }),
+    ));
+    let cases: Vec<String> = runs.first().map_or(Vec::new(), |r| {
+        r.results.iter().map(|c| c.case.clone()).collect()
+    });
+    for case in &cases {
+        let name = case.strip_prefix("validate.").unwrap_or(case).to_string();
+        rows.push((
+            name,
+            col(&|r| {
+                r.results
+                    .iter()
+                    .find(|c| &c.case == case)
+                    .map_or("-".into(), path_cell)
+            }),
+        ));
+    }
+    rows.push((
+        "BACKING_OPEN (kprobe)".into(),
+        col(&|r| {
+            let sum = |k: &str| {
+                r.results
+                    .iter()
+                    .filter_map(|c| c.observations.get(k)?.as_u64())
+                    .sum::<u64>()
+            };
+            let errors: std::collections::BTreeSet<&str> = r
+                .results
+                .iter()
+                .filter_map(|c| c.observations.get("backing_open_errors")?.as_array())
+                .flatten()
+                .filter_map(|e| e.as_str())
+                .collect();
+            if !r.results.iter().any(|c| {
+                c.observations
+                    .get("backing_opens")
+                    .is_some_and(|v| v.is_u64())
+            }) {
+                return "unknown (no kprobe events)".into();
+            }
+            let errors: Vec<&str> = errors.into_iter().collect();
+            let failed = if errors.is_empty() {
+                "none failed".to_string()
+            } else {
+                format!("failed: {}", errors.join(", "))
+            };
+            format!(
+                "{} ok, {failed}; {} closed by the server",
+                sum("backing_opens"),
+                sum("backing_closes")
+            )
+        }),
+    ));
+    rows.push((
+        "fallback after a refused BACKING_OPEN".into(),
+        col(&|r| {
+            r.results
+                .iter()
+                .find(|c| c.case == "validate.fallback_scope")
+                .map_or("-".into(), |c| {
+                    match c
+                        .observations
+                        .get("fallback_scope")
+                        .and_then(|v| v.as_str())
+                    {
+                        Some(scope) => scope.to_string(),
+                        // The reason's last clause says what stopped it.
+                        None => format!(
+                            "{}: {}",
+                            c.verdict.name(),
+                            c.reason.rsplit(": ").next().unwrap_or("")
+                        ),
+                    }
+                })
+        }),
+    ));
+    rows.push((
+        "data correct".into(),
+        col(&|r| {
+            let bad: Vec<&str> = r
+                .results
+                .iter()
+                .filter(|c| {
+                    c.verdict == Verdict::Fail && c.observations.contains_key("source_released")
+                })
+                .filter(|c| {
+                    c.observations
+                        .get("source_released")
+                        .is_some_and(|v| v == "ok")
+                })
+                .map(|c| c.case.strip_prefix("validate.").unwrap_or(&c.case))
+                .collect();
+            if bad.is_empty() {
+                "yes".into()
+            } else {
+                format!("no: {}", bad.join(", "))
+            }
+        }),
+    ));
+    rows.push((
+        "leaks ({source} busy after exit)".into(),
+        col(&|r| {
+            let leaked = r
+                .results
+                .iter()
+                .filter(|c| {
+                    c.observations
+                        .get("source_released")
+                        .is_some_and(|v| v != "ok")
+                })
+                .count();
+            if leaked == 0 {
+                "none".into()
+            } else {
+                format!("{leaked} cases")
+            }
+        }),
+    ));
+    rows.push((
+        "verdicts".into(),
+        col(&|r| crate::results::table::totals(&r.results)),
+    ));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..runs.len())
+        .map(|i| rows.iter().map(|(_, v)| v[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!("target {} ({})\n", spec.target, spec.version);
+    for (key, values) in &rows {
+        let _ = write!(out, "{key:width$}");
+        for (v, w) in values.iter().zip(&widths) {
+            let _ = write!(out, "  {v:w$}");
+        }
+        out.push('\n');
+    }
+    out
+}

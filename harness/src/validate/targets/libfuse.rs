@@ -1,0 +1,90 @@
+//! libfuse's `example/passthrough_hp`, from Debian's `fuse3` source packages (sid: 3.18,
+//! trixie: 3.17, bookworm: 3.14, which predates passthrough: the negative control), built
+//! with meson and ninja.
+
+use std::path::Path;
+use std::process::Command;
+
+use proto::validate::{Spec, MOUNTPOINT, SOURCE};
+
+use crate::env::apt::find_entry;
+use crate::env::process;
+use crate::error::{Error, Result};
+
+/// libfuse's passthrough_hp, built from the `fuse3` source package of `suite` once.
+pub fn target(name: &str, suite: &str, cache: &Path) -> Result<Spec> {
+    let root = cache.join("targets").join(name);
+    let server = root.join("build/example/passthrough_hp");
+    let version = super::built_once(&root, &server, || build_libfuse(suite, cache, &root))?;
+    // It finds its libfuse3 through its rpath ($ORIGIN/../lib): nothing to add.
+    let args = vec![SOURCE.into(), MOUNTPOINT.into(), "--foreground".into()];
+    // passthrough_hp's own switch (3.17 on); 3.14 has no passthrough to switch off.
+    let off = (suite != "bookworm").then(|| {
+        let mut off = args.clone();
+        off.push("--nopassthrough".into());
+        off
+    });
+    Ok(Spec {
+        target: name.into(),
+        version: format!("libfuse {version} (Debian {suite})"),
+        passthrough_off_args: off,
+        ..super::spec(&server, args)
+    })
+}
+
+fn build_libfuse(suite: &str, cache: &Path, root: &Path) -> Result<String> {
+    for (binary, package) in [
+        ("meson", "meson"),
+        ("ninja", "ninja-build"),
+        ("pkg-config", "pkg-config"),
+        ("g++", "g++"),
+    ] {
+        crate::env::provision::ensure(binary, package)?;
+    }
+    // What an unfinished build left (not root itself: its lock is held).
+    let src = root.join("src");
+    let _ = std::fs::remove_dir_all(&src);
+    let _ = std::fs::remove_dir_all(root.join("build"));
+    let version = crate::env::apt::Apt::sources(cache)?.source("fuse3", suite, &src)?;
+    let tarball = find_entry(&src, |n| n.contains(".orig.tar.") && !n.ends_with(".asc"))?
+        .ok_or_else(|| Error::Fetch(format!("the fuse3 source of {suite} has no .orig tarball")))?;
+    process::output(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&src),
+    )?;
+    // The tarball unpacks to one directory (fuse-3.18.3).
+    let tree = find_entry(&src, |n| n.starts_with("fuse-"))?
+        .filter(|p| p.is_dir())
+        .ok_or_else(|| Error::Fetch(format!("{} unpacked to no directory", tarball.display())))?;
+    eprintln!("building libfuse {version} (meson, ninja; about 20 s)");
+    let options = std::fs::read_to_string(tree.join("meson_options.txt")).unwrap_or_default();
+    let mut setup = Command::new("meson");
+    setup.arg("setup").arg(root.join("build")).arg(&tree);
+    for (option, value) in [
+        ("examples", "true"),
+        ("utils", "false"),
+        ("tests", "false"),
+        ("disable-mtab", "true"),
+    ] {
+        if options.contains(&format!("option('{option}'")) {
+            setup.arg(format!("-D{option}={value}"));
+        }
+    }
+    let failed = |e: Error| Error::BuildFailed {
+        what: format!("building libfuse {version}"),
+        errors: e.to_string(),
+        log: root.join("build/meson-logs/meson-log.txt"),
+    };
+    process::output(&mut setup).map_err(failed)?;
+    process::output(
+        Command::new("ninja")
+            .arg("-C")
+            .arg(root.join("build"))
+            .arg("example/passthrough_hp"),
+    )
+    .map_err(failed)?;
+    Ok(version)
+}

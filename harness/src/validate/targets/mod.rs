@@ -1,0 +1,169 @@
+//! The servers `cargo xtask validate` tests: built-in targets, fetched and built into the
+//! cache on first use with the exact version recorded, or any server binary by path.
+//!
+//! One module per family: `libfuse` (Debian's fuse3 sources, meson), `cargo` (fuser and
+//! fuse-backend-rs from crates.io, the fixtures in the workspace's `targets/`), `go_fuse`
+//! (Debian's go-fuse and Go toolchain, unpacked, never installed).
+
+mod cargo;
+mod go_fuse;
+mod libfuse;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use proto::validate::{Spec, MOUNTPOINT, SOURCE};
+
+use crate::error::{Error, Result};
+
+/// Each built-in target: its name, and what it is.
+pub const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "libfuse",
+        "libfuse 3.18 (Debian sid's fuse3), example/passthrough_hp",
+    ),
+    (
+        "libfuse-3.17",
+        "libfuse 3.17 (Debian trixie's fuse3), example/passthrough_hp",
+    ),
+    (
+        "libfuse-3.14",
+        "libfuse 3.14 (Debian bookworm's fuse3), example/passthrough_hp: no passthrough",
+    ),
+    (
+        "go-fuse",
+        "go-fuse 2.9 (Debian sid), fs.NewLoopbackRoot: targets/go-fuse/loopback.go",
+    ),
+    (
+        "fuser",
+        "fuser 0.18 (crates.io), its examples/passthrough.rs as it is: one file backed by /etc/profile",
+    ),
+    (
+        "fuser-mirror",
+        "fuser 0.18 (crates.io), a mirror server on its public API: targets/fuser-mirror",
+    ),
+    (
+        "fuse-backend-rs",
+        "fuse-backend-rs 0.14 (crates.io), PassthroughFs on a FuseSession: no passthrough",
+    ),
+];
+
+/// How long a server may take to mount.
+const MOUNT_TIMEOUT_SECS: u64 = 10;
+
+/// The server `server` names (a built-in target or a path), with `args` as its argument
+/// template (a path's default: `{source} {mountpoint}`).
+pub fn resolve(server: &str, args: &[String], cache: &Path) -> Result<Spec> {
+    let built_in = match server {
+        "libfuse" => Some(libfuse::target(server, "sid", cache)),
+        "libfuse-3.17" => Some(libfuse::target(server, "trixie", cache)),
+        "libfuse-3.14" => Some(libfuse::target(server, "bookworm", cache)),
+        "go-fuse" => Some(go_fuse::target(cache)),
+        "fuser" => Some(cargo::fuser_example(cache)),
+        "fuser-mirror" => Some(cargo::fixture("fuser-mirror", "fuser", cache)),
+        "fuse-backend-rs" => Some(cargo::fixture("fuse-backend-rs", "fuse-backend-rs", cache)),
+        _ => None,
+    };
+    if let Some(spec) = built_in {
+        let mut spec = spec?;
+        if !args.is_empty() {
+            spec.args = args.to_vec();
+        }
+        return Ok(spec);
+    }
+    if !server.contains('/') && !Path::new(server).exists() {
+        let known: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+        return Err(Error::UnknownTarget {
+            name: server.into(),
+            known: known.join(", "),
+        });
+    }
+    let path = PathBuf::from(server);
+    let bad = |why: &str| Error::BadServer {
+        path: path.clone(),
+        why: why.into(),
+    };
+    let meta = std::fs::metadata(&path).map_err(|_| bad("no such file"))?;
+    if !meta.is_file() {
+        return Err(bad("not a file"));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(bad("not executable"));
+    }
+    let path = path
+        .canonicalize()
+        .map_err(|e| Error::io(path.display(), e))?;
+    let args = if args.is_empty() {
+        vec![SOURCE.into(), MOUNTPOINT.into()]
+    } else {
+        args.to_vec()
+    };
+    Ok(Spec {
+        target: path
+            .file_name()
+            .map_or("server".into(), |n| n.to_string_lossy().into_owned()),
+        version: format!("a binary given by path ({})", path.display()),
+        ..spec(&path, args)
+    })
+}
+
+/// A spec for `server` with `args`, the rest as most targets have it.
+fn spec(server: &Path, args: Vec<String>) -> Spec {
+    Spec {
+        target: String::new(),
+        version: String::new(),
+        server: server.to_string_lossy().into_owned(),
+        args,
+        env: Vec::new(),
+        mount_timeout_secs: MOUNT_TIMEOUT_SECS,
+        fixed_file: None,
+        passthrough_off_args: None,
+    }
+}
+
+/// `root/.built` says a build finished and what it built; `build` runs when it is missing
+/// or `binary` is gone. Returns the version the marker holds.
+fn built_once(
+    root: &Path,
+    binary: &Path,
+    build: impl FnOnce() -> Result<String>,
+) -> Result<String> {
+    let marker = root.join(".built");
+    let done = || match std::fs::read_to_string(&marker) {
+        Ok(v) if binary.is_file() => Some(v.trim().to_string()),
+        _ => None,
+    };
+    if let Some(v) = done() {
+        return Ok(v);
+    }
+    std::fs::create_dir_all(root).map_err(|e| Error::io(root.display(), e))?;
+    // Another harness may be building it: wait, then take its build if it finished.
+    let _lock = crate::env::cache::lock(root, "build of this server")?;
+    if let Some(v) = done() {
+        return Ok(v);
+    }
+    let version = build()?;
+    std::fs::write(&marker, &version).map_err(|e| Error::io(marker.display(), e))?;
+    Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_servers_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = resolve(&missing.to_string_lossy(), &[], dir.path()).unwrap_err();
+        assert!(err.to_string().contains("no such file"), "{err}");
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        let err = resolve(&plain.to_string_lossy(), &[], dir.path()).unwrap_err();
+        assert!(err.to_string().contains("not executable"), "{err}");
+        let err = resolve("no-such-library", &[], dir.path()).unwrap_err();
+        assert!(err.to_string().contains("libfuse-3.14"), "{err}");
+        let spec = resolve("/bin/true", &[], dir.path()).unwrap();
+        assert_eq!(spec.args, ["{source}", "{mountpoint}"]);
+    }
+}
