@@ -109,4 +109,84 @@ mod tests {
             );
         }
     }
+
+    /// The harness's folders in the order they may import each other: a file may name its
+    /// own folder and any folder before it, never one after (harness/src/lib.rs says why).
+    const LAYERS: [&str; 8] = [
+        "error", "env", "kernel", "results", "boot", "run", "validate", "loops",
+    ];
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The layer of a harness file: its folder, or its own name at the top (run.rs).
+    fn layer_of(src: &Path, file: &Path) -> Option<usize> {
+        let rel = file.strip_prefix(src).ok()?;
+        let first = rel.components().next()?.as_os_str().to_str()?;
+        let name = first.trim_end_matches(".rs");
+        LAYERS.iter().position(|l| *l == name)
+    }
+
+    #[test]
+    fn harness_folders_import_only_the_folders_before_them() {
+        let src = root().join("harness/src");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        let mut upward = Vec::new();
+        for file in &files {
+            let Some(own) = layer_of(&src, file) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                for (at, _) in line.match_indices("crate::") {
+                    let rest = &line[at + "crate::".len()..];
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if let Some(theirs) = LAYERS.iter().position(|l| *l == name) {
+                        if theirs > own {
+                            upward.push(format!(
+                                "{}:{}: {} imports {name}",
+                                file.strip_prefix(&src).unwrap().display(),
+                                n + 1,
+                                LAYERS[own]
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            upward.is_empty(),
+            "imports that run up the harness's layers ({}):\n{}",
+            LAYERS.join(" < "),
+            upward.join("\n")
+        );
+    }
+
+    #[test]
+    fn every_harness_folder_is_a_layer() {
+        let src = root().join("harness/src");
+        for entry in std::fs::read_dir(&src).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let name = name.trim_end_matches(".rs");
+            assert!(
+                name == "lib" || LAYERS.contains(&name),
+                "harness/src/{name} is in no layer: add it to tidy's LAYERS and lib.rs"
+            );
+        }
+    }
 }
