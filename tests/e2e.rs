@@ -2,6 +2,7 @@
 //! kernel, asserts the verdicts, and compares the observations with that kernel series'
 //! snapshot. The bad-input tests drive `cargo xtask` itself and check its exit codes.
 
+use proto::observation as key;
 use std::process::Command;
 
 use harness::kernel::KernelChoice;
@@ -493,13 +494,13 @@ fn validate_target(target: &str) {
                 continue;
             }
             assert_eq!(
-                obs("source_released").and_then(|v| v.as_str()),
+                obs(key::SOURCE_RELEASED).and_then(|v| v.as_str()),
                 Some("ok"),
                 "{target} {}: {{source}} released",
                 r.case
             );
             let count = |k: &str| obs(k).and_then(|v| v.as_u64()).unwrap_or(0);
-            let served = count("read_requests") + count("write_requests");
+            let served = count(key::READ_REQUESTS) + count(key::WRITE_REQUESTS);
             match r.case.as_str() {
                 // A backing file at stack depth 1 (ELOOP), or no CAP_SYS_ADMIN (EPERM): what
                 // was refused is served.

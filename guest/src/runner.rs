@@ -4,6 +4,7 @@
 //! namespace and a fresh tmpfs, and prints one result. A case that hangs or kills its process
 //! takes nothing else down with it.
 
+use proto::observation as key;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -56,10 +57,10 @@ pub fn run_all(
             ),
             _ => run_isolated(case),
         };
-        if result.observations.contains_key("server_started") {
+        if result.observations.contains_key(key::SERVER_DID_NOT_START) {
             no_server.get_or_insert(case.name);
         }
-        if result.observations.contains_key("server_crashed") {
+        if result.observations.contains_key(key::SERVER_CRASHED) {
             crashed.get_or_insert(case.name);
         }
         mark(markers, CASE_END_MARKER, case.name);

@@ -7,12 +7,15 @@
 //! - [`layout`]: names and paths: the result port, the initramfs layout, the kernel command
 //!   line parameter, the console markers;
 //! - [`sparse`]: the format the ext4 image travels in;
-//! - [`validate`]: the server under test, when `cargo xtask validate` runs.
+//! - [`validate`]: the server under test, when `cargo xtask validate` runs;
+//! - [`observation`]: the observation keys something reads back (runner, validate table,
+//!   snapshot filters).
 //!
 //! The host never compiles the guest crate: it asks the built agent for its catalog.
 
 pub mod catalog;
 pub mod layout;
+pub mod observation;
 pub mod sparse;
 pub mod validate;
 pub mod wire;

@@ -189,4 +189,52 @@ mod tests {
             );
         }
     }
+
+    /// The values of `proto::observation`'s constants.
+    fn observation_keys() -> Vec<String> {
+        let text = std::fs::read_to_string(root().join("proto/src/observation.rs")).unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("pub const ") && l.contains(": &str = \""))
+            .filter_map(|l| l.split('"').nth(1).map(String::from))
+            .collect()
+    }
+
+    #[test]
+    fn observation_keys_read_back_are_named_from_proto() {
+        let keys = observation_keys();
+        assert!(keys.len() >= 10, "read the keys: {keys:?}");
+        const READERS: [&str; 6] = [
+            "observe(",
+            "note(",
+            "expect_count(",
+            "observations.get(",
+            "contains_key(",
+            "observations.remove(",
+        ];
+        let mut files = Vec::new();
+        for dir in ["guest/src", "harness/src", "tests", "xtask/src"] {
+            rust_files(&root().join(dir), &mut files);
+        }
+        let mut literal = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                for key in &keys {
+                    let quoted = format!("\"{key}\"");
+                    if line.contains(&quoted) && READERS.iter().any(|r| line.contains(r)) {
+                        literal.push(format!(
+                            "{}:{}: {quoted}",
+                            file.strip_prefix(root()).unwrap().display(),
+                            n + 1
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(
+            literal.is_empty(),
+            "observation keys written as strings (use proto::observation):\n{}",
+            literal.join("\n")
+        );
+    }
 }

@@ -186,7 +186,7 @@ fn each_file_system(
         failures.extend(failed.into_iter().map(|f| format!("{kind}: {f}")));
         out.insert(kind.into(), record);
     }
-    ctx.observe("throughput", Value::Object(out));
+    ctx.observe(proto::observation::THROUGHPUT, Value::Object(out));
     ctx.check(failures.is_empty(), failures.join("; "));
     Ok(())
 }

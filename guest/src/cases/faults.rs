@@ -4,6 +4,7 @@
 //! A scenario that might wedge an unfixed kernel is marked `kills_kernel`: run it with
 //! `--isolate`, never on the host.
 
+use proto::observation as key;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -611,7 +612,7 @@ fn request_timeout(ctx: &mut Ctx) -> Result<(), Stop> {
         bad_read.unwrap_or_else(|| "ok".into()),
         "ok",
     );
-    ctx.expect_count("read_requests", fs.count(op::READ), 0);
+    ctx.expect_count(key::READ_REQUESTS, fs.count(op::READ), 0);
     let mut buf = vec![0u8; 4096];
     ctx.expect(
         "read_after_abort",

@@ -21,6 +21,7 @@ pub mod subject;
 mod uring;
 mod validate;
 
+use proto::observation as key;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -402,14 +403,14 @@ impl Ctx {
         use crate::fuse::abi::op;
         let (reads, writes) = (fs.requests(op::READ), fs.requests(op::WRITE));
         if self.server.is_none() {
-            self.expect_count("read_requests", reads.unwrap_or(u64::MAX), 0);
-            self.expect_count("write_requests", writes.unwrap_or(u64::MAX), 0);
+            self.expect_count(key::READ_REQUESTS, reads.unwrap_or(u64::MAX), 0);
+            self.expect_count(key::WRITE_REQUESTS, writes.unwrap_or(u64::MAX), 0);
             return;
         }
         // Counted here, a served path's WRITEs would race the write-back: the totals are
         // taken when the server is stopped (`subject::External`'s drop).
         if reads.is_none() || writes.is_none() {
-            self.observe("passed_through", "unknown: no fuse tracepoint here");
+            self.observe(key::PASSED_THROUGH, "unknown: no fuse tracepoint here");
         }
     }
 }
@@ -448,7 +449,7 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
     // The server under test has been stopped (its subject dropped): what did its end show?
     let teardown: Vec<(String, serde_json::Value)> = ctx.teardown.borrow_mut().drain(..).collect();
     let served = teardown.iter().any(|(k, v)| {
-        (k == "read_requests" || k == "write_requests") && v.as_u64().is_some_and(|n| n > 0)
+        (k == key::READ_REQUESTS || k == key::WRITE_REQUESTS) && v.as_u64().is_some_and(|n| n > 0)
     });
     if served {
         // The server served (some of) the I/O itself: the mount is then a cached FUSE file,
@@ -460,13 +461,13 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
             incoherent.push(why.clone());
             stopped = Ok(());
         }
-        ctx.observe("coherent_with_source", incoherent.is_empty());
+        ctx.observe(key::COHERENT_WITH_SOURCE, incoherent.is_empty());
         if !incoherent.is_empty() {
             ctx.observe("incoherent", incoherent);
         }
     }
     for (key, value) in teardown {
-        if key == "source_released" {
+        if key == key::SOURCE_RELEASED {
             ctx.check(
                 value == "ok",
                 format!("{{source}} still busy after the unmount and the server's exit: {value}"),
@@ -506,7 +507,7 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
 fn finish(case: &Case, start: Instant, mut ctx: Ctx, stopped: Result<(), Stop>) -> CaseResult {
     let crashed = ctx
         .observations
-        .get("server_crashed")
+        .get(key::SERVER_CRASHED)
         .and_then(|v| v.as_str())
         .map(String::from);
     let (verdict, reason) = match stopped {
@@ -521,7 +522,7 @@ fn finish(case: &Case, start: Instant, mut ctx: Ctx, stopped: Result<(), Stop>) 
         Err(Stop::Skip(why)) => (Verdict::Skip, why),
         Err(Stop::Broken(why)) => (Verdict::Fail, why),
         Err(Stop::NoServer(why)) => {
-            ctx.observe("server_started", &why);
+            ctx.observe(key::SERVER_DID_NOT_START, &why);
             (Verdict::Fail, why)
         }
         Ok(()) if ctx.failures.is_empty() => (Verdict::Pass, String::new()),

@@ -1,6 +1,7 @@
 //! What the kernel accepts in an OPEN/CREATE reply with FOPEN_PASSTHROUGH, and how the
 //! inode's I/O mode (cached, passthrough, direct) constrains later opens.
 
+use proto::observation as key;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
@@ -365,7 +366,7 @@ fn create_passthrough(ctx: &mut Ctx) -> Result<(), Stop> {
         std::fs::read(fs.backing_dir.join("new"))? == data,
         "the new backing file lacks the data",
     );
-    ctx.expect_count("write_requests", fs.count(op::WRITE), 0);
+    ctx.expect_count(key::WRITE_REQUESTS, fs.count(op::WRITE), 0);
     Ok(())
 }
 

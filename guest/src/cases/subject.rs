@@ -6,6 +6,7 @@
 //! a tracing instance of the case's own, filtered on the mount's connection (every FUSE mount
 //! is a connection of its own, a virtio-fs share too).
 
+use proto::observation as key;
 use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -241,7 +242,7 @@ impl Drop for External {
         // An exit of its own is no crash: the case may have unmounted under it.
         let alive = match self.child.try_wait() {
             Ok(Some(status)) if !self.killed && status.signal().is_some() => {
-                self.note("server_crashed", died(status));
+                self.note(key::SERVER_CRASHED, died(status));
                 false
             }
             Ok(None) => true,
@@ -259,11 +260,11 @@ impl Drop for External {
         // means the server served I/O itself.
         use crate::fuse::abi::op;
         if let Some(trace) = &self.trace {
-            self.note("read_requests", trace.count(op::READ));
-            self.note("write_requests", trace.count(op::WRITE));
+            self.note(key::READ_REQUESTS, trace.count(op::READ));
+            self.note(key::WRITE_REQUESTS, trace.count(op::WRITE));
             if let Some((minor, passthrough)) = trace.negotiated() {
-                self.note("protocol_minor", minor);
-                self.note("passthrough_negotiated", passthrough);
+                self.note(key::PROTOCOL_MINOR, minor);
+                self.note(key::PASSTHROUGH_NEGOTIATED, passthrough);
             }
             // What the library asked of the kernel, and what it was told.
             match (
@@ -286,12 +287,12 @@ impl Drop for External {
                         names
                     };
                     let ok = |rets: &[i64]| rets.iter().filter(|r| **r >= 0).count();
-                    self.note("backing_opens", ok(&opens));
-                    self.note("backing_open_errors", failed(&opens));
-                    self.note("backing_closes", ok(&closes));
+                    self.note(key::BACKING_OPENS, ok(&opens));
+                    self.note(key::BACKING_OPEN_ERRORS, failed(&opens));
+                    self.note(key::BACKING_CLOSES, ok(&closes));
                     self.note("backing_close_errors", failed(&closes));
                 }
-                _ => self.note("backing_opens", "unknown: no kprobe events here"),
+                _ => self.note(key::BACKING_OPENS, "unknown: no kprobe events here"),
             }
         }
         self.note("unmount", &unmount);
@@ -317,9 +318,9 @@ impl Drop for External {
         };
         self.note("server_exit", ended);
         if let Some(code) = code {
-            self.note("server_exit_code", code);
+            self.note(key::SERVER_EXIT_CODE, code);
         }
-        self.note("source_released", unmount_when_released(&self.source));
+        self.note(key::SOURCE_RELEASED, unmount_when_released(&self.source));
         let stderr = tail(&self.stderr);
         if !stderr.is_empty() {
             eprintln!("server stderr{stderr}");

@@ -9,6 +9,7 @@
 //! connection, counted by the kernel's tracepoint) is an observation: whether to use
 //! passthrough is the library's choice, and the report shows it per path.
 
+use proto::observation as key;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
@@ -277,10 +278,10 @@ fn fallback_scope(ctx: &mut Ctx) -> Result<(), Stop> {
     if unbound != "ok" {
         let _ = rustix::mount::unmount(&bind, rustix::mount::UnmountFlags::DETACH);
     }
-    ctx.observe("unbind_stacked", unbound);
+    ctx.observe(key::UNBIND_STACKED, unbound);
     ctx.keep.push(stacked);
     drop(fs);
-    ctx.observe("fallback_scope", outcome?);
+    ctx.observe(key::FALLBACK_SCOPE, outcome?);
     Ok(())
 }
 
@@ -370,7 +371,7 @@ fn on(ctx: &mut Ctx, source: SourceKind) -> Result<(), Stop> {
     let (fs, backing) = ctx.io_file("data", &[])?;
     let opened = File::options().read(true).write(true).open(fs.path("data"));
     let outcome = crate::sys::outcome(&opened.as_ref().map(drop).map_err(crate::fuse::errno));
-    ctx.observe("open_through_mount", &outcome);
+    ctx.observe(key::OPEN_THROUGH_MOUNT, &outcome);
     if opened.is_err() {
         return Err(Stop::Skip(format!(
             "the server does not serve a {{source}} on {source:?}: open gives {outcome}"

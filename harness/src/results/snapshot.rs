@@ -3,6 +3,7 @@
 //! only reader and the only writer of those files: `cargo xtask run` compares the cases it
 //! ran (and `--bless` writes), the end-to-end tests compare whole runs with [`check_whole`].
 
+use proto::observation as key;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -49,34 +50,33 @@ pub fn render(results: &[CaseResult]) -> String {
 /// Counts a validate snapshot keeps as "some" or 0: how many READs a served path takes
 /// follows readahead and timing, and how many backing ids a library opens follows whether
 /// its RELEASE was handled before the next OPEN.
-const VALIDATE_COUNTS: [&str; 3] = ["read_requests", "write_requests", "backing_opens"];
+const VALIDATE_COUNTS: [&str; 3] = [key::READ_REQUESTS, key::WRITE_REQUESTS, key::BACKING_OPENS];
 
 /// What a validate snapshot leaves out (results.json keeps it): the server's exit code and
 /// how many backing ids it closed itself, which after a kill or an unmount under it depend on
 /// which of its threads saw the end first.
 /// Whether a bind under `{source}` came off before the server forgot its inodes is timing too.
-const VALIDATE_DROPPED: [&str; 3] = ["server_exit_code", "backing_closes", "unbind_stacked"];
+const VALIDATE_DROPPED: [&str; 3] = [
+    key::SERVER_EXIT_CODE,
+    key::BACKING_CLOSES,
+    key::UNBIND_STACKED,
+];
 
 /// What a validate snapshot keeps of a path the server served itself. Its READ and WRITE
 /// counts are not kept apart: whether a read-back hit the page cache or went to the server
 /// follows timing; that the server served the path (`served_requests`) does not.
 const SERVED_KEPT: [&str; 10] = [
-    "protocol_minor",
-    "passthrough_negotiated",
-    "fallback_scope",
-    "backing_opens",
-    "backing_open_errors",
+    key::PROTOCOL_MINOR,
+    key::PASSTHROUGH_NEGOTIATED,
+    key::FALLBACK_SCOPE,
+    key::BACKING_OPENS,
+    key::BACKING_OPEN_ERRORS,
     "backing_close_errors",
-    "open_through_mount",
+    key::OPEN_THROUGH_MOUNT,
     "server_exit",
-    "source_released",
+    key::SOURCE_RELEASED,
     "unmount",
 ];
-
-/// What only a kernel whose probes read arguments through BTF can tell (Debian's kernels can,
-/// a built one without CONFIG_DEBUG_INFO_BTF cannot). A run that could not read them is not
-/// compared on them: their absence says what the kernel's tracing lacks, not what FUSE did.
-const NEEDS_BTF: [&str; 2] = ["protocol_minor", "passthrough_negotiated"];
 
 /// `render` for the snapshot `name` (see [`VALIDATE_COUNTS`]).
 fn render_as(name: &str, results: &[CaseResult]) -> String {
@@ -91,7 +91,7 @@ fn render_as(name: &str, results: &[CaseResult]) -> String {
         // A path the server served itself (a cached FUSE file): what it showed of {source}
         // depends on when the write-back ran, so only where its I/O went and how the
         // server's run ended are compared.
-        let served = validate && r.observations.contains_key("coherent_with_source");
+        let served = validate && r.observations.contains_key(key::COHERENT_WITH_SOURCE);
         if r.verdict == Verdict::Skip && r.observations.is_empty() {
             out.push_str(&format!("{}: skipped\n", r.case));
             continue;
@@ -182,10 +182,10 @@ pub fn compare(name: &str, results: &[CaseResult]) -> Comparison {
         match expected.get(&r.case) {
             Some(e) => {
                 for line in e.lines() {
-                    let key = line.trim_start().split(':').next().unwrap_or("");
+                    let name = line.trim_start().split(':').next().unwrap_or("");
                     let unreadable = line.starts_with("  ")
-                        && NEEDS_BTF.contains(&key)
-                        && !r.observations.contains_key(key);
+                        && key::NEEDS_BTF.contains(&name)
+                        && !r.observations.contains_key(name);
                     if !unreadable {
                         old.push_str(line);
                         old.push('\n');

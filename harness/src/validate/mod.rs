@@ -4,6 +4,7 @@
 
 pub mod targets;
 
+use proto::observation as key;
 use std::fmt::Write;
 
 use proto::validate::Spec;
@@ -28,7 +29,7 @@ pub fn validate(spec: &Spec, requests: &[Request], each: &mut dyn FnMut(&Run)) -
         if let Some(why) = run
             .results
             .first()
-            .and_then(|r| r.observations.get("server_started"))
+            .and_then(|r| r.observations.get(key::SERVER_DID_NOT_START))
         {
             return Err(Error::ServerDidNotStart(
                 why.as_str().unwrap_or("").to_string(),
@@ -45,18 +46,22 @@ pub fn validate(spec: &Spec, requests: &[Request], each: &mut dyn FnMut(&Run)) -
 fn path_cell(r: &proto::CaseResult) -> String {
     let obs = |k: &str| r.observations.get(k);
     let count = |k: &str| obs(k).and_then(|v| v.as_u64());
-    let lags = obs("coherent_with_source") == Some(&serde_json::Value::Bool(false));
-    match (r.verdict, count("read_requests"), count("write_requests")) {
-        (Verdict::Skip, _, _) => match obs("open_through_mount").and_then(|v| v.as_str()) {
+    let lags = obs(key::COHERENT_WITH_SOURCE) == Some(&serde_json::Value::Bool(false));
+    match (
+        r.verdict,
+        count(key::READ_REQUESTS),
+        count(key::WRITE_REQUESTS),
+    ) {
+        (Verdict::Skip, _, _) => match obs(key::OPEN_THROUGH_MOUNT).and_then(|v| v.as_str()) {
             Some(errno) if errno != "ok" => format!("not served (open: {errno})"),
             _ => "skip".into(),
         },
         (v @ (Verdict::Crash | Verdict::Hang | Verdict::NotReached), _, _) => v.name().into(),
-        (v, _, _) if !v.is_ok() && obs("source_released").is_none() => v.name().into(),
+        (v, _, _) if !v.is_ok() && obs(key::SOURCE_RELEASED).is_none() => v.name().into(),
         (_, Some(0), Some(0)) => "passed through".into(),
         (_, Some(_), Some(_)) if lags => "served (lags {source})".into(),
         (_, Some(_), Some(_)) => "served".into(),
-        _ => obs("passed_through")
+        _ => obs(key::PASSED_THROUGH)
             .and_then(|v| v.as_str())
             .unwrap_or("-")
             .into(),
@@ -81,11 +86,11 @@ pub fn table(spec: &Spec, runs: &[Run]) -> String {
     };
     rows.push((
         "protocol (kernel's view)".into(),
-        col(&|r| negotiated(r, "protocol_minor")),
+        col(&|r| negotiated(r, key::PROTOCOL_MINOR)),
     ));
     rows.push((
         "passthrough negotiated".into(),
-        col(&|r| negotiated(r, "passthrough_negotiated")),
+        col(&|r| negotiated(r, key::PASSTHROUGH_NEGOTIATED)),
     ));
     rows.push((
         "passthrough engaged".into(),
@@ -129,13 +134,13 @@ pub fn table(spec: &Spec, runs: &[Run]) -> String {
             let errors: std::collections::BTreeSet<&str> = r
                 .results
                 .iter()
-                .filter_map(|c| c.observations.get("backing_open_errors")?.as_array())
+                .filter_map(|c| c.observations.get(key::BACKING_OPEN_ERRORS)?.as_array())
                 .flatten()
                 .filter_map(|e| e.as_str())
                 .collect();
             if !r.results.iter().any(|c| {
                 c.observations
-                    .get("backing_opens")
+                    .get(key::BACKING_OPENS)
                     .is_some_and(|v| v.is_u64())
             }) {
                 return "unknown (no kprobe events)".into();
@@ -148,8 +153,8 @@ pub fn table(spec: &Spec, runs: &[Run]) -> String {
             };
             format!(
                 "{} ok, {failed}; {} closed by the server",
-                sum("backing_opens"),
-                sum("backing_closes")
+                sum(key::BACKING_OPENS),
+                sum(key::BACKING_CLOSES)
             )
         }),
     ));
@@ -162,7 +167,7 @@ pub fn table(spec: &Spec, runs: &[Run]) -> String {
                 .map_or("-".into(), |c| {
                     match c
                         .observations
-                        .get("fallback_scope")
+                        .get(key::FALLBACK_SCOPE)
                         .and_then(|v| v.as_str())
                     {
                         Some(scope) => scope.to_string(),
@@ -183,11 +188,11 @@ pub fn table(spec: &Spec, runs: &[Run]) -> String {
                 .results
                 .iter()
                 .filter(|c| {
-                    c.verdict == Verdict::Fail && c.observations.contains_key("source_released")
+                    c.verdict == Verdict::Fail && c.observations.contains_key(key::SOURCE_RELEASED)
                 })
                 .filter(|c| {
                     c.observations
-                        .get("source_released")
+                        .get(key::SOURCE_RELEASED)
                         .is_some_and(|v| v == "ok")
                 })
                 .map(|c| c.case.strip_prefix("validate.").unwrap_or(&c.case))
@@ -207,7 +212,7 @@ pub fn table(spec: &Spec, runs: &[Run]) -> String {
                 .iter()
                 .filter(|c| {
                     c.observations
-                        .get("source_released")
+                        .get(key::SOURCE_RELEASED)
                         .is_some_and(|v| v != "ok")
                 })
                 .count();

@@ -45,7 +45,7 @@ pub fn run(
                     kernel: k.clone(),
                     why: format!("the guest gave no {case} result"),
                 })?;
-        let Some(figures) = result.observations.get("throughput") else {
+        let Some(figures) = result.observations.get(proto::observation::THROUGHPUT) else {
             return Err(Error::Throughput {
                 kernel: k.clone(),
                 why: format!(

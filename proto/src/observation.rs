@@ -1,0 +1,49 @@
+//! The observation keys something reads back. A case may record any key it likes for the
+//! snapshot; these are the ones another part of the harness steers by (the agent's runner,
+//! the validate table, the snapshot filters), so both sides of the boundary name them from
+//! here and a rename cannot silently break a reader.
+
+/// Why the server under test did not start (or mount). Its presence alone makes the agent
+/// skip the rest of the validate cases and the host report bad input (exit 24).
+pub const SERVER_DID_NOT_START: &str = "server_did_not_start";
+/// The signal (or its description) that ended the server under test before the teardown:
+/// the case is a crash and the later validate cases are not reached.
+pub const SERVER_CRASHED: &str = "server_crashed";
+/// The server under test's exit code after the teardown.
+pub const SERVER_EXIT_CODE: &str = "server_exit_code";
+/// Whether `{source}` came off after the server's exit: "ok", or what still held it. Its
+/// presence means the case got as far as the teardown.
+pub const SOURCE_RELEASED: &str = "source_released";
+/// Recorded only for a path the server served itself (a cached FUSE file): whether
+/// `{source}` showed the bytes written through the mount.
+pub const COHERENT_WITH_SOURCE: &str = "coherent_with_source";
+/// READ requests the kernel sent the server under test (the fuse tracepoint), and WRITE
+/// requests: both zero is "passed through".
+pub const READ_REQUESTS: &str = "read_requests";
+/// See [`READ_REQUESTS`].
+pub const WRITE_REQUESTS: &str = "write_requests";
+/// Where no tracepoint can count requests: what could be said about the path instead.
+pub const PASSED_THROUGH: &str = "passed_through";
+/// The open(2) through the server's mount: "ok" or an errno name.
+pub const OPEN_THROUGH_MOUNT: &str = "open_through_mount";
+/// The protocol minor the kernel agreed with the server (a BTF probe on the connection).
+pub const PROTOCOL_MINOR: &str = "protocol_minor";
+/// Whether the connection agreed on FUSE_PASSTHROUGH (the same probe).
+pub const PASSTHROUGH_NEGOTIATED: &str = "passthrough_negotiated";
+/// Successful BACKING_OPENs of the server's run (a kprobe on fuse_backing_open), or why
+/// they could not be counted.
+pub const BACKING_OPENS: &str = "backing_opens";
+/// The errno names of the BACKING_OPENs that failed.
+pub const BACKING_OPEN_ERRORS: &str = "backing_open_errors";
+/// Successful BACKING_CLOSEs (a kprobe on fuse_backing_close).
+pub const BACKING_CLOSES: &str = "backing_closes";
+/// After one refused BACKING_OPEN: "one file" or "whole mount" fell back to the server.
+pub const FALLBACK_SCOPE: &str = "fallback_scope";
+/// Whether a bind under `{source}` came off before the server forgot its inodes.
+pub const UNBIND_STACKED: &str = "unbind_stacked";
+/// The `bench` group's figures (`bench --io` reads them; never in a snapshot).
+pub const THROUGHPUT: &str = "throughput";
+
+/// What only a kernel whose probes read arguments through BTF can tell: a run that could
+/// not read them is not compared on them.
+pub const NEEDS_BTF: [&str; 2] = [PROTOCOL_MINOR, PASSTHROUGH_NEGOTIATED];
