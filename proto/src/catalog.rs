@@ -92,6 +92,99 @@ pub fn glob(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// What selection needs to know of a case: the host's [`CaseInfo`] and the agent's own
+/// case type both have it, so both sides select with [`select`].
+pub trait Selectable {
+    /// `group.name`.
+    fn name(&self) -> &str;
+    /// May take the kernel down.
+    fn kills_kernel(&self) -> bool;
+    /// Runs against the server under test.
+    fn external_server(&self) -> bool;
+    /// Waits on a kernel timer: left out unless named or matched.
+    fn slow(&self) -> bool;
+}
+
+impl Selectable for CaseInfo {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kills_kernel(&self) -> bool {
+        self.kills_kernel
+    }
+    fn external_server(&self) -> bool {
+        self.external_server
+    }
+    fn slow(&self) -> bool {
+        self.slow
+    }
+}
+
+/// Why a `--case` list could not be turned into cases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unselectable {
+    /// No case has this name.
+    Unknown(String),
+    /// This pattern matches no case a pattern may take.
+    NoMatch(String),
+}
+
+impl std::fmt::Display for Unselectable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unselectable::Unknown(n) => write!(f, "unknown case {n}"),
+            Unselectable::NoMatch(p) => write!(f, "no case matches {p}"),
+        }
+    }
+}
+
+/// The one selection rule, the host's and the agent's. No names: the default run
+/// ([`in_default_run`], or [`in_validate_run`] when `validating`). Otherwise each name is a
+/// case, and each pattern (`*`) adds every case it matches that a pattern may take
+/// ([`pattern_takes`]; a server-under-test case only when `validating`), in catalog order,
+/// each case once; a name that is no case, or a pattern that matches none, is an error.
+pub fn select<'a, C: Selectable>(
+    catalog: &'a [C],
+    names: &[&str],
+    validating: bool,
+) -> Result<Vec<&'a C>, Unselectable> {
+    if names.is_empty() {
+        return Ok(catalog
+            .iter()
+            .filter(|c| match validating {
+                true => in_validate_run(c.external_server(), c.slow()),
+                false => in_default_run(c.kills_kernel(), c.external_server(), c.slow()),
+            })
+            .collect());
+    }
+    let mut picked: Vec<&C> = Vec::new();
+    let mut take = |c: &'a C| {
+        if !picked.iter().any(|p| p.name() == c.name()) {
+            picked.push(c);
+        }
+    };
+    for n in names {
+        if n.contains('*') {
+            let matching: Vec<&C> = catalog
+                .iter()
+                .filter(|c| glob(n, c.name()) && pattern_takes(c.kills_kernel()))
+                .filter(|c| validating || !c.external_server())
+                .collect();
+            if matching.is_empty() {
+                return Err(Unselectable::NoMatch(n.to_string()));
+            }
+            matching.into_iter().for_each(&mut take);
+        } else {
+            let case = catalog
+                .iter()
+                .find(|c| c.name() == *n)
+                .ok_or_else(|| Unselectable::Unknown(n.to_string()))?;
+            take(case);
+        }
+    }
+    Ok(picked)
+}
+
 /// The value of the `fpt.cases=` parameter for `names` (in catalog order or not): `all` when
 /// they are exactly the default selection of `catalog`, else the names, with every group
 /// taken whole written `group.*` (the command line holds 2048 bytes; 117 names do not fit).
@@ -316,6 +409,49 @@ mod tests {
         assert_eq!(cases_param(&["a.x", "b.z", "b.s"], &catalog), "a.*,b.*");
         assert_eq!(cases_param(&["b.z", "b.s", "a.x"], &catalog), "b.*,a.*");
         assert_eq!(cases_param(&["b.s"], &catalog), "b.s");
+    }
+
+    #[test]
+    fn one_selection_rule_for_host_and_agent() {
+        let mut external = info("v.served", false);
+        external.external_server = true;
+        let mut slow = info("a.slow", false);
+        slow.slow = true;
+        let catalog = [info("a.x", false), info("a.down", true), slow, external];
+        let names = |picked: Vec<&CaseInfo>| -> Vec<String> {
+            picked.iter().map(|c| c.name.clone()).collect()
+        };
+        assert_eq!(names(select(&catalog, &[], false).unwrap()), ["a.x"]);
+        assert_eq!(names(select(&catalog, &[], true).unwrap()), ["v.served"]);
+        // A pattern takes slow cases, never one that may take the kernel down.
+        assert_eq!(
+            names(select(&catalog, &["a.*"], false).unwrap()),
+            ["a.x", "a.slow"]
+        );
+        assert_eq!(
+            names(select(&catalog, &["a.down"], false).unwrap()),
+            ["a.down"]
+        );
+        // Server-under-test cases only when validating.
+        assert_eq!(
+            select(&catalog, &["v.*"], false).unwrap_err(),
+            Unselectable::NoMatch("v.*".into())
+        );
+        assert_eq!(
+            names(select(&catalog, &["v.*"], true).unwrap()),
+            ["v.served"]
+        );
+        // Each case once; a pattern that adds nothing new is not an error.
+        assert_eq!(
+            names(select(&catalog, &["a.x", "a.*", "a.x"], false).unwrap()),
+            ["a.x", "a.slow"]
+        );
+        assert_eq!(
+            select(&catalog, &["a.x", "nope"], false)
+                .unwrap_err()
+                .to_string(),
+            "unknown case nope"
+        );
     }
 
     #[test]

@@ -143,33 +143,33 @@ pub fn infos() -> Vec<CaseInfo> {
 /// "all" (every case a default run takes) or a comma-separated list of names and patterns
 /// (`uring.*`: see [`proto::catalog::pattern_takes`]).
 pub fn select(list: &str) -> Result<Vec<&'static Case>, String> {
-    use proto::catalog::{glob, in_default_run, pattern_takes};
-    if list == "all" {
-        return Ok(catalog()
-            .iter()
-            .filter(|c| in_default_run(c.kills_kernel, c.external_server, c.slow))
-            .collect());
+    let names: Vec<&str> = match list {
+        "all" => Vec::new(),
+        _ => list.split(',').filter(|n| !n.is_empty()).collect(),
+    };
+    proto::catalog::select(catalog(), &names, validating()).map_err(|e| e.to_string())
+}
+
+/// Whether this run has a server under test (its spec is in the environment or the image):
+/// then a pattern may take the cases that run against it.
+fn validating() -> bool {
+    std::env::var_os(proto::validate::SPEC_ENV).is_some()
+        || std::path::Path::new(proto::validate::GUEST_SPEC).exists()
+}
+
+impl proto::catalog::Selectable for Case {
+    fn name(&self) -> &str {
+        self.name
     }
-    let mut picked: Vec<&'static Case> = Vec::new();
-    for n in list.split(',').filter(|n| !n.is_empty()) {
-        if n.contains('*') {
-            let matching = catalog()
-                .iter()
-                .filter(|c| glob(n, c.name) && pattern_takes(c.kills_kernel));
-            let before = picked.len();
-            for c in matching {
-                if !picked.iter().any(|p| p.name == c.name) {
-                    picked.push(c);
-                }
-            }
-            if picked.len() == before {
-                return Err(format!("no case matches {n}"));
-            }
-        } else {
-            picked.push(find(n).ok_or_else(|| format!("unknown case {n}"))?);
-        }
+    fn kills_kernel(&self) -> bool {
+        self.kills_kernel
     }
-    Ok(picked)
+    fn external_server(&self) -> bool {
+        self.external_server
+    }
+    fn slow(&self) -> bool {
+        self.slow
+    }
 }
 
 /// Why a case stopped before its end.

@@ -65,43 +65,12 @@ pub fn select<'a>(
     names: &[String],
     validating: bool,
 ) -> Result<Vec<&'a CaseInfo>> {
-    use proto::catalog::{glob, in_default_run, in_validate_run, pattern_takes};
-    if names.is_empty() {
-        return Ok(catalog
-            .iter()
-            .filter(|c| match validating {
-                true => in_validate_run(c.external_server, c.slow),
-                false => in_default_run(c.kills_kernel, c.external_server, c.slow),
-            })
-            .collect());
-    }
-    let mut picked: Vec<&CaseInfo> = Vec::new();
-    for n in names {
-        if n.contains('*') {
-            // A pattern takes what a full run of those cases would: never a case that may
-            // take the kernel down, which must be named.
-            let matching: Vec<&CaseInfo> = catalog
-                .iter()
-                .filter(|c| glob(n, &c.name) && pattern_takes(c.kills_kernel))
-                .filter(|c| c.external_server == validating || !c.external_server)
-                .collect();
-            if matching.is_empty() {
-                return Err(Error::UnknownCase(n.clone()));
-            }
-            for c in matching {
-                if !picked.contains(&c) {
-                    picked.push(c);
-                }
-            }
-            continue;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    proto::catalog::select(catalog, &names, validating).map_err(|e| match e {
+        proto::catalog::Unselectable::Unknown(n) | proto::catalog::Unselectable::NoMatch(n) => {
+            Error::UnknownCase(n)
         }
-        let case = catalog
-            .iter()
-            .find(|c| &c.name == n)
-            .ok_or_else(|| Error::UnknownCase(n.clone()))?;
-        picked.push(case);
-    }
-    Ok(picked)
+    })
 }
 
 /// Which part of a catalog one runner takes: shard `index` of `count` (1-based), so that one
