@@ -203,9 +203,8 @@ impl Target {
         match (backend, kernel) {
             (Backend::Qemu, Some(k)) => Ok(Target::Qemu(k)),
             (Backend::Vng, Some(k)) => Ok(Target::Vng(k)),
-            (Backend::Vng, None) => Err(Error::Vng(
-                "vng boots a kernel: give --kernel PATH or a build (--profile vng), not host"
-                    .into(),
+            (Backend::Vng, None) => Err(Error::vng(
+                "vng boots a kernel: give --kernel PATH or a build (--profile vng), not host",
             )),
             (Backend::Qemu, None) => match cases.iter().find(|c| c.kills_kernel) {
                 Some(c) => Err(Error::HostRefuses(c.name.clone())),

@@ -13,7 +13,7 @@ use harness::boot::qemu::{Accel, Machine};
 use harness::kernel::build::BuildRequest;
 use harness::kernel::KernelChoice;
 use harness::results::record::Run;
-use harness::results::snapshot::{self, Comparison};
+use harness::results::snapshot::{self, Comparison, Policy, Settled};
 use harness::results::table;
 use harness::run::Request;
 use harness::Event;
@@ -445,7 +445,13 @@ impl Target {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     harness::env::interrupt::install();
-    let code = match cli.command {
+    let code = dispatch(cli);
+    ExitCode::from(code as u8)
+}
+
+/// Each subcommand to its function; the exit code it returns.
+fn dispatch(cli: Cli) -> i32 {
+    match cli.command {
         Cmd::Run(args) => run(&args),
         Cmd::Replay { dir, reports } => replay(&dir, &reports),
         Cmd::Validate {
@@ -545,8 +551,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Matrix(args) => matrix::matrix(&args),
-    };
-    ExitCode::from(code as u8)
+    }
 }
 
 fn fail(e: &harness::Error) -> i32 {
@@ -583,35 +588,43 @@ fn live(event: &Event) {
 }
 
 fn run(args: &RunArgs) -> i32 {
+    let partial = !args.target.cases.is_empty() || args.target.shard.is_some();
+    let policy = match Policy::new(args.bless, partial) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
     let run = match harness::run::run(&args.target.request(), &mut live) {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    if args.bless {
-        print_run(&run);
-        if !args.target.cases.is_empty() || args.target.shard.is_some() {
-            eprintln!("error: --bless writes the whole snapshot: run every case (no --case)");
-            return 2;
-        }
-        match snapshot::write(&snapshot::name_of(&run), &run.results) {
-            Ok(p) => println!("snapshot written: {}", p.display()),
-            Err(e) => return fail(&e),
-        }
-        return exit_code(&run);
-    }
-    let code = conclude(&run);
+    let code = conclude(&run, policy);
     match args.reports.write(&[&run], None) {
         0 => code,
         e => e,
     }
 }
 
-/// Print a run, compare it with its snapshot, and say how it ended: what `run` and
-/// `replay` share.
-fn conclude(run: &Run) -> i32 {
+/// Print a run, settle its snapshot (compare, or write with --bless), and say how it ended:
+/// what `run` and `replay` share.
+fn conclude(run: &Run, policy: Policy) -> i32 {
     print_run(run);
-    match snapshot::compare(&snapshot::name_of(run), &run.results) {
-        Comparison::Match { unknown } => {
+    let settled = match policy.settle(run) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    print_settled(run, &settled);
+    if let Settled::Compared(Comparison::Differs { path, .. }) = &settled {
+        eprintln!("error: {}", harness::Error::SnapshotMismatch(path.clone()));
+    }
+    snapshot::exit_code(run, Some(&settled))
+}
+
+/// One run's snapshot line(s): written, matched (and what it does not know), missing, or the
+/// diff.
+fn print_settled(run: &Run, settled: &Settled) {
+    match settled {
+        Settled::Written(p) => println!("snapshot written: {}", p.display()),
+        Settled::Compared(Comparison::Match { unknown }) => {
             println!("snapshot: matches {}", snapshot::name_of(run));
             if !unknown.is_empty() {
                 let more = if unknown.len() > 5 {
@@ -625,27 +638,11 @@ fn conclude(run: &Run) -> i32 {
                 );
             }
         }
-        Comparison::Missing(p) => println!(
+        Settled::Compared(Comparison::Missing(p)) => println!(
             "snapshot: none for these cases at {} (--bless writes it)",
             p.display()
         ),
-        Comparison::Differs { path, diff } => {
-            println!("{diff}");
-            let e = harness::Error::SnapshotMismatch(path);
-            if run.all_ok() {
-                return fail(&e);
-            }
-            eprintln!("error: {e}");
-        }
-    }
-    exit_code(run)
-}
-
-fn exit_code(run: &Run) -> i32 {
-    match harness::env::interrupt::requested() {
-        Some(sig) => 128 + sig,
-        None if run.all_ok() => 0,
-        None => 1,
+        Settled::Compared(Comparison::Differs { diff, .. }) => println!("{diff}"),
     }
 }
 
@@ -657,6 +654,10 @@ fn validate(
     reports: &Reports,
     args: &[String],
 ) -> i32 {
+    let policy = match Policy::new(bless, !cases.is_empty()) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
     let spec = match harness::validate::targets::resolve(server, args, &harness::env::cache::dir())
     {
         Ok(s) => s,
@@ -696,30 +697,26 @@ fn validate(
                 r.reason.lines().next().unwrap_or("")
             );
         }
-        let name = snapshot::name_of(run);
-        if bless {
-            match snapshot::write(&name, &run.results) {
-                Ok(p) => println!("snapshot written: {}", p.display()),
-                Err(e) => return fail(&e),
+        match policy.settle(run) {
+            Ok(settled) => {
+                print_settled(run, &settled);
+                if let Settled::Compared(Comparison::Differs { path, .. }) = &settled {
+                    eprintln!("error: {}", harness::Error::SnapshotMismatch(path.clone()));
+                    differs = true;
+                }
             }
-            continue;
-        }
-        match snapshot::compare(&name, &run.results) {
-            Comparison::Match { .. } => println!("snapshot: matches {name}"),
-            Comparison::Missing(p) => {
-                println!("snapshot: none at {} (--bless writes it)", p.display())
-            }
-            Comparison::Differs { path, diff } => {
-                println!("{diff}");
-                eprintln!("error: {}", harness::Error::SnapshotMismatch(path));
-                differs = true;
-            }
+            Err(e) => return fail(&e),
         }
     }
     let all: Vec<&Run> = runs.iter().collect();
     let written = reports.write(&all, None);
     // As `run`: a failed case first (1), then a snapshot difference (3).
-    match runs.iter().map(exit_code).max().unwrap_or(0) {
+    match runs
+        .iter()
+        .map(|r| snapshot::exit_code(r, None))
+        .max()
+        .unwrap_or(0)
+    {
         0 if written != 0 => written,
         0 if differs => 3,
         code => code,
@@ -728,7 +725,10 @@ fn validate(
 
 fn replay(dir: &std::path::Path, reports: &Reports) -> i32 {
     match harness::results::replay::replay(dir) {
-        Ok(run) => match (conclude(&run), reports.write(&[&run], None)) {
+        Ok(run) => match (
+            conclude(&run, Policy::Compare),
+            reports.write(&[&run], None),
+        ) {
             (code, 0) => code,
             (_, e) => e,
         },
@@ -1074,5 +1074,50 @@ mod tests {
     fn the_command_line_parses() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// `--bless` writes whole snapshots: with `--case` or `--shard` it is refused (exit 2)
+    /// before anything is built, fetched or run, and no snapshot changes.
+    #[test]
+    fn bless_of_part_of_the_catalog_is_refused_before_anything_runs() {
+        use clap::Parser;
+        let snapshots = harness::env::cache::workspace_root().join("tests/snapshots");
+        let before = listing(&snapshots);
+        for line in [
+            "validate --server fuser --case validate.round_trip --bless",
+            "validate --server /no/such/server --kernel host --case validate.round_trip --bless",
+            "run --kernel host --case init.offer --bless",
+            "run --kernel host --shard 1/2 --bless",
+            "matrix --kernel host --kernel debian:6.12 --case init.offer --bless",
+        ] {
+            let args = std::iter::once("xtask").chain(line.split(' '));
+            let cli = super::Cli::try_parse_from(args).expect(line);
+            assert_eq!(super::dispatch(cli), 2, "{line}");
+        }
+        assert_eq!(listing(&snapshots), before, "a snapshot changed");
+    }
+
+    /// Bad input that is found before any work has a code of its own.
+    #[test]
+    fn a_series_patch_that_does_not_exist_has_its_own_code() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from(["xtask", "series", "--patch", "/no/such/fix.patch"])
+            .unwrap();
+        assert_eq!(super::dispatch(cli), 34);
+    }
+
+    /// Every snapshot file with its contents.
+    fn listing(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(listing(&path));
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+        out.sort();
+        out
     }
 }

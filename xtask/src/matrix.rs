@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use harness::boot::qemu::Accel;
 use harness::results::record::Run;
-use harness::results::snapshot::{self, Comparison};
+use harness::results::snapshot::{self, Comparison, Policy, Settled};
 use harness::results::table;
 use harness::run::Request;
 
@@ -57,6 +57,10 @@ pub fn matrix(args: &MatrixArgs) -> i32 {
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let policy = match Policy::new(args.bless, !args.cases.is_empty() || args.shard.is_some()) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
     let template = Request {
         cases: args.cases.clone(),
         shard: args.shard,
@@ -106,27 +110,18 @@ pub fn matrix(args: &MatrixArgs) -> i32 {
     );
     for c in &m.columns {
         match &c.outcome {
-            Ok(run) if args.bless => {
-                if !args.cases.is_empty() || args.shard.is_some() {
-                    eprintln!("error: --bless writes whole snapshots: run every case (no --case, no --shard)");
-                    return 2;
-                }
-                match snapshot::write(&snapshot::name_of(run), &run.results) {
-                    Ok(p) => println!("  {:<10} snapshot written: {}", c.label, p.display()),
-                    Err(e) => return fail(&e),
-                }
-                if !run.all_ok() {
-                    code = 1;
-                }
-            }
             Ok(run) => {
-                let snap = match snapshot::compare(&snapshot::name_of(run), &run.results) {
-                    Comparison::Match { .. } => format!("matches {}", snapshot::name_of(run)),
-                    Comparison::Missing(_) => "no snapshot".to_string(),
-                    Comparison::Differs { path, .. } => {
+                let snap = match policy.settle(run) {
+                    Ok(Settled::Written(p)) => format!("written: {}", p.display()),
+                    Ok(Settled::Compared(Comparison::Match { .. })) => {
+                        format!("matches {}", snapshot::name_of(run))
+                    }
+                    Ok(Settled::Compared(Comparison::Missing(_))) => "none yet".to_string(),
+                    Ok(Settled::Compared(Comparison::Differs { path, .. })) => {
                         code = code.max(3);
                         format!("DIFFERS from {}", path.display())
                     }
+                    Err(e) => return fail(&e),
                 };
                 if !run.all_ok() {
                     code = 1;

@@ -31,9 +31,9 @@ pub fn build() -> Result<PathBuf> {
         // --target keeps these flags off build scripts and proc macros, which cannot be static.
         .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static")
         .output()
-        .map_err(|e| Error::AgentBuild(format!("cargo: {e}")))?;
+        .map_err(|e| Error::agent_build_from("cargo", e))?;
     if !out.status.success() {
-        return Err(Error::AgentBuild(crate::env::process::tail(
+        return Err(Error::agent_build(crate::env::process::tail(
             &out.stderr,
             20,
         )));
@@ -48,7 +48,7 @@ pub fn build() -> Result<PathBuf> {
 pub fn catalog(agent: &Path) -> Result<Vec<CaseInfo>> {
     let out = crate::env::process::output(Command::new(agent).args(["list", "--json"]))?;
     serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::AgentBuild(format!("{} list --json: {e}", agent.display())))
+        .map_err(|e| Error::agent_build_from(format!("{} list --json", agent.display()), e))
 }
 
 /// The built agent and its catalog: what `cases`, `run` and the tests start from.

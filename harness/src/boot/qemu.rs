@@ -207,7 +207,7 @@ impl Qemu {
         }
         let child = cmd
             .spawn()
-            .map_err(|e| Error::Qemu(format!("cannot start {}: {e}", binary())))?;
+            .map_err(|e| Error::qemu_from(format!("cannot start {}", binary()), e))?;
         Ok(Qemu { child })
     }
 

@@ -82,7 +82,7 @@ impl Virtiofsd {
         while !socket.exists() {
             if daemon.child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
                 let said = std::fs::read_to_string(log).unwrap_or_default();
-                return Err(Error::Qemu(format!(
+                return Err(Error::qemu(format!(
                     "virtiofsd did not start: {}",
                     said.trim()
                 )));

@@ -224,7 +224,7 @@ pub fn run_cases(
         let console_lines = &intake.log.console;
         if let Some(headline) = crate::results::assemble::fatal_headline(console_lines) {
             if headline.contains("Unable to mount root fs") {
-                return Err(Error::Vng(format!(
+                return Err(Error::vng(format!(
                     "kernel {} cannot mount the host's root under vng ({headline}): it needs virtio-pci and virtio-fs or 9p built in; build one with --profile vng (what `virtme-configkernel --defconfig` sets) (console: {})",
                     kernel.release,
                     console_path.display()
@@ -242,7 +242,7 @@ pub fn run_cases(
             .find(|l| !l.trim().is_empty())
             .cloned()
             .unwrap_or_default();
-        return Err(Error::Vng(format!(
+        return Err(Error::vng(format!(
             "vng ended ({status}) before the agent said hello; its last words: {said} (console: {})",
             console_path.display()
         )));

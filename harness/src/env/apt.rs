@@ -105,7 +105,8 @@ impl Apt {
         eprintln!("refreshing the harness's package lists (apt-get update, private configuration)");
         let mut cmd = self.command("apt-get");
         cmd.args(["update", "-q"]);
-        process::output(&mut cmd).map_err(|e| Error::Fetch(e.to_string()))?;
+        process::output(&mut cmd)
+            .map_err(|e| Error::fetch_from("refreshing the package lists", e))?;
         let stamp = self.root.join("lists/.fpt-updated");
         std::fs::write(&stamp, "").map_err(|e| Error::io(stamp.display(), e))
     }
@@ -128,7 +129,8 @@ impl Apt {
         self.fresh_lists()?;
         let mut cmd = self.command("apt-cache");
         cmd.args(["pkgnames", prefix]);
-        let out = process::output(&mut cmd).map_err(|e| Error::Fetch(e.to_string()))?;
+        let out =
+            process::output(&mut cmd).map_err(|e| Error::fetch_from("listing packages", e))?;
         Ok(String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(String::from)
@@ -140,7 +142,7 @@ impl Apt {
         self.fresh_lists()?;
         let mut cmd = self.command("apt-cache");
         cmd.args(["policy", package]);
-        let out = process::output(&mut cmd).map_err(|e| Error::Fetch(e.to_string()))?;
+        let out = process::output(&mut cmd).map_err(|e| Error::fetch_from(package, e))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let v = text
             .lines()
@@ -158,7 +160,8 @@ impl Apt {
         self.fresh_lists()?;
         let mut cmd = self.command("apt-cache");
         cmd.arg("policy").args(packages);
-        let out = process::output(&mut cmd).map_err(|e| Error::Fetch(e.to_string()))?;
+        let out = process::output(&mut cmd)
+            .map_err(|e| Error::fetch_from("asking which packages are there", e))?;
         Ok(parse_policy(&String::from_utf8_lossy(&out.stdout)))
     }
 
@@ -190,14 +193,14 @@ impl Apt {
             .filter(|p| p.extension().is_some_and(|x| x == "deb"))
             .collect();
         if debs.len() != packages.len() {
-            return Err(Error::Fetch(format!(
+            return Err(Error::fetch(format!(
                 "apt-get download {names} left {} .deb files",
                 debs.len()
             )));
         }
         for deb in debs {
             process::output(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))
-                .map_err(|e| Error::Fetch(e.to_string()))?;
+                .map_err(|e| Error::fetch_from(format!("unpacking {}", deb.display()), e))?;
             let _ = std::fs::remove_file(&deb);
         }
         std::fs::write(&done, &names).map_err(|e| Error::io(done.display(), e))?;
@@ -224,7 +227,7 @@ impl Apt {
         let dsc = find_entry(dir, |n| n.ends_with(".dsc"))?
             .and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
             .ok_or_else(|| {
-                Error::Fetch(format!("apt-get source {package}/{suite} left no .dsc"))
+                Error::fetch(format!("apt-get source {package}/{suite} left no .dsc"))
             })?;
         // fuse3_3.18.3-1.dsc -> 3.18.3-1
         let stem = dsc.trim_end_matches(".dsc");
@@ -243,7 +246,7 @@ impl Apt {
         };
         if run().is_err() {
             self.update()?;
-            run().map_err(|e| Error::Fetch(e.to_string()))?;
+            run().map_err(|e| Error::fetch_from("apt-get source", e))?;
         }
         Ok(())
     }

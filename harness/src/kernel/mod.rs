@@ -157,7 +157,7 @@ impl Kernel {
         .into_iter()
         .find(|p| p.is_file())
         .or_else(|| first_match(&root.join("boot"), "vmlinuz-"))
-        .ok_or_else(|| Error::Fetch(format!("{} holds no vmlinuz of {release}", root.display())))?;
+        .ok_or_else(|| Error::fetch(format!("{} holds no vmlinuz of {release}", root.display())))?;
         Kernel::from_path(&bzimage, None)
     }
 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use proto::{CaseResult, Verdict};
 
 use crate::error::{Error, Result};
+use crate::results::record::Run;
 
 /// The snapshot name for a kernel release: one per series, so a patched or rebuilt 6.12 is
 /// compared with what 6.12 did before.
@@ -20,7 +21,7 @@ pub fn name(release: &str) -> String {
 /// The name a run's observations are kept under: its series, or its target and series.
 /// Host mode has its own (`host-<series>`): it has no virtio-fs share and no VM, so cases
 /// that need them skip there, which says nothing about the kernel.
-pub fn name_of(run: &crate::results::record::Run) -> String {
+pub fn name_of(run: &Run) -> String {
     let release = if run.mode.is_host() {
         format!("host-{}", crate::kernel::series(&run.kernel_release))
     } else {
@@ -208,6 +209,66 @@ pub fn compare(name: &str, results: &[CaseResult]) -> Comparison {
         .header("snapshot", "this run")
         .to_string();
     Comparison::Differs { path, diff }
+}
+
+/// What a command does with its runs' observations, decided once from its command line and
+/// before anything runs: `run`, `validate`, `matrix` and `replay` share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Compare each run with its snapshot (a subset of cases is fine).
+    Compare,
+    /// Write each run's whole snapshot (`--bless`).
+    Bless,
+}
+
+/// What [`Policy::settle`] did with one run.
+#[derive(Debug)]
+pub enum Settled {
+    /// The snapshot was written here.
+    Written(PathBuf),
+    /// The run was compared with its snapshot.
+    Compared(Comparison),
+}
+
+impl Policy {
+    /// `--bless` writes whole snapshots, so a selection that is only part of the catalog
+    /// (`--case`, `--shard`) is refused before anything runs: blessing it would leave a
+    /// snapshot of those cases alone.
+    pub fn new(bless: bool, partial: bool) -> Result<Policy> {
+        match (bless, partial) {
+            (true, true) => Err(Error::PartialBless),
+            (true, false) => Ok(Policy::Bless),
+            (false, _) => Ok(Policy::Compare),
+        }
+    }
+
+    /// Write or compare `run`'s snapshot.
+    pub fn settle(self, run: &Run) -> Result<Settled> {
+        let name = name_of(run);
+        match self {
+            Policy::Bless => write(&name, &run.results).map(Settled::Written),
+            Policy::Compare => Ok(Settled::Compared(compare(&name, &run.results))),
+        }
+    }
+}
+
+impl Settled {
+    /// Whether the observations differ from the snapshot.
+    pub fn differs(&self) -> bool {
+        matches!(self, Settled::Compared(Comparison::Differs { .. }))
+    }
+}
+
+/// How a command that ran `run` ends: interrupted (128 + the signal), a case failed (1),
+/// the observations differ from the snapshot (3), or all is well (0). A failed case wins
+/// over a difference: it is the news.
+pub fn exit_code(run: &Run, settled: Option<&Settled>) -> i32 {
+    match crate::env::interrupt::requested() {
+        Some(sig) => 128 + sig,
+        None if !run.all_ok() => 1,
+        None if settled.is_some_and(Settled::differs) => 3,
+        None => 0,
+    }
 }
 
 /// What every snapshot file starts with (insta's header for the e2e test that made them).

@@ -213,7 +213,7 @@ pub fn boot(
                 tail: crate::results::console::last(&log.console, 15),
             },
             None if !qemu_err.trim().is_empty() && log.console.is_empty() => {
-                Error::Qemu(first_line(&qemu_err).unwrap_or_default())
+                Error::qemu(first_line(&qemu_err).unwrap_or_default())
             }
             // The agent started but the port its results go through never appeared: the
             // kernel has no virtio-console driver (a module we were not given).

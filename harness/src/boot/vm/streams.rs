@@ -78,7 +78,7 @@ impl Guest {
                         guest.kill();
                         let err = guest.stderr();
                         let line = err.lines().map(str::trim).find(|l| !l.is_empty());
-                        return Err(Error::Qemu(
+                        return Err(Error::qemu(
                             line.unwrap_or("QEMU never connected the result port")
                                 .to_string(),
                         ));

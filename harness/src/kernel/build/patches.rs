@@ -34,8 +34,10 @@ impl Series {
     pub fn read(files: &[PathBuf]) -> Result<Series> {
         let mut mails = Vec::new();
         for file in files {
-            let text = std::fs::read(file)
-                .map_err(|e| Error::io(format!("patch {}", file.display()), e))?;
+            let text = std::fs::read(file).map_err(|source| Error::PatchUnreadable {
+                path: file.clone(),
+                source,
+            })?;
             let base = file.file_name().map_or_else(
                 || file.display().to_string(),
                 |n| n.to_string_lossy().into_owned(),
@@ -258,5 +260,16 @@ mod tests {
         let f = dir.path().join("notes.txt");
         std::fs::write(&f, "just words\n").unwrap();
         assert!(matches!(Series::read(&[f]), Err(Error::PatchFailed { .. })));
+    }
+
+    #[test]
+    fn a_patch_that_is_not_there_is_named() {
+        let e = Series::read(&["/no/such/fix.patch".into()]).unwrap_err();
+        assert!(matches!(e, Error::PatchUnreadable { .. }), "{e}");
+        assert_eq!(e.exit_code(), 34);
+        assert!(
+            e.to_string().starts_with("patch /no/such/fix.patch: "),
+            "{e}"
+        );
     }
 }

@@ -126,7 +126,7 @@ fn package(cache: &Path) -> Result<Source> {
     }
     let apt = crate::env::apt::Apt::new(cache)?;
     let version = apt.candidate(&name)?.ok_or_else(|| {
-        Error::Fetch(format!(
+        Error::fetch(format!(
             "Debian's archive has no {name}; give --src a kernel tree"
         ))
     })?;
@@ -147,7 +147,7 @@ fn package(cache: &Path) -> Result<Source> {
                 .arg("-C")
                 .arg(&root),
         )
-        .map_err(|e| Error::Fetch(e.to_string()))?;
+        .map_err(|e| Error::fetch_from(format!("untarring {}", tarball.display()), e))?;
         let _ = std::fs::remove_dir_all(root.join("deb"));
         check_tree(&dir)?;
         std::fs::write(&done, &version).map_err(|e| Error::io(done.display(), e))?;

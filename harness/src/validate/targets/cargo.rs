@@ -117,7 +117,7 @@ fn locked_version(lock: &Path, package: &str) -> Result<String> {
         .and_then(|l| l.trim().strip_prefix("version = \""))
         .and_then(|v| v.strip_suffix('"'))
         .map(String::from)
-        .ok_or_else(|| Error::Fetch(format!("{} pins no {package}", lock.display())))
+        .ok_or_else(|| Error::fetch(format!("{} pins no {package}", lock.display())))
 }
 
 /// The `[package] name` of the crate in `dir`: its binary's name.
@@ -128,7 +128,7 @@ fn binary_name(dir: &Path) -> Result<String> {
         .find_map(|l| l.trim().strip_prefix("name = \""))
         .and_then(|v| v.strip_suffix('"'))
         .map(String::from)
-        .ok_or_else(|| Error::Fetch(format!("{} names no package", manifest.display())))
+        .ok_or_else(|| Error::fetch(format!("{} names no package", manifest.display())))
 }
 
 /// Where cargo unpacked the crate `name-version` from crates.io.
@@ -144,7 +144,7 @@ fn registry_crate(name: &str) -> Result<PathBuf> {
         .map(|r| r.path().join(name))
         .find(|p| p.join("Cargo.toml").is_file())
         .ok_or_else(|| {
-            Error::Fetch(format!(
+            Error::fetch(format!(
                 "cargo did not unpack {name} under {}",
                 registries.display()
             ))

@@ -67,7 +67,7 @@ fn build(cache: &Path, root: &Path, fixture: &Path) -> Result<String> {
     let apt = Apt::new(cache)?;
     let library = apt
         .candidate(LIBRARY)?
-        .ok_or_else(|| Error::Fetch(format!("Debian's archive has no {LIBRARY}")))?;
+        .ok_or_else(|| Error::fetch(format!("Debian's archive has no {LIBRARY}")))?;
     // The newest Go toolchain the archive has.
     let mut gos: Vec<String> = apt
         .names("golang-1.")?
@@ -77,7 +77,7 @@ fn build(cache: &Path, root: &Path, fixture: &Path) -> Result<String> {
     gos.sort_by_key(|n| crate::env::apt::version_key(n));
     let go = gos
         .pop()
-        .ok_or_else(|| Error::Fetch("Debian's archive has no golang-1.*-go".into()))?;
+        .ok_or_else(|| Error::fetch("Debian's archive has no golang-1.*-go"))?;
     let series = go.trim_start_matches("golang-").trim_end_matches("-go");
     let go_src = format!("golang-{series}-src");
     let go_version = apt.candidate(&go)?.unwrap_or_default();

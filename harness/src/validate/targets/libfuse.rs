@@ -47,7 +47,7 @@ fn build_libfuse(suite: &str, cache: &Path, root: &Path) -> Result<String> {
     let _ = std::fs::remove_dir_all(root.join("build"));
     let version = crate::env::apt::Apt::sources(cache)?.source("fuse3", suite, &src)?;
     let tarball = find_entry(&src, |n| n.contains(".orig.tar.") && !n.ends_with(".asc"))?
-        .ok_or_else(|| Error::Fetch(format!("the fuse3 source of {suite} has no .orig tarball")))?;
+        .ok_or_else(|| Error::fetch(format!("the fuse3 source of {suite} has no .orig tarball")))?;
     process::output(
         Command::new("tar")
             .arg("-xf")
@@ -58,7 +58,7 @@ fn build_libfuse(suite: &str, cache: &Path, root: &Path) -> Result<String> {
     // The tarball unpacks to one directory (fuse-3.18.3).
     let tree = find_entry(&src, |n| n.starts_with("fuse-"))?
         .filter(|p| p.is_dir())
-        .ok_or_else(|| Error::Fetch(format!("{} unpacked to no directory", tarball.display())))?;
+        .ok_or_else(|| Error::fetch(format!("{} unpacked to no directory", tarball.display())))?;
     eprintln!("building libfuse {version} (meson, ninja; about 20 s)");
     let options = std::fs::read_to_string(tree.join("meson_options.txt")).unwrap_or_default();
     let mut setup = Command::new("meson");
