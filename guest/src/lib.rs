@@ -2,6 +2,7 @@
 //! (`fpt-agent`) is a thin entry point in `main.rs`. The host does not link this crate: what
 //! both sides share is in `proto`, and the host reads the catalog from `fpt-agent list --json`.
 
+pub mod case;
 pub mod cases;
 pub mod disk;
 pub mod fuse;

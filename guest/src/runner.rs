@@ -15,7 +15,8 @@ use rustix::mount::{MountFlags, MountPropagationFlags};
 use proto::layout::{CASE_END_MARKER, CASE_START_MARKER};
 use proto::{CaseResult, Event, Verdict};
 
-use crate::cases::{self, Case};
+use crate::case::{self, Case};
+use crate::cases;
 
 /// Whether each case's start and end are written to the kernel log: in the VM, so the
 /// console says which case each kernel report belongs to; never on the host's own log.
@@ -170,7 +171,7 @@ pub fn case_main(name: &str) -> ! {
         eprintln!("fpt-agent: cannot isolate case {name}: {e}");
         std::process::exit(3);
     }
-    let result = cases::run_case(case, Path::new(WORK));
+    let result = case::run_case(case, Path::new(WORK));
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,

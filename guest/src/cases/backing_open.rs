@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use rustix::fs::{Mode, OFlags};
 
-use super::{Case, Ctx, Stop};
+use crate::case::{Case, Ctx, Stop};
 use crate::fuse::abi::BackingMap;
 use crate::sys::outcome;
 

@@ -1,6 +1,6 @@
 //! INIT negotiation: what the kernel offers and what our answer switches on.
 
-use super::{Case, Ctx, Stop, NO_PASSTHROUGH};
+use crate::case::{Case, Ctx, Stop, NO_PASSTHROUGH};
 use crate::fuse::{abi, InitReply};
 use crate::sys::outcome;
 
@@ -248,7 +248,7 @@ fn old_server_minor(ctx: &mut Ctx) -> Result<(), Stop> {
     if id.is_err() {
         return Ok(());
     }
-    super::io::round_trip(ctx, &fs, &backing)?;
+    crate::case::fixtures::round_trip(ctx, &fs, &backing)?;
     ctx.expect_bypassed(&fs);
     Ok(())
 }

@@ -5,8 +5,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::Duration;
 
-use super::subject::Subject;
-use super::{pattern, Case, Ctx, Stop};
+use crate::case::fixtures::{read_exact_at, round_trip, splice_into};
+use crate::case::subject::Subject;
+use crate::case::{pattern, Case, Ctx, Stop};
 use crate::fuse::abi::op;
 use crate::fuse::{FuseFs, InitReply, OpenReply};
 use crate::sys::outcome;
@@ -226,7 +227,7 @@ pub fn cases() -> Vec<Case> {
 fn timed_sequential_read(path: &std::path::Path, want: &[u8]) -> Result<(Duration, bool), Stop> {
     let file = File::open(path)?;
     // Clean pages of this file (the FUSE file's): the backing tmpfs is memory either way.
-    super::drop_page_cache(&file)?;
+    crate::case::fixtures::drop_page_cache(&file)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut same = true;
     let started = std::time::Instant::now();
@@ -290,18 +291,6 @@ pub(super) fn passthrough_is_not_slower(ctx: &mut Ctx) -> Result<(), Stop> {
     Ok(())
 }
 
-/// (offset, length) pairs written through the FUSE file: unaligned, page-sized, and one over
-/// 1 MiB that also straddles the 1 MiB max_write. No two ranges (of either list) overlap.
-const FUSE_WRITES: &[(u64, usize)] = &[
-    (0, 1),
-    (4093, 2),
-    (4096, 4096),
-    (12345, 100_000),
-    (1_048_577, 1_572_864),
-];
-/// Ranges written to the backing file and read back through the FUSE file.
-const BACKING_WRITES: &[(u64, usize)] = &[(200_001, 7), (2_700_000, 1_258_291)];
-
 pub(super) fn passthrough_round_trip(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, backing) = ctx.io_file("data", &[])?;
     round_trip(ctx, &*fs, &backing)?;
@@ -328,68 +317,6 @@ pub(super) fn cached_round_trip(ctx: &mut Ctx) -> Result<(), Stop> {
         "the server saw no WRITE: the control did not reach it",
     );
     Ok(())
-}
-
-/// Write through the FUSE file and compare the backing file, then the other way round.
-/// Each direction uses its own open, so no page cache survives from one to the other.
-pub(super) fn round_trip(
-    ctx: &mut Ctx,
-    fs: &dyn Subject,
-    backing: &std::path::Path,
-) -> Result<(), Stop> {
-    let fuse_path = fs.path("data");
-    let mut mismatched = Vec::new();
-
-    let fuse = File::options().read(true).write(true).open(&fuse_path)?;
-    let mut written = 0;
-    for &(off, len) in FUSE_WRITES {
-        fuse.write_all_at(&pattern(off, len), off)?;
-        written += len;
-    }
-    drop(fuse);
-    let direct = File::open(backing)?;
-    for &(off, len) in FUSE_WRITES {
-        if read_exact_at(&direct, off, len)? != pattern(off, len) {
-            mismatched.push(format!("fuse->backing {off}+{len}"));
-        }
-    }
-
-    let direct = File::options().write(true).open(backing)?;
-    for &(off, len) in BACKING_WRITES {
-        direct.write_all_at(&pattern(off ^ 0xff, len), off)?;
-    }
-    drop(direct);
-    let fuse = File::open(&fuse_path)?;
-    let mut read = 0;
-    for &(off, len) in BACKING_WRITES.iter().chain(FUSE_WRITES) {
-        let seed = if BACKING_WRITES.contains(&(off, len)) {
-            off ^ 0xff
-        } else {
-            off
-        };
-        let got = read_exact_at(&fuse, off, len)?;
-        read += got.len();
-        if got != pattern(seed, len) {
-            mismatched.push(format!("backing->fuse {off}+{len}"));
-        }
-    }
-    let size = fuse.metadata()?.len();
-
-    ctx.observe("bytes_written_through_fuse", written);
-    ctx.observe("bytes_read_through_fuse", read);
-    ctx.observe("size_seen_through_fuse", size);
-    ctx.check(
-        mismatched.is_empty(),
-        format!("data differs: {}", mismatched.join(", ")),
-    );
-    ctx.observe("mismatched_ranges", mismatched);
-    Ok(())
-}
-
-fn read_exact_at(f: &File, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    f.read_exact_at(&mut buf, off)?;
-    Ok(buf)
 }
 
 fn open_rw(path: &std::path::Path) -> std::io::Result<File> {
@@ -480,7 +407,7 @@ fn on_ext4(
     contents: &[u8],
 ) -> Result<(FuseFs, std::path::PathBuf), Stop> {
     let fs = ctx.mount_passthrough(1)?;
-    let backing = super::stacking::ext4(ctx)?.join(name);
+    let backing = crate::case::fixtures::ext4(ctx)?.join(name);
     std::fs::write(&backing, contents)?;
     fs.add_passthrough_file_at(name, &backing)?;
     Ok((fs, backing))
@@ -589,29 +516,6 @@ pub(super) fn io_uring(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.check(back == data, "io_uring read returned other bytes");
     ctx.expect_bypassed(&*fs);
     Ok(())
-}
-
-/// Put `data` in a pipe and splice it into `file` at `off`; the bytes moved.
-pub(super) fn splice_into(file: &File, data: &[u8], mut off: u64) -> Result<usize, Stop> {
-    let (r, w) = rustix::pipe::pipe()?;
-    rustix::pipe::fcntl_setpipe_size(&w, 1 << 20)?;
-    rustix::io::write(&w, data)?;
-    let mut moved = 0;
-    while moved < data.len() {
-        let n = rustix::pipe::splice(
-            &r,
-            None,
-            file,
-            Some(&mut off),
-            data.len() - moved,
-            rustix::pipe::SpliceFlags::empty(),
-        )?;
-        if n == 0 {
-            break;
-        }
-        moved += n;
-    }
-    Ok(moved)
 }
 
 pub(super) fn splice_in(ctx: &mut Ctx) -> Result<(), Stop> {

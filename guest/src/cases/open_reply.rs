@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rustix::mm::{MapFlags, ProtFlags};
 
-use super::{pattern, Case, Ctx, Stop};
+use crate::case::{pattern, Case, Ctx, Stop};
 use crate::fuse::abi::{fopen, op};
 use crate::fuse::{errno, CreateReply, OpenReply};
 use crate::sys::outcome;

@@ -5,10 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustix::io::Errno;
-use rustix::mount::MountFlags;
-
-use super::{Case, Ctx, Stop};
+use crate::case::fixtures::{ext4, overlay};
+use crate::case::{Case, Ctx, Stop};
 use crate::fuse::{FuseFs, OpenReply};
 use crate::sys::outcome;
 
@@ -124,37 +122,6 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// Mount an overlay of `lower` at a fresh directory; Skip if the kernel has no overlayfs.
-pub(super) fn overlay(
-    ctx: &mut Ctx,
-    name: &str,
-    lower: &Path,
-) -> Result<Result<PathBuf, Errno>, Stop> {
-    let base = ctx.scratch(name)?;
-    let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
-    for d in [&upper, &work, &merged] {
-        std::fs::create_dir_all(d)?;
-    }
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    let opts = std::ffi::CString::new(opts).expect("no NUL in paths");
-    match rustix::mount::mount(
-        "overlay",
-        &merged,
-        "overlay",
-        MountFlags::empty(),
-        Some(opts.as_c_str()),
-    ) {
-        Ok(()) => Ok(Ok(merged)),
-        Err(Errno::NODEV) => Err(Stop::Skip("this kernel has no overlayfs".into())),
-        Err(e) => Ok(Err(e)),
-    }
-}
-
 /// BACKING_OPEN of `path` on a new passthrough mount of `depth`.
 fn register(ctx: &mut Ctx, depth: u32, path: &Path) -> Result<String, Stop> {
     let fs = ctx.mount_passthrough(depth)?;
@@ -242,14 +209,6 @@ fn tmpfs_depth_1(ctx: &mut Ctx) -> Result<(), Stop> {
 
 fn tmpfs_depth_2(ctx: &mut Ctx) -> Result<(), Stop> {
     on_tmpfs(ctx, 2)
-}
-
-/// A fresh ext4 filesystem of the case's own (the harness's image on a loop device);
-/// Skip where the image, ext4 or loop devices are missing.
-pub(super) fn ext4(ctx: &mut Ctx) -> Result<PathBuf, Stop> {
-    let (image_dir, at) = (ctx.scratch("ext4-image")?, ctx.scratch("ext4")?);
-    crate::disk::mount_ext4(&image_dir, &at)?.map_err(|why| Stop::Skip(why.to_string()))?;
-    Ok(at)
 }
 
 fn on_ext4(ctx: &mut Ctx, depth: u32) -> Result<(), Stop> {

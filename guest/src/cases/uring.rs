@@ -5,17 +5,21 @@
 //! The kernel offers FUSE_OVER_IO_URING in INIT only while the `fuse.enable_uring`
 //! parameter is on; a case of this group turns it on for its own run and puts it back.
 
-use super::{Case, Ctx, Stop};
+use crate::case::ring::enable;
+use crate::case::{Case, Ctx, Stop};
 use crate::fuse::abi::init_flags::OVER_IO_URING;
-use crate::fuse::{InitReply, OpenReply, TRANSPORT_TOTALS};
+use crate::fuse::{InitReply, OpenReply};
 
-const PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
+/// `over_ring!["io.x", ...]`: the pairs `("uring.io.x", "io.x")`, names made at compile time.
+macro_rules! over_ring {
+    ($($name:literal),* $(,)?) => {
+        [$((concat!("uring.", $name), $name)),*]
+    };
+}
 
-/// The kernel series that brought FUSE over io_uring.
-pub const SINCE: (u32, u32) = (6, 14);
-
-/// Cases of other groups run again with the server on a ring, as `uring.<name>`.
-const OVER_RING: &[&str] = &[
+/// Cases of other groups run again with the server on a ring, as `uring.<name>`: each pair
+/// is the copy's name and its original's.
+const OVER_RING: &[(&str, &str)] = &over_ring![
     "io.passthrough_round_trip",
     "io.cached_round_trip",
     "io.mmap_shared",
@@ -73,79 +77,18 @@ pub fn cases(base: &[Case]) -> Vec<Case> {
             ..Case::DEFAULT
         },
     ];
-    for name in OVER_RING {
+    for &(copy, name) in OVER_RING {
         let of = base
             .iter()
-            .find(|c| c.name == *name)
+            .find(|c| c.name == name)
             .unwrap_or_else(|| panic!("uring: no case {name} to run over the ring"));
         all.push(Case {
-            name: leak(format!("uring.{name}")),
-            rule: leak(format!("over FUSE io_uring: {}", of.rule)),
-            verdict_rule: leak(format!(
-                "{}; and every connection of the case served through a ring, /dev/fuse \
-                 read(2) bringing no request after INIT",
-                of.verdict_rule
-            )),
+            name: copy,
             over_ring: true,
             ..*of
         });
     }
     all
-}
-
-/// The catalog is built once per process: these few strings live as long as it does.
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
-}
-
-/// `fuse.enable_uring` switched on, and back to what it was when dropped.
-pub struct Enabled {
-    before: String,
-}
-
-impl Drop for Enabled {
-    fn drop(&mut self) {
-        let _ = std::fs::write(PARAM, &self.before);
-    }
-}
-
-/// Set `fuse.enable_uring` to `on`; skip where the kernel has no FUSE over io_uring.
-pub fn enable(ctx: &Ctx, on: bool) -> Result<Enabled, Stop> {
-    if !ctx.kernel.at_least(SINCE.0, SINCE.1) {
-        return Err(Stop::Skip(
-            "FUSE over io_uring came in 6.14 (protocol 7.42)".into(),
-        ));
-    }
-    let before = std::fs::read_to_string(PARAM).map_err(|_| {
-        Stop::Skip(format!(
-            "this kernel has no FUSE over io_uring (CONFIG_FUSE_IO_URING off: no {PARAM})"
-        ))
-    })?;
-    std::fs::write(PARAM, if on { "Y" } else { "N" })
-        .map_err(|e| Stop::Broken(format!("cannot set {PARAM}: {e}")))?;
-    Ok(Enabled {
-        before: before.trim().to_string(),
-    })
-}
-
-/// After a case run over the ring: every connection it made agreed on the ring and was
-/// served through it.
-pub fn check_served_through_ring(ctx: &mut Ctx) {
-    use std::sync::atomic::Ordering::SeqCst;
-    let t = &TRANSPORT_TOTALS;
-    let (conns, ring_conns) = (t.connections.load(SeqCst), t.ring_connections.load(SeqCst));
-    let (dev, ring) = (t.dev_requests.load(SeqCst), t.ring_requests.load(SeqCst));
-    ctx.observe("ring_connections", ring_conns);
-    ctx.check(
-        conns == ring_conns,
-        format!(
-            "{} of the case's {conns} connections did not agree on io_uring",
-            conns - ring_conns
-        ),
-    );
-    // A case may make no request at all after INIT (a BACKING_OPEN and an unmount).
-    ctx.observe("requests_through_ring", ring > 0);
-    ctx.expect_count("requests_read_from_dev_after_init", dev, 0);
 }
 
 fn offer(ctx: &mut Ctx) -> Result<(), Stop> {
@@ -202,14 +145,14 @@ fn requests_through_ring(ctx: &mut Ctx) -> Result<(), Stop> {
         crate::fuse::ring_queues()
     );
     // A payload larger than a page and an odd size, both ways, and a listing.
-    let data = super::pattern(11, 3 * 4096 + 123);
+    let data = crate::case::pattern(11, 3 * 4096 + 123);
     let backing = fs.add_file("f", &data, OpenReply::CACHED)?;
     let read = std::fs::read(fs.path("f"))?;
     ctx.check(
         read == data,
         "the bytes read through the ring differ from the file",
     );
-    let written = super::pattern(12, 70_000);
+    let written = crate::case::pattern(12, 70_000);
     std::fs::write(fs.path("f"), &written)?;
     ctx.check(
         std::fs::read(&backing)? == written,

@@ -14,8 +14,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use super::subject::SourceKind;
-use super::{io, pattern, Case, Ctx, Stop};
+use super::io;
+use crate::case::subject::SourceKind;
+use crate::case::{pattern, Case, Ctx, Stop};
 
 /// What every validate case shares.
 const DEFAULTS: Case = Case {
@@ -28,156 +29,183 @@ const DEFAULTS: Case = Case {
     ..Case::DEFAULT
 };
 
-type Run = fn(&mut Ctx) -> Result<(), Stop>;
-
-/// One validate case per I/O path: name, rule, the `io` function that runs it.
-const PATHS: &[(&str, &str, Run)] = &[
-    (
-        "validate.round_trip",
-        "writes through the mount land in {source} and writes to {source} \
+/// One validate case per I/O path, each running an `io` function (or one of its own) on
+/// the server under test.
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "validate.round_trip",
+            rule: "writes through the mount land in {source} and writes to {source} \
       are read through the mount, at several offsets and sizes",
-        io::passthrough_round_trip,
-    ),
-    (
-        "validate.readv_writev",
-        "writev and preadv through the mount",
-        io::readv_writev,
-    ),
-    (
-        "validate.append",
-        "O_APPEND writes land at the end",
-        io::append,
-    ),
-    ("validate.direct", "O_DIRECT reads and writes", io::direct),
-    ("validate.aio", "Linux AIO reads and writes", io::aio),
-    (
-        "validate.io_uring",
-        "io_uring reads and writes",
-        io::io_uring,
-    ),
-    (
-        "validate.splice_in",
-        "splice from a pipe into the file",
-        io::splice_in,
-    ),
-    (
-        "validate.splice_out",
-        "splice from the file into a pipe",
-        io::splice_out,
-    ),
-    ("validate.sendfile", "sendfile from the file", io::sendfile),
-    (
-        "validate.mmap_shared",
-        "a shared mapping: stores reach {source}",
-        io::mmap_shared,
-    ),
-    (
-        "validate.mmap_private",
-        "a private mapping: stores stay private",
-        io::mmap_private,
-    ),
-    (
-        "validate.large_file",
-        "a 64 MiB file written and read back",
-        io::large_file,
-    ),
-    (
-        "validate.sparse_and_eof",
-        "holes read as zeros, reads stop at the end",
-        io::sparse_and_eof,
-    ),
-    (
-        "validate.extending_write_size",
-        "an extending write, then stat: the new size",
-        io::extending_write_size,
-    ),
-    (
-        "validate.truncate_then_read",
-        "truncate, regrow, read: zeros where it was cut",
-        io::truncate_then_read,
-    ),
-    (
-        "validate.concurrent",
-        "four threads writing and reading their own regions at once",
-        io::concurrent,
-    ),
-    (
-        "validate.create_then_write",
-        "a file created through the mount, then written",
-        create_then_write,
-    ),
-    (
-        "validate.opened_twice",
-        "the same file opened twice: a write through one fd is read \
+            run: io::passthrough_round_trip,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.readv_writev",
+            rule: "writev and preadv through the mount",
+            run: io::readv_writev,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.append",
+            rule: "O_APPEND writes land at the end",
+            run: io::append,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.direct",
+            rule: "O_DIRECT reads and writes",
+            run: io::direct,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.aio",
+            rule: "Linux AIO reads and writes",
+            run: io::aio,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.io_uring",
+            rule: "io_uring reads and writes",
+            run: io::io_uring,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.splice_in",
+            rule: "splice from a pipe into the file",
+            run: io::splice_in,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.splice_out",
+            rule: "splice from the file into a pipe",
+            run: io::splice_out,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.sendfile",
+            rule: "sendfile from the file",
+            run: io::sendfile,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.mmap_shared",
+            rule: "a shared mapping: stores reach {source}",
+            run: io::mmap_shared,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.mmap_private",
+            rule: "a private mapping: stores stay private",
+            run: io::mmap_private,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.large_file",
+            rule: "a 64 MiB file written and read back",
+            run: io::large_file,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.sparse_and_eof",
+            rule: "holes read as zeros, reads stop at the end",
+            run: io::sparse_and_eof,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.extending_write_size",
+            rule: "an extending write, then stat: the new size",
+            run: io::extending_write_size,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.truncate_then_read",
+            rule: "truncate, regrow, read: zeros where it was cut",
+            run: io::truncate_then_read,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.concurrent",
+            rule: "four threads writing and reading their own regions at once",
+            run: io::concurrent,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.create_then_write",
+            rule: "a file created through the mount, then written",
+            run: create_then_write,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.opened_twice",
+            rule: "the same file opened twice: a write through one fd is read \
       through the other",
-        opened_twice,
-    ),
-    (
-        "validate.fallback_scope",
-        "one mount, three files: a plain one, one whose \
+            run: opened_twice,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.fallback_scope",
+            rule: "one mount, three files: a plain one, one whose \
       backing file sits on another FUSE passthrough mount (BACKING_OPEN gives ELOOP at stack \
       depth 1), then a second plain one: every byte is right, and the observation says whether \
       the refusal made the server serve that one file or the whole mount from then on",
-        fallback_scope,
-    ),
-    (
-        "validate.without_cap_sys_admin",
-        "the server started without CAP_SYS_ADMIN (dropped from \
+            run: fallback_scope,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.without_cap_sys_admin",
+            rule: "the server started without CAP_SYS_ADMIN (dropped from \
       its bounding set; the agent mounts and hands it /dev/fd/N, as fusermount does): \
       BACKING_OPEN needs the capability, so no I/O passes through, and every byte through the \
       mount is still right",
-        without_cap_sys_admin,
-    ),
-    (
-        "validate.fixed_file",
-        "for a server that serves one file of its own (fuser's \
+            run: without_cap_sys_admin,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.fixed_file",
+            rule: "for a server that serves one file of its own (fuser's \
       examples/passthrough.rs): the file read through the mount, whole and at offsets, is its \
       backing file",
-        fixed_file,
-    ),
-    (
-        "validate.server_killed_with_open_files",
-        "the server is killed (SIGKILL) while a file is \
+            run: fixed_file,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.server_killed_with_open_files",
+            rule: "the server is killed (SIGKILL) while a file is \
       open and mapped through its mount: I/O on it returns, nothing hangs, and {source} is \
       released after the close and the unmount",
-        server_killed_with_open_files,
-    ),
-    (
-        "validate.unmount_with_open_files",
-        "the mount is unmounted while a file is open (EBUSY, then \
+            run: server_killed_with_open_files,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.unmount_with_open_files",
+            rule: "the mount is unmounted while a file is open (EBUSY, then \
       umount -l): I/O on the open file returns, and {source} is released after the close and \
       the server's exit",
-        unmount_with_open_files,
-    ),
-    (
-        "validate.source_on_ext4",
-        "the round trip with {source} on ext4 (a loop device)",
-        source_on_ext4,
-    ),
-    (
-        "validate.source_on_overlay",
-        "the round trip with {source} on overlayfs (stack depth 1): \
-      what the library does if BACKING_OPEN gives ELOOP",
-        source_on_overlay,
-    ),
-    (
-        "validate.source_on_fuse",
-        "the round trip with {source} on another FUSE passthrough mount \
-      (stack depth 1): what the library does if BACKING_OPEN gives ELOOP",
-        source_on_fuse,
-    ),
-];
-
-pub fn cases() -> Vec<Case> {
-    PATHS
-        .iter()
-        .map(|&(name, rule, run)| Case {
-            name,
-            rule,
-            run,
+            run: unmount_with_open_files,
             ..DEFAULTS
-        })
-        .collect()
+        },
+        Case {
+            name: "validate.source_on_ext4",
+            rule: "the round trip with {source} on ext4 (a loop device)",
+            run: source_on_ext4,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.source_on_overlay",
+            rule: "the round trip with {source} on overlayfs (stack depth 1): \
+      what the library does if BACKING_OPEN gives ELOOP",
+            run: source_on_overlay,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.source_on_fuse",
+            rule: "the round trip with {source} on another FUSE passthrough mount \
+      (stack depth 1): what the library does if BACKING_OPEN gives ELOOP",
+            run: source_on_fuse,
+            ..DEFAULTS
+        },
+    ]
 }
 
 fn create_then_write(ctx: &mut Ctx) -> Result<(), Stop> {
@@ -239,7 +267,7 @@ fn fallback_scope(ctx: &mut Ctx) -> Result<(), Stop> {
     std::fs::create_dir(&bind)?;
     rustix::mount::mount_bind(stacked.path(""), &bind)?;
 
-    let reads = |fs: &dyn super::subject::Subject| fs.requests(op::READ);
+    let reads = |fs: &dyn crate::case::subject::Subject| fs.requests(op::READ);
     let read = |ctx: &mut Ctx, name: &str, want: &[u8]| -> Result<Option<u64>, Stop> {
         let before = reads(&*fs);
         let got = std::fs::read(fs.path(name));
@@ -274,7 +302,7 @@ fn fallback_scope(ctx: &mut Ctx) -> Result<(), Stop> {
     })();
     // A server that keeps an O_PATH fd per inode it looked up (libfuse's passthrough_hp)
     // holds the bind until it forgets: detach it then, so that {source} can be released.
-    let unbound = super::unmount_when_released(&bind);
+    let unbound = crate::case::unmount_when_released(&bind);
     if unbound != "ok" {
         let _ = rustix::mount::unmount(&bind, rustix::mount::UnmountFlags::DETACH);
     }
@@ -298,10 +326,14 @@ fn without_cap_sys_admin(ctx: &mut Ctx) -> Result<(), Stop> {
     let data = pattern(350, 300_000);
     std::fs::write(source.join("data"), &data)?;
     let work = ctx.scratch("server")?;
-    let fs =
-        super::subject::External::start_unprivileged(&spec, &source, &work, ctx.teardown.clone())?;
-    use super::subject::Subject;
-    io::round_trip(ctx, &fs, &source.join("data"))?;
+    let fs = crate::case::subject::External::start_unprivileged(
+        &spec,
+        &source,
+        &work,
+        ctx.teardown.clone(),
+    )?;
+    use crate::case::subject::Subject;
+    crate::case::fixtures::round_trip(ctx, &fs, &source.join("data"))?;
     // The kernel's rule, where its tracepoint can tell: without the capability nothing is
     // passed through, so every read reached the server.
     if let Some(reads) = fs.requests(op::READ) {
@@ -334,8 +366,8 @@ fn fixed_file(ctx: &mut Ctx) -> Result<(), Stop> {
     let expected = std::fs::read(backing)?;
     let source = ctx.own_tmpfs("source")?;
     let work = ctx.scratch("server")?;
-    let fs = super::subject::External::start(&spec, &source, &work, ctx.teardown.clone())?;
-    use super::subject::Subject;
+    let fs = crate::case::subject::External::start(&spec, &source, &work, ctx.teardown.clone())?;
+    use crate::case::subject::Subject;
     let path = fs.path(&fixed.name);
     let whole =
         std::fs::read(&path).map_err(|e| Stop::Broken(format!("read {}: {e}", path.display())))?;
@@ -378,7 +410,7 @@ fn on(ctx: &mut Ctx, source: SourceKind) -> Result<(), Stop> {
         )));
     }
     drop(opened);
-    io::round_trip(ctx, &*fs, &backing)?;
+    crate::case::fixtures::round_trip(ctx, &*fs, &backing)?;
     ctx.expect_bypassed(&*fs);
     Ok(())
 }

@@ -13,7 +13,6 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use super::abi::{self, uring};
-use super::server::ServerState;
 
 /// Entries registered per queue: two, so that a queue has one free while the other is being
 /// answered.
@@ -59,9 +58,24 @@ fn parse_cpu_list(list: &str) -> Option<usize> {
     Some(n)
 }
 
+/// What the ring needs of a server: the /dev/fuse connection it registers on, and the
+/// answer to each request (the same dispatch as read(2)'s). The server implements it, so
+/// this module never names the server.
+pub(crate) trait Handler: Send + Sync {
+    /// The /dev/fuse file of the connection.
+    fn dev(&self) -> std::os::fd::BorrowedFd<'_>;
+    /// The answer's error and data, or None when the request takes none.
+    fn handle(
+        &self,
+        header: &abi::InHeader,
+        body: &[u8],
+        from_ring: bool,
+    ) -> Option<(i32, Vec<u8>)>;
+}
+
 /// Serve `state`'s connection through a ring until the connection ends; `payload` is the
 /// size of each entry's payload buffer (the kernel wants at least max_write).
-pub(crate) fn serve(state: Arc<ServerState>, payload: usize) -> RingEnd {
+pub(crate) fn serve(state: Arc<dyn Handler>, payload: usize) -> RingEnd {
     let mut end = RingEnd::default();
     let nqueues = queues();
     let mut entries: Vec<Entry> = (0..nqueues * PER_QUEUE)
@@ -94,7 +108,7 @@ pub(crate) fn serve(state: Arc<ServerState>, payload: usize) -> RingEnd {
                 return end;
             }
         };
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&state.dev);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&state.dev());
     for (i, e) in entries.iter().enumerate() {
         let req = uring::CmdReq {
             qid: e.qid,
@@ -140,7 +154,7 @@ pub(crate) fn serve(state: Arc<ServerState>, payload: usize) -> RingEnd {
                 continue;
             }
             let e = &mut entries[i];
-            let Some(answer) = answer(&state, e) else {
+            let Some(answer) = answer(&*state, e) else {
                 // A stalled server keeps the request and answers nothing.
                 live -= 1;
                 continue;
@@ -160,7 +174,7 @@ pub(crate) fn serve(state: Arc<ServerState>, payload: usize) -> RingEnd {
 
 /// Serve the request in `e` and put the answer in its buffers; the commit id to quote, or
 /// None when the server answers nothing.
-fn answer(state: &ServerState, e: &mut Entry) -> Option<u64> {
+fn answer(state: &dyn Handler, e: &mut Entry) -> Option<u64> {
     let ent = e.header.ent;
     let Ok((h, _)) = abi::InHeader::read_from_prefix(&e.header.in_out[..]) else {
         return Some(ent.commit_id);

@@ -327,7 +327,8 @@ impl ServerState {
                 ring = std::thread::Builder::new()
                     .name("fuse-ring".into())
                     .spawn(move || {
-                        let end = super::ring::serve(Arc::clone(&state), MAX_WRITE as usize);
+                        let handler: Arc<dyn super::ring::Handler> = Arc::clone(&state) as _;
+                        let end = super::ring::serve(handler, MAX_WRITE as usize);
                         *state.transport.ring_end.lock().unwrap() = Some(end);
                     })
                     .ok();
@@ -784,5 +785,20 @@ fn open_out(nodeid: u64, reply: OpenReply) -> abi::OpenOut {
         fh: nodeid,
         open_flags: reply.open_flags,
         backing_id: reply.backing_id,
+    }
+}
+
+impl super::ring::Handler for ServerState {
+    fn dev(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.dev)
+    }
+
+    fn handle(
+        &self,
+        header: &abi::InHeader,
+        body: &[u8],
+        from_ring: bool,
+    ) -> Option<(i32, Vec<u8>)> {
+        ServerState::handle(self, header, body, from_ring)
     }
 }
