@@ -287,7 +287,7 @@ mod mountinfo_tests {
                 Mount {
                     id: 37,
                     minor: 1,
-                    mountpoint: "/host".into(),
+                    mountpoint: proto::layout::HOST_ROOT.into(),
                     fstype: "virtiofs".into()
                 },
             ]

@@ -2,7 +2,7 @@
 //! the folders above it in this list, never one below it:
 //!
 //! - [`error`]: the one error type and its exit codes.
-//! - [`env`]: the machine: the cache, processes, installing tools, apt, interrupts.
+//! - [`env`](mod@env): the machine: the cache, processes, installing tools, apt, interrupts.
 //! - [`kernel`]: the kernel under test: Debian's series, any bzImage, a build from source,
 //!   its modules, the fixture history.
 //! - [`results`]: what a run leaves and what it means: the boot log and its assembly, the

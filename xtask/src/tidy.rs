@@ -237,4 +237,122 @@ mod tests {
             literal.join("\n")
         );
     }
+
+    /// The code paths a page cites in backticks (`harness::run::run`,
+    /// `proto::catalog::select`): a crate of ours, then modules, then at most two symbols.
+    fn code_paths(text: &str) -> Vec<String> {
+        const CRATES: [&str; 4] = ["harness::", "proto::", "guest::", "xtask::"];
+        text.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|span| span.trim_end_matches("()"))
+            .filter(|span| CRATES.iter().any(|c| span.starts_with(c)))
+            .filter(|span| {
+                span.split("::").all(|seg| {
+                    !seg.is_empty() && seg.chars().all(|c| c.is_alphanumeric() || c == '_')
+                })
+            })
+            .map(String::from)
+            .collect()
+    }
+
+    /// Whether `path` names a module of ours and, after it, symbols defined there: `Type`,
+    /// `fn`, const, macro or a re-export, then a method or variant of it.
+    fn resolves(path: &str) -> Result<(), String> {
+        let mut segs = path.split("::");
+        let krate = segs.next().unwrap();
+        let mut dir = root().join(krate).join("src");
+        let mut file = ["lib.rs", "main.rs"]
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|f| f.exists())
+            .ok_or_else(|| format!("{krate} has no lib.rs or main.rs"))?;
+        let mut rest: Vec<&str> = Vec::new();
+        for seg in segs {
+            if rest.is_empty() {
+                let (flat, nested) = (dir.join(format!("{seg}.rs")), dir.join(seg).join("mod.rs"));
+                if flat.exists() || nested.exists() {
+                    file = if flat.exists() { flat } else { nested };
+                    dir = dir.join(seg);
+                    continue;
+                }
+            }
+            rest.push(seg);
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let defines = |name: &str| {
+            const KINDS: [&str; 9] = [
+                "fn ",
+                "struct ",
+                "enum ",
+                "trait ",
+                "type ",
+                "const ",
+                "static ",
+                "mod ",
+                "macro_rules! ",
+            ];
+            text.lines().any(|line| {
+                let line = line.trim_start();
+                KINDS.iter().any(|k| {
+                    line.split(k).skip(1).any(|after| {
+                        after.starts_with(name)
+                            && !after[name.len()..]
+                                .starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                    })
+                }) || (line.starts_with("pub use ") && line.contains(name))
+                    // An enum variant: `Name,`, `Name {`, `Name(`.
+                    || [",", " {", "(", " =", ""].iter().any(|end| line == format!("{name}{end}"))
+                    || line.starts_with(&format!("{name} {{"))
+                    || line.starts_with(&format!("{name}("))
+            })
+        };
+        match rest.as_slice() {
+            [] => Ok(()),
+            [a] | [a, _] if !defines(a) => Err(format!("{} defines no {a}", file.display())),
+            [_, b] if !defines(b) => Err(format!("{} defines no {b}", file.display())),
+            [_] | [_, _] => Ok(()),
+            _ => Err(format!("{path}: more than two symbols after the module")),
+        }
+    }
+
+    #[test]
+    fn every_code_path_a_page_cites_exists() {
+        let mut all = Vec::new();
+        pages(&root(), &mut all);
+        let mut missing = Vec::new();
+        let mut seen = 0;
+        for page in &all {
+            let text = std::fs::read_to_string(page).unwrap();
+            for path in code_paths(&text) {
+                seen += 1;
+                if let Err(why) = resolves(&path) {
+                    missing.push(format!(
+                        "{} cites `{path}`: {why}",
+                        page.strip_prefix(root()).unwrap().display()
+                    ));
+                }
+            }
+        }
+        assert!(seen >= 20, "read the citations: {seen}");
+        assert!(
+            missing.is_empty(),
+            "code paths that do not exist:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn code_paths_resolve_to_modules_and_symbols() {
+        assert!(resolves("harness::run::run").is_ok());
+        assert!(resolves("harness::results::snapshot::Policy::settle").is_ok());
+        assert!(resolves("proto::catalog::select").is_ok());
+        assert!(resolves("harness::boot::vm::supervisor").is_ok());
+        assert!(resolves("harness::run::nothing_here").is_err());
+        assert!(resolves("harness::no_such_module::x").is_err());
+        assert_eq!(
+            code_paths("see `harness::run::run()` and `proto::x` but not `a::b` or `harness::<x>`"),
+            ["harness::run::run", "proto::x"]
+        );
+    }
 }

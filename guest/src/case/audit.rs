@@ -34,7 +34,7 @@ pub fn before() -> Vec<u32> {
 }
 
 /// Unmount every mount made since `before`, the last made first (so a mount comes off
-/// before the one it sits on), each without MNT_DETACH; one still busy after [`GRACE`] is
+/// before the one it sits on), each without MNT_DETACH; one still busy after `GRACE` is
 /// recorded and then detached, so the namespace still goes away cleanly.
 pub fn release_since(before: &[u32]) -> Audit {
     let Ok(now) = crate::sys::mounts() else {

@@ -50,7 +50,7 @@ pub struct Case {
     /// leave every file system it mounted free to unmount ([`audit`]).
     pub keeps_busy: Option<&'static str>,
     /// Runs with the agent's server on FUSE over io_uring (the `uring` group's copies of
-    /// other groups' cases): [`uring`].
+    /// other groups' cases): [`ring`], and the `uring` group.
     pub over_ring: bool,
     /// Waits on a kernel timer (tens of seconds): not in a run that names no case.
     pub slow: bool,

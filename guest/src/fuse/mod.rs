@@ -37,7 +37,7 @@ pub struct FuseFs {
 
 impl FuseFs {
     /// Mount a new FUSE filesystem at `dir/mnt`, served from files in `dir/backing`, and start
-    /// its server. The kernel sends INIT during mount(2); [`FuseFs::init`] waits for it.
+    /// its server. The kernel sends INIT during mount(2); [`FuseFs::wait_for_init`] waits for it.
     pub fn mount(dir: &Path, init: InitReply) -> io::Result<FuseFs> {
         let mnt = dir.join("mnt");
         let backing_dir = dir.join("backing");

@@ -3,6 +3,7 @@
 //! kernel). The real virtiofsd, installed from crates.io into the cache; started and stopped
 //! by the harness like QEMU, and dead with it whatever ends the harness (PR_SET_PDEATHSIG).
 
+use proto::layout::HOST_ROOT;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -111,7 +112,7 @@ pub fn guest_command(binary: &Path, args: &[String]) -> Result<(String, Vec<Stri
         .canonicalize()
         .map_err(|e| Error::io(binary.display(), e))?;
     let bytes = std::fs::read(&binary).map_err(|e| Error::io(binary.display(), e))?;
-    let in_guest = format!("/host{}", binary.display());
+    let in_guest = format!("{HOST_ROOT}{}", binary.display());
     match elf_interpreter(&bytes) {
         None => Ok((in_guest, args.to_vec())),
         Some(interp) => {
@@ -128,14 +129,14 @@ pub fn guest_command(binary: &Path, args: &[String]) -> Result<(String, Vec<Stri
             ];
             let mut path: Vec<String> = Vec::new();
             for dir in libs.iter().filter_map(|l| Path::new(l).canonicalize().ok()) {
-                let dir = format!("/host{}", dir.display());
+                let dir = format!("{HOST_ROOT}{}", dir.display());
                 if !path.contains(&dir) {
                     path.push(dir);
                 }
             }
             let mut all = vec!["--library-path".to_string(), path.join(":"), in_guest];
             all.extend(args.iter().cloned());
-            Ok((format!("/host{}", interp.display()), all))
+            Ok((format!("{HOST_ROOT}{}", interp.display()), all))
         }
     }
 }

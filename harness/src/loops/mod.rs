@@ -1,6 +1,6 @@
 //! What repeats runs: several kernels side by side ([`matrix`]), a patch series step by
 //! step ([`series`]), the first commit that changed a case ([`bisect`]), the same run again
-//! ([`soak`], [`repro`]), timings ([`bench`], with [`stats`]) and throughput
+//! ([`soak`], [`repro`]), timings ([`bench`](mod@bench), with [`stats`]) and throughput
 //! ([`throughput`]).
 //!
 //! Imports: anything above ([`crate::run`], [`crate::validate`], ...). Nothing imports a loop

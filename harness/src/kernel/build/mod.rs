@@ -2,7 +2,7 @@
 //! `--src` directory, with a patch series, a config profile and extra fragments.
 //!
 //! The given tree is never written to: make runs in a working copy of it (hard links, the
-//! series applied: [`workcopy`]), out of tree (`O=`). Each (source, fragments, profile) gets
+//! series applied: `workcopy`), out of tree (`O=`). Each (source, fragments, profile) gets
 //! one output directory and one working copy under the cache, whatever the series, so a new
 //! series, or none, rebuilds only what differs; a stamp says which outputs may be trusted.
 
