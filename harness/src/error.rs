@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 /// Exit codes of `cargo xtask`. 0: every case passed or was skipped; 1: a case failed or
 /// crashed; 2: bad command line (clap). The rest are below, one per kind of trouble.
+///
+/// The fields of each variant are what its message names, and say nothing more.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// `--kernel PATH` names no file.

@@ -15,6 +15,8 @@
 //!
 //! ARCHITECTURE.md has the map.
 
+#![warn(missing_docs)]
+
 pub mod error;
 
 pub mod env;

@@ -15,16 +15,22 @@ use crate::kernel::modules;
 use crate::kernel::{Identity, Kernel, KernelChoice};
 use crate::results::record::{finish, Mode, Plan, PlannedBoot, Run, Timings};
 
+/// What to run: the kernel, the cases, how to boot.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// `--kernel`.
     pub kernel: KernelChoice,
+    /// `--modules`: the kernel's modules directory.
     pub modules: Option<PathBuf>,
     /// Case names; empty means all.
     pub cases: Vec<String>,
     /// None: KVM if a probe boot works, else TCG.
     pub accel: Option<Accel>,
+    /// The machine type.
     pub machine: Machine,
+    /// Extra kernel command line words.
     pub append: Vec<String>,
+    /// QEMU start to the agent's hello; None: 60 s.
     pub boot_timeout: Option<Duration>,
     /// One boot per case, so a case that wedges the kernel spoils no other result.
     pub isolate: bool,
@@ -67,6 +73,9 @@ impl Default for Request {
     }
 }
 
+/// One run, start to end: the agent and its catalog, the selection, the kernel, the
+/// backend (chosen once), the plan, the boots, the results saved beside the logs;
+/// `on_event` sees every event as it comes.
 pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let total = Instant::now();
     let mut t = Timings::default();

@@ -9,6 +9,7 @@ use proto::CaseInfo;
 
 use crate::error::{Error, Result};
 
+/// The agent's target: built static, so it runs as /init with no libraries.
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// `cargo build` the agent (a no-op when nothing changed) and return its path.
@@ -77,7 +78,9 @@ pub fn select<'a>(
 /// kernel's catalog can spread over `count` CI runners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
+    /// Which shard, from 1.
     pub index: u32,
+    /// How many shards in all.
     pub count: u32,
 }
 

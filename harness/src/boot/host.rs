@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 use crate::results::assemble::RunLog;
 use crate::results::ending::{Ending, How};
 
+/// Host mode: the agent's `run` subcommand on the running kernel, its events read from its
+/// stdout as they come and saved like a VM's; the boot's log.
 pub fn run_cases(
     agent: &Path,
     cases: &[&CaseInfo],

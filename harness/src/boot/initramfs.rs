@@ -71,18 +71,22 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// A directory entry.
     pub fn dir(&mut self, path: &str) {
         self.entry(path, libc::S_IFDIR | 0o755, 2, (0, 0), &[]);
     }
 
+    /// A regular file with its mode and contents.
     pub fn file(&mut self, path: &str, mode: u32, data: &[u8]) {
         self.entry(path, libc::S_IFREG | mode, 1, (0, 0), data);
     }
 
+    /// A character device node.
     pub fn char_dev(&mut self, path: &str, mode: u32, major: u32, minor: u32) {
         self.entry(path, libc::S_IFCHR | mode, 1, (major, minor), &[]);
     }
 
+    /// The archive, with its trailer.
     pub fn finish(mut self) -> Vec<u8> {
         self.entry("TRAILER!!!", 0, 1, (0, 0), &[]);
         self.buf

@@ -26,13 +26,17 @@ pub fn ensure_installed() -> Result<()> {
     }
 }
 
+/// The accelerator QEMU runs the guest with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
+    /// Hardware virtualisation: only where a probe boot under it reached the agent.
     Kvm,
+    /// QEMU's own translation: slower, works everywhere.
     Tcg,
 }
 
 impl Accel {
+    /// The name `-accel` takes.
     pub fn name(self) -> &'static str {
         match self {
             Accel::Kvm => "kvm",
@@ -41,6 +45,7 @@ impl Accel {
     }
 }
 
+/// The machine type QEMU emulates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Machine {
     /// No PCI, no firmware tables beyond ACPI: the fastest boot. Virtio over MMIO.
@@ -62,16 +67,23 @@ impl Machine {
 /// Everything that decides one VM.
 #[derive(Debug, Clone)]
 pub struct VmConfig {
+    /// The accelerator.
     pub accel: Accel,
+    /// The machine type.
     pub machine: Machine,
+    /// The kernel to boot.
     pub bzimage: PathBuf,
+    /// The initramfs with the agent as /init.
     pub initramfs: PathBuf,
+    /// The kernel command line.
     pub cmdline: String,
     /// Unix socket (we listen, QEMU connects) behind the result port.
     pub result_socket: PathBuf,
     /// QEMU's human monitor (QEMU listens): how we send a serial BREAK for sysrq.
     pub monitor_socket: PathBuf,
+    /// Guest memory.
     pub memory_mib: u32,
+    /// Guest vCPUs.
     pub cpus: u32,
     /// Firmware tables for the guest; off for kernels built without ACPI.
     pub acpi: bool,
@@ -81,6 +93,7 @@ pub struct VmConfig {
 }
 
 impl VmConfig {
+    /// QEMU's command line for this VM.
     pub fn args(&self) -> Vec<String> {
         let machine = match (self.machine, self.acpi) {
             (Machine::Microvm, true) => "microvm",
@@ -186,10 +199,12 @@ fn path(p: &Path) -> String {
 
 /// A running QEMU; killed when dropped.
 pub struct Qemu {
+    /// The QEMU process (its own process group, killed with the harness).
     pub child: Child,
 }
 
 impl Qemu {
+    /// Start QEMU for `config`.
     pub fn spawn(config: &VmConfig) -> Result<Qemu> {
         let mut cmd = Command::new(binary());
         cmd.args(config.args())
@@ -231,6 +246,7 @@ impl Qemu {
         stdin.flush()
     }
 
+    /// Kill QEMU's whole process group and reap it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

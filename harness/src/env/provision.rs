@@ -50,6 +50,7 @@ fn apt_install(package: &str) -> bool {
     )
 }
 
+/// Whether `binary` is on PATH.
 pub fn on_path(binary: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))

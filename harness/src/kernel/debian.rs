@@ -24,13 +24,17 @@ pub enum Packaging {
     Image(String),
     /// `linux-binary-<rel>`, `linux-modules-<rel>`, `linux-base-<rel>`.
     Split {
+        /// `linux-binary-<rel>`: the vmlinuz.
         binary: String,
+        /// `linux-modules-<rel>`.
         modules: String,
+        /// `linux-base-<rel>`.
         base: String,
     },
 }
 
 impl Packaging {
+    /// The packages to fetch, in order.
     pub fn packages(&self) -> Vec<&str> {
         match self {
             Packaging::Image(p) => vec![p],
@@ -50,6 +54,7 @@ pub struct Offer {
     pub series: String,
     /// "6.18.15+deb13-cloud-amd64"
     pub release: String,
+    /// How it is packaged.
     pub packaging: Packaging,
     /// The package version apt would fetch ("6.18.15-1~bpo13+1"), once looked up.
     pub version: Option<String>,
@@ -63,6 +68,7 @@ impl Offer {
         cache.join("kernels").join(self.packaging.packages()[0])
     }
 
+    /// Whether it is unpacked in the cache already.
     pub fn cached(&self, cache: &Path) -> bool {
         self.dir(cache).join(".unpacked").exists()
     }

@@ -14,13 +14,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// A kernel to boot: its bzImage, modules, release and identity.
 #[derive(Debug, Clone)]
 pub struct Kernel {
+    /// The bzImage.
     pub bzimage: PathBuf,
     /// `lib/modules/<release>` of the same kernel, when it has modules we may need.
     pub modules: Option<PathBuf>,
     /// The release string from the bzImage header ("6.12.117+deb12-cloud-amd64").
     pub release: String,
+    /// Who it is, for the results.
     pub identity: Identity,
     /// The kernel's .config, when we know where it is.
     pub config: Option<PathBuf>,
@@ -42,6 +45,7 @@ impl Kernel {
 /// Who a kernel is: carried by every run's results.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Identity {
+    /// The release string (`uname -r`).
     pub release: String,
     /// `git describe --always --dirty`, a package and its version, or a path.
     pub source: String,
@@ -70,6 +74,7 @@ pub enum KernelChoice {
 }
 
 impl KernelChoice {
+    /// What `--kernel` means when it is not given.
     pub const DEFAULT: &'static str = "debian-6.12";
 
     /// `host`, `debian:<series>` (`debian-<series>` too), or a path.

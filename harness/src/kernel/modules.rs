@@ -19,7 +19,9 @@ pub fn wanted() -> Vec<&'static str> {
 /// A module to pack, decompressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Module {
+    /// The module's name, as modprobe knows it.
     pub name: String,
+    /// Its contents, decompressed.
     pub bytes: Vec<u8>,
 }
 

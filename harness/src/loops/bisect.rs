@@ -24,13 +24,17 @@ use crate::kernel::KernelChoice;
 pub struct Request {
     /// The top of a kernel git checkout.
     pub tree: PathBuf,
+    /// The good end: a commit, tag or branch.
     pub good: String,
+    /// The bad end.
     pub bad: String,
+    /// The case to watch.
     pub case: String,
     /// Bisect on this observation of the case instead of its verdict.
     pub observation: Option<String>,
     /// Profile, fragments and config of every step's build (`src` and `patches` unused).
     pub build: BuildRequest,
+    /// The accelerator; None: probe.
     pub accel: Option<Accel>,
     /// The command `git bisect run` runs for each step, state file appended: this program's
     /// `bisect-step`.
@@ -40,11 +44,17 @@ pub struct Request {
 /// What every step reads: written once by [`run`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
+    /// The harness's own worktree of the tree.
     pub worktree: PathBuf,
+    /// The case to watch.
     pub case: String,
+    /// Its observation to watch instead of the verdict.
     pub observation: Option<String>,
+    /// Config profile of each step's build.
     pub profile: Option<String>,
+    /// Extra config fragments of each step's build.
     pub fragments: Vec<PathBuf>,
+    /// The .config each step's build starts from.
     pub config: Option<PathBuf>,
     /// "kvm", "tcg", or none (probe).
     pub accel: Option<String>,
@@ -57,20 +67,28 @@ pub struct State {
 /// One evaluated commit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Step {
+    /// The commit's hash.
     pub commit: String,
+    /// Its subject line.
     pub subject: String,
     /// The verdict or observation, or "does not build".
     pub result: String,
     /// "good", "bad" or "skip".
     pub call: String,
+    /// The step's run, when it built.
     pub artifacts: Option<PathBuf>,
 }
 
+/// What a bisect found.
 #[derive(Debug)]
 pub struct Outcome {
+    /// The first commit whose result differs from the good end's.
     pub first_bad: String,
+    /// Its subject line.
     pub subject: String,
+    /// The good end, evaluated.
     pub good: Step,
+    /// The bad end, evaluated.
     pub bad: Step,
     /// The commits git bisect had evaluated, in order.
     pub steps: Vec<Step>,

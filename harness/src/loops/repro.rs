@@ -8,14 +8,22 @@ use crate::error::Result;
 use crate::results::record::Run;
 use crate::run::Request;
 
+/// How a repro ended.
 pub enum Repro {
     /// Every round passed with no kernel report.
-    Clean { rounds: u32 },
+    Clean {
+        /// Rounds run.
+        rounds: u32,
+    },
     /// Round `round` hit: `case` did not pass or the kernel reported something.
     Hit {
+        /// The round, from 1.
         round: u32,
+        /// That round's run, its artifacts kept.
         run: Box<Run>,
+        /// The case.
         case: String,
+        /// What it did: its verdict and reason, or the kernel's report.
         how: String,
     },
 }

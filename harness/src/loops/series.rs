@@ -21,31 +21,52 @@ use crate::run::Request;
 /// One step: the base (0) or the tree after patch `index`.
 #[derive(Debug)]
 pub struct Step {
+    /// 0 for the base, else the patch's place in the series.
     pub index: usize,
     /// "base" or the patch's subject.
     pub subject: String,
+    /// What happened to it.
     pub outcome: Outcome,
+    /// Its build.
     pub build_time: Duration,
+    /// Its run.
     pub run_time: Duration,
 }
 
+/// How one step went.
 #[derive(Debug)]
 pub enum Outcome {
     /// Built and ran; what changed from the last step that ran.
-    Ran { run: Box<Run>, changes: Vec<Change> },
+    Ran {
+        /// The step's run.
+        run: Box<Run>,
+        /// What changed from the step before.
+        changes: Vec<Change>,
+    },
     /// The patch does not apply: the series ends here.
-    DoesNotApply { why: String },
+    DoesNotApply {
+        /// What `patch` said.
+        why: String,
+    },
     /// The tree after this patch does not build.
-    DoesNotBuild { errors: String, log: PathBuf },
+    DoesNotBuild {
+        /// The errors pulled out of the log.
+        errors: String,
+        /// The build log.
+        log: PathBuf,
+    },
 }
 
 /// One difference between two steps' results.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
+    /// The case.
     pub case: String,
     /// "verdict", or the observation's key.
     pub what: String,
+    /// The value before.
     pub before: String,
+    /// The value after.
     pub after: String,
 }
 

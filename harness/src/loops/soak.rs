@@ -11,25 +11,32 @@ use crate::error::Result;
 use crate::results::record::Run;
 use crate::run::Request;
 
+/// What N runs of the same request showed.
 #[derive(Debug, Default)]
 pub struct Soak {
+    /// Runs asked for.
     pub runs: u32,
     /// case -> each distinct outcome (verdict and observations) with how often it came.
     pub outcomes: BTreeMap<String, BTreeMap<String, u32>>,
+    /// Each run's guest time.
     pub guest_secs: Vec<f64>,
+    /// Runs that reported every case.
     pub complete: u32,
     /// Cases that took the guest down: the longest time from their start to the report,
     /// and their own timeout.
     pub downs: BTreeMap<String, (f64, u64)>,
+    /// QEMU processes still alive after the runs (must be 0).
     pub qemu_left: usize,
     artifacts: Vec<PathBuf>,
 }
 
 impl Soak {
+    /// The cases whose outcome was not the same every time, with each outcome's count.
     pub fn flaky(&self) -> Vec<(&String, &BTreeMap<String, u32>)> {
         self.outcomes.iter().filter(|(_, o)| o.len() > 1).collect()
     }
 
+    /// No flaky case, no QEMU left, every run complete.
     pub fn ok(&self) -> bool {
         self.flaky().is_empty() && self.qemu_left == 0 && self.complete == self.runs
     }

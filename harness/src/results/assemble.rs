@@ -68,6 +68,7 @@ impl RunLog {
 /// The results of one boot.
 #[derive(Debug)]
 pub struct Assembled {
+    /// One per planned case, in plan order.
     pub results: Vec<CaseResult>,
     /// Every kernel report, with the case it appeared in (none: between cases or at boot).
     pub findings: Vec<(Option<String>, Finding)>,
@@ -78,6 +79,8 @@ pub struct Assembled {
 /// How many console lines a crash record keeps.
 const CRASH_TAIL: usize = 20;
 
+/// The results `log` makes of the `planned` cases: each case's result, crash record or
+/// hang, the ones never reached, and the kernel's findings by case.
 pub fn assemble(planned: &[String], log: &RunLog) -> Assembled {
     let mut results: Vec<CaseResult> = Vec::new();
     let mut running: Option<String> = None;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// How a boot ended, as the run loop decided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "how", rename_all = "snake_case")]
 pub enum How {
@@ -14,20 +15,39 @@ pub enum How {
     Finished,
     /// Its streams closed before Done: QEMU exited (a panic with panic=-1 reboots, and
     /// -no-reboot ends QEMU), or the host-mode agent ended.
-    WentAway { detail: Option<String> },
+    WentAway {
+        /// What QEMU or the agent said last, when anything.
+        detail: Option<String>,
+    },
     /// No progress within a deadline after the agent said hello: during a case, or between
     /// cases. The harness took a task dump (a hang).
-    Unresponsive { during: Option<String> },
+    Unresponsive {
+        /// The case that was running, if one was.
+        during: Option<String>,
+    },
     /// The agent never said hello within the boot timeout.
-    BootTimeout { secs: u64, console_silent: bool },
+    BootTimeout {
+        /// The boot timeout.
+        secs: u64,
+        /// Whether the console said nothing at all.
+        console_silent: bool,
+    },
     /// The whole-run bound ran out.
-    RunLimit { secs: u64 },
+    RunLimit {
+        /// The bound.
+        secs: u64,
+    },
     /// Ctrl-C, SIGTERM or SIGHUP.
-    Interrupted { signal: i32 },
+    Interrupted {
+        /// The signal.
+        signal: i32,
+    },
 }
 
+/// How a boot ended, saved as `ending.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ending {
+    /// How.
     #[serde(flatten)]
     pub how: How,
     /// How long the case that was running at the end had run, in ms.
@@ -70,8 +90,10 @@ impl How {
 }
 
 impl Ending {
+    /// Its file name in a boot's directory.
     pub const FILE: &'static str = "ending.json";
 
+    /// Save it in `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(Self::FILE);
         std::fs::write(
@@ -81,6 +103,7 @@ impl Ending {
         .map_err(|e| Error::io(path.display(), e))
     }
 
+    /// Read it from `dir`.
     pub fn load(dir: &Path) -> Result<Ending> {
         let path = dir.join(Self::FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;

@@ -15,29 +15,42 @@ use crate::results::assemble::RunLog;
 /// How long each step took, and sizes: what `cargo xtask bench` prints.
 #[derive(Debug, Default, Clone)]
 pub struct Timings {
+    /// Fetching or building the kernel.
     pub kernel_fetch: Duration,
+    /// Building the agent and reading its catalog.
     pub agent_build: Duration,
+    /// Making the initramfs.
     pub initramfs_build: Duration,
+    /// The KVM probe boot.
     pub accel_probe: Duration,
     /// QEMU start (or agent start, in host mode) to the first result.
     pub first_result_after: Option<Duration>,
     /// QEMU start to exit, or the agent's whole run in host mode.
     pub guest_wall: Duration,
+    /// The whole run.
     pub total: Duration,
+    /// The agent's size.
     pub agent_bytes: u64,
+    /// The initramfs's size.
     pub initramfs_bytes: u64,
 }
 
+/// A whole run: its kernel, how it ran, one result per case, and where its files are.
 #[derive(Debug)]
 pub struct Run {
+    /// The release the guest reported (the plan's when it said nothing).
     pub kernel_release: String,
+    /// Who the kernel is.
     pub identity: Identity,
     /// How it ran: host, QEMU or vng.
     pub mode: Mode,
+    /// One per case, in plan order.
     pub results: Vec<CaseResult>,
     /// Why the guest did not finish, when it did not.
     pub died: Option<String>,
+    /// The run's directory under target/fpt-runs.
     pub artifacts: PathBuf,
+    /// How long each step took.
     pub timings: Timings,
     /// The server under test's target name, for a validate run.
     pub target: Option<String>,
@@ -46,6 +59,7 @@ pub struct Run {
 }
 
 impl Run {
+    /// Whether every case passed or skipped.
     pub fn all_ok(&self) -> bool {
         self.results.iter().all(|r| r.verdict.is_ok())
     }
@@ -124,22 +138,28 @@ impl TryFrom<String> for Mode {
 /// from it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
+    /// Who the kernel is.
     pub identity: Identity,
+    /// How it runs.
     pub mode: Mode,
     /// The server under test, for a validate run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validate: Option<proto::validate::Spec>,
+    /// One or more boots (one per case with `--isolate`).
     pub boots: Vec<PlannedBoot>,
 }
 
+/// One boot of a plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedBoot {
     /// Relative to the run directory: "." or the case's name.
     pub dir: String,
+    /// The cases it was to run.
     pub cases: Vec<String>,
 }
 
 impl Plan {
+    /// Its file name in a run's directory.
     pub const FILE: &'static str = "plan.json";
 }
 

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::results::assemble::RunLog;
 use crate::results::record::{Plan, Run, Timings};
 
+/// The run a directory's saved files make, saving nothing (`cargo xtask replay`).
 pub fn replay(dir: &Path) -> Result<Run> {
     let plan_path = dir.join(Plan::FILE);
     let text = std::fs::read_to_string(&plan_path).map_err(|e| Error::NotARun {

@@ -34,6 +34,7 @@ pub fn name_of(run: &Run) -> String {
     }
 }
 
+/// The snapshot file of `name`.
 pub fn path(name: &str) -> PathBuf {
     crate::env::cache::workspace_root()
         .join("tests")
@@ -148,16 +149,21 @@ fn blocks(text: &str) -> BTreeMap<String, String> {
     out
 }
 
+/// How a run compared with its snapshot.
 #[derive(Debug)]
 pub enum Comparison {
     /// Every compared case matches; `unknown` ran but has no block in the snapshot.
     Match {
+        /// Cases that ran but have no block in the snapshot.
         unknown: Vec<String>,
     },
     /// No snapshot for this series yet, or none of the cases that ran are in it.
     Missing(PathBuf),
+    /// The observations differ.
     Differs {
+        /// The snapshot.
         path: PathBuf,
+        /// A unified diff, snapshot to this run.
         diff: String,
     },
 }

@@ -25,9 +25,12 @@ use crate::results::ending::How;
 use streams::Msg;
 use supervisor::{Action, Input, Limits, Supervisor};
 
+/// How to boot: what `run` decides for every boot of a run.
 #[derive(Debug, Clone)]
 pub struct VmOptions {
+    /// The accelerator.
     pub accel: Accel,
+    /// The machine type.
     pub machine: Machine,
     /// From QEMU start to the agent's hello.
     pub boot_timeout: Duration,
@@ -35,13 +38,16 @@ pub struct VmOptions {
     pub slack: Duration,
     /// Extra kernel command line words.
     pub append: Vec<String>,
+    /// Guest memory.
     pub memory_mib: u32,
+    /// Guest vCPUs.
     pub cpus: u32,
     /// Share a host directory into the guest at /host, read-only: (virtiofsd binary, dir).
     pub share: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl VmOptions {
+    /// The defaults (60 s boot timeout, 1 vCPU) with `accel`.
     pub fn new(accel: Accel) -> Self {
         VmOptions {
             accel,
@@ -65,9 +71,11 @@ impl VmOptions {
 /// What one boot gave: everything it saw, and how long it took.
 #[derive(Debug)]
 pub struct Boot {
+    /// Everything the boot saved: events, console, how it ended.
     pub log: RunLog,
     /// QEMU start to the first result.
     pub first_result_after: Option<Duration>,
+    /// QEMU start to exit.
     pub wall: Duration,
 }
 

@@ -11,6 +11,7 @@ use proto::Event;
 
 use crate::results::ending::{Ending, How};
 
+/// Every deadline of a boot.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// From QEMU start to the agent's hello.
@@ -27,6 +28,7 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The deadlines for a boot timeout and a slack; the rest fixed.
     pub fn new(boot: Duration, slack: Duration) -> Limits {
         Limits {
             boot,
@@ -59,7 +61,10 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Wait for input until then (a Tick if none comes).
-    Wait { until: Instant },
+    Wait {
+        /// The deadline.
+        until: Instant,
+    },
     /// Send this magic SysRq key to the guest (a task dump: `w` then `t`).
     Sysrq(u8),
     /// Stop QEMU: the boot is over.
@@ -78,6 +83,7 @@ enum Phase {
     },
 }
 
+/// The run loop's decisions, from what the guest sent and the time alone.
 #[derive(Debug)]
 pub struct Supervisor {
     limits: Limits,
@@ -116,6 +122,7 @@ impl Supervisor {
         }
     }
 
+    /// Take one input at `now`; what to do next.
     pub fn step(&mut self, input: Input, now: Instant) -> Action {
         if let Phase::Dumping { .. } = self.phase {
             return self.dump_step(input, now);

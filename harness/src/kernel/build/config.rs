@@ -34,8 +34,10 @@ pub fn profile_names() -> Vec<String> {
     names
 }
 
+/// A config profile: `images/kernel/profiles/<name>.config` and what it includes.
 #[derive(Debug, Clone)]
 pub struct Profile {
+    /// Its name, as `--profile` takes it.
     pub name: String,
     /// Its fragment files, included ones first.
     pub files: Vec<PathBuf>,

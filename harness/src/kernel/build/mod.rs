@@ -27,11 +27,13 @@ pub use patches::{PatchInfo, Series};
 pub struct BuildRequest {
     /// A kernel tree or git checkout; None: Debian's linux-source-6.12.
     pub src: Option<PathBuf>,
+    /// The patch series, in order (files or mboxes).
     pub patches: Vec<PathBuf>,
     /// Apply only the first N mails of the series (`cargo xtask series` steps through it).
     pub first_patches: Option<usize>,
     /// Profile name (`images/kernel/profiles/<name>.config`); None: minimal.
     pub profile: Option<String>,
+    /// Extra config fragments, merged after the profile.
     pub fragments: Vec<PathBuf>,
     /// The developer's own .config to start from instead of tinyconfig.
     pub config: Option<PathBuf>,
@@ -39,8 +41,10 @@ pub struct BuildRequest {
     pub progress: bool,
 }
 
+/// A build's result.
 #[derive(Debug, Clone)]
 pub struct Built {
+    /// The kernel, as a run boots it.
     pub kernel: Kernel,
     /// The build directory (O=), with build.log beside it.
     pub dir: PathBuf,

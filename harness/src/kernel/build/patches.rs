@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+/// One patch of a series, as a kernel's identity names it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PatchInfo {
     /// File name, with the mail's index when the file is an mbox of several.
@@ -25,12 +26,14 @@ struct Mail {
     text: Vec<u8>,
 }
 
+/// A patch series, split into mails.
 #[derive(Debug, Clone, Default)]
 pub struct Series {
     mails: Vec<Mail>,
 }
 
 impl Series {
+    /// Read `files` in order, each a patch or an mbox of several.
     pub fn read(files: &[PathBuf]) -> Result<Series> {
         let mut mails = Vec::new();
         for file in files {
@@ -62,10 +65,12 @@ impl Series {
         Ok(Series { mails })
     }
 
+    /// Whether the series has no mail.
     pub fn is_empty(&self) -> bool {
         self.mails.is_empty()
     }
 
+    /// Each mail's name and hash.
     pub fn infos(&self) -> Vec<PatchInfo> {
         self.mails
             .iter()
@@ -83,6 +88,7 @@ impl Series {
         }
     }
 
+    /// How many mails.
     pub fn len(&self) -> usize {
         self.mails.len()
     }

@@ -6,18 +6,28 @@ use std::process::Command;
 use crate::env::process;
 use crate::error::{Error, Result};
 
+/// The Debian package whose tree is the default source.
 pub const DEFAULT_PACKAGE: &str = "linux-source-6.12";
 
+/// The kernel tree a build starts from.
 #[derive(Debug, Clone)]
 pub struct Source {
+    /// Its top directory.
     pub dir: PathBuf,
+    /// Where it came from.
     pub kind: Kind,
 }
 
+/// Where a source tree came from.
 #[derive(Debug, Clone)]
 pub enum Kind {
     /// Debian's source package, unpacked into the cache: ours, never edited.
-    Package { name: String, version: String },
+    Package {
+        /// The package (`linux-source-6.12`).
+        name: String,
+        /// Its version.
+        version: String,
+    },
     /// A git checkout the user gave.
     Git,
     /// A plain tree the user gave.

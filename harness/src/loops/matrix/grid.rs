@@ -18,14 +18,19 @@ pub struct Column {
     pub kernel: String,
     /// The column's heading: the series, or the release where two columns share a series.
     pub label: String,
+    /// Its run, or why it could not run.
     pub outcome: std::result::Result<Run, Error>,
+    /// How long it took, fetch excluded.
     pub elapsed: Duration,
 }
 
+/// Every kernel's run, side by side.
 pub struct Matrix {
+    /// One per kernel, in the order given.
     pub columns: Vec<Column>,
     /// Where matrix.json and matrix.html are.
     pub dir: PathBuf,
+    /// The whole matrix, start to end.
     pub elapsed: Duration,
 }
 
@@ -111,6 +116,7 @@ impl Matrix {
         out
     }
 
+    /// Whether every kernel ran and every case passed or skipped.
     pub fn all_ok(&self) -> bool {
         self.columns
             .iter()

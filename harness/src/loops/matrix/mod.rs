@@ -22,7 +22,9 @@ pub use grid::{Column, Matrix};
 /// Where the matrix stands, for a progress line.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
+    /// Kernels done.
     pub done: usize,
+    /// Kernels in all.
     pub total: usize,
     /// Kernels running now, with how many of their cases have reported.
     pub running: Vec<(String, usize, usize)>,

@@ -16,6 +16,7 @@ pub use figures::{FsFigures, KernelFigures, PathFigures, Workload, PATHS};
 
 /// The case that measures with the agent's own server, and with a server under test.
 pub const CASE: &str = "bench.throughput";
+/// The case that measures through a server under test's mount.
 pub const SERVER_CASE: &str = "bench.throughput_server";
 /// Measure on each kernel in turn, with the agent's own server or `server`; `each` sees each
 /// kernel's figures as they come.

@@ -11,6 +11,7 @@ use crate::Verdict;
 /// Console lines kept as a suite's system-out.
 const CONSOLE_TAIL: usize = 60;
 
+/// JUnit XML of `runs`: one testsuite per run, one testcase per case.
 pub fn render(runs: &[&Run]) -> Result<String> {
     let mut report = Report::new("fuse-passthrough-harness");
     for run in runs {

@@ -32,6 +32,7 @@ fn file_url(path: &std::path::Path) -> String {
     format!("file://{}", abs.display())
 }
 
+/// KCIDB v5 JSON of `runs`: one build and test per case, per kernel.
 pub fn render(runs: &[&Run]) -> String {
     let (mut checkouts, mut builds, mut tests) = (Vec::new(), Vec::new(), Vec::new());
     for run in runs {

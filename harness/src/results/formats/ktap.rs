@@ -16,6 +16,7 @@ fn one_line(s: &str) -> String {
     s.lines().next().unwrap_or("").replace('#', "_")
 }
 
+/// KTAP of `results`: a subtest per group, as kunit.py parses it.
 pub fn render(results: &[CaseResult]) -> String {
     let groups = super::groups(results);
     let mut out = String::from("KTAP version 1\n");

@@ -12,15 +12,21 @@ use crate::error::{Error, Result};
 use crate::results::record::Run;
 use crate::CaseResult;
 
+/// A report format `--report` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// KTAP, as kunit.py parses it.
     Ktap,
+    /// JUnit XML.
     Junit,
+    /// results.json as it is.
     Json,
+    /// KCIDB v5 JSON.
     Kcidb,
 }
 
 impl Format {
+    /// Every format with its name.
     pub const ALL: [(&'static str, Format); 4] = [
         ("ktap", Format::Ktap),
         ("junit", Format::Junit),
