@@ -890,10 +890,7 @@ fn bench(target: &Target, runs: u32) -> i32 {
 fn bench_validate(target: &Target, server: &str, runs: u32, clean: bool) -> i32 {
     let cache = harness::env::cache::dir();
     if clean {
-        // The targets and the toolchains unpacked for them (Go); crates.io's downloads stay in
-        // cargo's own cache.
-        let _ = std::fs::remove_dir_all(cache.join("targets"));
-        let _ = std::fs::remove_dir_all(cache.join("toolchains"));
+        harness::validate::targets::forget_built(&cache);
         let started = std::time::Instant::now();
         for (name, _) in harness::validate::targets::BUILT_IN {
             let one = std::time::Instant::now();

@@ -206,7 +206,7 @@ pub fn bench(clean: bool) -> i32 {
         };
         match harness::kernel::debian::offer(&apt, "7.3") {
             Ok(offer) => {
-                let _ = std::fs::remove_dir_all(offer.dir(&cache));
+                offer.forget(&cache);
                 let started = std::time::Instant::now();
                 if let Err(e) = harness::kernel::debian::fetch("7.3", &cache) {
                     return fail(&e);

@@ -68,6 +68,12 @@ impl Offer {
         cache.join("kernels").join(self.packaging.packages()[0])
     }
 
+    /// Delete its unpacked copy from the cache, so the next fetch starts afresh
+    /// (`bench --matrix --clean`).
+    pub fn forget(&self, cache: &Path) {
+        let _ = std::fs::remove_dir_all(self.dir(cache));
+    }
+
     /// Whether it is unpacked in the cache already.
     pub fn cached(&self, cache: &Path) -> bool {
         self.dir(cache).join(".unpacked").exists()

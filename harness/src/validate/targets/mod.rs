@@ -16,6 +16,14 @@ use proto::validate::{Spec, MOUNTPOINT, SOURCE};
 
 use crate::error::{Error, Result};
 
+/// Delete every built target and the toolchains unpacked for them (Go), so the next
+/// `resolve` fetches and builds afresh (`bench --validate --clean`); crates.io's downloads
+/// stay in cargo's own cache.
+pub fn forget_built(cache: &Path) {
+    let _ = std::fs::remove_dir_all(cache.join("targets"));
+    let _ = std::fs::remove_dir_all(cache.join("toolchains"));
+}
+
 /// Each built-in target: its name, and what it is.
 pub const BUILT_IN: &[(&str, &str)] = &[
     (
