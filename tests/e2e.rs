@@ -487,7 +487,7 @@ fn validate_target(target: &str) {
     eprintln!("{}", harness::validate::table(&spec, &runs));
     for run in &runs {
         check(run);
-        assert_eq!(run.results.len(), 26, "{target}: every validate case ran");
+        assert_eq!(run.results.len(), 28, "{target}: every validate case ran");
         for r in &run.results {
             let obs = |k: &str| r.observations.get(k);
             if r.verdict == Verdict::Skip {
@@ -521,6 +521,61 @@ fn validate_target(target: &str) {
         let ran = run.results.iter().filter(|r| r.verdict == Verdict::Pass);
         assert!(ran.count() > 0, "{target}: some case ran");
     }
+}
+
+/// The broken-server suite, validation's own mutation score: fuser-mirror with one bug
+/// planted each (`harness::validate::targets::BROKEN`), validated on this machine's kernel
+/// with the case that must catch it. Each must fail that case for its own reason, and leave
+/// nothing mounted and no server running.
+#[test]
+fn every_broken_server_fails_for_its_own_reason() {
+    let cache = harness::env::cache::dir();
+    let mut missed = Vec::new();
+    for broken in harness::validate::targets::BROKEN {
+        let spec = harness::validate::targets::resolve(broken.name, &[], &cache)
+            .unwrap_or_else(|e| panic!("{}: {e}", broken.name));
+        let request = Request {
+            kernel: KernelChoice::Host,
+            cases: vec![broken.caught_by.to_string()],
+            ..Default::default()
+        };
+        let runs = harness::validate::validate(&spec, &[request], &mut |_| {})
+            .unwrap_or_else(|e| panic!("{}: {e}", broken.name));
+        let result = runs[0]
+            .results
+            .iter()
+            .find(|r| r.case == broken.caught_by)
+            .unwrap_or_else(|| panic!("{}: {} did not run", broken.name, broken.caught_by));
+        eprintln!(
+            "{:<28} {:<32} {} {}",
+            broken.name,
+            broken.caught_by,
+            result.verdict.name(),
+            result.reason.lines().next().unwrap_or("")
+        );
+        if result.verdict != Verdict::Fail || !result.reason.contains(broken.reason) {
+            missed.push(format!(
+                "{} ({}): {} {} {:?}, expected a failure naming {:?}",
+                broken.name,
+                broken.what,
+                broken.caught_by,
+                result.verdict.name(),
+                result.reason,
+                broken.reason
+            ));
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains("fuser-mirror"),
+        "a broken server's mount was left behind"
+    );
+    assert!(
+        missed.is_empty(),
+        "validation passed a broken server:\n{}",
+        missed.join("\n")
+    );
+    assert!(harness::validate::targets::BROKEN.len() >= 8);
 }
 
 /// A server that dies during a case (here libfuse's, killed with SIGSEGV once it has

@@ -299,10 +299,16 @@ fn prepare_qemu(
                 }
                 None => None,
             };
+            // The witness is loaded from the share too.
+            let witness = spec
+                .witness
+                .as_ref()
+                .map(|w| format!("{}{w}", proto::layout::HOST_ROOT));
             let guest = proto::validate::Spec {
                 server,
                 args,
                 passthrough_off_args,
+                witness,
                 ..spec.clone()
             };
             let text = serde_json::to_string_pretty(&guest).expect("specs serialise");

@@ -37,6 +37,17 @@ pub const BACKING_OPENS: &str = "backing_opens";
 pub const BACKING_OPEN_ERRORS: &str = "backing_open_errors";
 /// Successful BACKING_CLOSEs (a kprobe on fuse_backing_close).
 pub const BACKING_CLOSES: &str = "backing_closes";
+/// The errno names of the server's BACKING_CLOSEs that failed (an id closed twice, or one
+/// never opened): any fails the case.
+pub const BACKING_CLOSE_ERRORS: &str = "backing_close_errors";
+/// BACKING_OPENs granted to the server, as the backing-id witness preloaded into it saw them
+/// (every kernel; absent where the server does not call libc's ioctl).
+pub const WITNESS_BACKING_OPENS: &str = "witness_backing_opens";
+/// BACKING_CLOSEs accepted, as the witness saw them.
+pub const WITNESS_BACKING_CLOSES: &str = "witness_backing_closes";
+/// The errno names of the server's BACKING_CLOSEs that failed, as the witness saw them:
+/// any fails the case.
+pub const WITNESS_BACKING_CLOSE_ERRORS: &str = "witness_backing_close_errors";
 /// After one refused BACKING_OPEN: "one file" or "whole mount" fell back to the server.
 pub const FALLBACK_SCOPE: &str = "fallback_scope";
 /// Whether a bind under `{source}` came off before the server forgot its inodes.

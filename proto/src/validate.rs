@@ -36,6 +36,10 @@ pub struct Spec {
     /// has such a switch (`bench --io --server` measures it as the plain FUSE path).
     #[serde(default)]
     pub passthrough_off_args: Option<Vec<String>>,
+    /// The backing-id witness (an `LD_PRELOAD` library recording BACKING_OPEN and
+    /// BACKING_CLOSE and their answers), as the agent can load it.
+    #[serde(default)]
+    pub witness: Option<String>,
 }
 
 /// The one file a fixed server serves, and the file it backs it with.
@@ -77,6 +81,7 @@ mod tests {
             mount_timeout_secs: 10,
             fixed_file: None,
             passthrough_off_args: None,
+            witness: None,
         };
         assert_eq!(spec.args_for("/s", "/m"), ["/s", "/m", "-o", "src=/s"]);
     }

@@ -21,6 +21,11 @@ pub struct Ctx {
     pub teardown: subject::Teardown,
     pub(super) observations: Observations,
     pub(super) failures: Vec<String>,
+    /// Failures of rules that hold however the server served the I/O ([`Ctx::require`]).
+    pub(super) firm: Vec<String>,
+    /// Every BACKING_OPEN of the server must have had its BACKING_CLOSE by the teardown,
+    /// where kprobe events count them: the case forgot every inode first.
+    pub balance_backing_ids: bool,
     /// A private tmpfs the case may fill as it likes.
     pub(super) work: PathBuf,
     pub(super) mounts: u32,
@@ -41,6 +46,8 @@ impl Ctx {
             teardown: Default::default(),
             observations: Observations::new(),
             failures: Vec::new(),
+            firm: Vec::new(),
+            balance_backing_ids: false,
             work: work.into(),
             mounts: 0,
             source: subject::SourceKind::Tmpfs,
@@ -59,6 +66,15 @@ impl Ctx {
     pub fn check(&mut self, ok: bool, what: impl Into<String>) {
         if !ok {
             self.failures.push(what.into());
+        }
+    }
+
+    /// A check that holds for every server under test, whether it passed the I/O through or
+    /// served it: a file's bytes after its last close, a backing id let go of. Unlike
+    /// [`Ctx::check`], a served path does not make it an observation.
+    pub fn require(&mut self, ok: bool, what: impl Into<String>) {
+        if !ok {
+            self.firm.push(what.into());
         }
     }
 
@@ -182,6 +198,33 @@ impl Ctx {
         let work = self.scratch("server")?;
         let server = subject::External::start(&spec, &source, &work, self.teardown.clone())?;
         Ok((Box::new(server), backing))
+    }
+
+    /// Several files in `{source}` of the server under test (started once they are all
+    /// there): the file system and `{source}`. Only under `validate`: the agent's own server
+    /// is one flat directory of files each case registers itself.
+    pub fn io_files(
+        &mut self,
+        files: &[(String, Vec<u8>)],
+    ) -> Result<(Box<dyn Subject>, PathBuf), Stop> {
+        let Some(spec) = self.server.clone() else {
+            return Err(Stop::Skip(
+                "several files of {source} at once: a case for a server under test".into(),
+            ));
+        };
+        if let Some(fixed) = &spec.fixed_file {
+            return Err(Stop::Skip(format!(
+                "{} serves one file of its own ({}), not {{source}}",
+                spec.target, fixed.name
+            )));
+        }
+        let source = self.own_tmpfs("source")?;
+        for (name, contents) in files {
+            std::fs::write(source.join(name), contents)?;
+        }
+        let work = self.scratch("server")?;
+        let server = subject::External::start(&spec, &source, &work, self.teardown.clone())?;
+        Ok((Box::new(server), source))
     }
 
     /// `{source}` on the file system `self.source` names, holding `name` with `contents`:

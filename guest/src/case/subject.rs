@@ -43,6 +43,10 @@ pub trait Subject {
     fn kill_server(&mut self) -> bool {
         false
     }
+    /// The server's process id, where it is a process of its own.
+    fn server_pid(&self) -> Option<u32> {
+        None
+    }
 }
 
 impl Subject for FuseFs {
@@ -68,6 +72,8 @@ pub struct External {
     teardown: Teardown,
     /// Set once the case killed the server on purpose.
     killed: bool,
+    /// Where the backing-id witness preloaded into the server writes.
+    witness_log: PathBuf,
 }
 
 impl External {
@@ -119,6 +125,11 @@ impl External {
         };
         let args = spec.args_for(&source.to_string_lossy(), &target);
         let mut cmd = Command::new(&spec.server);
+        let witness_log = work.join("backing.log");
+        if let Some(witness) = &spec.witness {
+            cmd.env("LD_PRELOAD", witness)
+                .env("FPT_BACKING_LOG", &witness_log);
+        }
         cmd.args(&args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -184,6 +195,7 @@ impl External {
             stderr,
             teardown,
             killed: false,
+            witness_log,
         })
     }
 
@@ -206,6 +218,10 @@ impl Subject for External {
         self.killed = true;
         let _ = self.child.kill();
         self.child.wait().is_ok()
+    }
+
+    fn server_pid(&self) -> Option<u32> {
+        Some(self.child.id())
     }
 }
 
@@ -290,10 +306,16 @@ impl Drop for External {
                     self.note(key::BACKING_OPENS, ok(&opens));
                     self.note(key::BACKING_OPEN_ERRORS, failed(&opens));
                     self.note(key::BACKING_CLOSES, ok(&closes));
-                    self.note("backing_close_errors", failed(&closes));
+                    self.note(key::BACKING_CLOSE_ERRORS, failed(&closes));
                 }
                 _ => self.note(key::BACKING_OPENS, "unknown: no kprobe events here"),
             }
+        }
+        // The other witness, on every kernel: what the server's own ioctls were answered.
+        if let Some(w) = Witness::read(&self.witness_log) {
+            self.note(key::WITNESS_BACKING_OPENS, w.opens);
+            self.note(key::WITNESS_BACKING_CLOSES, w.closes);
+            self.note(key::WITNESS_BACKING_CLOSE_ERRORS, w.close_errors);
         }
         self.note("unmount", &unmount);
         let deadline = Instant::now() + Duration::from_secs(3);
@@ -553,5 +575,49 @@ impl Drop for TraceInstance {
             let _ = append(&events, &format!("-:{group}/conn\n"));
         }
         let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// What the backing-id witness (`targets/backing-witness`, preloaded into the server) saw:
+/// BACKING_OPENs the kernel granted, BACKING_CLOSEs it accepted, and the errno names of the
+/// closes it refused.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Witness {
+    /// Ids granted.
+    pub opens: u64,
+    /// Closes accepted.
+    pub closes: u64,
+    /// The closes refused, by errno name ("ENOENT" for an id closed twice).
+    pub close_errors: Vec<String>,
+}
+
+impl Witness {
+    /// The witness's log; None where it never loaded (a server without libc, or none).
+    pub fn read(log: &Path) -> Option<Witness> {
+        Self::parse(&std::fs::read_to_string(log).ok()?)
+    }
+
+    /// See [`Witness::read`].
+    pub fn parse(text: &str) -> Option<Witness> {
+        if !text.lines().any(|l| l.starts_with("loaded ")) {
+            return None;
+        }
+        let mut w = Witness::default();
+        for line in text.lines() {
+            let words: Vec<&str> = line.split(' ').collect();
+            match words.as_slice() {
+                ["open", ret, _] if ret.parse::<i64>().is_ok_and(|r| r >= 0) => w.opens += 1,
+                ["close", _, ret, errno] => match ret.parse::<i64>() {
+                    Ok(r) if r >= 0 => w.closes += 1,
+                    _ => w.close_errors.push(crate::sys::errno_name(
+                        rustix::io::Errno::from_raw_os_error(errno.parse().unwrap_or(0)),
+                    )),
+                },
+                _ => {}
+            }
+        }
+        w.close_errors.sort();
+        w.close_errors.dedup();
+        Some(w)
     }
 }

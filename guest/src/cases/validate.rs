@@ -34,6 +34,32 @@ const DEFAULTS: Case = Case {
 pub fn cases() -> Vec<Case> {
     vec![
         Case {
+            name: "validate.many_files",
+            rule: "several files of one mount, each with bytes of its own, opened in an \
+      interleaved order and alive at once, one reopened after another inode was opened and \
+      closed, a hard link, and one looked up again after the kernel forgot its inode: every \
+      byte read through the mount is its own file's in {source}, and every byte written \
+      through it is in its own file of {source} after the close",
+            verdict_rule: "pass when every file's bytes match its own file in {source} at every \
+      step, whether the server passed the I/O through or served it; the reason names the file \
+      and the first offset that differs",
+            run: many_files,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.backing_ids_released",
+            rule: "after its files are closed and the kernel has forgotten their inodes \
+      (FORGET), the server holds no backing id for them: each BACKING_OPEN is matched by a \
+      BACKING_CLOSE (a library may keep an id until FORGET, not for ever), and open and close \
+      cycles do not grow what the kernel holds",
+            verdict_rule: "pass when the blocks of the files, unlinked from {source} once \
+      closed and forgotten, all come back to {source}'s tmpfs (statfs), save those the \
+      server's own open files hold; where kprobe events exist, also when BACKING_OPENs and \
+      BACKING_CLOSEs balance",
+            run: backing_ids_released,
+            ..DEFAULTS
+        },
+        Case {
             name: "validate.round_trip",
             rule: "writes through the mount land in {source} and writes to {source} \
       are read through the mount, at several offsets and sizes",
@@ -273,9 +299,17 @@ fn fallback_scope(ctx: &mut Ctx) -> Result<(), Stop> {
         let got = std::fs::read(fs.path(name));
         let got = match got {
             Ok(g) => g,
-            // libfuse's passthrough_hp serves no file across a mount point in {source}.
+            // libfuse's passthrough_hp serves no file across a mount point in {source}
+            // (EOPNOTSUPP): a choice. EIO is no choice: the open the kernel was answered
+            // failed, which after a refused BACKING_OPEN means the server did not fall back.
             Err(e) => {
                 let errno = crate::sys::outcome(&Err::<(), _>(crate::fuse::errno(&e)));
+                if errno == "EIO" {
+                    return Err(Stop::Broken(format!(
+                        "reading {name} gives EIO: after a refused BACKING_OPEN the server's \
+                         open reply failed instead of falling back to serving the file"
+                    )));
+                }
                 return Err(Stop::Skip(format!(
                     "the server does not serve a file on another mount inside {{source}}: \
                      reading {name} gives {errno}"
@@ -485,5 +519,325 @@ fn unmount_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.expect("umount_lazy", crate::sys::outcome(&lazy), "ok");
     io_outcomes(ctx, &file, None);
     drop(file);
+    Ok(())
+}
+
+/// The files of the many-files cases: names, and bytes derived from each name, so that no
+/// two files agree at any offset.
+fn named_files(sizes: &[(&str, usize)]) -> Vec<(String, Vec<u8>)> {
+    sizes
+        .iter()
+        .map(|&(name, len)| (name.to_string(), pattern(seed_of(name), len)))
+        .collect()
+}
+
+/// A seed from a file's name.
+fn seed_of(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Where `got` first differs from `want`, as a reason: "file b: ... at offset N".
+fn first_difference(name: &str, what: &str, got: &[u8], want: &[u8]) -> Option<String> {
+    if got == want {
+        return None;
+    }
+    let at = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    Some(format!(
+        "file {name}: {what} differs from its own bytes at offset {at} ({} bytes read, {} expected)",
+        got.len(),
+        want.len()
+    ))
+}
+
+/// Read `file` whole from offset 0.
+fn read_all(file: &File, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        match file.read_at(&mut buf[done..], done as u64)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
+/// Open `name` through the mount; a failure is the server's (its open reply), named with
+/// the file and the errno.
+fn open_through(
+    fs: &dyn crate::case::subject::Subject,
+    name: &str,
+    write: bool,
+) -> Result<File, Stop> {
+    File::options()
+        .read(true)
+        .write(write)
+        .open(fs.path(name))
+        .map_err(|e| {
+            let errno = rustix::io::Errno::from_io_error(&e)
+                .map_or_else(|| e.to_string(), crate::sys::errno_name);
+            Stop::Broken(format!(
+                "file {name}: open through the mount failed: {errno}"
+            ))
+        })
+}
+
+/// Forget the kernel's unused dentries and inodes (FORGET for the server's), and give the
+/// server a moment to act on them.
+fn forget_inodes() {
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "2");
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+fn many_files(ctx: &mut Ctx) -> Result<(), Stop> {
+    let files = named_files(&[
+        ("a", 70_001),
+        ("b", 130_000),
+        ("c", 3 * 4096 + 5),
+        ("d", 200_000),
+        ("e", 50_000),
+    ]);
+    let (fs, source) = ctx.io_files(&files)?;
+    let want = |n: &str| {
+        files
+            .iter()
+            .find(|(f, _)| f == n)
+            .map(|(_, b)| b.clone())
+            .unwrap()
+    };
+    let mut wrong: Vec<String> = Vec::new();
+    let compare = |wrong: &mut Vec<String>, name: &str, what: &str, got: &[u8], want: &[u8]| {
+        if let Some(why) = first_difference(name, what, got, want) {
+            wrong.push(why);
+        }
+    };
+
+    // Three files alive at once, opened and read in an interleaved order, chunk by chunk.
+    let order = ["c", "a", "b"];
+    let open: Vec<File> = order
+        .iter()
+        .map(|n| open_through(&*fs, n, true))
+        .collect::<Result<_, _>>()?;
+    let mut got: Vec<Vec<u8>> = vec![Vec::new(); order.len()];
+    let chunk = 16 * 1024;
+    for round in 0.. {
+        let mut any = false;
+        for (i, f) in open.iter().enumerate() {
+            let mut buf = vec![0u8; chunk];
+            let n = f.read_at(&mut buf, (round * chunk) as u64)?;
+            got[i].extend_from_slice(&buf[..n]);
+            any |= n > 0;
+        }
+        if !any {
+            break;
+        }
+    }
+    for (i, name) in order.iter().enumerate() {
+        compare(
+            &mut wrong,
+            name,
+            "read while three files were open",
+            &got[i],
+            &want(name),
+        );
+    }
+    // Writes through each open file, each its own bytes.
+    let mut expected: Vec<(String, Vec<u8>)> = files.clone();
+    for (i, name) in order.iter().enumerate() {
+        let data = pattern(seed_of(name) ^ 0x5555, 5000 + 1000 * i);
+        let off = 4096 * (i + 1) - 7;
+        open[i].write_all_at(&data, off as u64)?;
+        let e = &mut expected.iter_mut().find(|(n, _)| n == name).unwrap().1;
+        if e.len() < off + data.len() {
+            e.resize(off + data.len(), 0);
+        }
+        e[off..off + data.len()].copy_from_slice(&data);
+    }
+    drop(open);
+
+    // Another inode opened and closed, then one of the first reopened.
+    let d = open_through(&*fs, "d", false)?;
+    compare(
+        &mut wrong,
+        "d",
+        "read after three others were closed",
+        &read_all(&d, want("d").len() + 1)?,
+        &want("d"),
+    );
+    drop(d);
+    let b_expected = expected.iter().find(|(n, _)| n == "b").unwrap().1.clone();
+    let b = open_through(&*fs, "b", false)?;
+    compare(
+        &mut wrong,
+        "b",
+        "read when reopened after d",
+        &read_all(&b, b_expected.len() + 1)?,
+        &b_expected,
+    );
+    drop(b);
+
+    // A hard link made in {source}: through the mount it is the same bytes.
+    std::fs::hard_link(source.join("a"), source.join("a_link"))?;
+    let a_expected = expected.iter().find(|(n, _)| n == "a").unwrap().1.clone();
+    match open_through(&*fs, "a_link", false) {
+        Ok(link) => compare(
+            &mut wrong,
+            "a_link",
+            "read through a hard link of a",
+            &read_all(&link, a_expected.len() + 1)?,
+            &a_expected,
+        ),
+        Err(Stop::Broken(why)) => wrong.push(format!("{why} (a hard link of a)")),
+        Err(other) => return Err(other),
+    }
+
+    // The kernel forgets the inodes; c is looked up and opened again.
+    forget_inodes();
+    let c_expected = expected.iter().find(|(n, _)| n == "c").unwrap().1.clone();
+    let c = open_through(&*fs, "c", false)?;
+    compare(
+        &mut wrong,
+        "c",
+        "read after its inode was forgotten and looked up again",
+        &read_all(&c, c_expected.len() + 1)?,
+        &c_expected,
+    );
+    drop(c);
+
+    // e replaced in {source} (a new file renamed over it); once the kernel has forgotten the
+    // inode, an open through the mount reads the new file, not the one replaced.
+    let e = open_through(&*fs, "e", false)?;
+    compare(
+        &mut wrong,
+        "e",
+        "read before it was replaced",
+        &read_all(&e, 50_001)?,
+        &want("e"),
+    );
+    drop(e);
+    let replacement = pattern(seed_of("e") ^ 0xaaaa, 40_000);
+    std::fs::write(source.join("e.new"), &replacement)?;
+    std::fs::rename(source.join("e.new"), source.join("e"))?;
+    forget_inodes();
+    let e = open_through(&*fs, "e", false)?;
+    compare(
+        &mut wrong,
+        "e",
+        "read after it was replaced in {source}",
+        &read_all(&e, 40_001)?,
+        &replacement,
+    );
+    drop(e);
+    let expected: Vec<(String, Vec<u8>)> = expected
+        .into_iter()
+        .map(|(n, b)| {
+            if n == "e" {
+                (n, replacement.clone())
+            } else {
+                (n, b)
+            }
+        })
+        .collect();
+
+    // After every close, {source} holds what was written through the mount, file by file.
+    for (name, bytes) in &expected {
+        let on_disk = std::fs::read(source.join(name))?;
+        if let Some(why) = first_difference(name, "{source} after the close", &on_disk, bytes) {
+            ctx.require(false, why);
+        }
+    }
+    ctx.observe("files", files.len());
+    ctx.check(wrong.is_empty(), wrong.join("; "));
+    ctx.expect_bypassed(&*fs);
+    Ok(())
+}
+
+/// Blocks of `dir`'s file system in use, in KiB.
+fn used_kib(dir: &std::path::Path) -> Result<u64, Stop> {
+    let st = rustix::fs::statfs(dir)?;
+    Ok((st.f_blocks - st.f_bfree) * st.f_bsize as u64 / 1024)
+}
+
+/// The KiB of deleted files under `source` that the server process itself still has open.
+fn held_by_server(pid: Option<u32>, source: &std::path::Path) -> u64 {
+    let Some(pid) = pid else { return 0 };
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut kib = 0;
+    for fd in fds.flatten() {
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        let text = target.to_string_lossy();
+        if !(target.starts_with(source) && text.ends_with(" (deleted)")) {
+            continue;
+        }
+        if let Ok(meta) = std::fs::metadata(fd.path()) {
+            use std::os::unix::fs::MetadataExt;
+            if seen.insert(meta.ino()) {
+                kib += meta.blocks() * 512 / 1024;
+            }
+        }
+    }
+    kib
+}
+
+fn backing_ids_released(ctx: &mut Ctx) -> Result<(), Stop> {
+    let names = ["f0", "f1", "f2", "f3"];
+    let files = named_files(&names.map(|n| (n, 256 * 1024)));
+    let (fs, source) = ctx.io_files(&files)?;
+    let files_kib = files.len() as u64 * 256;
+    // What a tmpfs holding none of the files uses.
+    let bare = used_kib(&source)?.saturating_sub(files_kib);
+    // Open and close each file three times, reading through it.
+    for _ in 0..3 {
+        for (name, bytes) in &files {
+            let f = open_through(&*fs, name, false)?;
+            let got = read_all(&f, bytes.len())?;
+            ctx.check(
+                got == *bytes,
+                format!("file {name}: read through the mount differs"),
+            );
+        }
+    }
+    // Closed; the kernel forgets the inodes (FORGET); the files leave {source}. Their blocks
+    // come back unless something still holds them: the server's own open files (its
+    // business until FORGET, and seen in /proc), or the kernel, for a backing id the
+    // server never closed.
+    forget_inodes();
+    for name in names {
+        std::fs::remove_file(source.join(name))?;
+    }
+    let (mut by_kernel, mut by_server) = (0, 0);
+    for _ in 0..30 {
+        let still = used_kib(&source)?.saturating_sub(bare);
+        by_server = held_by_server(fs.server_pid(), &source);
+        by_kernel = still.saturating_sub(by_server);
+        if by_kernel == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ctx.observe("held_by_server_kib", by_server);
+    ctx.require(
+        by_kernel == 0,
+        format!(
+            "{by_kernel} KiB of its files, closed, forgotten and unlinked from {{source}}, are \
+             still held by the kernel: the server keeps backing ids it no longer needs \
+             (BACKING_OPEN without BACKING_CLOSE)"
+        ),
+    );
+    // The second witness, where kprobe events count the ioctls: they balance.
+    ctx.balance_backing_ids = true;
+    ctx.expect_bypassed(&*fs);
     Ok(())
 }

@@ -58,10 +58,14 @@ const VALIDATE_COUNTS: [&str; 3] = [key::READ_REQUESTS, key::WRITE_REQUESTS, key
 /// how many backing ids it closed itself, which after a kill or an unmount under it depend on
 /// which of its threads saw the end first.
 /// Whether a bind under `{source}` came off before the server forgot its inodes is timing too.
-const VALIDATE_DROPPED: [&str; 3] = [
+const VALIDATE_DROPPED: [&str; 6] = [
     key::SERVER_EXIT_CODE,
     key::BACKING_CLOSES,
     key::UNBIND_STACKED,
+    // The witness's counts are results.json's; its refused closes make a verdict.
+    key::WITNESS_BACKING_OPENS,
+    key::WITNESS_BACKING_CLOSES,
+    key::WITNESS_BACKING_CLOSE_ERRORS,
 ];
 
 /// What a validate snapshot keeps of a path the server served itself. Its READ and WRITE

@@ -3,6 +3,9 @@
 //! INIT, one `BackingId` per inode shared by its opens (`ReplyOpen::open_backing`,
 //! `opened_passthrough`), dropped (BACKING_CLOSE) with the inode's last release. Where the
 //! kernel refuses a backing file (ELOOP, EPERM) that one file is served by READ and WRITE.
+//!
+//! `fuser-mirror --bug NAME SOURCE MOUNTPOINT` plants one bug of the kind a library could
+//! ship ([`Bug`]): the harness's broken-server suite, each of which validation must fail.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -27,19 +30,110 @@ struct State {
     paths: HashMap<u64, PathBuf>,
     inodes: HashMap<PathBuf, u64>,
     /// One backing id per inode while any of its opens holds it.
-    backing: HashMap<u64, Weak<BackingId>>,
+    backing: HashMap<u64, Weak<Shared>>,
     open: HashMap<u64, Open>,
     next_fh: u64,
+    /// `--bug wrong-backing`: the last inode opened, and its path.
+    last_opened: Option<(u64, PathBuf)>,
+    /// `--bug never-close`: every backing id ever opened, held for ever.
+    leaked: Vec<Arc<Shared>>,
+    /// `--bug stale-backing`: each inode's first backing id, held and reused for ever.
+    stale: HashMap<u64, Arc<Shared>>,
+    /// `--bug close-reuse`: the last id closed right after its reply, and its inode.
+    closed_early: Option<(u32, u64)>,
 }
 
 struct Open {
     file: File,
     /// Held while this open is passed through; the last drop closes the backing id.
-    _backing: Option<Arc<BackingId>>,
+    _backing: Option<Arc<Shared>>,
+}
+
+/// A backing id shared by an inode's opens.
+struct Shared {
+    id: BackingId,
+    /// `--bug close-twice`: a second wrapper of the same id, closed with it.
+    _twin: Option<BackingId>,
+}
+
+/// How an open is answered.
+enum Backing {
+    /// Served by READ and WRITE.
+    Served,
+    /// Passed through with an id its opens hold.
+    Held(Arc<Shared>),
+    /// Passed through with an id nobody holds (a bug's): closed after the reply when the
+    /// flag says so, else let go of unclosed.
+    Loose(BackingId, bool),
+}
+
+impl Backing {
+    fn id(&self) -> Option<&BackingId> {
+        match self {
+            Backing::Served => None,
+            Backing::Held(shared) => Some(&shared.id),
+            Backing::Loose(id, _) => Some(id),
+        }
+    }
+
+    /// After the reply: a loose id is closed, or let go of without a BACKING_CLOSE.
+    fn after_reply(self) {
+        if let Backing::Loose(id, close) = self {
+            if close {
+                drop(id);
+            } else {
+                id.into_raw();
+            }
+        }
+    }
+}
+
+/// The bugs `--bug` plants; validation must fail each.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Bug {
+    None,
+    /// The backing file handed to the kernel is the previous other inode's file.
+    WrongBacking,
+    /// Backing ids are never closed (BACKING_CLOSE never sent).
+    NeverClose,
+    /// One backing id per inode for the server's whole run, reused after the file was
+    /// replaced in SOURCE (and never closed).
+    StaleBacking,
+    /// SETATTR with a size is acknowledged, the file left as it was.
+    IgnoreTruncate,
+    /// Every backing id is closed twice (the second BACKING_CLOSE fails).
+    CloseTwice,
+    /// A backing id is closed right after the open reply, while its file is open, and its
+    /// number is then given to another inode's open.
+    CloseReuse,
+    /// Where BACKING_OPEN is refused, the open is answered FOPEN_PASSTHROUGH with id 0.
+    RefusedZeroId,
+    /// FOPEN_KEEP_CACHE in the open reply together with FOPEN_PASSTHROUGH.
+    KeepCache,
+    /// Writable opens are served, not passed through, and WRITE is acknowledged unwritten.
+    DropWrites,
+}
+
+impl Bug {
+    fn parse(name: &str) -> Option<Bug> {
+        Some(match name {
+            "wrong-backing" => Bug::WrongBacking,
+            "never-close" => Bug::NeverClose,
+            "stale-backing" => Bug::StaleBacking,
+            "ignore-truncate" => Bug::IgnoreTruncate,
+            "close-twice" => Bug::CloseTwice,
+            "close-reuse" => Bug::CloseReuse,
+            "refused-zero-id" => Bug::RefusedZeroId,
+            "keep-cache" => Bug::KeepCache,
+            "drop-writes" => Bug::DropWrites,
+            _ => return None,
+        })
+    }
 }
 
 struct Mirror {
     passthrough: bool,
+    bug: Bug,
     state: Mutex<State>,
 }
 
@@ -88,41 +182,100 @@ impl Mirror {
     }
 
     /// Open `path` for `ino` and, where the session negotiated passthrough, its backing id.
+    /// `wrap` makes a `BackingId` of a raw id number (what some bugs need).
     fn open_file(
         &self,
         ino: u64,
         file: File,
+        writable: bool,
         open_backing: impl FnOnce(&File) -> std::io::Result<BackingId>,
-    ) -> (u64, Option<Arc<BackingId>>) {
+        wrap: impl Fn(u32) -> BackingId,
+    ) -> (u64, Backing) {
         let mut s = self.state.lock().unwrap();
-        let backing = if self.passthrough {
-            match s.backing.get(&ino).and_then(Weak::upgrade) {
-                Some(id) => Some(id),
-                None => match open_backing(&file) {
-                    Ok(id) => {
-                        let id = Arc::new(id);
-                        s.backing.insert(ino, Arc::downgrade(&id));
-                        Some(id)
-                    }
-                    Err(e) => {
-                        eprintln!("fuser-mirror: BACKING_OPEN failed ({e}): serving inode {ino}");
-                        None
-                    }
-                },
+        let path = s.paths.get(&ino).cloned().unwrap_or_default();
+        // What the kernel is handed as the backing file: the open's own file, but for a bug.
+        let backing_file = match self.bug {
+            Bug::WrongBacking => match &s.last_opened {
+                Some((other, p)) if *other != ino => File::open(p).ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        if self.bug == Bug::WrongBacking {
+            s.last_opened = Some((ino, path));
+        }
+        let served = self.bug == Bug::DropWrites && writable;
+        let held = s
+            .stale
+            .get(&ino)
+            .cloned()
+            .or_else(|| s.backing.get(&ino).and_then(Weak::upgrade));
+        let backing = match (self.passthrough && !served, held) {
+            (false, _) => Backing::Served,
+            (true, Some(shared)) => Backing::Held(shared),
+            (true, None) if self.bug == Bug::CloseReuse && s.closed_early.is_some_and(|(_, i)| i != ino) => {
+                let (raw, _) = s.closed_early.expect("checked");
+                Backing::Loose(wrap(raw), false)
             }
-        } else {
-            None
+            (true, None) => match open_backing(backing_file.as_ref().unwrap_or(&file)) {
+                Ok(id) if self.bug == Bug::CloseReuse => {
+                    let raw = id.into_raw();
+                    s.closed_early = Some((raw, ino));
+                    Backing::Loose(wrap(raw), true)
+                }
+                Ok(id) => {
+                    let shared = match self.bug {
+                        Bug::CloseTwice => {
+                            let raw = id.into_raw();
+                            Shared {
+                                id: wrap(raw),
+                                _twin: Some(wrap(raw)),
+                            }
+                        }
+                        _ => Shared { id, _twin: None },
+                    };
+                    let shared = Arc::new(shared);
+                    s.backing.insert(ino, Arc::downgrade(&shared));
+                    if self.bug == Bug::NeverClose {
+                        s.leaked.push(Arc::clone(&shared));
+                    }
+                    if self.bug == Bug::StaleBacking {
+                        s.stale.insert(ino, Arc::clone(&shared));
+                    }
+                    Backing::Held(shared)
+                }
+                Err(e) if self.bug == Bug::RefusedZeroId => {
+                    eprintln!("fuser-mirror: BACKING_OPEN failed ({e}): answering id 0");
+                    Backing::Loose(wrap(0), false)
+                }
+                Err(e) => {
+                    eprintln!("fuser-mirror: BACKING_OPEN failed ({e}): serving inode {ino}");
+                    Backing::Served
+                }
+            },
         };
         s.next_fh += 1;
         let fh = s.next_fh;
+        let kept = match &backing {
+            Backing::Held(shared) => Some(Arc::clone(shared)),
+            _ => None,
+        };
         s.open.insert(
             fh,
             Open {
                 file,
-                _backing: backing.clone(),
+                _backing: kept,
             },
         );
         (fh, backing)
+    }
+
+    /// The open reply's flags beside FOPEN_PASSTHROUGH.
+    fn open_flags(&self) -> FopenFlags {
+        match self.bug {
+            Bug::KeepCache => FopenFlags::FOPEN_KEEP_CACHE,
+            _ => FopenFlags::empty(),
+        }
     }
 
     fn with_file<T>(&self, fh: FileHandle, f: impl FnOnce(&File) -> T) -> Result<T, Errno> {
@@ -191,7 +344,7 @@ impl Filesystem for Mirror {
         reply: ReplyAttr,
     ) {
         let result = self.path(ino).and_then(|p| {
-            if let Some(size) = size {
+            if let (Some(size), false) = (size, self.bug == Bug::IgnoreTruncate) {
                 File::options()
                     .write(true)
                     .open(&p)
@@ -228,11 +381,17 @@ impl Filesystem for Mirror {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
-        let (fh, backing) = self.open_file(ino.0, file, |f| reply.open_backing(f));
-        match backing {
-            Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
+        let writable = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
+        // SAFETY (wrap): a bug's deliberate misuse of raw ids; the kernel checks every id it
+        // is given, which is what the broken-server suite tests.
+        let wrap = |raw| unsafe { reply.wrap_backing(raw) };
+        let (fh, backing) =
+            self.open_file(ino.0, file, writable, |f| reply.open_backing(f), wrap);
+        match backing.id() {
+            Some(id) => reply.opened_passthrough(FileHandle(fh), self.open_flags(), id),
             None => reply.opened(FileHandle(fh), FopenFlags::empty()),
         }
+        backing.after_reply();
     }
 
     fn create(
@@ -262,19 +421,23 @@ impl Filesystem for Mirror {
             Ok(m) => m,
             Err(e) => return reply.error(e),
         };
-        let (fh, backing) = self.open_file(ino, file, |f| reply.open_backing(f));
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        // SAFETY (wrap): as in `open`.
+        let wrap = |raw| unsafe { reply.wrap_backing(raw) };
+        let (fh, backing) = self.open_file(ino, file, writable, |f| reply.open_backing(f), wrap);
         let a = attr(ino, &meta);
-        match backing {
+        match backing.id() {
             Some(id) => reply.created_passthrough(
                 &TTL,
                 &a,
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::empty(),
-                &id,
+                self.open_flags(),
+                id,
             ),
             None => reply.created(&TTL, &a, Generation(0), FileHandle(fh), FopenFlags::empty()),
         }
+        backing.after_reply();
     }
 
     fn read(
@@ -308,6 +471,9 @@ impl Filesystem for Mirror {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if self.bug == Bug::DropWrites {
+            return reply.written(data.len() as u32);
+        }
         match self.with_file(fh, |f| f.write_at(data, offset)) {
             Ok(Ok(n)) => reply.written(n as u32),
             Ok(Err(e)) => reply.error(errno(e)),
@@ -393,15 +559,29 @@ impl Filesystem for Mirror {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, source, mountpoint] = &args[..] else {
-        eprintln!("usage: fuser-mirror SOURCE MOUNTPOINT");
-        std::process::exit(2);
+    let (bug, source, mountpoint) = match &args[..] {
+        [_, source, mountpoint] => (Bug::None, source, mountpoint),
+        [_, flag, name, source, mountpoint] if flag == "--bug" => match Bug::parse(name) {
+            Some(bug) => (bug, source, mountpoint),
+            None => {
+                eprintln!("fuser-mirror: unknown bug {name}");
+                std::process::exit(2);
+            }
+        },
+        _ => {
+            eprintln!("usage: fuser-mirror [--bug NAME] SOURCE MOUNTPOINT");
+            std::process::exit(2);
+        }
     };
+    if bug != Bug::None {
+        eprintln!("fuser-mirror: planted bug: {bug:?}");
+    }
     let mut state = State::default();
     state.paths.insert(1, PathBuf::from(source));
     state.inodes.insert(PathBuf::from(source), 1);
     let fs = Mirror {
         passthrough: false,
+        bug,
         state: Mutex::new(state),
     };
     let mut config = fuser::Config::default();

@@ -36,6 +36,15 @@ pub fn fixture(dir: &str, library: &str, cache: &Path) -> Result<Spec> {
     })
 }
 
+/// The backing-id witness (`targets/backing-witness`, an `LD_PRELOAD` library), built into
+/// the cache: its path.
+pub fn witness(cache: &Path) -> Result<PathBuf> {
+    let dir = crate::env::cache::workspace_root().join("targets/backing-witness");
+    let target_dir = cache.join("targets/backing-witness/target");
+    build(&dir, &target_dir, &[], "the backing-id witness")?;
+    Ok(target_dir.join("release/libbacking_witness.so"))
+}
+
 /// fuser's `examples/passthrough.rs` as its authors wrote it: one file, `passthrough`,
 /// backed by `/etc/profile`. Its crate pins a toolchain (`rust-toolchain`) that cannot be
 /// installed here; the copy built is the crate without that file, with the installed stable.

@@ -56,12 +56,106 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ),
 ];
 
+/// One server of the broken-server suite: fuser-mirror with one bug planted
+/// (`--bug NAME`), the kind of bug a library could ship, and what validation must say.
+#[derive(Debug, Clone, Copy)]
+pub struct Broken {
+    /// The target's name (`cargo xtask validate --server broken-wrong-backing`).
+    pub name: &'static str,
+    /// fuser-mirror's `--bug`.
+    pub bug: &'static str,
+    /// The bug, in a sentence.
+    pub what: &'static str,
+    /// The validate case that must fail on it.
+    pub caught_by: &'static str,
+    /// Words the failed verdict's reason must hold: the bug named, not any failure.
+    pub reason: &'static str,
+}
+
+/// The broken-server suite: validation's own mutation score. `cargo xtask test` validates
+/// each on the host and requires its case to fail for its reason.
+pub const BROKEN: &[Broken] = &[
+    Broken {
+        name: "broken-wrong-backing",
+        bug: "wrong-backing",
+        what: "hands the kernel the previous other inode's file as an open's backing file",
+        caught_by: "validate.many_files",
+        reason: "differs from its own bytes",
+    },
+    Broken {
+        name: "broken-never-close",
+        bug: "never-close",
+        what: "never closes a backing id (no BACKING_CLOSE after the last release)",
+        caught_by: "validate.backing_ids_released",
+        reason: "still held by the kernel",
+    },
+    Broken {
+        name: "broken-stale-backing",
+        bug: "stale-backing",
+        what: "keeps each inode's first backing id and reuses it after the file was replaced",
+        caught_by: "validate.many_files",
+        reason: "file e: read after it was replaced in {source}",
+    },
+    Broken {
+        name: "broken-ignore-truncate",
+        bug: "ignore-truncate",
+        what: "acknowledges SETATTR with a size without truncating the file",
+        caught_by: "validate.truncate_then_read",
+        reason: "backing_size",
+    },
+    Broken {
+        name: "broken-keep-cache",
+        bug: "keep-cache",
+        what: "answers FOPEN_KEEP_CACHE together with FOPEN_PASSTHROUGH",
+        caught_by: "validate.many_files",
+        reason: "open through the mount failed: EIO",
+    },
+    Broken {
+        name: "broken-close-twice",
+        bug: "close-twice",
+        what: "closes every backing id twice",
+        caught_by: "validate.many_files",
+        reason: "a BACKING_CLOSE of the server failed",
+    },
+    Broken {
+        name: "broken-close-reuse",
+        bug: "close-reuse",
+        what: "closes a backing id right after the open reply, while its file is open, and \
+               gives its number to another inode's open",
+        caught_by: "validate.many_files",
+        reason: "open through the mount failed: EIO",
+    },
+    Broken {
+        name: "broken-refused-zero-id",
+        bug: "refused-zero-id",
+        what: "answers FOPEN_PASSTHROUGH with backing id 0 where BACKING_OPEN was refused",
+        caught_by: "validate.fallback_scope",
+        reason: "EIO",
+    },
+    Broken {
+        name: "broken-drop-writes",
+        bug: "drop-writes",
+        what: "serves writable opens itself and acknowledges WRITE without writing",
+        caught_by: "validate.many_files",
+        reason: "{source} after the close differs",
+    },
+];
+
 /// How long a server may take to mount.
 const MOUNT_TIMEOUT_SECS: u64 = 10;
 
-/// The server `server` names (a built-in target or a path), with `args` as its argument
-/// template (a path's default: `{source} {mountpoint}`).
+/// The server `server` names (a built-in target, a broken one, or a path), with `args` as
+/// its argument template (a path's default: `{source} {mountpoint}`), and the backing-id
+/// witness the agent preloads into it.
 pub fn resolve(server: &str, args: &[String], cache: &Path) -> Result<Spec> {
+    let spec = resolve_server(server, args, cache)?;
+    Ok(Spec {
+        witness: Some(cargo::witness(cache)?.to_string_lossy().into_owned()),
+        ..spec
+    })
+}
+
+fn resolve_server(server: &str, args: &[String], cache: &Path) -> Result<Spec> {
     let built_in = match server {
         "libfuse" => Some(libfuse::target(server, "sid", cache)),
         "libfuse-3.17" => Some(libfuse::target(server, "trixie", cache)),
@@ -72,6 +166,20 @@ pub fn resolve(server: &str, args: &[String], cache: &Path) -> Result<Spec> {
         "fuse-backend-rs" => Some(cargo::fixture("fuse-backend-rs", "fuse-backend-rs", cache)),
         _ => None,
     };
+    if let Some(broken) = BROKEN.iter().find(|b| b.name == server) {
+        let mirror = cargo::fixture("fuser-mirror", "fuser", cache)?;
+        return Ok(Spec {
+            target: broken.name.into(),
+            version: format!(
+                "{} with --bug {}: {}",
+                mirror.version, broken.bug, broken.what
+            ),
+            args: ["--bug", broken.bug, SOURCE, MOUNTPOINT]
+                .map(String::from)
+                .to_vec(),
+            ..mirror
+        });
+    }
     if let Some(spec) = built_in {
         let mut spec = spec?;
         if !args.is_empty() {
@@ -80,7 +188,11 @@ pub fn resolve(server: &str, args: &[String], cache: &Path) -> Result<Spec> {
         return Ok(spec);
     }
     if !server.contains('/') && !Path::new(server).exists() {
-        let known: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+        let known: Vec<&str> = BUILT_IN
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(BROKEN.iter().map(|b| b.name))
+            .collect();
         return Err(Error::UnknownTarget {
             name: server.into(),
             known: known.join(", "),
@@ -126,6 +238,7 @@ fn spec(server: &Path, args: Vec<String>) -> Spec {
         mount_timeout_secs: MOUNT_TIMEOUT_SECS,
         fixed_file: None,
         passthrough_off_args: None,
+        witness: None,
     }
 }
 
