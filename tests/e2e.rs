@@ -578,6 +578,45 @@ fn every_broken_server_fails_for_its_own_reason() {
     assert!(harness::validate::targets::BROKEN.len() >= 8);
 }
 
+/// `--expect passthrough`: libfuse with its passthrough switched off (`--nopassthrough`, as a
+/// release that lost it would behave) passes every verdict (only its snapshot differs: exit
+/// 3), and with the expectation fails every path its snapshot has passed through (exit 1).
+#[test]
+fn expect_passthrough_fails_a_library_that_stopped_passing_through() {
+    let args = [
+        "validate",
+        "--server",
+        "libfuse",
+        "--kernel",
+        "host",
+        "--case",
+        "validate.round_trip",
+        "--case",
+        "validate.many_files",
+    ];
+    let off = [
+        "--",
+        "{source}",
+        "{mountpoint}",
+        "--foreground",
+        "--nopassthrough",
+    ];
+    let plain = e2e::xtask(&[&args[..], &off[..]].concat());
+    assert_eq!(plain.code, 3, "{}{}", plain.stdout, plain.stderr);
+    assert!(plain.stdout.contains("2 cases: 2 pass"), "{}", plain.stdout);
+    let expecting = e2e::xtask(&[&args[..], &["--expect", "passthrough"], &off[..]].concat());
+    let out = &expecting.stdout;
+    assert_eq!(expecting.code, 1, "{out}{}", expecting.stderr);
+    assert!(
+        out.contains("no longer passed through (--expect passthrough): validate.round_trip, validate.many_files"),
+        "{out}"
+    );
+    assert!(
+        out.contains("but passed through in validate/libfuse-host-"),
+        "{out}"
+    );
+}
+
 /// A server that dies during a case (here libfuse's, killed with SIGSEGV once it has
 /// mounted): that case is a crash with the signal, the next are not reached.
 #[test]

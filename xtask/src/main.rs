@@ -57,6 +57,10 @@ enum Cmd {
         /// Write the observations as the snapshot of this target and kernel series.
         #[arg(long)]
         bless: bool,
+        /// `passthrough`: every I/O path the target's snapshot has passed through must stay
+        /// passed through; one the server now serves itself is a failed verdict.
+        #[arg(long, value_enum)]
+        expect: Option<ExpectArg>,
         #[command(flatten)]
         reports: Reports,
         /// The server's arguments after `--`; `{source}` and `{mountpoint}` are filled in.
@@ -459,9 +463,10 @@ fn dispatch(cli: Cli) -> i32 {
             kernels,
             cases,
             bless,
+            expect,
             reports,
             args,
-        } => validate(&server, &kernels, &cases, bless, &reports, &args),
+        } => validate(&server, &kernels, &cases, bless, expect, &reports, &args),
         Cmd::Test { full } => test(full),
         Cmd::Bench {
             matrix: true,
@@ -646,11 +651,19 @@ fn print_settled(run: &Run, settled: &Settled) {
     }
 }
 
+/// What `validate --expect` holds a target to.
+#[derive(Clone, Copy, ValueEnum)]
+enum ExpectArg {
+    /// Every path passed through in the target's snapshot stays passed through.
+    Passthrough,
+}
+
 fn validate(
     server: &str,
     kernels: &[String],
     cases: &[String],
     bless: bool,
+    expect: Option<ExpectArg>,
     reports: &Reports,
     args: &[String],
 ) -> i32 {
@@ -680,10 +693,23 @@ fn validate(
             table::totals(&run.results)
         );
     });
-    let runs = match runs {
+    let mut runs = match runs {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
+    if let Some(ExpectArg::Passthrough) = expect {
+        for run in &mut runs {
+            match harness::validate::expect_passthrough(run) {
+                Ok(failed) if !failed.is_empty() => println!(
+                    "{}: no longer passed through (--expect passthrough): {}",
+                    run.kernel_release,
+                    failed.join(", ")
+                ),
+                Ok(_) => {}
+                Err(e) => return fail(&e),
+            }
+        }
+    }
     println!();
     print!("{}", harness::validate::table(&spec, &runs));
     let mut differs = false;

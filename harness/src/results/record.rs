@@ -207,8 +207,9 @@ pub fn assemble(
     }
 }
 
-/// results.json, findings.json (VM runs) and summary.txt, beside the logs.
-fn save(run: &Run) -> Result<()> {
+/// results.json, findings.json (VM runs) and summary.txt, beside the logs (again, after a
+/// host-side expectation changed a verdict).
+pub fn save(run: &Run) -> Result<()> {
     if !run.mode.is_host() {
         let findings: Vec<_> = run
             .findings

@@ -135,6 +135,12 @@ pub fn body(file_text: &str) -> &str {
 }
 
 /// Rendered text split into case blocks.
+/// The case blocks of the snapshot `name` (case -> its lines), or None where there is none.
+pub fn load(name: &str) -> Option<BTreeMap<String, String>> {
+    let file = std::fs::read_to_string(path(name)).ok()?;
+    Some(blocks(body(&file)))
+}
+
 fn blocks(text: &str) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     let mut current = None;

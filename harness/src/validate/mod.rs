@@ -41,6 +41,48 @@ pub fn validate(spec: &Spec, requests: &[Request], each: &mut dyn FnMut(&Run)) -
     Ok(runs)
 }
 
+/// `--expect passthrough`: every path the target's snapshot for this kernel series (its
+/// last known good run) has passed through (`read_requests: 0`, `write_requests: 0`) must
+/// be passed through again; a path the server now served itself becomes a failed verdict,
+/// so that a regression in a library release fails instead of changing a word of the table.
+/// Returns the cases it failed; results.json is written again. A run without a snapshot, or
+/// a case whose requests this kernel cannot count, is not judged.
+pub fn expect_passthrough(run: &mut Run) -> Result<Vec<String>> {
+    use crate::results::snapshot;
+    let name = snapshot::name_of(run);
+    let Some(known) = snapshot::load(&name) else {
+        return Ok(Vec::new());
+    };
+    let through = |block: &str| {
+        [key::READ_REQUESTS, key::WRITE_REQUESTS]
+            .iter()
+            .all(|k| block.lines().any(|l| l.trim() == format!("{k}: 0")))
+    };
+    let mut failed = Vec::new();
+    for r in &mut run.results {
+        let Some(block) = known.get(&r.case) else {
+            continue;
+        };
+        let count = |k: &str| r.observations.get(k).and_then(|v| v.as_u64());
+        let (Some(reads), Some(writes)) = (count(key::READ_REQUESTS), count(key::WRITE_REQUESTS))
+        else {
+            continue;
+        };
+        if through(block) && reads + writes > 0 && r.verdict.is_ok() {
+            r.verdict = Verdict::Fail;
+            r.reason = format!(
+                "served by the server ({reads} READ, {writes} WRITE), but passed through in \
+                 {name}, its last known good run (--expect passthrough)"
+            );
+            failed.push(r.case.clone());
+        }
+    }
+    if !failed.is_empty() {
+        crate::results::record::save(run)?;
+    }
+    Ok(failed)
+}
+
 /// How one validate case went on one kernel, for the table: where its I/O went, from the
 /// READ and WRITE requests the kernel sent over the server's whole run.
 fn path_cell(r: &proto::CaseResult) -> String {
