@@ -617,6 +617,84 @@ fn expect_passthrough_fails_a_library_that_stopped_passing_through() {
     );
 }
 
+/// libfuse 3.18's own test suite (`test/run-tests.py`) on this machine's kernel: every test
+/// a result of its own (`libfuse_suite.*`), read back from the KTAP report by kunit.py's
+/// parser like ours. Debian's kernels run it in the full tier (`validate_library_suite_in_a_vm`).
+#[test]
+fn libfuse_own_suite_on_the_host_kernel() {
+    let out = e2e::xtask(&[
+        "validate",
+        "--server",
+        "libfuse",
+        "--kernel",
+        "host",
+        "--case",
+        "validate.library_suite",
+        "--report",
+        "ktap,junit",
+    ]);
+    let text = &out.stdout;
+    assert!(
+        text.contains("the library's own tests"),
+        "{text}{}",
+        out.stderr
+    );
+    let run = text
+        .lines()
+        .find_map(|l| l.strip_prefix("artifacts: "))
+        .map(std::path::PathBuf::from)
+        .expect("artifacts line");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let suite: Vec<&serde_json::Value> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["case"].as_str().unwrap().starts_with("libfuse_suite."))
+        .collect();
+    assert!(
+        suite.len() >= 50,
+        "the suite's tests are results: {}",
+        suite.len()
+    );
+    let passed = suite.iter().filter(|r| r["verdict"] == "pass").count();
+    assert!(
+        passed >= 50,
+        "most of libfuse's own tests pass on this kernel: {passed}"
+    );
+    let counts = e2e::kunit_counts(&run.join("results.ktap"));
+    assert!(
+        e2e::count(&counts, "passed") >= passed as u64,
+        "kunit.py reads the suite's results: {counts:?}"
+    );
+}
+
+/// The same suite inside a VM of Debian's 6.12, from a chroot of the host's root shared over
+/// virtio-fs (about 8 minutes under TCG).
+#[test]
+#[ignore = "full tier: cargo xtask test --full"]
+fn validate_library_suite_in_a_vm() {
+    let out = e2e::xtask(&[
+        "validate",
+        "--server",
+        "libfuse",
+        "--kernel",
+        "debian-6.12",
+        "--case",
+        "validate.library_suite",
+    ]);
+    let text = &out.stdout;
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("the library's own tests"))
+        .unwrap_or_else(|| panic!("{text}{}", out.stderr));
+    let passed: u64 = row
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("a count");
+    assert!(passed >= 50, "{row}");
+}
+
 /// A server that dies during a case (here libfuse's, killed with SIGSEGV once it has
 /// mounted): that case is a crash with the signal, the next are not reached.
 #[test]

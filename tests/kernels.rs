@@ -4,36 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use e2e::{kunit_py, python_with, run_any, run_ok, xtask};
-
-/// "Ran 92 tests: passed: 91, skipped: 1" from kunit.py's summary, as (key, count) pairs.
-fn kunit_counts(ktap: &Path) -> Vec<(String, u64)> {
-    let out = run_any(
-        Path::new("python3"),
-        &[
-            kunit_py().to_str().unwrap(),
-            "parse",
-            ktap.to_str().unwrap(),
-        ],
-    );
-    let line = out
-        .lines()
-        .find(|l| l.contains("Testing complete. Ran "))
-        .unwrap_or_else(|| panic!("kunit.py parse gave no summary:\n{out}"));
-    let tail = line.split("Testing complete. Ran ").nth(1).unwrap();
-    let (total, rest) = tail.split_once(" tests").unwrap();
-    let mut counts = vec![("total".to_string(), total.trim().parse().unwrap())];
-    for part in rest.trim_start_matches(':').split(',') {
-        if let Some((k, v)) = part.split_once(':') {
-            counts.push((k.trim().to_string(), v.trim().parse().unwrap()));
-        }
-    }
-    counts
-}
-
-fn count(counts: &[(String, u64)], key: &str) -> u64 {
-    counts.iter().find(|(k, _)| k == key).map_or(0, |(_, v)| *v)
-}
+use e2e::{count, kunit_counts, python_with, run_ok, xtask};
 
 /// (tests, failures, errors, skipped) of a JUnit file, as junitparser reads it.
 fn junit_counts(path: &Path) -> (u64, u64, u64, u64) {

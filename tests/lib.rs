@@ -124,3 +124,33 @@ pub fn chromium(path: &Path, size: &str, shot: &Path) -> String {
     );
     dom
 }
+
+/// "Ran 92 tests: passed: 91, skipped: 1" from kunit.py's summary, as (key, count) pairs.
+pub fn kunit_counts(ktap: &Path) -> Vec<(String, u64)> {
+    let out = run_any(
+        Path::new("python3"),
+        &[
+            kunit_py().to_str().unwrap(),
+            "parse",
+            ktap.to_str().unwrap(),
+        ],
+    );
+    let line = out
+        .lines()
+        .find(|l| l.contains("Testing complete. Ran "))
+        .unwrap_or_else(|| panic!("kunit.py parse gave no summary:\n{out}"));
+    let tail = line.split("Testing complete. Ran ").nth(1).unwrap();
+    let (total, rest) = tail.split_once(" tests").unwrap();
+    let mut counts = vec![("total".to_string(), total.trim().parse().unwrap())];
+    for part in rest.trim_start_matches(':').split(',') {
+        if let Some((k, v)) = part.split_once(':') {
+            counts.push((k.trim().to_string(), v.trim().parse().unwrap()));
+        }
+    }
+    counts
+}
+
+/// The count kunit.py gave for `key` ("passed", "failed", "total"), 0 when absent.
+pub fn count(counts: &[(String, u64)], key: &str) -> u64 {
+    counts.iter().find(|(k, _)| k == key).map_or(0, |(_, v)| *v)
+}

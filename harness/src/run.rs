@@ -304,11 +304,17 @@ fn prepare_qemu(
                 .witness
                 .as_ref()
                 .map(|w| format!("{}{w}", proto::layout::HOST_ROOT));
+            // The library's suite runs in a chroot of the shared root, at its own paths.
+            let suite = spec.suite.clone().map(|s| proto::validate::LibrarySuite {
+                chroot: Some(proto::layout::HOST_ROOT.into()),
+                ..s
+            });
             let guest = proto::validate::Spec {
                 server,
                 args,
                 passthrough_off_args,
                 witness,
+                suite,
                 ..spec.clone()
             };
             let text = serde_json::to_string_pretty(&guest).expect("specs serialise");

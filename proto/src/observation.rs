@@ -52,6 +52,13 @@ pub const WITNESS_BACKING_CLOSE_ERRORS: &str = "witness_backing_close_errors";
 pub const FALLBACK_SCOPE: &str = "fallback_scope";
 /// Whether a bind under `{source}` came off before the server forgot its inodes.
 pub const UNBIND_STACKED: &str = "unbind_stacked";
+/// `validate.library_suite`: each test of the library's own suite and its outcome ("pass",
+/// "fail: why", "skip: why"); the host makes each a result of its own.
+pub const LIBRARY_SUITE: &str = "library_suite";
+/// The same, counted: "79 pass, 1 fail, 7 skip".
+pub const LIBRARY_SUITE_TOTALS: &str = "library_suite_totals";
+/// The group of the results made from [`LIBRARY_SUITE`]: `libfuse_suite.examples.cuse`.
+pub const LIBRARY_SUITE_GROUP: &str = "libfuse_suite";
 /// The `bench` group's figures (`bench --io` reads them; never in a snapshot).
 pub const THROUGHPUT: &str = "throughput";
 

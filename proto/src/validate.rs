@@ -40,6 +40,23 @@ pub struct Spec {
     /// BACKING_CLOSE and their answers), as the agent can load it.
     #[serde(default)]
     pub witness: Option<String>,
+    /// The library's own test suite, where the harness knows how to run it (libfuse 3.18's
+    /// `test/run-tests.py`): `validate.library_suite` runs it on the kernel under test.
+    #[serde(default)]
+    pub suite: Option<LibrarySuite>,
+}
+
+/// A library's own test suite, as the agent runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibrarySuite {
+    /// The runner (`test/run-tests.py` of the source tree), a host path.
+    pub runner: String,
+    /// The build tree with the test binaries (`--build-dir`), a host path.
+    pub build_dir: String,
+    /// In a VM: the host's root as the guest sees it, to chroot into before running (the
+    /// suite needs the host's python3, shell and tools at their own paths).
+    #[serde(default)]
+    pub chroot: Option<String>,
 }
 
 /// The one file a fixed server serves, and the file it backs it with.
@@ -82,6 +99,7 @@ mod tests {
             fixed_file: None,
             passthrough_off_args: None,
             witness: None,
+            suite: None,
         };
         assert_eq!(spec.args_for("/s", "/m"), ["/s", "/m", "-o", "src=/s"]);
     }

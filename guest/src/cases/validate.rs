@@ -188,6 +188,19 @@ pub fn cases() -> Vec<Case> {
             ..DEFAULTS
         },
         Case {
+            name: "validate.library_suite",
+            rule: "the library's own test suite (libfuse 3.18's test/run-tests.py: its mounts, \
+      examples, notifications and unit tests) on the kernel under test, in a VM from a \
+      chroot of the host's root shared over virtio-fs",
+            verdict_rule: "pass when the suite ran; each of its tests is a result of its own \
+      (libfuse_suite.<test>) with the suite's verdict, in the table and every report",
+            run: library_suite,
+            // The whole suite: about 90 s on this host, minutes under TCG.
+            timeout: Duration::from_secs(1500),
+            slow: true,
+            ..DEFAULTS
+        },
+        Case {
             name: "validate.fixed_file",
             rule: "for a server that serves one file of its own (fuser's \
       examples/passthrough.rs): the file read through the mount, whole and at offsets, is its \
@@ -840,4 +853,159 @@ fn backing_ids_released(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.balance_backing_ids = true;
     ctx.expect_bypassed(&*fs);
     Ok(())
+}
+
+/// The library's own suite on this kernel: each test's outcome ("pass", "fail: why",
+/// "skip: why") under `library_suite`, for the host to turn into results of their own.
+fn library_suite(ctx: &mut Ctx) -> Result<(), Stop> {
+    let spec = ctx
+        .server
+        .clone()
+        .expect("validate cases run with a server");
+    let Some(suite) = spec.suite.clone() else {
+        return Err(Stop::Skip(format!(
+            "{} has no test suite of its own that the harness runs (libfuse 3.18's \
+             test/run-tests.py is the one it knows)",
+            spec.target
+        )));
+    };
+    // Inside the chroot the suite writes here; on the host, in the case's own scratch.
+    let run_dir = match &suite.chroot {
+        Some(root) => {
+            let root = std::path::Path::new(root);
+            for dir in ["tmp", "var/tmp", "run"] {
+                rustix::mount::mount(
+                    "tmpfs",
+                    root.join(dir),
+                    "tmpfs",
+                    rustix::mount::MountFlags::empty(),
+                    None,
+                )?;
+            }
+            rustix::mount::mount_bind_recursive("/dev", root.join("dev"))?;
+            rustix::mount::mount(
+                "proc",
+                root.join("proc"),
+                "proc",
+                rustix::mount::MountFlags::empty(),
+                None,
+            )?;
+            rustix::mount::mount(
+                "sysfs",
+                root.join("sys"),
+                "sysfs",
+                rustix::mount::MountFlags::empty(),
+                None,
+            )?;
+            // The runner contains each test in a cgroup of its own where cgroup2 is there.
+            let _ = rustix::mount::mount(
+                "cgroup2",
+                root.join("sys/fs/cgroup"),
+                "cgroup2",
+                rustix::mount::MountFlags::empty(),
+                None,
+            );
+            std::path::PathBuf::from("/tmp/fpt-suite")
+        }
+        None => ctx.scratch("suite")?,
+    };
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(&suite.runner)
+        .arg("--build-dir")
+        .arg(&suite.build_dir)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .arg("-j")
+        .arg(
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .to_string(),
+        )
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .stdin(std::process::Stdio::null());
+    if let Some(root) = suite.chroot.clone() {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: chroot and chdir are async-signal-safe; nothing else runs before exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                std::os::unix::fs::chroot(&root)?;
+                std::env::set_current_dir("/")
+            });
+        }
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| Stop::Broken(format!("the suite's runner could not start: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let outcomes = suite_outcomes(&text);
+    let count = |word: &str| outcomes.values().filter(|o| o.starts_with(word)).count();
+    ctx.observe(
+        key::LIBRARY_SUITE_TOTALS,
+        format!(
+            "{} pass, {} fail, {} skip",
+            count("pass"),
+            count("fail"),
+            count("skip")
+        ),
+    );
+    ctx.observe(key::LIBRARY_SUITE, &outcomes);
+    ctx.check(
+        !outcomes.is_empty(),
+        format!(
+            "the suite ran no test ({}): {} | {}",
+            out.status,
+            text.lines().rev().take(3).collect::<Vec<_>>().join(" | "),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .rev()
+                .take(4)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ),
+    );
+    Ok(())
+}
+
+/// run-tests.py's result lines (`+  29.916s FAIL  examples/cuse   29.91s  exit 1`): each
+/// test's outcome, "pass", "fail: why" or "skip: why".
+fn suite_outcomes(text: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [plus, _at, status, name, _took, why @ ..] = words.as_slice() else {
+            continue;
+        };
+        if *plus != "+" {
+            continue;
+        }
+        let why = why.join(" ");
+        let outcome = match *status {
+            "PASS" => "pass".to_string(),
+            "FAIL" => format!("fail: {why}"),
+            "SKIP" => format!("skip: {why}"),
+            _ => continue,
+        };
+        out.insert(name.to_string(), outcome);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn suite_lines_become_outcomes() {
+        let text = "+   0.5s START examples/hello\n\
+                    +  29.916s FAIL  examples/cuse        29.91s  exit 1\n\
+                    +  86.022s SKIP  notify/prune         0.00s  notify_prune not built\n\
+                    +  89.134s PASS  unit/test_abi        0.00s\n\
+                    87 tests: 79 passed, 1 failed, 7 skipped in 89.8s (-j2)\n";
+        let o = super::suite_outcomes(text);
+        assert_eq!(o.len(), 3);
+        assert_eq!(o["examples/cuse"], "fail: exit 1");
+        assert_eq!(o["notify/prune"], "skip: notify_prune not built");
+        assert_eq!(o["unit/test_abi"], "pass");
+    }
 }

@@ -35,10 +35,42 @@ pub fn validate(spec: &Spec, requests: &[Request], each: &mut dyn FnMut(&Run)) -
                 why.as_str().unwrap_or("").to_string(),
             ));
         }
+        let mut run = run;
+        if library_suite_results(&mut run) {
+            crate::results::record::save(&run)?;
+        }
         each(&run);
         runs.push(run);
     }
     Ok(runs)
+}
+
+/// The library's own suite (`validate.library_suite`'s observation) as results of their
+/// own, after the case: `libfuse_suite.<test>` with the suite's verdict, so the table and
+/// every report show them beside ours. Whether any were added.
+fn library_suite_results(run: &mut Run) -> bool {
+    let Some(outcomes) = run
+        .results
+        .iter()
+        .find_map(|r| r.observations.get(key::LIBRARY_SUITE))
+        .and_then(|v| v.as_object())
+        .cloned()
+    else {
+        return false;
+    };
+    for (test, outcome) in outcomes {
+        let outcome = outcome.as_str().unwrap_or("");
+        let (verdict, reason) = match outcome.split_once(": ") {
+            Some(("fail", why)) => (Verdict::Fail, why.to_string()),
+            Some(("skip", why)) => (Verdict::Skip, why.to_string()),
+            _ if outcome == "pass" => (Verdict::Pass, String::new()),
+            _ => (Verdict::Fail, format!("the suite said {outcome:?}")),
+        };
+        let name = format!("{}.{}", key::LIBRARY_SUITE_GROUP, test.replace('/', "."));
+        run.results
+            .push(proto::CaseResult::new(&name, verdict, reason));
+    }
+    true
 }
 
 /// `--expect passthrough`: every path the target's snapshot for this kernel series (its
@@ -149,8 +181,13 @@ pub fn table(spec: &Spec, runs: &[Run]) -> String {
             }
         }),
     ));
+    let suite_prefix = format!("{}.", key::LIBRARY_SUITE_GROUP);
     let cases: Vec<String> = runs.first().map_or(Vec::new(), |r| {
-        r.results.iter().map(|c| c.case.clone()).collect()
+        r.results
+            .iter()
+            .map(|c| c.case.clone())
+            .filter(|c| !c.starts_with(&suite_prefix))
+            .collect()
     });
     for case in &cases {
         let name = case.strip_prefix("validate.").unwrap_or(case).to_string();
@@ -161,6 +198,34 @@ pub fn table(spec: &Spec, runs: &[Run]) -> String {
                     .iter()
                     .find(|c| &c.case == case)
                     .map_or("-".into(), path_cell)
+            }),
+        ));
+    }
+    if runs.iter().any(|r| {
+        r.results
+            .iter()
+            .any(|c| c.observations.contains_key(key::LIBRARY_SUITE_TOTALS))
+    }) {
+        rows.push((
+            "the library's own tests".into(),
+            col(&|r| {
+                let totals = r
+                    .results
+                    .iter()
+                    .find_map(|c| c.observations.get(key::LIBRARY_SUITE_TOTALS))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("-")
+                    .to_string();
+                let failed: Vec<&str> = r
+                    .results
+                    .iter()
+                    .filter(|c| c.case.starts_with(&suite_prefix) && c.verdict == Verdict::Fail)
+                    .map(|c| &c.case[suite_prefix.len()..])
+                    .collect();
+                match failed.as_slice() {
+                    [] => totals,
+                    _ => format!("{totals} ({})", failed.join(", ")),
+                }
             }),
         ));
     }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use proto::validate::{Spec, MOUNTPOINT, SOURCE};
+use proto::validate::{LibrarySuite, Spec, MOUNTPOINT, SOURCE};
 
 use crate::env::apt::find_entry;
 use crate::env::process;
@@ -28,8 +28,52 @@ pub fn target(name: &str, suite: &str, cache: &Path) -> Result<Spec> {
         target: name.into(),
         version: format!("libfuse {version} (Debian {suite})"),
         passthrough_off_args: off,
+        suite: own_suite(&root, &version)?,
         ..super::spec(&server, args)
     })
+}
+
+/// libfuse's own test suite (`test/run-tests.py`, 3.18 on) built in a tree of its own
+/// (`suite/build`: tests and utils on), once; None for a release without that runner.
+fn own_suite(root: &Path, version: &str) -> Result<Option<LibrarySuite>> {
+    let Some(tree) = find_entry(&root.join("src"), |n| n.starts_with("fuse-"))? else {
+        return Ok(None);
+    };
+    let runner = tree.join("test/run-tests.py");
+    if !runner.is_file() {
+        return Ok(None);
+    }
+    let dir = root.join("suite");
+    let build = dir.join("build");
+    super::built_once(&dir, &build.join("test/test_abi"), || {
+        crate::env::provision::ensure("python3", "python3")?;
+        eprintln!("building libfuse {version}'s own test suite (meson, ninja; about 20 s)");
+        let _ = std::fs::remove_dir_all(&build);
+        let mut setup = Command::new("meson");
+        setup.arg("setup").arg(&build).arg(&tree);
+        for option in [
+            "-Dexamples=true",
+            "-Dutils=true",
+            "-Dtests=true",
+            "-Duseroot=false",
+            "-Ddisable-mtab=true",
+        ] {
+            setup.arg(option);
+        }
+        let failed = |e: Error| Error::BuildFailed {
+            what: format!("building libfuse {version}'s test suite"),
+            errors: e.to_string(),
+            log: build.join("meson-logs/meson-log.txt"),
+        };
+        process::output(&mut setup).map_err(failed)?;
+        process::output(Command::new("ninja").arg("-C").arg(&build)).map_err(failed)?;
+        Ok(version.to_string())
+    })?;
+    Ok(Some(LibrarySuite {
+        runner: runner.to_string_lossy().into_owned(),
+        build_dir: build.to_string_lossy().into_owned(),
+        chroot: None,
+    }))
 }
 
 fn build_libfuse(suite: &str, cache: &Path, root: &Path) -> Result<String> {

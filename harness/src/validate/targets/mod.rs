@@ -239,6 +239,7 @@ fn spec(server: &Path, args: Vec<String>) -> Spec {
         fixed_file: None,
         passthrough_off_args: None,
         witness: None,
+        suite: None,
     }
 }
 
