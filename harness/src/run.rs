@@ -42,6 +42,8 @@ pub struct Request {
     pub shard: Option<crate::boot::agent::Shard>,
     /// Who boots the kernel: our QEMU set-up, or virtme-ng (`--backend vng`).
     pub backend: Backend,
+    /// VMs side by side for one kernel's cases (QEMU only); None: one per core.
+    pub jobs: Option<usize>,
 }
 
 /// Who boots the kernel under test.
@@ -69,6 +71,7 @@ impl Default for Request {
             validate: None,
             shard: None,
             backend: Backend::Qemu,
+            jobs: None,
         }
     }
 }
@@ -146,12 +149,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
             let (image, opts) = prepare_qemu(
                 req, &kernel, &agent, &ext4, &catalog, &cases, &artifacts, &mut t,
             )?;
-            // One boot for all, or (isolated) one per case, each with its own directory.
-            let groups: Vec<(Vec<&CaseInfo>, String)> = if req.isolate {
-                cases.iter().map(|c| (vec![*c], c.name.clone())).collect()
-            } else {
-                vec![(cases.clone(), ".".to_string())]
-            };
+            let groups = boots(&cases, req.isolate, jobs(req));
             let plan = Plan {
                 identity: kernel.identity.clone(),
                 mode: Mode::Qemu {
@@ -166,18 +164,32 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
                         cases: names(g),
                     })
                     .collect(),
+                // Several boots side by side: results in the order one boot gives them.
+                order: match groups.len() > 1 && !req.isolate {
+                    true => names(&cases),
+                    false => Vec::new(),
+                },
             };
             save_plan(&plan, &artifacts)?;
             let mut logs = Vec::new();
-            for (group, dir) in &groups {
-                let dir = match dir.as_str() {
-                    "." => artifacts.clone(),
-                    d => artifacts.join(d),
+            let started = Instant::now();
+            let booted = boot_all(
+                &kernel,
+                &image,
+                &groups,
+                &catalog,
+                &opts,
+                &artifacts,
+                req.isolate,
+                on_event,
+            );
+            t.guest_wall = started.elapsed();
+            for ((group, _), boot) in groups.iter().zip(booted) {
+                let boot = boot?;
+                t.first_result_after = match (t.first_result_after, boot.first_result_after) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
                 };
-                std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-                let boot = vm::boot(&kernel, &image, group, &catalog, &opts, &dir, on_event)?;
-                t.guest_wall += boot.wall;
-                t.first_result_after = t.first_result_after.or(boot.first_result_after);
                 // Only a server under test needs the share; a catalog case on it skips without.
                 let unshared = boot.log.events.iter().find_map(|e| match e {
                     Event::Hello { share, .. } => Some(share.clone().filter(|s| s != "mounted")),
@@ -195,6 +207,95 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
             finish(plan, logs, artifacts, t)
         }
     }
+}
+
+/// How many VMs side by side: `--jobs`, else one per core.
+fn jobs(req: &Request) -> usize {
+    req.jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
+
+/// The boots of a QEMU run, each with its directory: one per case (`--isolate`), or with
+/// `jobs` > 1 the cases dealt round-robin in catalog order over that many boots (`boot-1`,
+/// ...), or one boot for all ("."). A selection holding a case that may take the kernel down
+/// keeps one boot, so that what comes after it is reported not reached, as the crash
+/// reports promise; `--isolate` gives such a case a boot of its own.
+fn boots<'a>(
+    cases: &[&'a CaseInfo],
+    isolate: bool,
+    jobs: usize,
+) -> Vec<(Vec<&'a CaseInfo>, String)> {
+    if isolate {
+        return cases.iter().map(|c| (vec![*c], c.name.clone())).collect();
+    }
+    let jobs = jobs.min(cases.len()).max(1);
+    if jobs == 1 || cases.iter().any(|c| c.kills_kernel) {
+        return vec![(cases.to_vec(), ".".to_string())];
+    }
+    (0..jobs)
+        .map(|j| {
+            let share = cases.iter().skip(j).step_by(jobs).copied().collect();
+            (share, format!("boot-{}", j + 1))
+        })
+        .collect()
+}
+
+/// Every boot of `groups`, side by side, each in its own directory under `artifacts`;
+/// their events reach `on_event` on this thread as they come. One result per group, in order.
+#[allow(clippy::too_many_arguments)]
+fn boot_all(
+    kernel: &Kernel,
+    image: &Path,
+    groups: &[(Vec<&CaseInfo>, String)],
+    catalog: &[CaseInfo],
+    opts: &VmOptions,
+    artifacts: &Path,
+    isolate: bool,
+    on_event: &mut dyn FnMut(&Event),
+) -> Vec<Result<vm::Boot>> {
+    let dir_of = |dir: &str| match dir {
+        "." => artifacts.to_path_buf(),
+        d => artifacts.join(d),
+    };
+    // --isolate boots one after the other: a case that wedges the kernel, alone.
+    if isolate || groups.len() == 1 {
+        return groups
+            .iter()
+            .map(|(group, dir)| {
+                let dir = dir_of(dir);
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+                vm::boot(kernel, image, group, catalog, opts, &dir, on_event)
+            })
+            .collect();
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<Event>();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .iter()
+            .map(|(group, dir)| {
+                let tx = tx.clone();
+                let dir = dir_of(dir);
+                s.spawn(move || {
+                    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+                    vm::boot(kernel, image, group, catalog, opts, &dir, &mut |e| {
+                        let _ = tx.send(e.clone());
+                    })
+                })
+            })
+            .collect();
+        drop(tx);
+        for event in rx {
+            on_event(&event);
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::qemu("a boot's thread panicked")))
+            })
+            .collect()
+    })
 }
 
 /// Where the agent runs, chosen once from `--backend` and `--kernel`.
@@ -266,6 +367,7 @@ fn one_boot(identity: Identity, mode: Mode, req: &Request, cases: &[&CaseInfo]) 
             dir: ".".into(),
             cases: names(cases),
         }],
+        order: Vec::new(),
     }
 }
 
@@ -451,4 +553,64 @@ fn choose_accel(
     let _ = std::fs::create_dir_all(cache::dir());
     let _ = std::fs::write(&memo, format!("{} {}\n", boot_id.trim(), accel.name()));
     accel
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(name: &str, kills_kernel: bool) -> CaseInfo {
+        CaseInfo {
+            name: name.into(),
+            rule: String::new(),
+            verdict_rule: String::new(),
+            timeout_secs: 10,
+            kills_kernel,
+            external_server: false,
+            uses_host_share: false,
+            slow: false,
+        }
+    }
+
+    fn shape(groups: &[(Vec<&CaseInfo>, String)]) -> Vec<(String, Vec<String>)> {
+        groups
+            .iter()
+            .map(|(g, dir)| (dir.clone(), g.iter().map(|c| c.name.clone()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn cases_are_dealt_round_robin_over_the_jobs() {
+        let all: Vec<CaseInfo> = ["a", "b", "c", "d", "e"].map(|n| case(n, false)).to_vec();
+        let cases: Vec<&CaseInfo> = all.iter().collect();
+        assert_eq!(
+            shape(&boots(&cases, false, 2)),
+            [
+                (
+                    "boot-1".to_string(),
+                    vec!["a".to_string(), "c".into(), "e".into()]
+                ),
+                ("boot-2".to_string(), vec!["b".to_string(), "d".into()]),
+            ]
+        );
+        assert_eq!(shape(&boots(&cases, false, 1))[0].0, ".");
+        assert_eq!(
+            shape(&boots(&cases[..1], false, 4)),
+            [(".".to_string(), vec!["a".to_string()])]
+        );
+        assert_eq!(boots(&cases, true, 2).len(), 5);
+    }
+
+    #[test]
+    fn a_case_that_can_take_the_kernel_down_keeps_one_boot() {
+        let all = [case("a", false), case("down", true), case("c", false)];
+        let cases: Vec<&CaseInfo> = all.iter().collect();
+        assert_eq!(
+            shape(&boots(&cases, false, 2)),
+            [(
+                ".".to_string(),
+                vec!["a".to_string(), "down".into(), "c".into()]
+            )]
+        );
+    }
 }

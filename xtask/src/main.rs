@@ -280,6 +280,10 @@ struct Target {
     /// One boot per case: a case that wedges the kernel spoils no other result.
     #[arg(long)]
     isolate: bool,
+    /// VMs side by side for this kernel's cases, dealt round-robin (default: one per core;
+    /// results merged in catalog order, as one VM gives them).
+    #[arg(long)]
+    jobs: Option<usize>,
     /// vCPUs of the guest (default 1: multi-vCPU TCG can oops the kernel's code patching).
     #[arg(long)]
     cpus: Option<u32>,
@@ -442,6 +446,7 @@ impl Target {
                 BackendArg::Qemu => harness::run::Backend::Qemu,
                 BackendArg::Vng => harness::run::Backend::Vng,
             },
+            jobs: self.jobs,
         }
     }
 }

@@ -147,6 +147,10 @@ pub struct Plan {
     pub validate: Option<proto::validate::Spec>,
     /// One or more boots (one per case with `--isolate`).
     pub boots: Vec<PlannedBoot>,
+    /// Where several boots ran side by side (`--jobs`): every case in the order one boot
+    /// would have run them, the order of the results. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order: Vec<String>,
 }
 
 /// One boot of a plan.
@@ -193,6 +197,16 @@ pub fn assemble(
         results.extend(part.results);
         findings.extend(part.findings);
         died = died.or(part.died);
+    }
+    // Boots side by side: the results in the order one boot gives them.
+    if !plan.order.is_empty() {
+        let at = |case: &str| {
+            plan.order
+                .iter()
+                .position(|c| c == case)
+                .unwrap_or(usize::MAX)
+        };
+        results.sort_by_key(|r| at(&r.case));
     }
     Run {
         kernel_release: release,
