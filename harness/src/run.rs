@@ -104,43 +104,42 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let ext4 = crate::boot::disk::ext4_image(&cache::dir())?;
 
     match target {
-        Target::Host => {
-            let plan = one_boot(identity_of_host(), Mode::Host, req, &cases);
-            save_plan(&plan, &artifacts)?;
-            let spec = save_spec(req, &artifacts)?;
-            let started = Instant::now();
-            let log = crate::boot::host::run_cases(
-                &agent,
-                &cases,
-                &ext4,
-                spec.as_deref(),
-                &artifacts,
-                on_event,
-            )?;
-            t.guest_wall = started.elapsed();
-            t.total = total.elapsed();
-            finish(plan, vec![(log, names(&cases))], artifacts, t)
-        }
-        Target::Vng(kernel) => {
+        Target::Host | Target::Vng(_) => {
             let tcg = req.accel != Some(Accel::Kvm);
-            let accel = if tcg { Accel::Tcg } else { Accel::Kvm };
-            let mode = Mode::Vng {
-                accel: accel.name().into(),
+            let (identity, mode) = match &target {
+                Target::Vng(kernel) => (
+                    kernel.identity.clone(),
+                    Mode::Vng {
+                        accel: if tcg { Accel::Tcg } else { Accel::Kvm }.name().into(),
+                    },
+                ),
+                _ => (identity_of_host(), Mode::Host),
             };
-            let plan = one_boot(kernel.identity.clone(), mode, req, &cases);
+            let plan = one_boot(identity, mode, req, &cases);
             save_plan(&plan, &artifacts)?;
             let spec = save_spec(req, &artifacts)?;
             let started = Instant::now();
-            let log = crate::boot::vng::run_cases(
-                &kernel,
-                tcg,
-                &agent,
-                &cases,
-                &ext4,
-                spec.as_deref(),
-                &artifacts,
-                on_event,
-            )?;
+            // The agent's `run` subcommand, on this kernel or inside vng's VM.
+            let log = match &target {
+                Target::Vng(kernel) => crate::boot::vng::run_cases(
+                    kernel,
+                    tcg,
+                    &agent,
+                    &cases,
+                    &ext4,
+                    spec.as_deref(),
+                    &artifacts,
+                    on_event,
+                )?,
+                _ => crate::boot::host::run_cases(
+                    &agent,
+                    &cases,
+                    &ext4,
+                    spec.as_deref(),
+                    &artifacts,
+                    on_event,
+                )?,
+            };
             t.guest_wall = started.elapsed();
             t.total = total.elapsed();
             finish(plan, vec![(log, names(&cases))], artifacts, t)
