@@ -417,7 +417,7 @@ fn read_steps(log: &Path) -> Vec<Step> {
 /// The harness's worktree of `tree`, at `commit`: made once, reused (and reset) after.
 fn worktree(tree: &Path, commit: &str) -> Result<(PathBuf, std::fs::File)> {
     use sha2::Digest;
-    let key = crate::kernel::build::hex(&sha2::Sha256::digest(tree.to_string_lossy().as_bytes()));
+    let key = crate::kernel::image::hex(&sha2::Sha256::digest(tree.to_string_lossy().as_bytes()));
     let home = crate::env::cache::dir().join("bisect").join(&key[..16]);
     std::fs::create_dir_all(&home).map_err(|e| Error::io(home.display(), e))?;
     // One bisect of a tree at a time: a second one would check out its commits under the

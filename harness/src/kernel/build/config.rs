@@ -129,7 +129,7 @@ impl Fragments {
             h.update(std::fs::read(f).unwrap_or_default());
             h.update(b"\0");
         }
-        super::hex(&h.finalize())
+        crate::kernel::image::hex(&h.finalize())
     }
 
     /// What the fragments ask for, the later fragment winning: symbol -> value ("n" for

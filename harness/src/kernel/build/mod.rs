@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::kernel::{Identity, Kernel};
+use crate::kernel::image::{file_hash, hex, Identity, Kernel};
 
 pub use config::{profile_names, Profile};
-pub use patches::{PatchInfo, Series};
+pub use patches::Series;
 
 /// What to build.
 #[derive(Debug, Clone, Default)]
@@ -207,15 +207,4 @@ fn plan(req: &BuildRequest, cache: &Path) -> Result<Plan> {
 /// The cache entry (build directory) `req` builds in, without building.
 pub fn entry_dir(req: &BuildRequest, cache: &Path) -> Result<PathBuf> {
     Ok(plan(req, cache)?.entry)
-}
-
-/// sha256 of a file, first 16 hex digits (empty if unreadable).
-pub fn file_hash(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|b| hex(&Sha256::digest(&b))[..16].to_string())
-        .unwrap_or_default()
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -5,19 +5,10 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-
-/// One patch of a series, as a kernel's identity names it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PatchInfo {
-    /// File name, with the mail's index when the file is an mbox of several.
-    pub name: String,
-    /// sha256 of the mail, first 16 hex digits.
-    pub sha256: String,
-}
+use crate::kernel::image::PatchInfo;
 
 /// One mail of the series.
 #[derive(Debug, Clone)]
@@ -76,7 +67,7 @@ impl Series {
             .iter()
             .map(|m| PatchInfo {
                 name: m.name.clone(),
-                sha256: super::hex(&Sha256::digest(&m.text))[..16].to_string(),
+                sha256: crate::kernel::image::hex(&Sha256::digest(&m.text))[..16].to_string(),
             })
             .collect()
     }
