@@ -1,13 +1,12 @@
 //! Runs cases one by one, each in a child process of its own, and streams the events.
 //!
-//! The child re-executes this binary as `fpt-agent case NAME`, takes a private mount
-//! namespace and a fresh tmpfs, and prints one result. A case that hangs or kills its process
+//! The child is a fork of the runner (no exec), takes a private mount namespace and a fresh
+//! tmpfs, and prints one result (`fpt-agent case NAME` does the same from a shell). A case that hangs or kills its process
 //! takes nothing else down with it.
 
 use proto::observation as key;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::mount::{MountFlags, MountPropagationFlags};
@@ -88,60 +87,43 @@ fn run_isolated(case: &Case) -> CaseResult {
         duration_ms: start.elapsed().as_millis() as u64,
         ..CaseResult::new(case.name, Verdict::Crash, reason)
     };
-    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
-    let mut child = match Command::new(exe)
-        .args(["case", case.name])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
+    let child = match Child::fork(case) {
         Ok(c) => c,
         Err(e) => return crash(format!("could not start the case process: {e}")),
     };
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-
     let deadline = start + case.timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-            _ => break None,
+    let (status, stdout, stderr) = match child.wait_until(deadline) {
+        Ok(done) => done,
+        Err(child) => {
+            // Where it waits, before the kill changes it.
+            let stacks = kernel_stacks(child.pid.as_raw_nonzero().get() as u32);
+            let gone = child.kill();
+            let stuck = if gone {
+                String::new()
+            } else {
+                // The kernel's own account of every blocked task goes to the console too.
+                let _ = std::fs::write("/proc/sysrq-trigger", "w");
+                "; the process did not die (stuck in the kernel)".to_string()
+            };
+            return crash(format!(
+                "timed out after {} s{stuck}; its threads then:\n{stacks}",
+                case.timeout.as_secs()
+            ));
         }
     };
-    let Some(status) = status else {
-        // Where it waits, before the kill changes it.
-        let stacks = kernel_stacks(child.id());
-        let _ = child.kill();
-        // A task stuck in the kernel (D state) does not die on SIGKILL: do not wait for it.
-        let gone = (0..100).any(|_| {
-            std::thread::sleep(Duration::from_millis(10));
-            matches!(child.try_wait(), Ok(Some(_)))
-        });
-        let stuck = if gone {
-            String::new()
-        } else {
-            // The kernel's own account of every blocked task goes to the console too.
-            let _ = std::fs::write("/proc/sysrq-trigger", "w");
-            "; the process did not die (stuck in the kernel)".to_string()
-        };
-        return crash(format!(
-            "timed out after {} s{stuck}; its threads then:\n{stacks}",
-            case.timeout.as_secs()
-        ));
-    };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
     // Whatever the case said on stderr belongs on the console for whoever reads it.
     let _ = std::io::stderr().write_all(&stderr);
     let text = String::from_utf8_lossy(&stdout);
     match text.lines().last().map(serde_json::from_str::<CaseResult>) {
-        Some(Ok(result)) if status.success() => result,
+        Some(Ok(result)) if status == Some(0) => result,
         _ => {
             let tail = String::from_utf8_lossy(&stderr);
             let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let status = match status {
+                Some(code) => format!("exit status: {code}"),
+                None => "killed by a signal".to_string(),
+            };
             crash(format!(
                 "case process ended without a result ({status}): {}",
                 tail.join(" | ")
@@ -150,14 +132,138 @@ fn run_isolated(case: &Case) -> CaseResult {
     }
 }
 
-fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut buf);
+/// A case's process: this one forked (no exec: the binary is already loaded and the catalog
+/// built), its stdout and stderr on pipes read by one poll loop with its exit (a pidfd), so
+/// that nothing between the case's markers is the runner's own waiting.
+struct Child {
+    pid: rustix::process::Pid,
+    pidfd: std::os::fd::OwnedFd,
+    stdout: std::os::fd::OwnedFd,
+    stderr: std::os::fd::OwnedFd,
+}
+
+impl Child {
+    /// Fork, and in the child run the case (`case_main`, which never returns). The runner
+    /// is single-threaded, which is what makes a fork without exec sound.
+    fn fork(case: &Case) -> std::io::Result<Child> {
+        use rustix::pipe::{pipe_with, PipeFlags};
+        let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC)?;
+        let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC)?;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: the runner has no other thread, so the child is a whole copy of it; the
+        // child only rearranges its fds and then runs the case to its exit.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error());
         }
-        buf
-    })
+        if pid == 0 {
+            let devnull = std::fs::File::open("/dev/null");
+            let moved = (|| -> rustix::io::Result<()> {
+                if let Ok(null) = &devnull {
+                    rustix::stdio::dup2_stdin(null)?;
+                }
+                rustix::stdio::dup2_stdout(&out_w)?;
+                rustix::stdio::dup2_stderr(&err_w)?;
+                Ok(())
+            })();
+            drop((out_r, err_r, out_w, err_w));
+            if moved.is_err() {
+                // SAFETY: leaving the forked child without running the parent's exit code.
+                unsafe { libc::_exit(3) };
+            }
+            case_main(case.name);
+        }
+        drop((out_w, err_w));
+        let pid = rustix::process::Pid::from_raw(pid).expect("a child's pid is positive");
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+        Ok(Child {
+            pid,
+            pidfd,
+            stdout: out_r,
+            stderr: err_r,
+        })
+    }
+
+    /// Read both pipes until the process has exited and they are closed: its exit code
+    /// (None for a signal), stdout and stderr; or, past `deadline`, the child back.
+    #[allow(clippy::type_complexity)]
+    fn wait_until(self, deadline: Instant) -> Result<(Option<i32>, Vec<u8>, Vec<u8>), Child> {
+        use rustix::event::{poll, PollFd, PollFlags};
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let (mut out_open, mut err_open, mut exited) = (true, true, None);
+        // After the exit, a server process the case left may hold the pipes a moment.
+        let mut drain_until: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let until = drain_until.unwrap_or(deadline);
+            if (exited.is_some() && !out_open && !err_open) || (exited.is_some() && now >= until) {
+                return Ok((exited.flatten(), out, err));
+            }
+            if now >= deadline && exited.is_none() {
+                return Err(self);
+            }
+            let left = until.saturating_duration_since(now);
+            let timeout = rustix::event::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: left.subsec_nanos() as i64,
+            };
+            let mut fds = vec![PollFd::new(&self.pidfd, PollFlags::IN)];
+            if out_open {
+                fds.push(PollFd::new(&self.stdout, PollFlags::IN));
+            }
+            if err_open {
+                fds.push(PollFd::new(&self.stderr, PollFlags::IN));
+            }
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+            drop(fds);
+            let mut next = 1;
+            for (open, buf, fd) in [
+                (&mut out_open, &mut out, &self.stdout),
+                (&mut err_open, &mut err, &self.stderr),
+            ] {
+                if !*open {
+                    continue;
+                }
+                if ready[next] {
+                    let mut chunk = [0u8; 8192];
+                    match rustix::io::read(fd, &mut chunk) {
+                        Ok(0) => *open = false,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+                        Err(_) => *open = false,
+                    }
+                }
+                next += 1;
+            }
+            if ready[0] && exited.is_none() {
+                let status =
+                    rustix::process::waitpid(Some(self.pid), rustix::process::WaitOptions::empty());
+                exited = Some(match status {
+                    Ok(Some((_, st))) => st.exit_status(),
+                    _ => None,
+                });
+                drain_until = Some(Instant::now() + Duration::from_millis(500));
+            }
+        }
+    }
+
+    /// SIGKILL it and wait up to a second; whether it is gone (a task stuck in the kernel
+    /// does not die).
+    fn kill(self) -> bool {
+        let _ = rustix::process::kill_process(self.pid, rustix::process::Signal::KILL);
+        (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            matches!(
+                rustix::process::waitpid(Some(self.pid), rustix::process::WaitOptions::NOHANG),
+                Ok(Some(_))
+            )
+        })
+    }
 }
 
 /// The child side: isolate, run the case, print its result, exit without waiting for the
