@@ -334,3 +334,35 @@ fn every_debian_series_in_one_matrix() {
         "at least 6.1, 6.12, 6.16, 6.17, 6.18, 7.2, 7.3"
     );
 }
+
+/// The full tier: the slow cases (a kernel timer of tens of seconds, left out of a run that
+/// names no case) on every Debian series: each passes where its feature is (FUSE_REQUEST_TIMEOUT
+/// from 6.15) and skips with its gate before, so a regression in a slow rule is not invisible.
+#[test]
+#[ignore = "full tier: cargo xtask test --full"]
+fn the_slow_cases_on_every_debian_series() {
+    let out = xtask(&[
+        "matrix",
+        "--kernel",
+        "debian:all",
+        "--jobs",
+        "2",
+        "--case",
+        "faults.request_timeout",
+    ]);
+    eprintln!("{}", out.stdout);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut seen = 0;
+    for line in out.stdout.lines().filter(|l| l.contains(" cases: ")) {
+        let series = line.split_whitespace().next().unwrap_or("");
+        let (major, minor) = series.split_once('.').unwrap_or(("0", "0"));
+        let at_least_6_15 = (
+            major.parse::<u32>().unwrap_or(0),
+            minor.parse::<u32>().unwrap_or(0),
+        ) >= (6, 15);
+        let want = if at_least_6_15 { "1 pass" } else { "1 skip" };
+        assert!(line.contains(want), "{series}: {line}");
+        seen += 1;
+    }
+    assert!(seen >= 7, "every series ran: {seen}");
+}
