@@ -23,9 +23,6 @@ pub struct Ctx {
     pub(super) failures: Vec<String>,
     /// Failures of rules that hold however the server served the I/O ([`Ctx::require`]).
     pub(super) firm: Vec<String>,
-    /// Every BACKING_OPEN of the server must have had its BACKING_CLOSE by the teardown,
-    /// where kprobe events count them: the case forgot every inode first.
-    pub balance_backing_ids: bool,
     /// A private tmpfs the case may fill as it likes.
     pub(super) work: PathBuf,
     pub(super) mounts: u32,
@@ -47,7 +44,6 @@ impl Ctx {
             observations: Observations::new(),
             failures: Vec::new(),
             firm: Vec::new(),
-            balance_backing_ids: false,
             work: work.into(),
             mounts: 0,
             source: subject::SourceKind::Tmpfs,

@@ -62,30 +62,6 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
     }
     let firm = std::mem::take(&mut ctx.firm);
     ctx.failures.extend(firm);
-    if ctx.balance_backing_ids {
-        let count = |k: &str| {
-            teardown
-                .iter()
-                .find(|(key, _)| key == k)
-                .and_then(|(_, v)| v.as_u64())
-        };
-        let kprobes = (count(key::BACKING_OPENS), count(key::BACKING_CLOSES));
-        let witness = (
-            count(key::WITNESS_BACKING_OPENS),
-            count(key::WITNESS_BACKING_CLOSES),
-        );
-        for (who, counts) in [("kprobes", kprobes), ("the witness in the server", witness)] {
-            if let (Some(opens), Some(closes)) = counts {
-                ctx.check(
-                    opens == closes,
-                    format!(
-                        "{opens} BACKING_OPENs but {closes} BACKING_CLOSEs by the teardown, \
-                         every inode forgotten ({who}): the server keeps backing ids"
-                    ),
-                );
-            }
-        }
-    }
     for (key, value) in teardown {
         if key == key::BACKING_CLOSE_ERRORS || key == key::WITNESS_BACKING_CLOSE_ERRORS {
             let errors: Vec<&str> = value

@@ -47,6 +47,11 @@ pub trait Subject {
     fn server_pid(&self) -> Option<u32> {
         None
     }
+    /// Backing ids the server holds now, by witness: ("kprobes" or "the witness in the
+    /// server", ids granted, ids closed). Empty where nothing counts them.
+    fn backing_ids(&self) -> Vec<(&'static str, u64, u64)> {
+        Vec::new()
+    }
 }
 
 impl Subject for FuseFs {
@@ -222,6 +227,23 @@ impl Subject for External {
 
     fn server_pid(&self) -> Option<u32> {
         Some(self.child.id())
+    }
+
+    fn backing_ids(&self) -> Vec<(&'static str, u64, u64)> {
+        let mut out = Vec::new();
+        if let Some(trace) = &self.trace {
+            if let (Some(opens), Some(closes)) = (
+                trace.returns("backing_open"),
+                trace.returns("backing_close"),
+            ) {
+                let ok = |rets: &[i64]| rets.iter().filter(|r| **r >= 0).count() as u64;
+                out.push(("kprobes", ok(&opens), ok(&closes)));
+            }
+        }
+        if let Some(w) = Witness::read(&self.witness_log) {
+            out.push(("the witness in the server", w.opens, w.closes));
+        }
+        out
     }
 }
 

@@ -849,8 +849,17 @@ fn backing_ids_released(ctx: &mut Ctx) -> Result<(), Stop> {
              (BACKING_OPEN without BACKING_CLOSE)"
         ),
     );
-    // The second witness, where kprobe events count the ioctls: they balance.
-    ctx.balance_backing_ids = true;
+    // The ioctls themselves, where kprobes or the witness in the server count them: every
+    // id granted has been closed by now, not only at the server's exit.
+    for (who, opens, closes) in fs.backing_ids() {
+        ctx.require(
+            opens == closes,
+            format!(
+                "{opens} BACKING_OPENs but {closes} BACKING_CLOSEs once every file was closed \
+                 and forgotten ({who}): the server keeps backing ids"
+            ),
+        );
+    }
     ctx.expect_bypassed(&*fs);
     Ok(())
 }
