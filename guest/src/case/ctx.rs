@@ -179,21 +179,12 @@ impl Ctx {
         name: &str,
         contents: &[u8],
     ) -> Result<(Box<dyn Subject>, PathBuf), Stop> {
-        let Some(spec) = self.server.clone() else {
+        let Some(spec) = self.source_server()? else {
             let (fs, backing, _) = self.passthrough_file(name, contents)?;
             return Ok((Box::new(fs), backing));
         };
-        if let Some(fixed) = &spec.fixed_file {
-            return Err(Stop::Skip(format!(
-                "{} serves one file of its own ({}, backed by {}), not {{source}}: \
-                 validate.fixed_file tests it",
-                spec.target, fixed.name, fixed.backing
-            )));
-        }
         let (source, backing) = self.source_with(name, contents)?;
-        let work = self.scratch("server")?;
-        let server = subject::External::start(&spec, &source, &work, self.teardown.clone())?;
-        Ok((Box::new(server), backing))
+        Ok((self.start_server(&spec, &source)?, backing))
     }
 
     /// Several files in `{source}` of the server under test (started once they are all
@@ -203,24 +194,43 @@ impl Ctx {
         &mut self,
         files: &[(String, Vec<u8>)],
     ) -> Result<(Box<dyn Subject>, PathBuf), Stop> {
-        let Some(spec) = self.server.clone() else {
+        let Some(spec) = self.source_server()? else {
             return Err(Stop::Skip(
                 "several files of {source} at once: a case for a server under test".into(),
             ));
         };
-        if let Some(fixed) = &spec.fixed_file {
-            return Err(Stop::Skip(format!(
-                "{} serves one file of its own ({}), not {{source}}",
-                spec.target, fixed.name
-            )));
-        }
         let source = self.own_tmpfs("source")?;
         for (name, contents) in files {
             std::fs::write(source.join(name), contents)?;
         }
+        Ok((self.start_server(&spec, &source)?, source))
+    }
+
+    /// The server under test when it serves `{source}`: None in the catalog (the agent's
+    /// own server), a skip for a server of one fixed file (`validate.fixed_file` tests it).
+    fn source_server(&self) -> Result<Option<proto::validate::Spec>, Stop> {
+        let Some(spec) = self.server.clone() else {
+            return Ok(None);
+        };
+        if let Some(fixed) = &spec.fixed_file {
+            return Err(Stop::Skip(format!(
+                "{} serves one file of its own ({}, backed by {}), not {{source}}: \
+                 validate.fixed_file tests it",
+                spec.target, fixed.name, fixed.backing
+            )));
+        }
+        Ok(Some(spec))
+    }
+
+    /// Start the server under test on `source`, in the case's scratch.
+    fn start_server(
+        &mut self,
+        spec: &proto::validate::Spec,
+        source: &Path,
+    ) -> Result<Box<dyn Subject>, Stop> {
         let work = self.scratch("server")?;
-        let server = subject::External::start(&spec, &source, &work, self.teardown.clone())?;
-        Ok((Box::new(server), source))
+        let server = subject::External::start(spec, source, &work, self.teardown.clone())?;
+        Ok(Box::new(server))
     }
 
     /// `{source}` on the file system `self.source` names, holding `name` with `contents`:

@@ -544,6 +544,15 @@ fn named_files(sizes: &[(&str, usize)]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// The bytes of `name` among `files`.
+fn bytes_of<'a>(files: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
+    files
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, b)| b.as_slice())
+        .expect("one of the case's files")
+}
+
 /// A seed from a file's name.
 fn seed_of(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
@@ -618,13 +627,7 @@ fn many_files(ctx: &mut Ctx) -> Result<(), Stop> {
         ("e", 50_000),
     ]);
     let (fs, source) = ctx.io_files(&files)?;
-    let want = |n: &str| {
-        files
-            .iter()
-            .find(|(f, _)| f == n)
-            .map(|(_, b)| b.clone())
-            .unwrap()
-    };
+    let want = |n: &str| bytes_of(&files, n).to_vec();
     let mut wrong: Vec<String> = Vec::new();
     let compare = |wrong: &mut Vec<String>, name: &str, what: &str, got: &[u8], want: &[u8]| {
         if let Some(why) = first_difference(name, what, got, want) {
@@ -685,7 +688,7 @@ fn many_files(ctx: &mut Ctx) -> Result<(), Stop> {
         &want("d"),
     );
     drop(d);
-    let b_expected = expected.iter().find(|(n, _)| n == "b").unwrap().1.clone();
+    let b_expected = bytes_of(&expected, "b").to_vec();
     let b = open_through(&*fs, "b", false)?;
     compare(
         &mut wrong,
@@ -698,7 +701,7 @@ fn many_files(ctx: &mut Ctx) -> Result<(), Stop> {
 
     // A hard link made in {source}: through the mount it is the same bytes.
     std::fs::hard_link(source.join("a"), source.join("a_link"))?;
-    let a_expected = expected.iter().find(|(n, _)| n == "a").unwrap().1.clone();
+    let a_expected = bytes_of(&expected, "a").to_vec();
     match open_through(&*fs, "a_link", false) {
         Ok(link) => compare(
             &mut wrong,
@@ -713,7 +716,7 @@ fn many_files(ctx: &mut Ctx) -> Result<(), Stop> {
 
     // The kernel forgets the inodes; c is looked up and opened again.
     forget_inodes();
-    let c_expected = expected.iter().find(|(n, _)| n == "c").unwrap().1.clone();
+    let c_expected = bytes_of(&expected, "c").to_vec();
     let c = open_through(&*fs, "c", false)?;
     compare(
         &mut wrong,
