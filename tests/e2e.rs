@@ -553,14 +553,20 @@ fn every_broken_server_fails_for_its_own_reason() {
             result.verdict.name(),
             result.reason.lines().next().unwrap_or("")
         );
-        if result.verdict != Verdict::Fail || !result.reason.contains(broken.reason) {
+        // A server that died or hung: its own last words are in the reason too.
+        let stderr_shown = broken.verdict == Verdict::Fail || result.reason.contains("planted");
+        if result.verdict != broken.verdict
+            || !result.reason.contains(broken.reason)
+            || !stderr_shown
+        {
             missed.push(format!(
-                "{} ({}): {} {} {:?}, expected a failure naming {:?}",
+                "{} ({}): {} {} {:?}, expected {} naming {:?}",
                 broken.name,
                 broken.what,
                 broken.caught_by,
                 result.verdict.name(),
                 result.reason,
+                broken.verdict.name(),
                 broken.reason
             ));
         }
@@ -569,6 +575,17 @@ fn every_broken_server_fails_for_its_own_reason() {
     assert!(
         !mounts.contains("fuser-mirror"),
         "a broken server's mount was left behind"
+    );
+    let running: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("fuser-mirror") && c.contains("--bug"))
+        .collect();
+    assert!(
+        running.is_empty(),
+        "a broken server outlived its case: {running:?}"
     );
     assert!(
         missed.is_empty(),

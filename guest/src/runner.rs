@@ -53,14 +53,16 @@ pub fn run_all(
             (_, Some(first)) if case.external_server => CaseResult::new(
                 case.name,
                 Verdict::NotReached,
-                format!("not reached: the server under test crashed in {first}"),
+                format!("not reached: the server under test crashed or hung in {first}"),
             ),
             _ => run_isolated(case),
         };
         if result.observations.contains_key(key::SERVER_DID_NOT_START) {
             no_server.get_or_insert(case.name);
         }
-        if result.observations.contains_key(key::SERVER_CRASHED) {
+        if result.observations.contains_key(key::SERVER_CRASHED)
+            || result.observations.contains_key(key::SERVER_HUNG)
+        {
             crashed.get_or_insert(case.name);
         }
         mark(markers, CASE_END_MARKER, case.name);

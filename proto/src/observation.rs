@@ -9,6 +9,10 @@ pub const SERVER_DID_NOT_START: &str = "server_did_not_start";
 /// The signal (or its description) that ended the server under test before the teardown:
 /// the case is a crash and the later validate cases are not reached.
 pub const SERVER_CRASHED: &str = "server_crashed";
+/// Why the server under test was found hung (requests waiting while it did not run, the
+/// connection then aborted): the case is a hang and the later validate cases are not
+/// reached.
+pub const SERVER_HUNG: &str = "server_hung";
 /// The server under test's exit code after the teardown.
 pub const SERVER_EXIT_CODE: &str = "server_exit_code";
 /// Whether `{source}` came off after the server's exit: "ok", or what still held it. Its
@@ -50,6 +54,9 @@ pub const WITNESS_BACKING_CLOSES: &str = "witness_backing_closes";
 pub const WITNESS_BACKING_CLOSE_ERRORS: &str = "witness_backing_close_errors";
 /// After one refused BACKING_OPEN: "one file" or "whole mount" fell back to the server.
 pub const FALLBACK_SCOPE: &str = "fallback_scope";
+/// How `validate.fallback_scope` had the kernel refuse one BACKING_OPEN (ELOOP for a stacked
+/// file, or EPERM for one made without CAP_SYS_ADMIN) and with it the errno.
+pub const FALLBACK_REFUSAL: &str = "fallback_refusal";
 /// Whether a bind under `{source}` came off before the server forgot its inodes.
 pub const UNBIND_STACKED: &str = "unbind_stacked";
 /// `validate.library_suite`: each test of the library's own suite and its outcome ("pass",

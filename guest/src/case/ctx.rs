@@ -223,7 +223,7 @@ impl Ctx {
     }
 
     /// Start the server under test on `source`, in the case's scratch.
-    fn start_server(
+    pub fn start_server(
         &mut self,
         spec: &proto::validate::Spec,
         source: &Path,

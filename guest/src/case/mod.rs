@@ -15,6 +15,7 @@ pub mod fixtures;
 pub mod ring;
 mod run;
 pub mod subject;
+pub mod watchdog;
 
 use std::time::Duration;
 

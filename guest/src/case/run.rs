@@ -122,7 +122,20 @@ fn finish(case: &Case, start: Instant, mut ctx: Ctx, stopped: Result<(), Stop>) 
         .get(key::SERVER_CRASHED)
         .and_then(|v| v.as_str())
         .map(String::from);
+    let hung = ctx
+        .observations
+        .get(key::SERVER_HUNG)
+        .and_then(|v| v.as_str())
+        .map(String::from);
     let (verdict, reason) = match stopped {
+        // Whatever the I/O then showed, the server stopped answering it.
+        _ if hung.is_some() => (
+            Verdict::Hang,
+            format!(
+                "the server under test stopped answering during the case: {}",
+                hung.unwrap_or_default()
+            ),
+        ),
         // Whatever the I/O then showed, the server died under it.
         _ if crashed.is_some() => (
             Verdict::Crash,

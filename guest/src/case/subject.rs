@@ -52,6 +52,10 @@ pub trait Subject {
     fn backing_ids(&self) -> Vec<(&'static str, u64, u64)> {
         Vec::new()
     }
+    /// What the backing-id witness in the server saw so far; None where none is loaded.
+    fn witness(&self) -> Option<Witness> {
+        None
+    }
 }
 
 impl Subject for FuseFs {
@@ -79,6 +83,8 @@ pub struct External {
     killed: bool,
     /// Where the backing-id witness preloaded into the server writes.
     witness_log: PathBuf,
+    /// Aborts the connection if the server stops answering.
+    watchdog: super::watchdog::Watchdog,
 }
 
 impl External {
@@ -192,7 +198,9 @@ impl External {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
+        let watchdog = super::watchdog::Watchdog::start(connection, child.id());
         Ok(External {
+            watchdog,
             child,
             mountpoint,
             source: source.into(),
@@ -227,6 +235,10 @@ impl Subject for External {
 
     fn server_pid(&self) -> Option<u32> {
         Some(self.child.id())
+    }
+
+    fn witness(&self) -> Option<Witness> {
+        Witness::read(&self.witness_log)
     }
 
     fn backing_ids(&self) -> Vec<(&'static str, u64, u64)> {
@@ -278,9 +290,15 @@ impl Drop for External {
         // A server already gone (killed by the case) releases nothing more; one that died
         // by itself during the case crashed.
         // An exit of its own is no crash: the case may have unmounted under it.
+        // One that stopped answering is killed: it would not exit by itself.
+        if let Some(why) = self.watchdog.hung() {
+            self.note(key::SERVER_HUNG, format!("{why}{}", tail(&self.stderr)));
+            self.kill_server();
+        }
         let alive = match self.child.try_wait() {
             Ok(Some(status)) if !self.killed && status.signal().is_some() => {
-                self.note(key::SERVER_CRASHED, died(status));
+                let stderr = tail(&self.stderr);
+                self.note(key::SERVER_CRASHED, format!("{}{stderr}", died(status)));
                 false
             }
             Ok(None) => true,
@@ -611,6 +629,11 @@ pub struct Witness {
     pub closes: u64,
     /// The closes refused, by errno name ("ENOENT" for an id closed twice).
     pub close_errors: Vec<String>,
+    /// The opens refused, by errno name, in order.
+    pub open_errors: Vec<String>,
+    /// The files whose BACKING_OPEN the witness made without CAP_SYS_ADMIN
+    /// (`$FPT_REFUSE_BACKING`).
+    pub refused: Vec<String>,
 }
 
 impl Witness {
@@ -628,12 +651,14 @@ impl Witness {
         for line in text.lines() {
             let words: Vec<&str> = line.split(' ').collect();
             match words.as_slice() {
-                ["open", ret, _] if ret.parse::<i64>().is_ok_and(|r| r >= 0) => w.opens += 1,
+                ["open", ret, errno] => match ret.parse::<i64>() {
+                    Ok(r) if r >= 0 => w.opens += 1,
+                    _ => w.open_errors.push(errno_name(errno)),
+                },
+                ["refuse", name] => w.refused.push(name.to_string()),
                 ["close", _, ret, errno] => match ret.parse::<i64>() {
                     Ok(r) if r >= 0 => w.closes += 1,
-                    _ => w.close_errors.push(crate::sys::errno_name(
-                        rustix::io::Errno::from_raw_os_error(errno.parse().unwrap_or(0)),
-                    )),
+                    _ => w.close_errors.push(errno_name(errno)),
                 },
                 _ => {}
             }
@@ -641,5 +666,33 @@ impl Witness {
         w.close_errors.sort();
         w.close_errors.dedup();
         Some(w)
+    }
+}
+
+/// The name of the errno the witness logged as a number.
+fn errno_name(errno: &str) -> String {
+    crate::sys::errno_name(rustix::io::Errno::from_raw_os_error(
+        errno.parse().unwrap_or(0),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Witness;
+
+    #[test]
+    fn the_witness_log_counts_granted_ids_and_names_refusals() {
+        let log = "loaded 7\nopen 1 0\nrefuse refused\nopen -1 1\nopen 2 0\nclose 1 0 0\n\
+                   close 1 -1 2\n";
+        let w = Witness::parse(log).unwrap();
+        assert_eq!((w.opens, w.closes), (2, 1));
+        assert_eq!(w.open_errors, ["EPERM"]);
+        assert_eq!(w.close_errors, ["ENOENT"]);
+        assert_eq!(w.refused, ["refused"]);
+        assert_eq!(
+            Witness::parse("open 1 0\n"),
+            None,
+            "no `loaded`: never loaded"
+        );
     }
 }

@@ -172,9 +172,13 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "validate.fallback_scope",
             rule: "one mount, three files: a plain one, one whose \
-      backing file sits on another FUSE passthrough mount (BACKING_OPEN gives ELOOP at stack \
-      depth 1), then a second plain one: every byte is right, and the observation says whether \
-      the refusal made the server serve that one file or the whole mount from then on",
+      BACKING_OPEN the kernel refuses, then a second plain one: every byte is right, and the \
+      observation says whether the refusal made the server serve that one file or the whole \
+      mount from then on. The refused file's backing file sits on another FUSE passthrough \
+      mount bound into {source} (ELOOP at stack depth 1); a server that serves no file across \
+      a mount point (libfuse's passthrough_hp) instead makes that one BACKING_OPEN without \
+      CAP_SYS_ADMIN in its calling thread's effective set, through the witness preloaded \
+      into it (EPERM)",
             run: fallback_scope,
             ..DEFAULTS
         },
@@ -286,31 +290,132 @@ fn opened_twice(ctx: &mut Ctx) -> Result<(), Stop> {
 }
 
 fn fallback_scope(ctx: &mut Ctx) -> Result<(), Stop> {
-    use crate::fuse::abi::op;
     let (one, two, three) = (
         pattern(340, 100_000),
         pattern(341, 100_000),
         pattern(342, 100_000),
     );
-    // The agent's own passthrough mount (depth 1), its file registered before the server
-    // under test starts (so the kprobe counts are the server's alone), then bound into
-    // {source}: a server at depth 1 is refused a backing file there.
+    let outcome = match refused_by_depth(ctx, &one, &two, &three) {
+        // A server that serves no file across a mount point in {source} (libfuse's
+        // passthrough_hp) meets its refusal another way, where the witness is loaded.
+        Err(Stop::Skip(why)) => match ctx.server.as_ref().and_then(|s| s.witness.as_ref()) {
+            Some(_) => refused_by_witness(ctx, &one, &two, &three)?,
+            None => return Err(Stop::Skip(why)),
+        },
+        other => other?,
+    };
+    ctx.observe(key::FALLBACK_SCOPE, outcome);
+    Ok(())
+}
+
+/// The refusal the kernel makes for a backing file too deep: the agent's own passthrough
+/// mount (depth 1), its file registered before the server under test starts (so the kprobe
+/// counts are the server's alone), bound into {source}; a server at depth 1 is refused a
+/// backing file there (ELOOP). Files `plain` and `later` are plain ones around it.
+fn refused_by_depth(
+    ctx: &mut Ctx,
+    one: &[u8],
+    two: &[u8],
+    three: &[u8],
+) -> Result<&'static str, Stop> {
     let stacked = ctx.mount_passthrough(1)?;
     let lower = ctx.own_tmpfs("lower")?.join("f");
-    std::fs::write(&lower, &three)?;
+    std::fs::write(&lower, three)?;
     stacked.add_passthrough_file_at("f", &lower)?;
-    let (fs, first) = ctx.io_file("plain", &one)?;
+    let (fs, first) = ctx.io_file("plain", one)?;
     let source = first.parent().expect("a file in {source}").to_path_buf();
-    std::fs::write(source.join("later"), &two)?;
+    std::fs::write(source.join("later"), two)?;
     let bind = source.join("stacked");
     std::fs::create_dir(&bind)?;
     rustix::mount::mount_bind(stacked.path(""), &bind)?;
 
-    let reads = |fs: &dyn crate::case::subject::Subject| fs.requests(op::READ);
-    let read = |ctx: &mut Ctx, name: &str, want: &[u8]| -> Result<Option<u64>, Stop> {
-        let before = reads(&*fs);
-        let got = std::fs::read(fs.path(name));
-        let got = match got {
+    let outcome = scope(
+        ctx,
+        &*fs,
+        [("plain", one), ("stacked/f", three), ("later", two)],
+    );
+    // A server that keeps an O_PATH fd per inode it looked up (libfuse's passthrough_hp)
+    // holds the bind until it forgets: detach it then, so that {source} can be released.
+    let unbound = crate::case::unmount_when_released(&bind);
+    if unbound != "ok" {
+        let _ = rustix::mount::unmount(&bind, rustix::mount::UnmountFlags::DETACH);
+    }
+    ctx.observe(key::UNBIND_STACKED, unbound);
+    ctx.keep.push(stacked);
+    drop(fs);
+    if outcome.is_ok() {
+        ctx.observe(
+            key::FALLBACK_REFUSAL,
+            "ELOOP: a backing file on a stacked mount",
+        );
+    }
+    outcome
+}
+
+/// The refusal the kernel makes to a server without CAP_SYS_ADMIN, for one file: the
+/// witness in the server makes the BACKING_OPEN of `refused` with the capability out of the
+/// calling thread's effective set (`$FPT_REFUSE_BACKING`), so the kernel answers EPERM for
+/// that file alone while the server's other opens are granted.
+fn refused_by_witness(
+    ctx: &mut Ctx,
+    one: &[u8],
+    two: &[u8],
+    three: &[u8],
+) -> Result<&'static str, Stop> {
+    let mut spec = ctx
+        .server
+        .clone()
+        .expect("validate cases run with a server");
+    spec.env
+        .push(("FPT_REFUSE_BACKING".into(), "refused".into()));
+    let source = ctx.own_tmpfs("source-refusing")?;
+    for (name, bytes) in [("plain", one), ("refused", three), ("later", two)] {
+        std::fs::write(source.join(name), bytes)?;
+    }
+    let work = ctx.scratch("server-refusing")?;
+    let fs = crate::case::subject::External::start(&spec, &source, &work, ctx.teardown.clone())?;
+    let outcome = scope(
+        ctx,
+        &fs,
+        [("plain", one), ("refused", three), ("later", two)],
+    )?;
+    use crate::case::subject::Subject;
+    let seen = fs.witness().unwrap_or_default();
+    drop(fs);
+    // A server that asks for no backing file meets no refusal: nothing to fall back from.
+    if outcome.starts_with("no passthrough") {
+        return Ok(outcome);
+    }
+    // Otherwise the refusal must have happened, and been the kernel's, or the scope says
+    // nothing (a rule the harness keeps, whether the server served the path or not).
+    let refused = !seen.refused.is_empty() && seen.open_errors.iter().any(|e| e == "EPERM");
+    ctx.require(
+        refused,
+        format!(
+            "the witness was to have the kernel refuse the BACKING_OPEN of `refused`, but it \
+             saw refusals of {:?} and refused opens {:?}",
+            seen.refused, seen.open_errors
+        ),
+    );
+    ctx.observe(
+        key::FALLBACK_REFUSAL,
+        "EPERM: one BACKING_OPEN made without CAP_SYS_ADMIN",
+    );
+    Ok(outcome)
+}
+
+/// Reads three files in turn, the middle one's BACKING_OPEN refused, and says from the READ
+/// requests each cost which files fell back to the server.
+fn scope(
+    ctx: &mut Ctx,
+    fs: &dyn crate::case::subject::Subject,
+    files: [(&str, &[u8]); 3],
+) -> Result<&'static str, Stop> {
+    use crate::fuse::abi::op;
+    let mut served = Vec::new();
+    for (name, want) in files {
+        let before = fs.requests(op::READ);
+        let got = match std::fs::read(fs.path(name)) {
             Ok(g) => g,
             // libfuse's passthrough_hp serves no file across a mount point in {source}
             // (EOPNOTSUPP): a choice. EIO is no choice: the open the kernel was answered
@@ -333,31 +438,15 @@ fn fallback_scope(ctx: &mut Ctx) -> Result<(), Stop> {
             got == want,
             format!("{name} read through the mount differs"),
         );
-        Ok(reads(&*fs).zip(before).map(|(a, b)| a - b))
-    };
-    let outcome = (|| {
-        let plain = read(ctx, "plain", &one)?;
-        let stacked = read(ctx, "stacked/f", &three)?;
-        let later = read(ctx, "later", &two)?;
-        Ok::<_, Stop>(match (plain, stacked, later) {
-            (Some(p), _, _) if p > 0 => "no passthrough: the first plain file was served",
-            (Some(_), Some(0), _) => "none needed: the stacked file passed through",
-            (Some(_), Some(_), Some(0)) => "file: only the refused file was served",
-            (Some(_), Some(_), Some(_)) => "mount: every file opened after the refusal was served",
-            _ => "unknown: no fuse tracepoint here",
-        })
-    })();
-    // A server that keeps an O_PATH fd per inode it looked up (libfuse's passthrough_hp)
-    // holds the bind until it forgets: detach it then, so that {source} can be released.
-    let unbound = crate::case::unmount_when_released(&bind);
-    if unbound != "ok" {
-        let _ = rustix::mount::unmount(&bind, rustix::mount::UnmountFlags::DETACH);
+        served.push(fs.requests(op::READ).zip(before).map(|(a, b)| a - b));
     }
-    ctx.observe(key::UNBIND_STACKED, unbound);
-    ctx.keep.push(stacked);
-    drop(fs);
-    ctx.observe(key::FALLBACK_SCOPE, outcome?);
-    Ok(())
+    Ok(match served[..] {
+        [Some(p), _, _] if p > 0 => "no passthrough: the first plain file was served",
+        [Some(_), Some(0), _] => "none needed: the refused file passed through",
+        [Some(_), Some(_), Some(0)] => "file: only the refused file was served",
+        [Some(_), Some(_), Some(_)] => "mount: every file opened after the refusal was served",
+        _ => "unknown: no fuse tracepoint here",
+    })
 }
 
 fn without_cap_sys_admin(ctx: &mut Ctx) -> Result<(), Stop> {

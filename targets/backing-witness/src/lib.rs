@@ -10,6 +10,13 @@
 //!
 //! A server that makes its system calls without libc (Go's) never loads it: the log then
 //! holds no `loaded` line, and the harness says the witness saw nothing.
+//!
+//! With `$FPT_REFUSE_BACKING` set to a file name, a BACKING_OPEN of a file of that name is
+//! made by the calling thread without CAP_SYS_ADMIN in its effective set, so the kernel
+//! itself refuses it (EPERM) and the server meets a real refusal for that one file: the
+//! way `validate.fallback_scope` provokes one in a server that serves no file across a
+//! mount point (where a stacked file would be refused for its depth). The log says
+//! `refuse NAME` before such an open.
 
 use std::ffi::{c_int, c_ulong, c_void, CStr};
 
@@ -59,8 +66,18 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) ->
         unsafe { *libc::__errno_location() = libc::ENOSYS };
         return -1;
     };
+    let refuse = request == BACKING_OPEN && !arg.is_null() && {
+        // SAFETY: BACKING_OPEN's argument points to struct fuse_backing_map, whose first
+        // field is the backing file's fd.
+        let backing = unsafe { *(arg as *const i32) };
+        refused(backing)
+    };
+    let saved = if refuse { drop_sys_admin() } else { None };
     // SAFETY: forwarded as given.
     let ret = unsafe { real(fd, request, arg) };
+    if let Some(caps) = saved {
+        restore(caps);
+    }
     // SAFETY: errno is this thread's.
     let errno = if ret < 0 { unsafe { *libc::__errno_location() } } else { 0 };
     match request {
@@ -77,6 +94,75 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) ->
         unsafe { *libc::__errno_location() = errno };
     }
     ret
+}
+
+/// Is `fd` a file whose name `$FPT_REFUSE_BACKING` names? Logs the refusal when it is.
+fn refused(fd: c_int) -> bool {
+    let Some(name) = std::env::var_os("FPT_REFUSE_BACKING") else {
+        return false;
+    };
+    let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
+        return false;
+    };
+    let hit = target.file_name() == Some(name.as_os_str());
+    if hit {
+        log(&format!("refuse {}\n", name.to_string_lossy()));
+    }
+    hit
+}
+
+/// `struct __user_cap_header_struct` and two `struct __user_cap_data_struct` (version 3).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Caps {
+    version: u32,
+    pid: c_int,
+    data: [[u32; 3]; 2],
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Clears CAP_SYS_ADMIN from this thread's effective set (kept in its permitted set, so it
+/// can be raised again); the caps before, or None where that failed.
+fn drop_sys_admin() -> Option<Caps> {
+    let mut caps = Caps {
+        version: CAP_VERSION_3,
+        pid: 0,
+        data: [[0; 3]; 2],
+    };
+    // SAFETY: capget(header, data) with the header followed by the data it fills; pid 0 is
+    // this thread.
+    let got = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut caps as *mut Caps as *mut c_void,
+            caps.data.as_mut_ptr() as *mut c_void,
+        )
+    };
+    if got != 0 {
+        return None;
+    }
+    let saved = caps;
+    caps.data[0][0] &= !(1 << CAP_SYS_ADMIN);
+    set(&mut caps).then_some(saved)
+}
+
+fn restore(mut caps: Caps) {
+    set(&mut caps);
+}
+
+fn set(caps: &mut Caps) -> bool {
+    caps.version = CAP_VERSION_3;
+    caps.pid = 0;
+    // SAFETY: capset with the header and data capget filled; pid 0 is this thread only.
+    unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            caps as *mut Caps as *mut c_void,
+            caps.data.as_mut_ptr() as *mut c_void,
+        ) == 0
+    }
 }
 
 /// Says the witness is there, once per process, as the library loads.

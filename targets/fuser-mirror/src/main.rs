@@ -112,6 +112,10 @@ enum Bug {
     KeepCache,
     /// Writable opens are served, not passed through, and WRITE is acknowledged unwritten.
     DropWrites,
+    /// The second OPEN aborts the server (SIGABRT), as a library's failed assertion would.
+    CrashOnOpen,
+    /// The second OPEN is never answered: its handler sleeps for ever.
+    HangOnOpen,
 }
 
 impl Bug {
@@ -126,6 +130,8 @@ impl Bug {
             "refused-zero-id" => Bug::RefusedZeroId,
             "keep-cache" => Bug::KeepCache,
             "drop-writes" => Bug::DropWrites,
+            "crash-on-open" => Bug::CrashOnOpen,
+            "hang-on-open" => Bug::HangOnOpen,
             _ => return None,
         })
     }
@@ -134,6 +140,8 @@ impl Bug {
 struct Mirror {
     passthrough: bool,
     bug: Bug,
+    /// OPENs so far (the crash and hang bugs strike at the second).
+    opens: std::sync::atomic::AtomicU64,
     state: Mutex<State>,
 }
 
@@ -374,6 +382,22 @@ impl Filesystem for Mirror {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let nth = 1 + self
+            .opens
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.bug {
+            Bug::CrashOnOpen if nth == 2 => {
+                eprintln!("fuser-mirror: assertion failed: open of inode {ino:?} (planted crash)");
+                std::process::abort();
+            }
+            Bug::HangOnOpen if nth >= 2 => {
+                eprintln!("fuser-mirror: stops answering at the open of inode {ino:?} (planted hang)");
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+            _ => {}
+        }
         let file = match self
             .path(ino)
             .and_then(|p| open_options(flags.0).open(p).map_err(errno))
@@ -582,6 +606,7 @@ fn main() {
     let fs = Mirror {
         passthrough: false,
         bug,
+        opens: Default::default(),
         state: Mutex::new(state),
     };
     let mut config = fuser::Config::default();

@@ -70,76 +70,108 @@ pub struct Broken {
     pub caught_by: &'static str,
     /// Words the failed verdict's reason must hold: the bug named, not any failure.
     pub reason: &'static str,
+    /// The verdict it must get: a failure, or for a server that dies or stops answering, a
+    /// crash or a hang (never a harness error, nor a case timeout) whose reason also shows
+    /// the server's stderr.
+    pub verdict: proto::wire::Verdict,
 }
 
 /// The broken-server suite: validation's own mutation score. `cargo xtask test` validates
 /// each on the host and requires its case to fail for its reason.
-pub const BROKEN: &[Broken] = &[
-    Broken {
-        name: "broken-wrong-backing",
-        bug: "wrong-backing",
-        what: "hands the kernel the previous other inode's file as an open's backing file",
-        caught_by: "validate.many_files",
-        reason: "differs from its own bytes",
-    },
-    Broken {
-        name: "broken-never-close",
-        bug: "never-close",
-        what: "never closes a backing id (no BACKING_CLOSE after the last release)",
-        caught_by: "validate.backing_ids_released",
-        reason: "still held by the kernel",
-    },
-    Broken {
-        name: "broken-stale-backing",
-        bug: "stale-backing",
-        what: "keeps each inode's first backing id and reuses it after the file was replaced",
-        caught_by: "validate.many_files",
-        reason: "file e: read after it was replaced in {source}",
-    },
-    Broken {
-        name: "broken-ignore-truncate",
-        bug: "ignore-truncate",
-        what: "acknowledges SETATTR with a size without truncating the file",
-        caught_by: "validate.truncate_then_read",
-        reason: "backing_size",
-    },
-    Broken {
-        name: "broken-keep-cache",
-        bug: "keep-cache",
-        what: "answers FOPEN_KEEP_CACHE together with FOPEN_PASSTHROUGH",
-        caught_by: "validate.many_files",
-        reason: "open through the mount failed: EIO",
-    },
-    Broken {
-        name: "broken-close-twice",
-        bug: "close-twice",
-        what: "closes every backing id twice",
-        caught_by: "validate.many_files",
-        reason: "a BACKING_CLOSE of the server failed",
-    },
-    Broken {
-        name: "broken-close-reuse",
-        bug: "close-reuse",
-        what: "closes a backing id right after the open reply, while its file is open, and \
+pub const BROKEN: &[Broken] = {
+    use proto::wire::Verdict::{Crash, Fail, Hang};
+    &[
+        Broken {
+            name: "broken-wrong-backing",
+            bug: "wrong-backing",
+            what: "hands the kernel the previous other inode's file as an open's backing file",
+            caught_by: "validate.many_files",
+            reason: "differs from its own bytes",
+            verdict: Fail,
+        },
+        Broken {
+            name: "broken-never-close",
+            bug: "never-close",
+            what: "never closes a backing id (no BACKING_CLOSE after the last release)",
+            caught_by: "validate.backing_ids_released",
+            reason: "still held by the kernel",
+            verdict: Fail,
+        },
+        Broken {
+            name: "broken-stale-backing",
+            bug: "stale-backing",
+            what: "keeps each inode's first backing id and reuses it after the file was replaced",
+            caught_by: "validate.many_files",
+            reason: "file e: read after it was replaced in {source}",
+            verdict: Fail,
+        },
+        Broken {
+            name: "broken-ignore-truncate",
+            bug: "ignore-truncate",
+            what: "acknowledges SETATTR with a size without truncating the file",
+            caught_by: "validate.truncate_then_read",
+            reason: "backing_size",
+            verdict: Fail,
+        },
+        Broken {
+            name: "broken-keep-cache",
+            bug: "keep-cache",
+            what: "answers FOPEN_KEEP_CACHE together with FOPEN_PASSTHROUGH",
+            caught_by: "validate.many_files",
+            reason: "open through the mount failed: EIO",
+            verdict: Fail,
+        },
+        Broken {
+            name: "broken-close-twice",
+            bug: "close-twice",
+            what: "closes every backing id twice",
+            caught_by: "validate.many_files",
+            reason: "a BACKING_CLOSE of the server failed",
+            verdict: Fail,
+        },
+        Broken {
+            name: "broken-close-reuse",
+            bug: "close-reuse",
+            what: "closes a backing id right after the open reply, while its file is open, and \
                gives its number to another inode's open",
-        caught_by: "validate.many_files",
-        reason: "open through the mount failed: EIO",
-    },
-    Broken {
-        name: "broken-refused-zero-id",
-        bug: "refused-zero-id",
-        what: "answers FOPEN_PASSTHROUGH with backing id 0 where BACKING_OPEN was refused",
-        caught_by: "validate.fallback_scope",
-        reason: "EIO",
-    },
-    Broken {
-        name: "broken-drop-writes",
-        bug: "drop-writes",
-        what: "serves writable opens itself and acknowledges WRITE without writing",
-        caught_by: "validate.many_files",
-        reason: "{source} after the close differs",
-    },
-];
+            caught_by: "validate.many_files",
+            reason: "open through the mount failed: EIO",
+            verdict: Fail,
+        },
+        Broken {
+            name: "broken-refused-zero-id",
+            bug: "refused-zero-id",
+            what: "answers FOPEN_PASSTHROUGH with backing id 0 where BACKING_OPEN was refused",
+            caught_by: "validate.fallback_scope",
+            reason: "EIO",
+            verdict: Fail,
+        },
+        Broken {
+            name: "broken-drop-writes",
+            bug: "drop-writes",
+            what: "serves writable opens itself and acknowledges WRITE without writing",
+            caught_by: "validate.many_files",
+            reason: "{source} after the close differs",
+            verdict: Fail,
+        },
+        Broken {
+            name: "broken-crash-on-open",
+            bug: "crash-on-open",
+            what: "aborts (SIGABRT) at its second OPEN, as a failed assertion in a library would",
+            caught_by: "validate.many_files",
+            reason: "signal 6 (SIGABRT)",
+            verdict: Crash,
+        },
+        Broken {
+            name: "broken-hang-on-open",
+            bug: "hang-on-open",
+            what: "never answers its second OPEN (the handler sleeps for ever)",
+            caught_by: "validate.many_files",
+            reason: "the harness aborted the connection",
+            verdict: Hang,
+        },
+    ]
+};
 
 /// How long a server may take to mount.
 const MOUNT_TIMEOUT_SECS: u64 = 10;
