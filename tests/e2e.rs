@@ -636,7 +636,7 @@ fn expect_passthrough_fails_a_library_that_stopped_passing_through() {
 
 /// libfuse 3.18's own test suite (`test/run-tests.py`) on this machine's kernel: every test
 /// a result of its own (`libfuse_suite.*`), read back from the KTAP report by kunit.py's
-/// parser like ours. Debian's kernels run it in the full tier (`validate_library_suite_in_a_vm`).
+/// parser like ours. Debian's kernels run it in the full tier (`libfuse_own_suite_on_every_debian_series`).
 #[test]
 fn libfuse_own_suite_on_the_host_kernel() {
     let out = e2e::xtask(&[
@@ -684,19 +684,32 @@ fn libfuse_own_suite_on_the_host_kernel() {
         e2e::count(&counts, "passed") >= passed as u64,
         "kunit.py reads the suite's results: {counts:?}"
     );
+    // The page puts the suite's tests beside our verdicts, one column per kernel.
+    let page = out.paths("page: ");
+    let dom = e2e::chromium(
+        &page[0],
+        "1400,1000",
+        &page[0].with_file_name("validate.png"),
+    );
+    assert!(
+        dom.contains("data-case=\"validate.library_suite\"")
+            && dom.matches("data-case=\"libfuse_suite.").count() == suite.len(),
+        "validate.html shows our case and each of the suite's tests"
+    );
 }
 
-/// The same suite inside a VM of Debian's 6.12, from a chroot of the host's root shared over
-/// virtio-fs (about 8 minutes under TCG).
+/// The same suite on every Debian series, inside VMs, from a chroot of the host's root
+/// shared over virtio-fs (about 8 minutes a series under TCG): every series runs it, and
+/// validate.html shows the suite's tests beside our verdicts, one column per series.
 #[test]
 #[ignore = "full tier: cargo xtask test --full"]
-fn validate_library_suite_in_a_vm() {
+fn libfuse_own_suite_on_every_debian_series() {
     let out = e2e::xtask(&[
         "validate",
         "--server",
         "libfuse",
         "--kernel",
-        "debian-6.12",
+        "debian:all",
         "--case",
         "validate.library_suite",
     ]);
@@ -705,11 +718,26 @@ fn validate_library_suite_in_a_vm() {
         .lines()
         .find(|l| l.starts_with("the library's own tests"))
         .unwrap_or_else(|| panic!("{text}{}", out.stderr));
-    let passed: u64 = row
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .expect("a count");
-    assert!(passed >= 50, "{row}");
+    let columns: Vec<u64> = row
+        .split("pass")
+        .filter_map(|cell| cell.split_whitespace().last()?.parse().ok())
+        .collect();
+    assert!(columns.len() >= 7, "every series ran the suite: {row}");
+    assert!(columns.iter().all(|p| *p >= 50), "{row}");
+    let page = out.paths("page: ");
+    let dom = e2e::chromium(
+        &page[0],
+        "1800,1000",
+        &page[0].with_file_name("validate.png"),
+    );
+    for series in ["6.1", "6.12", "7.3"] {
+        assert!(
+            dom.contains(&format!(
+                "data-case=\"validate.library_suite\" data-kernel=\"{series}\""
+            )),
+            "a column for {series}"
+        );
+    }
 }
 
 /// A server that dies during a case (here libfuse's, killed with SIGSEGV once it has

@@ -681,8 +681,13 @@ fn validate(
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    // `debian:all`, as the matrix takes it: every series, one column each.
+    let kernels = match harness::loops::matrix::expand(kernels) {
+        Ok(k) => k,
+        Err(e) => return fail(&e),
+    };
     let mut requests = Vec::new();
-    for k in kernels {
+    for k in &kernels {
         let kernel = KernelChoice::parse(k);
         requests.push(Request {
             kernel,
@@ -742,12 +747,20 @@ fn validate(
     let all: Vec<&Run> = runs.iter().collect();
     let written = reports.write(&all, None);
     // As `run`: a failed case first (1), then a snapshot difference (3).
-    match runs
+    let code = runs
         .iter()
         .map(|r| snapshot::exit_code(r, None))
         .max()
-        .unwrap_or(0)
-    {
+        .unwrap_or(0);
+    // The columns side by side as a page: our verdicts, and the library's own tests where
+    // validate.library_suite ran, per kernel.
+    let heading = format!("validate {}: {}", spec.target, spec.version);
+    let page = harness::loops::matrix::of_runs(runs, "validate", &heading);
+    match page {
+        Ok(m) => println!("page: {}", m.dir.join("validate.html").display()),
+        Err(e) => return fail(&e),
+    }
+    match code {
         0 if written != 0 => written,
         0 if differs => 3,
         code => code,

@@ -176,6 +176,38 @@ pub fn run(
     Ok(matrix)
 }
 
+/// The runs one after another made (validate's, one per kernel) as a matrix, labelled as
+/// `run`'s columns are, its pages written to a new artifacts folder `<name>-...` as
+/// `<name>.json` and `<name>.html` (with `heading`).
+pub fn of_runs(runs: Vec<Run>, name: &str, heading: &str) -> Result<Matrix> {
+    let dir = crate::run::artifacts_dir(name)?;
+    let mut columns: Vec<Column> = runs
+        .into_iter()
+        .map(|run| Column {
+            kernel: run.kernel_release.clone(),
+            label: String::new(),
+            elapsed: run.timings.total,
+            outcome: Ok(run),
+        })
+        .collect();
+    label(&mut columns);
+    let elapsed = columns.iter().map(|c| c.elapsed).sum();
+    let matrix = Matrix {
+        columns,
+        dir,
+        elapsed,
+    };
+    let json = format!("{name}.json");
+    std::fs::write(matrix.dir.join(&json), matrix.json_text()).map_err(|e| Error::io(&json, e))?;
+    let html = format!("{name}.html");
+    std::fs::write(
+        matrix.dir.join(&html),
+        page::titled(&matrix, heading, heading),
+    )
+    .map_err(|e| Error::io(&html, e))?;
+    Ok(matrix)
+}
+
 /// Headings: the series where it is unique, the release where two columns share one, and
 /// the error's kernel name for a column that did not run.
 fn label(columns: &mut [Column]) {

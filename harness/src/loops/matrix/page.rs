@@ -50,13 +50,23 @@ a.odiff { color: #c62828; text-decoration: none; font-weight: bold; }
 .legend span.verdict { display: inline-block; padding: 1px 8px; margin-right: 4px; }
 ";
 
-/// The page.
+/// The page of a matrix run.
 pub fn page(m: &Matrix) -> String {
+    titled(
+        m,
+        "FUSE passthrough matrix",
+        "FUSE passthrough: the catalog across kernels",
+    )
+}
+
+/// The page with a title and heading of its own: `validate.html` is the same grid of one
+/// target's validate cases (and its library's own tests) across kernels.
+pub fn titled(m: &Matrix, title: &str, heading: &str) -> String {
     let mut h = String::new();
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
-    h.push_str("<title>FUSE passthrough matrix</title>");
+    h.push_str(&format!("<title>{}</title>", escape(title)));
     h.push_str(&format!("<style>{STYLE}</style></head><body>\n"));
-    h.push_str("<h1>FUSE passthrough: the catalog across kernels</h1>\n");
+    h.push_str(&format!("<h1>{}</h1>\n", escape(heading)));
     let differing = m.differing_verdicts();
     h.push_str(&format!(
         "<p id=\"summary\">{} kernels, {} cases, {} with a verdict that is not the same everywhere; {:.0} s. Hover a cell for its reason and observations.</p>\n",
