@@ -138,7 +138,12 @@ impl std::fmt::Display for Unselectable {
     }
 }
 
-/// The one selection rule, the host's and the agent's. No names: the default run
+/// `--case none`: no case at all. A boot that starts the agent, says hello and powers off:
+/// the floor `cargo xtask bench` holds every loop to.
+pub const NONE: &str = "none";
+
+/// The one selection rule, the host's and the agent's. [`NONE`] alone: nothing. No names:
+/// the default run
 /// ([`in_default_run`], or [`in_validate_run`] when `validating`). Otherwise each name is a
 /// case, and each pattern (`*`) adds every case it matches that a pattern may take
 /// ([`pattern_takes`]; a server-under-test case only when `validating`), in catalog order,
@@ -148,6 +153,9 @@ pub fn select<'a, C: Selectable>(
     names: &[&str],
     validating: bool,
 ) -> Result<Vec<&'a C>, Unselectable> {
+    if names == [NONE] {
+        return Ok(Vec::new());
+    }
     if names.is_empty() {
         return Ok(catalog
             .iter()
@@ -186,9 +194,12 @@ pub fn select<'a, C: Selectable>(
 }
 
 /// The value of the `fpt.cases=` parameter for `names` (in catalog order or not): `all` when
-/// they are exactly the default selection of `catalog`, else the names, with every group
-/// taken whole written `group.*` (the command line holds 2048 bytes; 117 names do not fit).
+/// they are exactly the default selection of `catalog`, `none` for no name at all, else the
+/// names, with every group taken whole written `group.*` (the command line holds 2048 bytes; 117 names do not fit).
 pub fn cases_param(names: &[&str], catalog: &[CaseInfo]) -> String {
+    if names.is_empty() {
+        return NONE.into();
+    }
     let default: Vec<&str> = catalog
         .iter()
         .filter(|c| in_default_run(c.kills_kernel, c.external_server, c.slow))
@@ -409,6 +420,9 @@ mod tests {
         assert_eq!(cases_param(&["a.x", "b.z", "b.s"], &catalog), "a.*,b.*");
         assert_eq!(cases_param(&["b.z", "b.s", "a.x"], &catalog), "b.*,a.*");
         assert_eq!(cases_param(&["b.s"], &catalog), "b.s");
+        // No case: `none`, which selects nothing (not "" , which the agent reads as all).
+        assert_eq!(cases_param(&[], &catalog), NONE);
+        assert!(select(&catalog, &[NONE], false).unwrap().is_empty());
     }
 
     #[test]

@@ -85,6 +85,10 @@ enum Cmd {
         /// How many runs to time.
         #[arg(long, default_value_t = 3)]
         runs: u32,
+        /// Also time validate of libfuse on --kernel and the matrix of every Debian series,
+        /// in the same table.
+        #[arg(long)]
+        all: bool,
         /// Time the kernel build loop on the default source instead of a run.
         #[arg(long)]
         kernel_build: bool,
@@ -497,7 +501,9 @@ fn dispatch(cli: Cli) -> i32 {
             clean,
             ..
         } => bench_validate(&target, &server, runs, clean),
-        Cmd::Bench { target, runs, .. } => bench(&target, runs),
+        Cmd::Bench {
+            target, runs, all, ..
+        } => bench(&target, runs, all),
         Cmd::Soak { target, runs } => soak(&target, runs),
         Cmd::Repro {
             target,
@@ -892,41 +898,34 @@ fn test(full: bool) -> i32 {
     0
 }
 
-fn bench(target: &Target, runs: u32) -> i32 {
-    eprintln!("warm-up run");
-    let timed = harness::loops::bench::runs(&target.request(), runs, &mut |i, run| {
-        let t = &run.timings;
-        println!(
-            "run {i}: whole {:.2} s | guest {:.2} s | boot to first result {} | agent build {:.2} s | initramfs {:.3} s | KVM probe {:.2} s",
-            t.total.as_secs_f64(),
-            t.guest_wall.as_secs_f64(),
-            t.first_result_after.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64())),
-            t.agent_build.as_secs_f64(),
-            t.initramfs_build.as_secs_f64(),
-            t.accel_probe.as_secs_f64(),
-        );
-    });
-    let runs = match timed {
-        Ok(r) => r,
-        Err(e) => return fail(&e),
+/// `bench`: every loop of one kernel in one table, each against the floor (a boot that runs
+/// no case) measured in the same rounds; with `all`, validate and the matrix too.
+fn bench(target: &Target, runs: u32, all: bool) -> i32 {
+    let spec = match all {
+        true => {
+            match harness::validate::targets::resolve("libfuse", &[], &harness::env::cache::dir()) {
+                Ok(s) => Some(s),
+                Err(e) => return fail(&e),
+            }
+        }
+        false => None,
     };
-    let Some(run) = runs.last() else { return 0 };
-    let totals: Vec<f64> = runs.iter().map(|r| r.timings.total.as_secs_f64()).collect();
-    let (median, min, max) = harness::loops::stats::spread(&totals);
-    println!();
-    println!("kernel {} ({})", run.kernel_release, run.mode);
-    println!(
-        "whole run, warm cache: median {median:.2} s, min {min:.2} s, max {max:.2} s over {} runs",
-        runs.len()
-    );
-    println!(
-        "agent binary: {} KiB; initramfs: {} KiB",
-        run.timings.agent_bytes / 1024,
-        run.timings.initramfs_bytes / 1024
-    );
-    println!("per-case durations (last run):");
-    print!("{}", table::table(&run.results));
-    0
+    let request = target.request();
+    let jobs = request
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    eprintln!("warm-up run, then {runs} paired rounds");
+    let table =
+        harness::loops::bench::table(&request, runs, jobs, spec.as_ref(), &mut |what, v| {
+            eprintln!("  {what}: {v:.2}")
+        });
+    match table {
+        Ok(t) => {
+            println!("{}", t.render());
+            0
+        }
+        Err(e) => fail(&e),
+    }
 }
 
 /// `bench --validate`: with --clean, every built-in target fetched and built afresh, timed;

@@ -8,7 +8,7 @@ use proto::observation as key;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,16 +128,19 @@ fn setup(ctx: &mut Ctx) -> Result<(FuseFs, PathBuf), Stop> {
     Ok((fs, dir))
 }
 
-/// Loop one kind of I/O on `file` until `stop`; return the last outcome.
+/// Loop one kind of I/O on `file` until `stop`, counting its rounds in `rounds`; return the
+/// last outcome.
 fn io_loop(
     kind: &'static str,
     file: Arc<File>,
     stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut last = String::from("not run");
         let mut buf = vec![0u8; 65536];
         while !stop.load(Ordering::SeqCst) {
+            rounds.fetch_add(1, Ordering::SeqCst);
             let r: Result<(), rustix::io::Errno> = match kind {
                 "read" => file
                     .read_at(&mut buf, 4096)
@@ -185,20 +188,42 @@ fn io_loop(
     })
 }
 
-/// Run all four I/O kinds, do `fault` after a moment, let them go on a little, stop them,
-/// and record what each returned last.
+/// Run all four I/O kinds, do `fault` once each has made some rounds, let each make some
+/// more (so the last outcome is one that began after the fault), stop them, and record what
+/// each returned last. Counted in rounds, not waited for in time: the fault cannot come
+/// before the I/O is under way, nor the end before the I/O has met the fault.
 fn under_io(ctx: &mut Ctx, path: &Path, fault: impl FnOnce() -> String) -> Result<(), Stop> {
+    /// Rounds of each kind before the fault and again after it.
+    const ROUNDS: u64 = 3;
     let file = Arc::new(File::options().read(true).write(true).open(path)?);
     let stop = Arc::new(AtomicBool::new(false));
     let kinds = ["read", "write", "splice", "page_fault"];
+    let rounds: Vec<Arc<AtomicU64>> = kinds.iter().map(|_| Arc::default()).collect();
     let threads: Vec<_> = kinds
         .iter()
-        .map(|k| io_loop(k, Arc::clone(&file), Arc::clone(&stop)))
+        .zip(&rounds)
+        .map(|(k, n)| io_loop(k, Arc::clone(&file), Arc::clone(&stop), Arc::clone(n)))
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let until_each = |at_least: &[u64]| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && rounds
+                .iter()
+                .zip(at_least)
+                .any(|(n, min)| n.load(Ordering::SeqCst) < *min)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    until_each(&[ROUNDS; 4]);
     let fault_outcome = fault();
     ctx.observe("fault", fault_outcome);
-    std::thread::sleep(Duration::from_millis(300));
+    // A round under way at the fault may have begun before it: ROUNDS more after it.
+    let now: Vec<u64> = rounds
+        .iter()
+        .map(|n| n.load(Ordering::SeqCst) + ROUNDS)
+        .collect();
+    until_each(&now);
     stop.store(true, Ordering::SeqCst);
     for (kind, t) in kinds.iter().zip(threads) {
         let last = t
@@ -208,6 +233,25 @@ fn under_io(ctx: &mut Ctx, path: &Path, fault: impl FnOnce() -> String) -> Resul
         ctx.expect(&format!("{kind}_after_fault"), last, "ok");
     }
     Ok(())
+}
+
+/// Wait up to `timeout` until a request waits on `fs`'s connection (fusectl `waiting`).
+fn wait_for_waiting(fs: &FuseFs, timeout: Duration) -> bool {
+    let Ok(dir) = crate::fuse::fusectl().and_then(|c| Ok(c.join(fs.connection()?.to_string())))
+    else {
+        return false;
+    };
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let waiting = std::fs::read_to_string(dir.join("waiting"))
+            .ok()
+            .and_then(|w| w.trim().parse::<u64>().ok());
+        if waiting.is_some_and(|w| w > 0) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
 }
 
 /// After everything is closed, the backing tmpfs must unmount.
@@ -247,8 +291,11 @@ fn stalled_server_open(ctx: &mut Ctx) -> Result<(), Stop> {
             .map(drop)
             .map_err(|e| crate::fuse::errno(&e))
     });
-    std::thread::sleep(Duration::from_millis(500));
-    let waiting = !opener.is_finished();
+    // The OPEN is queued for the server (fusectl counts it waiting); given a moment more
+    // to finish, it must still wait.
+    let queued = wait_for_waiting(&fs, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(100));
+    let waiting = queued && !opener.is_finished();
     ctx.observe("open_still_waiting", waiting);
     ctx.check(
         waiting,

@@ -108,7 +108,9 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             name: "io.large_file",
-            rule: "a 64 MiB file written and read back through passthrough",
+            rule: "a 16 MiB file written and read back through passthrough in 1 MiB \
+                   chunks (each past FUSE's max_pages and a readahead window), then sampled \
+                   from the backing file directly",
             run: large_file,
             ..DEFAULTS
         },
@@ -212,7 +214,8 @@ pub fn cases() -> Vec<Case> {
                    are faster than the same reads of the same data served by the same server \
                    without passthrough (plain FUSE); a change that sends passthrough reads \
                    back through the server shows here even where no request counter would",
-            verdict_rule: "pass when, over three rounds that alternate the two paths (the FUSE \
+            verdict_rule:
+                "pass when, over five rounds of 4 MiB that alternate the two paths (the FUSE \
                            page cache dropped before each read), the passthrough reads' median \
                            time is below plain FUSE's; no absolute number is asserted or \
                            recorded",
@@ -243,8 +246,12 @@ fn timed_sequential_read(path: &std::path::Path, want: &[u8]) -> Result<(Duratio
     Ok((started.elapsed(), same && off == want.len()))
 }
 
+/// How much `io.passthrough_is_not_slower` reads a round, in MiB: the least that still
+/// separates the two paths under TCG by far more than the rounds' spread (16 MiB took 1.1 s).
+const NOT_SLOWER_MIB: usize = 4;
+
 pub(super) fn passthrough_is_not_slower(ctx: &mut Ctx) -> Result<(), Stop> {
-    let data = pattern(300, 16 << 20);
+    let data = pattern(300, NOT_SLOWER_MIB << 20);
     let fs = ctx.mount_passthrough(1)?;
     for name in ["passthrough", "plain"] {
         std::fs::write(fs.backing_dir.join(name), &data)?;
@@ -252,7 +259,7 @@ pub(super) fn passthrough_is_not_slower(ctx: &mut Ctx) -> Result<(), Stop> {
     fs.add_passthrough_file_at("passthrough", &fs.backing_dir.join("passthrough"))?;
     fs.add_file_at("plain", &fs.backing_dir.join("plain"), OpenReply::CACHED)?;
     let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
-    for _ in 0..3 {
+    for _ in 0..5 {
         for (i, name) in ["passthrough", "plain"].iter().enumerate() {
             let (took, same) = timed_sequential_read(&fs.path(name), &data)?;
             ctx.check(same, format!("the {name} read returned other bytes"));
@@ -266,11 +273,11 @@ pub(super) fn passthrough_is_not_slower(ctx: &mut Ctx) -> Result<(), Stop> {
     let (pt, plain) = (median(&mut times[0]), median(&mut times[1]));
     let faster = pt < plain;
     ctx.observe("passthrough_faster", faster);
-    let mib_s = |d: Duration| 16.0 / d.as_secs_f64().max(1e-9);
+    let mib_s = |d: Duration| NOT_SLOWER_MIB as f64 / d.as_secs_f64().max(1e-9);
     // The figures go to the console only: a snapshot never holds a timing.
     eprintln!(
         "fpt-agent: io.passthrough_is_not_slower: passthrough {:.0} MiB/s, plain FUSE {:.0} \
-         MiB/s (medians of 3)",
+         MiB/s (medians of 5)",
         mib_s(pt),
         mib_s(plain)
     );
@@ -670,21 +677,25 @@ pub(super) fn large_file(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, backing) = ctx.io_file("f", &[])?;
     let file = open_rw(&fs.path("f"))?;
     let chunk = 1 << 20;
+    // 16 chunks: large against every kernel-side limit a chunk crosses (max_pages, the
+    // readahead window), and a quarter of the 64 MiB this case once wrote, which took 1.3 s
+    // under TCG and proved nothing more.
+    let chunks = 16u64;
     let mut mismatched = 0;
-    for i in 0..64u64 {
+    for i in 0..chunks {
         file.write_all_at(&pattern(1000 + i, chunk), i * chunk as u64)?;
     }
     // Through the FUSE file, then (for a sample) the backing file directly: a passthrough
     // read is a read of the backing file's pages, so one full pass proves both.
     let direct = File::open(&backing)?;
-    for i in 0..64u64 {
+    for i in 0..chunks {
         let want = pattern(1000 + i, chunk);
-        let sampled = i % 16 == 0 && read_exact_at(&direct, i * chunk as u64, chunk)? != want;
+        let sampled = i % 4 == 0 && read_exact_at(&direct, i * chunk as u64, chunk)? != want;
         if read_exact_at(&file, i * chunk as u64, chunk)? != want || sampled {
             mismatched += 1;
         }
     }
-    ctx.expect_count("size", file.metadata()?.len(), 64 << 20);
+    ctx.expect_count("size", file.metadata()?.len(), chunks << 20);
     ctx.expect_count("mismatched_mib", mismatched, 0);
     ctx.expect_bypassed(&*fs);
     Ok(())

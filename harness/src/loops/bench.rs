@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: how long things take, measured (never asserted in tests).
 //!
-//! - [`runs`]: a warm-up run, then N timed runs of the same request, with their parts;
+//! - [`table`]: every loop of one kernel against its floor, measured paired in the same
+//!   rounds: a boot that runs no case (`--case none`), the catalog in one VM and in one VM
+//!   per core, the per-case overhead ([`overhead_per_case`]) and boot to first result; with
+//!   `all`, validate of one target and the matrix of every series too;
 //! - [`kernel_build`]: the kernel developer's loop on a tree the harness owns (default: the
 //!   cached linux-source-6.12): unchanged rebuild, rebuild after a touch, a one-line change
 //!   plus boot and suite, and with `clean` a clean build first. fs/fuse/passthrough.c gets its
@@ -17,17 +20,218 @@ use crate::kernel::KernelChoice;
 use crate::results::record::Run;
 use crate::run::Request;
 
-/// Timed runs of `req` after a warm-up; `each` sees each timed run.
-pub fn runs(req: &Request, n: u32, each: &mut dyn FnMut(u32, &Run)) -> Result<Vec<Run>> {
-    // The warm-up fills the caches (kernel download, agent build); it is not counted.
-    crate::run::run(req, &mut |_| {})?;
-    let mut out = Vec::new();
-    for i in 1..=n {
-        let run = crate::run::run(req, &mut |_| {})?;
-        each(i, &run);
-        out.push(run);
+/// One row of the bench table: a loop and its times (seconds, or for a per-case figure,
+/// milliseconds), and whether it is held to the floor.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// What was timed.
+    pub what: String,
+    /// Each round's figure.
+    pub values: Vec<f64>,
+    /// "s" or "ms".
+    pub unit: &'static str,
+    /// Whether the table gives it as a multiple of the floor (a whole loop: yes; a part of
+    /// one, as the overhead a case: no).
+    pub against_floor: bool,
+}
+
+impl Row {
+    fn new(what: impl Into<String>, unit: &'static str, against_floor: bool) -> Row {
+        Row {
+            what: what.into(),
+            values: Vec::new(),
+            unit,
+            against_floor,
+        }
     }
-    Ok(out)
+}
+
+/// The whole table: the floor first.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// The kernel every row ran on.
+    pub kernel: String,
+    /// The floor, then the loops.
+    pub rows: Vec<Row>,
+}
+
+impl Table {
+    /// The table as text: median, spread, and the median as a multiple of the floor's.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let floor = self
+            .rows
+            .first()
+            .map(|r| crate::loops::stats::spread(&r.values).0);
+        let mut out = format!("kernel {}\n", self.kernel);
+        let _ = writeln!(
+            out,
+            "{:<58} {:>9} {:>17} {:>8}",
+            "loop", "median", "min - max", "x floor"
+        );
+        for r in &self.rows {
+            let (median, min, max) = crate::loops::stats::spread(&r.values);
+            let ratio = match (floor, r.against_floor) {
+                (Some(f), true) if f > 0.0 => format!("{:.2}x", median / f),
+                _ => String::new(),
+            };
+            let (digits, u) = if r.unit == "ms" { (1, "ms") } else { (2, "s") };
+            let _ = writeln!(
+                out,
+                "{:<58} {:>7.digits$} {u:<2}{:>8.digits$} - {:<7.digits$}{:>7}",
+                r.what, median, min, max, ratio
+            );
+        }
+        out
+    }
+}
+
+/// The time each case of `run` spent around itself, in its boot: from the first case's start
+/// marker to the last one's end (the kernel's timestamps on the console), less the cases' own
+/// durations, over the number of cases; averaged over the run's boots. None where no console
+/// holds markers (host mode).
+pub fn overhead_per_case(run: &Run) -> Option<std::time::Duration> {
+    let duration: std::collections::HashMap<&str, u64> = run
+        .results
+        .iter()
+        .map(|r| (r.case.as_str(), r.duration_ms))
+        .collect();
+    let mut consoles = vec![run.artifacts.join("console.log")];
+    for i in 1.. {
+        let c = run.artifacts.join(format!("boot-{i}")).join("console.log");
+        if !c.exists() {
+            break;
+        }
+        consoles.push(c);
+    }
+    let (mut around, mut cases) = (0.0f64, 0u64);
+    for console in consoles {
+        let Ok(text) = std::fs::read_to_string(&console) else {
+            continue;
+        };
+        let (mut first, mut last, mut own, mut n) = (None, None, 0u64, 0u64);
+        for line in text.lines() {
+            let Some(marker) = proto::layout::marker(line) else {
+                continue;
+            };
+            let Some(at) = timestamp(line) else {
+                continue;
+            };
+            match marker {
+                proto::layout::Marker::Start(_) => {
+                    first.get_or_insert(at);
+                }
+                proto::layout::Marker::End(case) => {
+                    last = Some(at);
+                    own += duration.get(case).copied().unwrap_or(0);
+                    n += 1;
+                }
+            }
+        }
+        if let (Some(a), Some(b), true) = (first, last, n > 0) {
+            around += (b - a) - own as f64 / 1000.0;
+            cases += n;
+        }
+    }
+    (cases > 0).then(|| std::time::Duration::from_secs_f64((around / cases as f64).max(0.0)))
+}
+
+/// The kernel's timestamp of a console line, `[   12.345678] ...`, in seconds.
+fn timestamp(line: &str) -> Option<f64> {
+    let rest = line.trim_start().strip_prefix('[')?;
+    rest[..rest.find(']')?].trim().parse().ok()
+}
+
+/// Paired rounds on `target`'s kernel: in each, a bare boot (the floor), the catalog in one
+/// VM, and the catalog in `jobs` VMs; then, with `all`, validate of `server` and the matrix
+/// of every Debian series, each timed `n` times after a warm-up. `each` sees every figure as
+/// it comes.
+pub fn table(
+    target: &Request,
+    n: u32,
+    jobs: usize,
+    all: Option<&proto::validate::Spec>,
+    each: &mut dyn FnMut(&str, f64),
+) -> Result<Table> {
+    let floor = Request {
+        cases: vec![proto::catalog::NONE.into()],
+        jobs: Some(1),
+        ..target.clone()
+    };
+    let one = Request {
+        jobs: Some(1),
+        ..target.clone()
+    };
+    let many = Request {
+        jobs: Some(jobs),
+        ..target.clone()
+    };
+    // The warm-up fills the caches (kernel, agent, KVM probe); it is not counted.
+    let warm = crate::run::run(&one, &mut |_| {})?;
+    let mut rows = vec![
+        Row::new("floor: a boot that runs no case (--case none)", "s", true),
+        Row::new("catalog warm, one VM", "s", true),
+        Row::new(format!("catalog warm, --jobs {jobs}"), "s", true),
+        Row::new(
+            "overhead per case (console markers - case time)",
+            "ms",
+            false,
+        ),
+        Row::new(format!("boot to first result, --jobs {jobs}"), "s", false),
+    ];
+    let mut note = |rows: &mut Vec<Row>, i: usize, v: f64| {
+        each(&rows[i].what, v);
+        rows[i].values.push(v);
+    };
+    for _ in 0..n {
+        for (i, req) in [&floor, &one, &many].into_iter().enumerate() {
+            let run = crate::run::run(req, &mut |_| {})?;
+            note(&mut rows, i, run.timings.total.as_secs_f64());
+            if i == 1 {
+                if let Some(o) = overhead_per_case(&run) {
+                    note(&mut rows, 3, o.as_secs_f64() * 1000.0);
+                }
+            }
+            if let (2, Some(first)) = (i, run.timings.first_result_after) {
+                note(&mut rows, 4, first.as_secs_f64());
+            }
+        }
+    }
+    if let Some(spec) = all {
+        let mut row = Row::new(format!("validate {}, one kernel", spec.target), "s", true);
+        let req = Request {
+            jobs: Some(jobs),
+            ..target.clone()
+        };
+        crate::validate::validate(spec, std::slice::from_ref(&req), &mut |_| {})?;
+        for _ in 0..n {
+            let started = Instant::now();
+            crate::validate::validate(spec, std::slice::from_ref(&req), &mut |_| {})?;
+            row.values.push(started.elapsed().as_secs_f64());
+            each(&row.what, row.values[row.values.len() - 1]);
+        }
+        rows.push(row);
+        let kernels = vec!["debian:all".to_string()];
+        let quiet = |_: &crate::loops::matrix::Progress| {};
+        let template = Request {
+            cases: target.cases.clone(),
+            accel: target.accel,
+            ..Request::default()
+        };
+        let m = crate::loops::matrix::run(&kernels, jobs, &template, &quiet)?;
+        let mut row = Row::new(
+            format!("matrix of {} series, --jobs {jobs}, warm", m.columns.len()),
+            "s",
+            true,
+        );
+        row.values.push(m.elapsed.as_secs_f64());
+        each(&row.what, m.elapsed.as_secs_f64());
+        rows.push(row);
+    }
+    Ok(Table {
+        kernel: format!("{} ({})", warm.kernel_release, warm.mode),
+        rows,
+    })
 }
 
 /// The build loop; each measured step is reported through `line` as it ends.
@@ -154,4 +358,44 @@ pub fn kernel_build(
         outcome.subject
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_timestamps_are_read() {
+        assert_eq!(
+            timestamp("[    2.383692] fpt-agent: start init.offer"),
+            Some(2.383692)
+        );
+        assert_eq!(timestamp("fpt-agent: start init.offer"), None);
+    }
+
+    #[test]
+    fn the_table_gives_loops_as_multiples_of_the_floor() {
+        let row = |what: &str, values: Vec<f64>, unit, against_floor| Row {
+            what: what.into(),
+            values,
+            unit,
+            against_floor,
+        };
+        let t = Table {
+            kernel: "6.12".into(),
+            rows: vec![
+                row("floor", vec![2.0, 2.2, 1.9], "s", true),
+                row("catalog", vec![5.0, 4.0, 4.4], "s", true),
+                row("overhead", vec![5.0], "ms", false),
+            ],
+        };
+        let text = t.render();
+        assert!(text.contains("2.20x"), "{text}");
+        assert!(text
+            .lines()
+            .any(|l| l.starts_with("floor") && l.contains("1.00x")));
+        assert!(!text
+            .lines()
+            .any(|l| l.starts_with("overhead") && l.contains('x')));
+    }
 }
