@@ -834,3 +834,90 @@ fn a_bad_server_gets_a_one_line_error_and_its_own_exit_code() {
         "{stderr}"
     );
 }
+
+/// No QEMU, virtiofsd or server under test outlives the harness, whatever kills it: the
+/// harness is killed with SIGKILL (no handler runs) once its children are up, in a VM run
+/// (QEMU and virtiofsd) and in a host run (the server under test), and within seconds no
+/// process that inherited its marker is left.
+#[test]
+fn nothing_outlives_a_killed_harness() {
+    let root = harness::env::cache::workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--quiet", "--package", "xtask"])
+        .status()
+        .unwrap();
+    assert!(built.success());
+    for (kernel, wanted) in [
+        ("debian:6.12", &["qemu-system", "virtiofsd"][..]),
+        ("host", &["release/fuser-mirror "][..]),
+    ] {
+        let mark = format!("FPT_KILL_MARK={}-{kernel}", std::process::id());
+        let (key, value) = mark.split_once('=').unwrap();
+        let mut harness = Command::new(root.join("target/debug/xtask"))
+            .current_dir(&root)
+            .args(["validate", "--server", "fuser-mirror", "--kernel", kernel])
+            .env(key, value)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The harness's children (its own command line names the server too).
+        let children = || -> Vec<String> {
+            let own = format!("{} ", harness.id());
+            marked(&mark)
+                .into_iter()
+                .filter(|c| !c.starts_with(&own))
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !wanted
+            .iter()
+            .all(|w| children().iter().any(|c| c.contains(w)))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{kernel}: {wanted:?} never started: {:?}",
+                marked(&mark)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let short: Vec<String> = children()
+            .iter()
+            .map(|c| c.chars().take(90).collect())
+            .collect();
+        eprintln!("{kernel}: killing the harness under {short:?}");
+        harness.kill().unwrap();
+        harness.wait().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !marked(&mark).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(
+            marked(&mark),
+            Vec::<String>::new(),
+            "{kernel}: outlived the harness"
+        );
+    }
+}
+
+/// The processes whose environment holds `mark`: "PID COMMAND LINE" each.
+fn marked(mark: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(env) = std::fs::read(p.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == mark.as_bytes()) {
+            if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
+                let pid = p.file_name().to_string_lossy().into_owned();
+                out.push(format!(
+                    "{pid} {}",
+                    String::from_utf8_lossy(&cmd).replace('\0', " ")
+                ));
+            }
+        }
+    }
+    out
+}

@@ -1,7 +1,11 @@
 //! virtiofsd: shares the host's root file system into the guest, read-only, so that a server
 //! binary of the host (and the libraries it loads) runs there (`cargo xtask validate` on a VM
-//! kernel). The real virtiofsd, installed from crates.io into the cache; started and stopped
-//! by the harness like QEMU, and dead with it whatever ends the harness (PR_SET_PDEATHSIG).
+//! kernel). The real virtiofsd: Debian trixie's package (signed by the archive, fetched with
+//! the harness's private apt configuration in about a second) run through trixie's own
+//! dynamic loader and libraries, since its binary needs a newer glibc than Debian 12's; where
+//! that cannot be had, built from crates.io into the cache (a minute or two). Started and
+//! stopped by the harness like QEMU, and dead with it whatever ends the harness
+//! (PR_SET_PDEATHSIG).
 
 use proto::layout::HOST_ROOT;
 use std::os::unix::process::CommandExt;
@@ -14,8 +18,59 @@ use crate::error::{Error, Result};
 /// The virtio-fs tag the guest mounts.
 pub const TAG: &str = "hostroot";
 
-/// The virtiofsd binary in the cache, installed on first use.
+/// Debian's virtiofsd and what it runs with, from trixie: the binary needs glibc 2.39.
+const DEBIAN_PACKAGES: [&str; 5] = [
+    "virtiofsd/trixie",
+    "libc6/trixie",
+    "libseccomp2/trixie",
+    "libcap-ng0/trixie",
+    "libgcc-s1/trixie",
+];
+
+/// The virtiofsd to start, fetched or built on first use: Debian's (see the module), else
+/// one built from crates.io.
 pub fn ensure(cache: &Path) -> Result<PathBuf> {
+    match debian(cache) {
+        Ok(launcher) => Ok(launcher),
+        Err(e) => {
+            eprintln!("Debian's virtiofsd cannot be used here ({e}): building it instead");
+            built(cache)
+        }
+    }
+}
+
+/// Debian trixie's virtiofsd under `<cache>/virtiofsd-debian`, and a launcher script that
+/// runs it through trixie's loader with trixie's libraries; checked to run (`--version`).
+fn debian(cache: &Path) -> Result<PathBuf> {
+    let dir = cache.join("virtiofsd-debian");
+    let launcher = dir.join("virtiofsd");
+    if launcher.is_file() {
+        return Ok(launcher);
+    }
+    let apt = crate::env::apt::Apt::new(cache)?;
+    let root = apt.fetch_all(&DEBIAN_PACKAGES, &dir.join("packages"))?;
+    let libs = root.join("usr/lib/x86_64-linux-gnu");
+    let script = format!(
+        "#!/bin/sh\n# Debian trixie's virtiofsd, with trixie's loader and libraries.\nexec {} --library-path {} {} \"$@\"\n",
+        libs.join("ld-linux-x86-64.so.2").display(),
+        libs.display(),
+        root.join("usr/libexec/virtiofsd").display()
+    );
+    let partial = dir.join("virtiofsd.partial");
+    std::fs::write(&partial, script).map_err(|e| Error::io(partial.display(), e))?;
+    std::fs::set_permissions(
+        &partial,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(|e| Error::io(partial.display(), e))?;
+    crate::env::process::output(Command::new(&partial).arg("--version"))
+        .map_err(|e| Error::fetch_from("running Debian's virtiofsd --version", e))?;
+    std::fs::rename(&partial, &launcher).map_err(|e| Error::io(launcher.display(), e))?;
+    Ok(launcher)
+}
+
+/// virtiofsd built from crates.io into `<cache>/virtiofsd`.
+fn built(cache: &Path) -> Result<PathBuf> {
     let root = cache.join("virtiofsd");
     let binary = root.join("bin/virtiofsd");
     if binary.is_file() {
