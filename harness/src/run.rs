@@ -83,25 +83,20 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let total = Instant::now();
     let mut t = Timings::default();
 
-    // The agent first: its catalog decides what the case names mean.
-    let started = Instant::now();
-    let (agent, catalog) = agent::build_with_catalog()?;
-    t.agent_build = started.elapsed();
+    // What a run needs and a first run installs or builds, side by side: the agent (its
+    // catalog decides what the case names mean), the kernel, QEMU, the ext4 image. Errors
+    // are reported in that order.
+    let ready = ready(req)?;
+    t.agent_build = ready.agent_took;
+    t.kernel_fetch = ready.kernel_took;
+    let (agent, catalog, ext4) = (ready.agent, ready.catalog, ready.ext4);
     t.agent_bytes = std::fs::metadata(&agent).map(|m| m.len()).unwrap_or(0);
     let mut cases = agent::select(&catalog, &req.cases, req.validate.is_some())?;
     if let Some(shard) = req.shard {
         cases = shard.take(cases);
     }
-
-    let started = Instant::now();
-    let kernel = resolve_kernel(req)?;
-    t.kernel_fetch = started.elapsed();
-    let target = Target::choose(req.backend, kernel, &cases)?;
-    if let Target::Qemu(_) | Target::Vng(_) = target {
-        qemu::ensure_installed()?;
-    }
+    let target = Target::choose(req.backend, ready.kernel, &cases)?;
     let artifacts = artifacts_dir(&target.label())?;
-    let ext4 = crate::boot::disk::ext4_image(&cache::dir())?;
 
     match target {
         Target::Host | Target::Vng(_) => {
@@ -329,6 +324,67 @@ impl Target {
             Target::Qemu(k) | Target::Vng(k) => k.release.clone(),
         }
     }
+}
+
+/// What [`ready`] made.
+struct Ready {
+    agent: PathBuf,
+    catalog: Vec<CaseInfo>,
+    agent_took: Duration,
+    kernel: Option<Kernel>,
+    kernel_took: Duration,
+    ext4: PathBuf,
+}
+
+/// The agent built, the kernel fetched or built, QEMU installed (unless the kernel is the
+/// host's) and the ext4 image made, each on a thread of its own: on a first run they are
+/// minutes of downloads and builds that wait on nothing but themselves. Each says when it
+/// is done, with its time, once the whole took more than a moment.
+fn ready(req: &Request) -> Result<Ready> {
+    let started = Instant::now();
+    let say = |what: &str, took: Duration| {
+        if took > Duration::from_secs(2) {
+            eprintln!("{what}: ready in {:.1} s", took.as_secs_f64());
+        }
+    };
+    let timed = |what: &str, f: &dyn Fn() -> Result<()>| -> Result<Duration> {
+        let began = Instant::now();
+        f()?;
+        let took = began.elapsed();
+        say(what, took);
+        Ok(took)
+    };
+    let needs_qemu = !matches!(req.kernel, KernelChoice::Host);
+    std::thread::scope(|s| {
+        let kernel = s.spawn(|| {
+            let began = Instant::now();
+            let k = resolve_kernel(req);
+            say("kernel", began.elapsed());
+            k.map(|k| (k, began.elapsed()))
+        });
+        let qemu = s.spawn(move || match needs_qemu {
+            true => timed("QEMU", &|| qemu::ensure_installed()).map(drop),
+            false => Ok(()),
+        });
+        let ext4 = s.spawn(|| crate::boot::disk::ext4_image(&cache::dir()));
+        let began = Instant::now();
+        let agent = agent::build_with_catalog();
+        let agent_took = began.elapsed();
+        say("agent", agent_took);
+        let (agent, catalog) = agent?;
+        let (kernel, kernel_took) = kernel.join().expect("the kernel thread ends")?;
+        qemu.join().expect("the QEMU thread ends")?;
+        let ext4 = ext4.join().expect("the ext4 thread ends")?;
+        say("everything a run needs", started.elapsed());
+        Ok(Ready {
+            agent,
+            catalog,
+            agent_took,
+            kernel,
+            kernel_took,
+            ext4,
+        })
+    })
 }
 
 fn resolve_kernel(req: &Request) -> Result<Option<Kernel>> {
