@@ -1,4 +1,10 @@
 //! FUSE_DEV_IOC_BACKING_OPEN's argument checks: the map, the fd, and what the fd is.
+//!
+//! Every object a case hands the ioctl lives on a file system the case mounted itself (a
+//! tmpfs of its own, a procfs instance of its own) or, for a socket, has a peer that sees
+//! its last reference go: a refused BACKING_OPEN must keep nothing, and the release audit
+//! (which unmounts what the case mounted without MNT_DETACH: EBUSY while the kernel holds
+//! a file there) or the peer's end of file proves it let go.
 
 use std::os::fd::{AsFd, AsRawFd};
 
@@ -64,16 +70,18 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             name: "backing_open.socket",
-            rule: "a socket is refused with EINVAL (since 6.17 and 6.12.48)",
+            rule: "a socket is refused with EINVAL (since 6.17 and 6.12.48), and keeps no \
+              reference: once its fd is closed its peer reads end of file",
             verdict_rule:
-                "pass on EINVAL on a fixed kernel; success on an older one is the known bug",
+                "pass on EINVAL and the peer's end of file on a fixed kernel; success on an \
+                 older one is the known bug",
             run: socket,
             ..DEFAULTS
         },
         Case {
             name: "backing_open.char_device",
-            rule: "a character device (/dev/null) is refused with EINVAL \
-              (since 6.17 and 6.12.48)",
+            rule: "a character device (/dev/null's number, a node on the case's own \
+              tmpfs) is refused with EINVAL (since 6.17 and 6.12.48)",
             verdict_rule: "pass on EINVAL on a fixed kernel",
             run: char_device,
             ..DEFAULTS
@@ -88,8 +96,8 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             name: "backing_open.proc_file",
-            rule: "a /proc file is a regular file to the check: what the \
-              kernel does is recorded",
+            rule: "a /proc file (on a procfs instance the case mounts) is a regular file \
+              to the check: what the kernel does is recorded",
             verdict_rule: "pass unless the ioctl hangs or crashes (observation)",
             run: proc_file,
             ..DEFAULTS
@@ -114,12 +122,24 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// A passthrough fs with a regular backing file, and its fd (opened read-write).
+/// A passthrough fs, and a regular file (opened read-write) on the case's own tmpfs of
+/// objects ([`objects`]), made before the mount so that it is audited after it.
 fn setup(ctx: &mut Ctx) -> Result<(crate::fuse::FuseFs, std::fs::File), Stop> {
+    let dir = objects(ctx)?;
     let fs = ctx.mount_passthrough(1)?;
-    let path = fs.add_file("f", b"x", Default::default())?;
+    let path = dir.join("f");
+    std::fs::write(&path, b"x")?;
     let file = std::fs::File::options().read(true).write(true).open(path)?;
     Ok((fs, file))
+}
+
+/// The tmpfs of the case's own that holds what it hands BACKING_OPEN (mounted once).
+fn objects(ctx: &mut Ctx) -> Result<std::path::PathBuf, Stop> {
+    let dir = ctx.scratch("objects")?;
+    if crate::sys::mount_at(&dir)?.is_some() {
+        return Ok(dir);
+    }
+    ctx.own_tmpfs("objects")
 }
 
 fn flags_nonzero(ctx: &mut Ctx) -> Result<(), Stop> {
@@ -164,7 +184,7 @@ fn closed_fd(ctx: &mut Ctx) -> Result<(), Stop> {
 fn o_path_fd(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _file) = setup(ctx)?;
     let path = rustix::fs::open(
-        fs.backing_dir.join("f"),
+        objects(ctx)?.join("f"),
         OFlags::PATH | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
@@ -205,8 +225,10 @@ fn non_regular(
 
 fn directory(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _file) = setup(ctx)?;
+    let dir = objects(ctx)?.join("dir");
+    std::fs::create_dir(&dir)?;
     let dir = rustix::fs::open(
-        &fs.backing_dir,
+        &dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
@@ -215,7 +237,7 @@ fn directory(ctx: &mut Ctx) -> Result<(), Stop> {
 }
 
 fn make_fifo(ctx: &mut Ctx) -> Result<std::path::PathBuf, Stop> {
-    let path = ctx.scratch("special")?.join("fifo");
+    let path = objects(ctx)?.join("fifo");
     rustix::fs::mknodat(
         rustix::fs::CWD,
         &path,
@@ -252,25 +274,56 @@ fn o_path_fifo(ctx: &mut Ctx) -> Result<(), Stop> {
 }
 
 fn socket(ctx: &mut Ctx) -> Result<(), Stop> {
+    use std::io::Read;
     let (fs, _file) = setup(ctx)?;
-    let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+    let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
     non_regular(ctx, &fs, a.as_fd(), "EINVAL", "a socket");
+    // A socket lives on no file system the audit could unmount: its peer tells instead.
+    // Once our only fd is closed, the peer reads end of file, unless the kernel kept a
+    // reference to the refused socket's file.
+    if ctx.kernel.has_fix(NON_REGULAR_FIX) {
+        drop(a);
+        b.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+        let end = b.read(&mut [0u8; 1]);
+        ctx.check(
+            matches!(end, Ok(0)),
+            format!(
+                "after the refused BACKING_OPEN and the close of its fd, the peer reads {end:?} \
+                 instead of end of file: the kernel kept the socket"
+            ),
+        );
+    }
     Ok(())
 }
 
 fn char_device(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _file) = setup(ctx)?;
-    let null = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?;
+    // /dev/null's device number, as a node on the case's own tmpfs.
+    let node = objects(ctx)?.join("null");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &node,
+        rustix::fs::FileType::CharacterDevice,
+        Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(1, 3),
+    )?;
+    let null = std::fs::File::options().read(true).write(true).open(node)?;
     non_regular(ctx, &fs, null.as_fd(), "EINVAL", "a character device");
     Ok(())
 }
 
 fn proc_file(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _file) = setup(ctx)?;
-    let status = std::fs::File::open("/proc/self/status")?;
+    // A procfs instance of the case's own: the audit unmounts it.
+    let proc = ctx.scratch("proc")?;
+    rustix::mount::mount(
+        "proc",
+        &proc,
+        "proc",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )?;
+    let status = std::fs::File::open(proc.join("self/status"))?;
     let got = fs.backing_open(status.as_fd());
     ctx.observe("backing_open", outcome(&got));
     if let Ok(id) = got {

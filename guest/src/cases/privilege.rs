@@ -27,8 +27,12 @@ pub fn cases() -> Vec<Case> {
 }
 
 fn no_cap_sys_admin(ctx: &mut Ctx) -> Result<(), Stop> {
+    // The file on a tmpfs of the case's own, mounted first so the audit takes it off last:
+    // a refused BACKING_OPEN must keep nothing of it.
+    let objects = ctx.own_tmpfs("objects")?;
     let fs = ctx.mount_passthrough(1)?;
-    let backing = fs.add_file("f", b"x", Default::default())?;
+    let backing = objects.join("f");
+    std::fs::write(&backing, b"x")?;
     let registered = fs.backing_open_path(&backing)?;
     let (open, close) =
         without_cap_sys_admin(|| (fs.backing_open_path(&backing), fs.backing_close(registered)))?;
