@@ -23,10 +23,12 @@ pub fn cases() -> Vec<Case> {
                    returns only once INIT is answered, a BACKING_OPEN issued before the mount \
                    waits for it instead of failing with EPERM, and the ioctl on a mounted fd \
                    is EINVAL; before 6.18 the ioctl is unknown (ENOTTY)",
-            verdict_rule: "from 6.18: pass when the ioctl works, the early BACKING_OPEN waited, \
-                           a BACKING_OPEN as soon as mount(2) returned worked (INIT was \
-                           answered) and the second ioctl gave EINVAL; before 6.18: pass on \
-                           ENOTTY",
+            verdict_rule: "from 6.18: pass when the ioctl works, mount(2) returns after the \
+                           server's INIT answer, held back 200 ms, was written (and the same \
+                           server without the ioctl sees mount(2) return first: the control), \
+                           the early BACKING_OPEN waited, a BACKING_OPEN as soon as mount(2) \
+                           returned worked and the second ioctl gave EINVAL; before 6.18: \
+                           pass on ENOTTY",
             timeout: std::time::Duration::from_secs(15),
             run: sync_init,
             ..Case::DEFAULT
@@ -172,6 +174,9 @@ fn writeback_cache(ctx: &mut Ctx) -> Result<(), Stop> {
     Ok(())
 }
 
+/// How long `init.sync_init`'s server holds its INIT answer.
+const INIT_HOLD_MS: u16 = 200;
+
 fn sync_init(ctx: &mut Ctx) -> Result<(), Stop> {
     // Passthrough at all, or skip.
     drop(ctx.mount_passthrough(1)?);
@@ -179,7 +184,13 @@ fn sync_init(ctx: &mut Ctx) -> Result<(), Stop> {
     std::fs::write(&backing, b"data")?;
     let file = std::fs::File::open(&backing)?;
     let dir = ctx.scratch("sync-init")?;
-    let seen = match crate::fuse::FuseFs::mount_sync_init(&dir, InitReply::passthrough(1), file)? {
+    // The server holds its INIT answer back: mount(2) must wait for it, not merely find
+    // it already written by a fast server.
+    let held = InitReply {
+        hold_ms: INIT_HOLD_MS,
+        ..InitReply::passthrough(1)
+    };
+    let seen = match crate::fuse::FuseFs::mount_sync_init(&dir, held, file)? {
         Err(e) => {
             // Added in 6.18: unknown before.
             let want = if ctx.kernel.at_least(6, 18) {
@@ -204,6 +215,38 @@ fn sync_init(ctx: &mut Ctx) -> Result<(), Stop> {
         "ENOTTY"
     };
     ctx.expect("sync_init", "ok", want);
+    // The order, the rule itself: mount(2) returned after the held answer was written, so
+    // it took at least the hold.
+    let order = seen.order;
+    ctx.observe(
+        "mount_returned_after_init_answer",
+        order.returned_after_answer,
+    );
+    ctx.check(
+        order.returned_after_answer && order.mount_took >= order.hold,
+        format!(
+            "mount(2) returned after {} ms, before the INIT answer the server held {} ms",
+            order.mount_took.as_millis(),
+            order.hold.as_millis()
+        ),
+    );
+    // The control: without the ioctl, the same held answer comes after mount(2) returned;
+    // were it not so, the check above could not tell a waiting mount(2) from a quick one.
+    let (control, unsynced) =
+        crate::fuse::mount_order_without_sync_init(&ctx.scratch("no-sync-init")?, held)?;
+    drop(control);
+    ctx.observe(
+        "control_mount_returned_after_init_answer",
+        unsynced.returned_after_answer,
+    );
+    ctx.check(
+        !unsynced.returned_after_answer,
+        format!(
+            "the control without SYNC_INIT: mount(2) returned after the held INIT answer \
+             ({} ms), so the order proves nothing here",
+            unsynced.mount_took.as_millis()
+        ),
+    );
     ctx.observe("backing_open_waited_for_mount", seen.waited_for_mount);
     ctx.check(
         seen.waited_for_mount,

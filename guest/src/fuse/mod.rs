@@ -75,6 +75,7 @@ impl FuseFs {
         if let Err(e) = sync_init(dev.as_raw_fd()) {
             return Ok(Err(e));
         }
+        let hold = Duration::from_millis(init.hold_ms.into());
         let raw = dev.as_raw_fd();
         let after = backing.try_clone()?;
         let shared = ServerState::new(dev, backing_dir.clone(), init);
@@ -93,7 +94,10 @@ impl FuseFs {
             .spawn(move || serving.serve())?;
         std::thread::sleep(Duration::from_millis(300));
         let waited_for_mount = !early.is_finished();
+        let mount_began = std::time::Instant::now();
         mount_fd(&mnt, raw)?;
+        let mount_returned = std::time::Instant::now();
+        let order = MountOrder::of(&shared, mount_began, mount_returned, hold);
         // Not the server's record of its answer: the server thread writes it after its
         // write(2) returns, and the woken mount may return first.
         let backing_open_after_mount =
@@ -109,6 +113,7 @@ impl FuseFs {
                 backing_dir,
             },
             SyncInitSeen {
+                order,
                 waited_for_mount,
                 backing_open_before_mount,
                 backing_open_after_mount,
@@ -333,9 +338,73 @@ pub fn fusectl() -> io::Result<PathBuf> {
     Ok(ctl.to_path_buf())
 }
 
+/// When mount(2) returned against when the server's held INIT answer was written.
+#[derive(Debug, Clone, Copy)]
+pub struct MountOrder {
+    /// How long the server held its answer.
+    pub hold: Duration,
+    /// How long mount(2) took.
+    pub mount_took: Duration,
+    /// Whether mount(2) returned after the answer's write began (false: before it, or with
+    /// no answer yet).
+    pub returned_after_answer: bool,
+}
+
+impl MountOrder {
+    fn of(
+        shared: &ServerState,
+        began: std::time::Instant,
+        returned: std::time::Instant,
+        hold: Duration,
+    ) -> MountOrder {
+        MountOrder {
+            hold,
+            mount_took: returned - began,
+            returned_after_answer: shared.init_answer_began().is_some_and(|a| a <= returned),
+        }
+    }
+}
+
+/// Mount a server whose INIT answer is held for `hold_ms` (in `init`) without
+/// FUSE_DEV_IOC_SYNC_INIT: the control of `init.sync_init`, which shows mount(2) returning
+/// before the answer where nothing makes it wait.
+pub fn mount_order_without_sync_init(
+    dir: &Path,
+    init: InitReply,
+) -> io::Result<(FuseFs, MountOrder)> {
+    let mnt = dir.join("mnt");
+    let backing_dir = dir.join("backing");
+    std::fs::create_dir_all(&mnt)?;
+    std::fs::create_dir_all(&backing_dir)?;
+    let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+    let raw = dev.as_raw_fd();
+    let hold = Duration::from_millis(init.hold_ms.into());
+    let shared = ServerState::new(dev, backing_dir.clone(), init);
+    // The server starts reading once mount(2) has returned: a read of a /dev/fuse fd no
+    // mount has taken fails (EPERM) on some kernels without the ioctl.
+    let began = std::time::Instant::now();
+    mount_fd(&mnt, raw)?;
+    let returned = std::time::Instant::now();
+    let serving = Arc::clone(&shared);
+    let server = std::thread::Builder::new()
+        .name("fuse-server".into())
+        .spawn(move || serving.serve())?;
+    let order = MountOrder::of(&shared, began, returned, hold);
+    let fs = FuseFs {
+        shared,
+        server: Some(server),
+        mnt,
+        backing_dir,
+    };
+    fs.wait_for_init()?;
+    Ok((fs, order))
+}
+
 /// What a mount with FUSE_DEV_IOC_SYNC_INIT showed.
 #[derive(Debug)]
 pub struct SyncInitSeen {
+    /// mount(2) against the server's held INIT answer.
+    pub order: MountOrder,
     /// A BACKING_OPEN issued before mount(2) was still waiting 300 ms later.
     pub waited_for_mount: bool,
     /// What that BACKING_OPEN returned once the mount was there.

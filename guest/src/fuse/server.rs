@@ -35,6 +35,9 @@ pub struct InitReply {
     pub request_timeout: u16,
     /// Announce this protocol minor instead of ours (when not 0), as an older library does.
     pub minor: u32,
+    /// Hold the INIT answer back this many milliseconds, as a slow server would: what makes
+    /// the order of mount(2)'s return and the answer observable.
+    pub hold_ms: u16,
 }
 
 impl InitReply {
@@ -47,6 +50,7 @@ impl InitReply {
             io_uring: false,
             request_timeout: 0,
             minor: 0,
+            hold_ms: 0,
         }
     }
 
@@ -59,6 +63,7 @@ impl InitReply {
             io_uring: false,
             request_timeout: 0,
             minor: 0,
+            hold_ms: 0,
         }
     }
 
@@ -191,6 +196,8 @@ pub(crate) struct ServerState {
     counts: Vec<AtomicU64>,
     init: Mutex<Option<InitExchange>>,
     init_done: Condvar,
+    /// When the INIT answer's write(2) began (the kernel applies it inside that write).
+    init_answer_began: Mutex<Option<std::time::Instant>>,
     /// A stalled server reads requests and answers none, as a stopped or wedged one would.
     stalled: std::sync::atomic::AtomicBool,
     /// The errno every GETXATTR gets: ENOSYS (the kernel then stops asking), or what a case
@@ -219,10 +226,16 @@ impl ServerState {
             counts: (0..64).map(|_| AtomicU64::new(0)).collect(),
             init: Mutex::new(None),
             init_done: Condvar::new(),
+            init_answer_began: Mutex::new(None),
             stalled: std::sync::atomic::AtomicBool::new(false),
             getxattr_errno: std::sync::atomic::AtomicI32::new(Errno::NOSYS.raw_os_error()),
             transport: Transport::default(),
         })
+    }
+
+    /// When the INIT answer's write began, once it has.
+    pub(crate) fn init_answer_began(&self) -> Option<std::time::Instant> {
+        *self.init_answer_began.lock().unwrap()
     }
 
     pub(crate) fn add_file(&self, name: &str, path: PathBuf, backing: File, open_reply: OpenReply) {
@@ -469,8 +482,12 @@ impl ServerState {
             kernel_flags,
             answered_flags: flags,
         };
+        if want.hold_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(want.hold_ms.into()));
+        }
         // Kernels before 7.23 take a shorter reply; all the kernels we test are newer.
         // The kernel applies the reply inside our write(2): only after it may a case go on.
+        *self.init_answer_began.lock().unwrap() = Some(std::time::Instant::now());
         self.send(unique, 0, out.as_bytes());
         PROCESS.connections.fetch_add(1, Ordering::SeqCst);
         if exchange.over_ring() {
