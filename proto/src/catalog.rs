@@ -314,6 +314,49 @@ pub fn coverage(catalog: &[CaseInfo], facts: &str) -> String {
     out
 }
 
+/// The coverage table of docs/uapi-7.46.md (`uapi`, its Markdown): each INIT flag, FOPEN
+/// flag, notification, ioctl and io_uring command of the protocol, with the cases that
+/// check it or "none"; first a count of how many are checked. An error names a case the
+/// file cites that the catalog does not have.
+pub fn uapi_coverage(catalog: &[CaseInfo], uapi: &str) -> Result<String, String> {
+    let mut body = String::new();
+    let (mut named, mut checked) = (0, 0);
+    for line in uapi.lines() {
+        if let Some(title) = line.strip_prefix("## ") {
+            body.push_str(&format!(
+                "\n### {title}\n\n| name | protocol | checked by |\n|---|---|---|\n"
+            ));
+            continue;
+        }
+        let Some(row) = line.strip_prefix("| ") else {
+            continue;
+        };
+        let cells: Vec<&str> = row.trim_end_matches(" |").split(" | ").collect();
+        if cells.len() != 3 || cells[0] == "name" || cells[0].starts_with("---") {
+            continue;
+        }
+        let cited: Vec<&str> = cells[2].split('`').skip(1).step_by(2).collect();
+        for c in &cited {
+            if !catalog.iter().any(|k| k.name == *c) {
+                return Err(format!(
+                    "docs/uapi-7.46.md: {} cites `{c}`, which is no case",
+                    cells[0]
+                ));
+            }
+        }
+        named += 1;
+        if !cited.is_empty() {
+            checked += 1;
+        }
+        body.push_str(&format!("| {} | {} | {} |\n", cells[0], cells[1], cells[2]));
+    }
+    Ok(format!(
+        "\n## Coverage of the 7.46 UAPI\n\nGenerated from docs/uapi-7.46.md (Linux 7.3's \
+         include/uapi/linux/fuse.h): {checked} of its {named} names are checked by a case; \
+         every other one says none.\n{body}"
+    ))
+}
+
 /// The catalog's cases a kernel-facts.md cell names (see [`coverage`]).
 fn cases_named(catalog: &[CaseInfo], cell: &str) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
@@ -423,6 +466,20 @@ mod tests {
         // No case: `none`, which selects nothing (not "" , which the agent reads as all).
         assert_eq!(cases_param(&[], &catalog), NONE);
         assert!(select(&catalog, &[NONE], false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_uapi_table_counts_what_a_case_checks_and_refuses_a_case_that_is_none() {
+        let catalog = [info("a.x", false)];
+        let md = "## Flags\n\n| name | protocol | checked by |\n|---|---|---|\n\
+                  | FUSE_A | 7.1 | `a.x` |\n| FUSE_B | 7.2 | none |\n";
+        let out = uapi_coverage(&catalog, md).unwrap();
+        assert!(out.contains("1 of its 2 names"), "{out}");
+        assert!(out.contains("| FUSE_B | 7.2 | none |"), "{out}");
+        let wrong = md.replace("`a.x`", "`a.y`");
+        assert!(uapi_coverage(&catalog, &wrong)
+            .unwrap_err()
+            .contains("`a.y`"));
     }
 
     #[test]

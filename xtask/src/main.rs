@@ -1097,8 +1097,19 @@ fn cases(markdown: bool) -> i32 {
             Ok(f) => f,
             Err(e) => return fail(&harness::Error::io(facts_path.display(), e)),
         };
+        let uapi_path = harness::env::cache::workspace_root().join("docs/uapi-7.46.md");
+        let uapi = match std::fs::read_to_string(&uapi_path) {
+            Ok(f) => f,
+            Err(e) => return fail(&harness::Error::io(uapi_path.display(), e)),
+        };
+        let uapi = match proto::catalog::uapi_coverage(&catalog, &uapi) {
+            Ok(u) => u,
+            // The name the file cites (docs/uapi-7.46.md names the row).
+            Err(why) => return fail(&harness::Error::UnknownCase(why)),
+        };
         print!("{}", proto::catalog::markdown(&catalog));
         print!("{}", proto::catalog::coverage(&catalog, &facts));
+        print!("{uapi}");
         return 0;
     }
     for c in &catalog {

@@ -8,6 +8,7 @@ mod ids;
 mod init;
 mod io;
 mod lifetime;
+mod notify;
 mod open_reply;
 pub mod privilege;
 mod regression;
@@ -32,6 +33,7 @@ pub fn catalog() -> &'static [Case] {
         all.extend(open_reply::cases());
         all.extend(stacking::cases());
         all.extend(lifetime::cases());
+        all.extend(notify::cases());
         all.extend(io::cases());
         all.extend(regression::cases());
         all.extend(faults::cases());

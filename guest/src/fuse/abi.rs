@@ -41,6 +41,21 @@ pub mod op {
     pub const STATX: u32 = 52;
     /// 7.45 (6.18): COPY_FILE_RANGE with a 64-bit length.
     pub const COPY_FILE_RANGE_64: u32 = 53;
+    /// What the kernel sends back for a FUSE_NOTIFY_RETRIEVE: the pages it had.
+    pub const NOTIFY_REPLY: u32 = 41;
+}
+
+/// `enum fuse_notify_code`: what a server sends the kernel unasked (a write with unique 0
+/// and the code in the error field).
+pub mod notify {
+    pub const INVAL_INODE: i32 = 2;
+    pub const INVAL_ENTRY: i32 = 3;
+    pub const STORE: i32 = 4;
+    pub const RETRIEVE: i32 = 5;
+    /// 7.44.
+    pub const INC_EPOCH: i32 = 8;
+    /// 7.45.
+    pub const PRUNE: i32 = 9;
 }
 
 /// Name of an opcode as it appears in observations ("READ", "WRITE", ...).
@@ -448,4 +463,52 @@ pub mod uring {
         pub padding: [u8; 6],
         pub union: [u8; 16],
     }
+}
+
+/// `struct fuse_notify_store_out`.
+#[derive(zerocopy::IntoBytes, zerocopy::Immutable)]
+#[repr(C)]
+pub struct StoreOut {
+    pub nodeid: u64,
+    pub offset: u64,
+    pub size: u32,
+    pub padding: u32,
+}
+
+/// `struct fuse_notify_retrieve_out`.
+#[derive(zerocopy::IntoBytes, zerocopy::Immutable)]
+#[repr(C)]
+pub struct RetrieveOut {
+    pub notify_unique: u64,
+    pub nodeid: u64,
+    pub offset: u64,
+    pub size: u32,
+    pub padding: u32,
+}
+
+/// `struct fuse_notify_inval_inode_out`.
+#[derive(zerocopy::IntoBytes, zerocopy::Immutable)]
+#[repr(C)]
+pub struct InvalInodeOut {
+    pub ino: u64,
+    pub off: i64,
+    pub len: i64,
+}
+
+/// `struct fuse_notify_inval_entry_out`.
+#[derive(zerocopy::IntoBytes, zerocopy::Immutable)]
+#[repr(C)]
+pub struct InvalEntryOut {
+    pub parent: u64,
+    pub namelen: u32,
+    pub flags: u32,
+}
+
+/// `struct fuse_notify_prune_out`.
+#[derive(zerocopy::IntoBytes, zerocopy::Immutable)]
+#[repr(C)]
+pub struct PruneOut {
+    pub count: u32,
+    pub padding: u32,
+    pub spare: u64,
 }

@@ -159,6 +159,21 @@ impl FuseFs {
         Ok(id)
     }
 
+    /// Send the notification `code` (`abi::notify`) with `payload`, as the server would.
+    pub fn notify(&self, code: i32, payload: &[u8]) -> Result<(), Errno> {
+        self.shared.notify(code, payload)
+    }
+
+    /// The data each NOTIFY_REPLY (the answer to FUSE_NOTIFY_RETRIEVE) carried so far.
+    pub fn retrieved(&self) -> Vec<Vec<u8>> {
+        self.shared.retrieved()
+    }
+
+    /// The node id of the served file `name`.
+    pub fn nodeid(&self, name: &str) -> Option<u64> {
+        self.shared.nodeid(name)
+    }
+
     /// Answer every GETXATTR with `errno` from now on (ENOSYS until then).
     pub fn answer_getxattr(&self, errno: Errno) {
         self.shared.answer_getxattr(errno);

@@ -198,6 +198,9 @@ pub(crate) struct ServerState {
     init_done: Condvar,
     /// When the INIT answer's write(2) began (the kernel applies it inside that write).
     init_answer_began: Mutex<Option<std::time::Instant>>,
+    /// The data of each NOTIFY_REPLY (the kernel's answer to a FUSE_NOTIFY_RETRIEVE), after
+    /// its fuse_notify_retrieve_in.
+    retrieved: Mutex<Vec<Vec<u8>>>,
     /// A stalled server reads requests and answers none, as a stopped or wedged one would.
     stalled: std::sync::atomic::AtomicBool,
     /// The errno every GETXATTR gets: ENOSYS (the kernel then stops asking), or what a case
@@ -227,10 +230,37 @@ impl ServerState {
             init: Mutex::new(None),
             init_done: Condvar::new(),
             init_answer_began: Mutex::new(None),
+            retrieved: Mutex::new(Vec::new()),
             stalled: std::sync::atomic::AtomicBool::new(false),
             getxattr_errno: std::sync::atomic::AtomicI32::new(Errno::NOSYS.raw_os_error()),
             transport: Transport::default(),
         })
+    }
+
+    /// Send the kernel notification `code` with `payload`: the write's outcome.
+    pub(crate) fn notify(&self, code: i32, payload: &[u8]) -> Result<(), Errno> {
+        let out = abi::OutHeader {
+            len: (std::mem::size_of::<abi::OutHeader>() + payload.len()) as u32,
+            error: code,
+            unique: 0,
+        };
+        let mut msg = out.as_bytes().to_vec();
+        msg.extend_from_slice(payload);
+        rustix::io::write(&self.dev, &msg).map(drop)
+    }
+
+    /// What the NOTIFY_REPLYs so far carried.
+    pub(crate) fn retrieved(&self) -> Vec<Vec<u8>> {
+        self.retrieved.lock().unwrap().clone()
+    }
+
+    /// The node id the server gave `name`.
+    pub(crate) fn nodeid(&self, name: &str) -> Option<u64> {
+        let tree = self.tree.lock().unwrap();
+        tree.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .map(|i| i as u64 + 2)
     }
 
     /// When the INIT answer's write began, once it has.
@@ -425,6 +455,12 @@ impl ServerState {
             op::STATFS => self.statfs(),
             op::FLUSH | op::RELEASE | op::RELEASEDIR | op::FSYNC | op::DESTROY => data(&[]),
             op::FORGET | op::BATCH_FORGET | op::INTERRUPT => Reply::None,
+            // Takes no answer: the data after fuse_notify_retrieve_in (40 bytes) is kept.
+            op::NOTIFY_REPLY => {
+                let data = body.get(40..).unwrap_or_default().to_vec();
+                self.retrieved.lock().unwrap().push(data);
+                Reply::None
+            }
             op::GETXATTR => Reply::Error(Errno::from_raw_os_error(
                 self.getxattr_errno.load(Ordering::SeqCst),
             )),
