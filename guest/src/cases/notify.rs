@@ -6,6 +6,7 @@
 //! dentries; INC_EPOCH (7.44) makes every dentry of an older epoch stale; PRUNE (7.45) drops
 //! the dentries of the inodes it names and, for one no longer in use, the inode (FORGET).
 
+use proto::observation as key;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
@@ -138,8 +139,8 @@ fn which(got: &[u8], backing: &[u8], stored: &[u8]) -> &'static str {
 
 /// No READ or WRITE reached the server: the I/O passed through.
 fn expect_passed_through(ctx: &mut Ctx, fs: &FuseFs) {
-    ctx.expect_count("read_requests", fs.count(op::READ), 0);
-    ctx.expect_count("write_requests", fs.count(op::WRITE), 0);
+    ctx.expect_count(key::READ_REQUESTS, fs.count(op::READ), 0);
+    ctx.expect_count(key::WRITE_REQUESTS, fs.count(op::WRITE), 0);
 }
 
 fn store_and_retrieve(ctx: &mut Ctx) -> Result<(), Stop> {
