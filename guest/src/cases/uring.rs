@@ -8,6 +8,7 @@
 use crate::case::ring::enable;
 use crate::case::{Case, Ctx, Stop};
 use crate::fuse::abi::init_flags::OVER_IO_URING;
+use crate::fuse::abi::uring;
 use crate::fuse::{InitReply, OpenReply};
 
 /// `over_ring!["io.x", ...]`: the pairs `("uring.io.x", "io.x")`, names made at compile time.
@@ -44,6 +45,21 @@ const OVER_RING: &[(&str, &str)] = &over_ring![
 
 pub fn cases(base: &[Case]) -> Vec<Case> {
     let mut all = vec![
+        Case {
+            name: "uring.bufpool_and_zero_copy_rules",
+            rule: "protocol 7.46 (7.3): INIT offers FUSE_HAS_IO_URING_BUFPOOL with \
+                   FUSE_OVER_IO_URING; FUSE_IO_URING_CMD_ADD_QUEUE refuses a qid past the last \
+                   queue and unknown flags (EINVAL), FUSE_URING_ZERO_COPY without CAP_SYS_ADMIN \
+                   (EPERM), a queue twice (EEXIST); FUSE_IO_URING_CMD_ADD_BUFPOOL refuses flags, \
+                   a non-zero reserved word and a pool smaller than one payload (EINVAL), and a \
+                   second pool for a queue (EINVAL); before 7.46 both commands are unknown \
+                   (EINVAL) and INIT does not offer the flag",
+            verdict_rule: "pass when every command gets the answer fuse_uring_add_queue and \
+                           fuse_uring_add_bufpool (fs/fuse/dev_uring.c of 7.3) give it, and \
+                           the offer matches the protocol; skip without FUSE over io_uring",
+            run: bufpool_and_zero_copy_rules,
+            ..Case::DEFAULT
+        },
         Case {
             name: "uring.offer",
             rule: "the kernel offers FUSE_OVER_IO_URING in INIT while fuse.enable_uring is on, \
@@ -245,5 +261,133 @@ fn register_without_agreement(ctx: &mut Ctx) -> Result<(), Stop> {
             }
         ),
     );
+    Ok(())
+}
+
+/// One FUSE_IO_URING_CMD on `dev` through a ring of its own, its answer as an errno name.
+fn uring_cmd(dev: std::os::fd::BorrowedFd<'_>, op: u32, req: &uring::CmdReq) -> String {
+    use io_uring::{cqueue, opcode, squeue, types, IoUring};
+    use zerocopy::IntoBytes;
+    let mut ring: IoUring<squeue::Entry128, cqueue::Entry> = match IoUring::builder().build(4) {
+        Ok(r) => r,
+        Err(e) => return format!("io_uring_setup: {e}"),
+    };
+    let mut cmd = [0u8; 80];
+    cmd[..std::mem::size_of::<uring::CmdReq>()].copy_from_slice(req.as_bytes());
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&dev);
+    let sqe = opcode::UringCmd80::new(types::Fd(fd), op).cmd(cmd).build();
+    // SAFETY: the command carries no pointer the kernel keeps past its completion (a pool's
+    // address is only recorded, and the pool outlives the connection's teardown).
+    if unsafe { ring.submission().push(&sqe) }.is_err() {
+        return "no room in the ring".into();
+    }
+    if let Err(e) = ring.submit_and_wait(1) {
+        return format!("io_uring_enter: {e}");
+    }
+    let result = ring.completion().next().map(|c| c.result());
+    match result {
+        Some(r) if r >= 0 => "ok".into(),
+        Some(r) => crate::sys::errno_name(rustix::io::Errno::from_raw_os_error(-r)),
+        None => "no completion".into(),
+    }
+}
+
+fn bufpool_and_zero_copy_rules(ctx: &mut Ctx) -> Result<(), Stop> {
+    use crate::fuse::abi::init_flags::HAS_IO_URING_BUFPOOL;
+    let _guard = enable(ctx, true)?;
+    // The agent registers no entry: the commands below are the ring's only traffic, and no
+    // request but INIT is ever served on this mount.
+    let (fs, exchange) = ctx.mount(InitReply {
+        io_uring: true,
+        ring_by_case: true,
+        ..InitReply::plain()
+    })?;
+    if !exchange.over_ring() {
+        return Err(Stop::Broken("INIT did not agree on io_uring".into()));
+    }
+    // fs/fuse/inode.c: FUSE_HAS_IO_URING_BUFPOOL offered with FUSE_OVER_IO_URING (7.46).
+    let has_bufpools = exchange.minor >= 46;
+    ctx.expect(
+        "init_offers_bufpool",
+        exchange.kernel_offers(HAS_IO_URING_BUFPOOL).to_string(),
+        &has_bufpools.to_string(),
+    );
+    let dev = fs.dev();
+    let queues = crate::fuse::ring_queues() as u16;
+    let req = |qid: u16, flags: u64| uring::CmdReq {
+        qid,
+        flags,
+        ..Default::default()
+    };
+    // A pool of exactly one payload (max(max_write, max_pages pages) = 1 MiB here), kept
+    // until the connection is gone.
+    let pool = vec![0u8; crate::fuse::MAX_PAYLOAD];
+    let pool_addr = pool.as_ptr() as u64;
+    let pool_req = |len: usize, flags: u64, reserved: u32| {
+        let mut r = req(0, flags);
+        r.union[..8].copy_from_slice(&pool_addr.to_ne_bytes());
+        r.union[8..12].copy_from_slice(&(len as u32).to_ne_bytes());
+        r.union[12..16].copy_from_slice(&reserved.to_ne_bytes());
+        r
+    };
+    let without_cap = crate::sys::without_cap_sys_admin(|| {
+        uring_cmd(dev, uring::CMD_ADD_QUEUE, &req(0, uring::ZERO_COPY))
+    })?;
+    let answers = [
+        (
+            "add_queue_qid_past_last",
+            uring_cmd(dev, uring::CMD_ADD_QUEUE, &req(queues, 0)),
+            "EINVAL",
+        ),
+        (
+            "add_queue_unknown_flag",
+            uring_cmd(dev, uring::CMD_ADD_QUEUE, &req(0, 1 << 1)),
+            "EINVAL",
+        ),
+        ("add_queue_zero_copy_without_cap", without_cap, "EPERM"),
+        (
+            "add_queue_zero_copy",
+            uring_cmd(dev, uring::CMD_ADD_QUEUE, &req(0, uring::ZERO_COPY)),
+            "ok",
+        ),
+        (
+            "add_queue_again",
+            uring_cmd(dev, uring::CMD_ADD_QUEUE, &req(0, 0)),
+            "EEXIST",
+        ),
+        (
+            "add_bufpool_flags",
+            uring_cmd(dev, uring::CMD_ADD_BUFPOOL, &pool_req(pool.len(), 1, 0)),
+            "EINVAL",
+        ),
+        (
+            "add_bufpool_reserved",
+            uring_cmd(dev, uring::CMD_ADD_BUFPOOL, &pool_req(pool.len(), 0, 1)),
+            "EINVAL",
+        ),
+        (
+            "add_bufpool_smaller_than_a_payload",
+            uring_cmd(dev, uring::CMD_ADD_BUFPOOL, &pool_req(4096, 0, 0)),
+            "EINVAL",
+        ),
+        (
+            "add_bufpool",
+            uring_cmd(dev, uring::CMD_ADD_BUFPOOL, &pool_req(pool.len(), 0, 0)),
+            "ok",
+        ),
+        (
+            "add_bufpool_again",
+            uring_cmd(dev, uring::CMD_ADD_BUFPOOL, &pool_req(pool.len(), 0, 0)),
+            "EINVAL",
+        ),
+    ];
+    for (key, got, want) in answers {
+        // Before 7.46 fuse_uring_cmd's switch knows neither command: EINVAL for all.
+        ctx.expect(key, got, if has_bufpools { want } else { "EINVAL" });
+    }
+    // Nothing is registered, so the connection would hold any request: end it first.
+    let _ = fs.abort();
+    drop(fs);
+    drop(pool);
     Ok(())
 }

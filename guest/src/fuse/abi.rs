@@ -129,6 +129,8 @@ pub mod init_flags {
     pub const OVER_IO_URING: u64 = 1 << 41;
     /// 7.43 (6.15): a request unanswered for `request_timeout` seconds aborts the connection.
     pub const REQUEST_TIMEOUT: u64 = 1 << 42;
+    /// 7.46 (7.3): the kernel takes io_uring buffer pools (offered with OVER_IO_URING).
+    pub const HAS_IO_URING_BUFPOOL: u64 = 1 << 43;
 }
 
 /// `fuse_open_out.open_flags`.
@@ -426,6 +428,12 @@ pub mod uring {
     pub const CMD_REGISTER: u32 = 1;
     /// Answer the request in an entry and wait for the next one.
     pub const CMD_COMMIT_AND_FETCH: u32 = 2;
+    /// 7.46: create a queue (optionally zero copy) before any entry is registered in it.
+    pub const CMD_ADD_QUEUE: u32 = 3;
+    /// 7.46: give a queue a buffer pool for its entries' payloads.
+    pub const CMD_ADD_BUFPOOL: u32 = 4;
+    /// 7.46, ADD_QUEUE's flag: the queue's payloads are zero copy (CAP_SYS_ADMIN, bufpools).
+    pub const ZERO_COPY: u64 = 1 << 0;
     /// `sqe->len`: the entry's buffers are two iovecs, headers then payload.
     pub const IOV_SEGS: u32 = 2;
 

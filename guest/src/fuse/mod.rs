@@ -26,6 +26,10 @@ pub use server::{
     PROCESS as TRANSPORT_TOTALS,
 };
 
+/// The largest payload of a request or answer on the agent's connections (max_write and
+/// max_pages pages are both 1 MiB): what a ring entry or buffer pool must hold.
+pub const MAX_PAYLOAD: usize = server::MAX_WRITE as usize;
+
 pub struct FuseFs {
     shared: Arc<ServerState>,
     server: Option<std::thread::JoinHandle<()>>,
@@ -157,6 +161,12 @@ impl FuseFs {
         let id = self.backing_open_path(path)?;
         self.set_open_reply(name, OpenReply::passthrough(id));
         Ok(id)
+    }
+
+    /// The connection's /dev/fuse fd, for a case that drives io_uring commands itself.
+    pub fn dev(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.shared.dev.as_fd()
     }
 
     /// Send the notification `code` (`abi::notify`) with `payload`, as the server would.

@@ -38,6 +38,9 @@ pub struct InitReply {
     /// Hold the INIT answer back this many milliseconds, as a slow server would: what makes
     /// the order of mount(2)'s return and the answer observable.
     pub hold_ms: u16,
+    /// With `io_uring`: register no ring entries after INIT; the case drives the ring's
+    /// commands itself (and no request but INIT is served).
+    pub ring_by_case: bool,
 }
 
 impl InitReply {
@@ -51,6 +54,7 @@ impl InitReply {
             request_timeout: 0,
             minor: 0,
             hold_ms: 0,
+            ring_by_case: false,
         }
     }
 
@@ -64,6 +68,7 @@ impl InitReply {
             request_timeout: 0,
             minor: 0,
             hold_ms: 0,
+            ring_by_case: false,
         }
     }
 
@@ -363,7 +368,11 @@ impl ServerState {
             if let Some((error, data)) = self.handle(&header, body, false) {
                 self.send(header.unique, error, &data);
             }
-            if header.opcode == op::INIT && ring.is_none() && self.over_ring() {
+            if header.opcode == op::INIT
+                && ring.is_none()
+                && self.over_ring()
+                && !self.init_reply.ring_by_case
+            {
                 // The INIT answer is applied: the kernel holds every other request until
                 // the ring has registered an entry in each of its queues.
                 let state = Arc::clone(self);
