@@ -128,7 +128,14 @@ mod tests {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/kernel-facts.md"),
         )
         .unwrap_or_default();
-        let want = proto::catalog::markdown(&infos()) + &proto::catalog::coverage(&infos(), &facts);
+        let uapi = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/uapi-7.46.md"),
+        )
+        .unwrap_or_default();
+        let uapi = proto::catalog::uapi_coverage(&infos(), &uapi).unwrap_or_else(|e| panic!("{e}"));
+        let want = proto::catalog::markdown(&infos())
+            + &proto::catalog::coverage(&infos(), &facts)
+            + &uapi;
         assert!(
             on_disk == want,
             "docs/cases.md is stale: run `cargo xtask cases --markdown > docs/cases.md`"
