@@ -542,6 +542,16 @@ fn save_plan(plan: &Plan, artifacts: &Path) -> Result<()> {
 
 /// `target/fpt-runs/<unix time>-<label>`, and `target/fpt-runs/latest` pointing at it.
 pub(crate) fn artifacts_dir(label: &str) -> Result<PathBuf> {
+    let dir = pages_dir(label)?;
+    let latest = dir.with_file_name("latest");
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(dir.file_name().expect("has a name"), &latest);
+    Ok(dir)
+}
+
+/// `target/fpt-runs/<unix time>-<label>` for what is no run (a page over several runs):
+/// `latest` keeps pointing at the last run, which `replay` can read.
+pub(crate) fn pages_dir(label: &str) -> Result<PathBuf> {
     let runs = cache::workspace_root().join("target").join("fpt-runs");
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -563,9 +573,6 @@ pub(crate) fn artifacts_dir(label: &str) -> Result<PathBuf> {
         dir = runs.join(format!("{secs}-{label}-{n}"));
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-    let latest = runs.join("latest");
-    let _ = std::fs::remove_file(&latest);
-    let _ = std::os::unix::fs::symlink(dir.file_name().expect("has a name"), &latest);
     Ok(dir)
 }
 

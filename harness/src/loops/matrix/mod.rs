@@ -178,9 +178,9 @@ pub fn run(
 
 /// The runs one after another made (validate's, one per kernel) as a matrix, labelled as
 /// `run`'s columns are, its pages written to a new artifacts folder `<name>-...` as
-/// `<name>.json` and `<name>.html` (with `heading`).
+/// `<name>.json` and `<name>.html` (with `heading`); `latest` stays at the last run.
 pub fn of_runs(runs: Vec<Run>, name: &str, heading: &str) -> Result<Matrix> {
-    let dir = crate::run::artifacts_dir(name)?;
+    let dir = crate::run::pages_dir(name)?;
     let mut columns: Vec<Column> = runs
         .into_iter()
         .map(|run| Column {
