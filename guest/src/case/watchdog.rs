@@ -54,19 +54,11 @@ impl Drop for Watchdog {
 }
 
 fn watch(connection: u32, server: u32, stop: &AtomicBool, hung: &Mutex<Option<String>>) {
-    // fusectl is mounted where it was not (a host without systemd's mount of it).
-    let Ok(ctl) = crate::fuse::fusectl() else {
-        return;
-    };
-    let dir = ctl.join(connection.to_string());
     let mut since = Instant::now();
     let mut ran = run_time(server);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(PERIOD);
-        let waiting = std::fs::read_to_string(dir.join("waiting"))
-            .ok()
-            .and_then(|w| w.trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        let waiting = crate::fuse::waiting(connection).unwrap_or(0);
         let now_ran = run_time(server);
         if waiting == 0 || now_ran != ran || now_ran.is_none() {
             (since, ran) = (Instant::now(), now_ran);
@@ -83,7 +75,7 @@ fn watch(connection: u32, server: u32, stop: &AtomicBool, hung: &Mutex<Option<St
             if let Ok(mut h) = hung.lock() {
                 *h = Some(why);
             }
-            if let Err(e) = std::fs::write(dir.join("abort"), "1") {
+            if let Err(e) = crate::fuse::abort_connection(connection) {
                 if let Ok(mut h) = hung.lock() {
                     *h = h.take().map(|w| format!("{w}, but the abort failed: {e}"));
                 }

@@ -237,16 +237,9 @@ fn under_io(ctx: &mut Ctx, path: &Path, fault: impl FnOnce() -> String) -> Resul
 
 /// Wait up to `timeout` until a request waits on `fs`'s connection (fusectl `waiting`).
 fn wait_for_waiting(fs: &FuseFs, timeout: Duration) -> bool {
-    let Ok(dir) = crate::fuse::fusectl().and_then(|c| Ok(c.join(fs.connection()?.to_string())))
-    else {
-        return false;
-    };
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        let waiting = std::fs::read_to_string(dir.join("waiting"))
-            .ok()
-            .and_then(|w| w.trim().parse::<u64>().ok());
-        if waiting.is_some_and(|w| w > 0) {
+        if fs.waiting().is_ok_and(|w| w > 0) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(1));

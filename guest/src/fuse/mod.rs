@@ -214,12 +214,12 @@ impl FuseFs {
 
     /// Abort the connection through fusectl, as an administrator would.
     pub fn abort(&self) -> io::Result<()> {
-        std::fs::write(
-            fusectl()?
-                .join(self.connection()?.to_string())
-                .join("abort"),
-            "1",
-        )
+        abort_connection(self.connection()?)
+    }
+
+    /// Requests waiting on this connection now (fusectl `waiting`).
+    pub fn waiting(&self) -> io::Result<u64> {
+        waiting(self.connection()?)
     }
 
     /// Unmount (not lazily: EBUSY if files are open), let the server see the end, and close
@@ -423,6 +423,19 @@ pub fn mount_order_without_sync_init(
     };
     fs.wait_for_init()?;
     Ok((fs, order))
+}
+
+/// Requests waiting on connection `connection` (fusectl `waiting`): sent and not answered.
+pub fn waiting(connection: u32) -> io::Result<u64> {
+    let text = std::fs::read_to_string(fusectl()?.join(connection.to_string()).join("waiting"))?;
+    text.trim()
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "fusectl waiting"))
+}
+
+/// Abort connection `connection` through fusectl: every waiting request fails.
+pub fn abort_connection(connection: u32) -> io::Result<()> {
+    std::fs::write(fusectl()?.join(connection.to_string()).join("abort"), "1")
 }
 
 /// What a mount with FUSE_DEV_IOC_SYNC_INIT showed.
