@@ -298,9 +298,12 @@ fn fallback_scope(ctx: &mut Ctx) -> Result<(), Stop> {
     let outcome = match refused_by_depth(ctx, &one, &two, &three) {
         // A server that serves no file across a mount point in {source} (libfuse's
         // passthrough_hp) meets its refusal another way, where the witness is loaded.
-        Err(Stop::Skip(why)) => match ctx.server.as_ref().and_then(|s| s.witness.as_ref()) {
-            Some(_) => refused_by_witness(ctx, &one, &two, &three)?,
-            None => return Err(Stop::Skip(why)),
+        // (A server of one fixed file serves no {source} at all: its skip stands.)
+        Err(Stop::Skip(why)) => match ctx.server.as_ref() {
+            Some(s) if s.witness.is_some() && s.fixed_file.is_none() => {
+                refused_by_witness(ctx, &one, &two, &three)?
+            }
+            _ => return Err(Stop::Skip(why)),
         },
         other => other?,
     };
