@@ -237,13 +237,23 @@ fn directory(ctx: &mut Ctx) -> Result<(), Stop> {
 }
 
 fn make_fifo(ctx: &mut Ctx) -> Result<std::path::PathBuf, Stop> {
-    let path = objects(ctx)?.join("fifo");
+    make_node(ctx, "fifo", rustix::fs::FileType::Fifo, 0)
+}
+
+/// A node `name` of `kind` (device number `dev`) on the case's tmpfs of objects.
+fn make_node(
+    ctx: &mut Ctx,
+    name: &str,
+    kind: rustix::fs::FileType,
+    dev: rustix::fs::Dev,
+) -> Result<std::path::PathBuf, Stop> {
+    let path = objects(ctx)?.join(name);
     rustix::fs::mknodat(
         rustix::fs::CWD,
         &path,
-        rustix::fs::FileType::Fifo,
+        kind,
         Mode::from_raw_mode(0o600),
-        0,
+        dev,
     )?;
     Ok(path)
 }
@@ -299,12 +309,10 @@ fn socket(ctx: &mut Ctx) -> Result<(), Stop> {
 fn char_device(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _file) = setup(ctx)?;
     // /dev/null's device number, as a node on the case's own tmpfs.
-    let node = objects(ctx)?.join("null");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &node,
+    let node = make_node(
+        ctx,
+        "null",
         rustix::fs::FileType::CharacterDevice,
-        Mode::from_raw_mode(0o600),
         rustix::fs::makedev(1, 3),
     )?;
     let null = std::fs::File::options().read(true).write(true).open(node)?;
