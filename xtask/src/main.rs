@@ -85,8 +85,9 @@ enum Cmd {
         /// How many runs to time.
         #[arg(long, default_value_t = 3)]
         runs: u32,
-        /// Also time validate of libfuse on --kernel and the matrix of every Debian series,
-        /// in the same table.
+        /// Also time, in the same table: an fs/fuse edit and a series grown by one patch to
+        /// their verdicts (6.12 built from source), validate of libfuse on --kernel, the
+        /// matrix of every Debian series and `cargo xtask test` (warm).
         #[arg(long)]
         all: bool,
         /// Time the kernel build loop on the default source instead of a run.
@@ -928,6 +929,18 @@ fn bench(target: &Target, runs: u32, all: bool, clean: bool) -> i32 {
         Ok(t) => t,
         Err(e) => return fail(&e),
     };
+    if all {
+        // Last: the suite boots kernels of its own and must not share the CPU with a round.
+        match test_suite() {
+            Ok(secs) => table.rows.push(harness::loops::bench::Row {
+                what: "test suite warm: `cargo xtask test`".into(),
+                values: vec![secs],
+                unit: "s",
+                against_floor: true,
+            }),
+            Err(why) => eprintln!("test suite not measured: {why}"),
+        }
+    }
     if clean {
         match first_run(&request) {
             Ok(secs) => table.rows.push(harness::loops::bench::Row {
@@ -941,6 +954,28 @@ fn bench(target: &Target, runs: u32, all: bool, clean: bool) -> i32 {
     }
     println!("{}", table.render());
     0
+}
+
+/// `cargo xtask test` as CI runs it, on the caches as they are: its time, or why it failed.
+fn test_suite() -> Result<f64, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let started = std::time::Instant::now();
+    let out = Command::new(cargo)
+        .current_dir(harness::env::cache::workspace_root())
+        .args(["run", "--quiet", "--package", "xtask", "--", "test"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    match out.status.success() {
+        true => Ok(started.elapsed().as_secs_f64()),
+        false => Err(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        )),
+    }
 }
 
 /// `cargo xtask run` (on `request`'s kernel) as a first run: an empty cache (`FPT_CACHE`) and

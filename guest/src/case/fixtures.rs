@@ -16,8 +16,14 @@ use super::{Ctx, Stop};
 /// Unmount `dir` (not lazily), retrying for up to 2 s: the kernel drops its last reference
 /// to a backing file asynchronously after the final release. "ok" or the last errno.
 pub fn unmount_when_released(dir: &Path) -> String {
+    unmount_within(dir, Duration::from_secs(2))
+}
+
+/// [`unmount_when_released`], retrying for up to `patience`: where a hold is expected to
+/// last (a server's own fds), waiting longer only costs time.
+pub fn unmount_within(dir: &Path, patience: Duration) -> String {
     let mut last = String::new();
-    for _ in 0..200 {
+    for _ in 0..patience.as_millis().div_ceil(10).max(1) {
         last = crate::sys::outcome(&rustix::mount::unmount(
             dir,
             rustix::mount::UnmountFlags::empty(),

@@ -24,7 +24,7 @@ use rustix::io::Errno;
 use proto::CaseInfo;
 
 pub use ctx::Ctx;
-pub use fixtures::{pattern, unmount_when_released};
+pub use fixtures::{pattern, unmount_when_released, unmount_within};
 pub use proto::wire::NO_PASSTHROUGH;
 pub use run::run_case;
 

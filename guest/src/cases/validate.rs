@@ -338,8 +338,9 @@ fn refused_by_depth(
         [("plain", one), ("stacked/f", three), ("later", two)],
     );
     // A server that keeps an O_PATH fd per inode it looked up (libfuse's passthrough_hp)
-    // holds the bind until it forgets: detach it then, so that {source} can be released.
-    let unbound = crate::case::unmount_when_released(&bind);
+    // holds the bind until it forgets, which the kernel asks only at unmount: a short wait
+    // (for a release still on its way), then detach it, so that {source} can be released.
+    let unbound = crate::case::unmount_within(&bind, std::time::Duration::from_millis(300));
     if unbound != "ok" {
         let _ = rustix::mount::unmount(&bind, rustix::mount::UnmountFlags::DETACH);
     }

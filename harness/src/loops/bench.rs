@@ -3,7 +3,9 @@
 //! - [`table`]: every loop of one kernel against its floor, measured paired in the same
 //!   rounds: a boot that runs no case (`--case none`), the catalog in one VM and in one VM
 //!   per core, the per-case overhead ([`overhead_per_case`]) and boot to first result; with
-//!   `all`, validate of one target and the matrix of every series too;
+//!   `all`, an edit in fs/fuse and a series grown by one patch to their verdicts
+//!   ([`edit_to_verdict`], [`series_edit_to_verdict`]), validate of one target and the
+//!   matrix of every series too;
 //! - [`kernel_build`]: the kernel developer's loop on a tree the harness owns (default: the
 //!   cached linux-source-6.12): unchanged rebuild, rebuild after a touch, a one-line change
 //!   plus boot and suite, and with `clean` a clean build first. fs/fuse/passthrough.c gets its
@@ -198,6 +200,34 @@ pub fn table(
         }
     }
     if let Some(spec) = all {
+        // The kernel developer's loops on linux-source-6.12 built with the minimal profile;
+        // its first build is a warm-up, not counted.
+        let build = BuildRequest {
+            profile: Some("minimal".into()),
+            ..Default::default()
+        };
+        crate::kernel::build::build(&build, &crate::env::cache::dir())?;
+        let mut edit = Row::new(
+            "fs/fuse edited: build, boot, catalog (6.12 from source)",
+            "s",
+            true,
+        );
+        let mut series = Row::new(
+            "series edited, one patch more: build, boot, catalog",
+            "s",
+            true,
+        );
+        for _ in 0..n {
+            for (row, f) in [
+                (&mut edit, edit_to_verdict as fn(&_, &_) -> _),
+                (&mut series, series_edit_to_verdict),
+            ] {
+                let (secs, _) = f(&build, &many)?;
+                each(&row.what, secs);
+                row.values.push(secs);
+            }
+        }
+        rows.extend([edit, series]);
         let mut row = Row::new(format!("validate {}, one kernel", spec.target), "s", true);
         // Validated as the catalog with --jobs is run.
         let req = &many;
@@ -230,6 +260,54 @@ pub fn table(
         kernel: format!("{} ({})", warm.kernel_release, warm.mode),
         rows,
     })
+}
+
+/// An edit in fs/fuse to its verdicts: one comment line appended to fs/fuse/passthrough.c
+/// of `req`'s tree, then build, boot and `target`'s cases on that kernel, timed; the file is
+/// put back whatever happened. Each call pays a real rebuild (the edit is new to make).
+pub fn edit_to_verdict(req: &BuildRequest, target: &Request) -> Result<(f64, Run)> {
+    let cache = crate::env::cache::dir();
+    let file = crate::kernel::build::source_dir(req, &cache)?.join("fs/fuse/passthrough.c");
+    let original = std::fs::read(&file).map_err(|e| Error::io(file.display(), e))?;
+    let mut changed = original.clone();
+    changed.extend_from_slice(b"/* fpt bench: one-line change */\n");
+    std::fs::write(&file, &changed).map_err(|e| Error::io(file.display(), e))?;
+    let started = Instant::now();
+    let run = crate::run::run(
+        &Request {
+            kernel: KernelChoice::Build(req.clone()),
+            ..target.clone()
+        },
+        &mut |_| {},
+    );
+    let secs = started.elapsed().as_secs_f64();
+    std::fs::write(&file, &original).map_err(|e| Error::io(file.display(), e))?;
+    Ok((secs, run?))
+}
+
+/// A patch series grown by one patch to its verdicts: `req` with the first four patches of
+/// tests/fixtures/fuse-series.mbox is built (not timed), then the fifth added and built,
+/// booted and `target`'s cases run, timed: what `cargo xtask series` pays per patch.
+pub fn series_edit_to_verdict(req: &BuildRequest, target: &Request) -> Result<(f64, Run)> {
+    let four = BuildRequest {
+        patches: vec![crate::kernel::fixture::series_mbox()],
+        first_patches: Some(4),
+        ..req.clone()
+    };
+    crate::kernel::build::build(&four, &crate::env::cache::dir())?;
+    let five = BuildRequest {
+        first_patches: Some(5),
+        ..four
+    };
+    let started = Instant::now();
+    let run = crate::run::run(
+        &Request {
+            kernel: KernelChoice::Build(five),
+            ..target.clone()
+        },
+        &mut |_| {},
+    )?;
+    Ok((started.elapsed().as_secs_f64(), run))
 }
 
 /// The build loop; each measured step is reported through `line` as it ends.
@@ -268,61 +346,25 @@ pub fn kernel_build(
         "rebuild after rewriting fs/fuse/passthrough.c unchanged (make rebuilds it only while the working copy links it; a copy of the same content is kept)",
         line,
     )?;
-    let mut changed = original.clone();
-    changed.extend_from_slice(b"/* fpt bench: one-line change */\n");
-    std::fs::write(&file, &changed).map_err(|e| Error::io(file.display(), e))?;
-    let started = Instant::now();
-    let run = crate::run::run(
-        &Request {
-            kernel: KernelChoice::Build(req.clone()),
-            ..target.clone()
-        },
-        &mut |_| {},
-    );
-    std::fs::write(&file, &original).map_err(|e| Error::io(file.display(), e))?;
-    let run = run?;
+    let (secs, run) = edit_to_verdict(&req, target)?;
     line(format!(
-        "one-line change in fs/fuse, then build + boot + suite: {:.1} s ({})",
-        started.elapsed().as_secs_f64(),
+        "one-line change in fs/fuse, then build + boot + suite: {secs:.1} s ({})",
         crate::results::table::totals(&run.results)
     ));
     if req.src.is_some() {
         return Ok(());
     }
-    // The series loop on the same entry: tests/fixtures/fuse-series.mbox, five patches to
-    // fs/fuse/passthrough.c.
-    let with_series = BuildRequest {
-        patches: vec![crate::kernel::fixture::series_mbox()],
-        first_patches: Some(4),
-        ..req.clone()
-    };
-    crate::kernel::build::build(&with_series, &cache)?;
-    let five = BuildRequest {
-        first_patches: Some(5),
-        ..with_series.clone()
-    };
-    let started = Instant::now();
-    let run = crate::run::run(
-        &Request {
-            kernel: KernelChoice::Build(five.clone()),
-            ..target.clone()
-        },
-        &mut |_| {},
-    )?;
+    let (secs, run) = series_edit_to_verdict(&req, target)?;
     line(format!(
-        "series changed by one patch (4 -> 5 patches), then build + boot + suite: {:.1} s ({})",
-        started.elapsed().as_secs_f64(),
+        "series changed by one patch (4 -> 5 patches), then build + boot + suite: {secs:.1} s ({})",
         crate::results::table::totals(&run.results)
     ));
+    let with_series = BuildRequest {
+        patches: vec![crate::kernel::fixture::series_mbox()],
+        ..req.clone()
+    };
     let started = Instant::now();
-    let steps = crate::loops::series::run(
-        &BuildRequest {
-            first_patches: None,
-            ..with_series
-        },
-        target,
-        &mut |_| {},
-    )?;
+    let steps = crate::loops::series::run(&with_series, target, &mut |_| {})?;
     line(format!(
         "series of 5 patches (base and each patch built, booted, whole suite): {:.1} s ({} steps)",
         started.elapsed().as_secs_f64(),
