@@ -62,8 +62,6 @@ pub fn matrix(args: &MatrixArgs) -> i32 {
         Err(e) => return fail(&e),
     };
     let template = Request {
-        // The matrix runs kernels side by side: one VM each.
-        jobs: Some(1),
         cases: args.cases.clone(),
         shard: args.shard,
         accel: args.accel.map(|a| match a {

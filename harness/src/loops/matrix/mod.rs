@@ -48,6 +48,12 @@ pub fn expand(kernels: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// "debian:6.12" -> (6, 12); any other kernel: None (taken after every series).
+fn series_number(kernel: &str) -> Option<(u32, u32)> {
+    let (major, minor) = kernel.strip_prefix("debian:")?.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
 /// Run `template` (its cases, accelerator, ...) on each of `kernels`, `jobs` at a time.
 /// A kernel that cannot run at all (not fetchable, does not boot) is a column with its
 /// error; the others still run.
@@ -80,9 +86,16 @@ pub fn run(
         total: kernels.len(),
         ..Default::default()
     }));
-    let queue = Arc::new(Mutex::new(
-        prepared.into_iter().enumerate().collect::<Vec<_>>(),
-    ));
+    // Newest series first: the catalog's cases are gated on the features a series has, so
+    // an old series runs few of them and, taken last, fills the end of the run.
+    let mut queue: Vec<_> = prepared.into_iter().enumerate().collect();
+    queue.sort_by_key(|(_, (name, _))| std::cmp::Reverse(series_number(name)));
+    let queue = Arc::new(Mutex::new(queue));
+    // Kernels side by side, so one VM each unless the template says otherwise.
+    let template = &Request {
+        jobs: template.jobs.or(Some(1)),
+        ..template.clone()
+    };
     let results: Arc<Mutex<Vec<Option<Column>>>> =
         Arc::new(Mutex::new((0..kernels.len()).map(|_| None).collect()));
     std::thread::scope(|scope| {
