@@ -30,9 +30,9 @@ pub struct Ctx {
     pub source: subject::SourceKind,
     /// Mounts the case's `{source}` sits on, kept until the server under test has ended.
     pub keep: Vec<FuseFs>,
-    /// Every mount of the agent's server asks for FUSE over io_uring, and the case skips
-    /// where the kernel does not offer it.
-    pub(super) over_ring: bool,
+    /// Every mount of the agent's server asks for FUSE over io_uring (with its payloads
+    /// where this says), and the case skips where the kernel does not offer it.
+    pub(super) over_ring: Option<crate::fuse::Payload>,
 }
 
 impl Ctx {
@@ -48,7 +48,7 @@ impl Ctx {
             mounts: 0,
             source: subject::SourceKind::Tmpfs,
             keep: Vec::new(),
-            over_ring: false,
+            over_ring: None,
         }
     }
 
@@ -130,10 +130,13 @@ impl Ctx {
         mut init: InitReply,
     ) -> Result<(FuseFs, crate::fuse::InitExchange), Stop> {
         self.mounts += 1;
-        init.io_uring |= self.over_ring;
+        if let Some(payload) = self.over_ring {
+            init.io_uring = true;
+            init.ring_payload = payload;
+        }
         let fs = FuseFs::mount(&self.work.join(format!("fs{}", self.mounts)), init)?;
         let exchange = fs.wait_for_init()?;
-        if self.over_ring && !exchange.over_ring() {
+        if self.over_ring.is_some() && !exchange.over_ring() {
             return Err(Stop::Broken(
                 "the kernel did not offer FUSE_OVER_IO_URING with fuse.enable_uring on".into(),
             ));

@@ -23,6 +23,8 @@ use rustix::io::Errno;
 
 use proto::CaseInfo;
 
+use crate::fuse::Payload;
+
 pub use ctx::Ctx;
 pub use fixtures::{pattern, unmount_when_released, unmount_within};
 pub use proto::wire::NO_PASSTHROUGH;
@@ -50,9 +52,10 @@ pub struct Case {
     /// What the case leaves busy on purpose after it ends, and why. Every other case must
     /// leave every file system it mounted free to unmount ([`audit`]).
     pub keeps_busy: Option<&'static str>,
-    /// Runs with the agent's server on FUSE over io_uring (the `uring` group's copies of
-    /// other groups' cases): [`ring`], and the `uring` group.
-    pub over_ring: bool,
+    /// Runs with the agent's server on FUSE over io_uring, its payloads in buffers of each
+    /// entry's own or in pools (the `uring` group's copies of other groups' cases): [`ring`],
+    /// and the `uring` group.
+    pub over_ring: Option<Payload>,
     /// Waits on a kernel timer (tens of seconds): not in a run that names no case.
     pub slow: bool,
     pub run: fn(&mut Ctx) -> Result<(), Stop>,
@@ -70,7 +73,7 @@ impl Case {
         external_server: false,
         uses_host_share: false,
         keeps_busy: None,
-        over_ring: false,
+        over_ring: None,
         slow: false,
         run: undeclared,
     };
@@ -82,21 +85,27 @@ impl Case {
     /// The rule under test; a copy over the ring says so first.
     pub fn rule(&self) -> String {
         match self.over_ring {
-            true => format!("over FUSE io_uring: {}", self.rule),
-            false => self.rule.into(),
+            Some(Payload::PerEntry) => format!("over FUSE io_uring: {}", self.rule),
+            Some(Payload::Pool) => {
+                format!("over FUSE io_uring with buffer pools: {}", self.rule)
+            }
+            None => self.rule.into(),
         }
     }
 
     /// What makes the verdict pass; a copy over the ring also needs every connection
-    /// served through it.
+    /// served through it (and over pools, every request's payload in a pool buffer).
     pub fn verdict_rule(&self) -> String {
+        let ring = "every connection of the case served through a ring, /dev/fuse read(2) \
+                    bringing no request after INIT";
         match self.over_ring {
-            true => format!(
-                "{}; and every connection of the case served through a ring, /dev/fuse \
-                 read(2) bringing no request after INIT",
+            Some(Payload::PerEntry) => format!("{}; and {ring}", self.verdict_rule),
+            Some(Payload::Pool) => format!(
+                "{}; and {ring}, each queue with a buffer pool (ADD_QUEUE, ADD_BUFPOOL) that \
+                 every request came in; skip before 7.3 (protocol 7.46)",
                 self.verdict_rule
             ),
-            false => self.verdict_rule.into(),
+            None => self.verdict_rule.into(),
         }
     }
 

@@ -4,7 +4,7 @@
 //! for itself), and the check afterwards that every connection was served through a ring.
 
 use super::{Ctx, Stop};
-use crate::fuse::TRANSPORT_TOTALS;
+use crate::fuse::{Payload, POOLED_REQUESTS, TRANSPORT_TOTALS};
 
 pub const PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
 
@@ -41,9 +41,23 @@ pub fn enable(ctx: &Ctx, on: bool) -> Result<Enabled, Stop> {
     })
 }
 
+/// The kernel series that brought buffer pools for the ring's payloads (protocol 7.46):
+/// FUSE_IO_URING_CMD_ADD_QUEUE, ADD_BUFPOOL, FUSE_HAS_IO_URING_BUFPOOL in INIT.
+pub const POOLS_SINCE: (u32, u32) = (7, 3);
+
+/// [`enable`] for a case copied over the ring with `payload`: pools skip before 7.3.
+pub fn enable_for(ctx: &Ctx, payload: Payload) -> Result<Enabled, Stop> {
+    if payload == Payload::Pool && !ctx.kernel.at_least(POOLS_SINCE.0, POOLS_SINCE.1) {
+        return Err(Stop::Skip(
+            "buffer pools for FUSE over io_uring came in 7.3 (protocol 7.46)".into(),
+        ));
+    }
+    enable(ctx, true)
+}
+
 /// After a case run over the ring: every connection it made agreed on the ring and was
-/// served through it.
-pub fn check_served_through_ring(ctx: &mut Ctx) {
+/// served through it; over pools, every request it fetched came on a queue with a pool.
+pub fn check_served_through_ring(ctx: &mut Ctx, payload: Payload) {
     use std::sync::atomic::Ordering::SeqCst;
     let t = &TRANSPORT_TOTALS;
     let (conns, ring_conns) = (t.connections.load(SeqCst), t.ring_connections.load(SeqCst));
@@ -59,4 +73,16 @@ pub fn check_served_through_ring(ctx: &mut Ctx) {
     // A case may make no request at all after INIT (a BACKING_OPEN and an unmount).
     ctx.observe("requests_through_ring", ring > 0);
     ctx.expect_count("requests_read_from_dev_after_init", dev, 0);
+    if payload == Payload::Pool {
+        let pooled = POOLED_REQUESTS.load(SeqCst);
+        ctx.check(
+            pooled == ring,
+            format!(
+                "{} of the {ring} requests through the ring came on a queue without a buffer \
+                 pool (its ADD_QUEUE or ADD_BUFPOOL failed: {:?})",
+                ring.saturating_sub(pooled),
+                crate::fuse::RING_SETUP_ERRORS.lock().unwrap()
+            ),
+        );
+    }
 }

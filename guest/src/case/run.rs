@@ -26,18 +26,19 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
             }
         }
     }
-    let ring = if case.over_ring {
-        ctx.over_ring = true;
-        match super::ring::enable(&ctx, true) {
-            Ok(on) => Some(on),
-            Err(stop) => return finish(case, start, ctx, Err(stop)),
+    let ring = match case.over_ring {
+        Some(payload) => {
+            ctx.over_ring = Some(payload);
+            match super::ring::enable_for(&ctx, payload) {
+                Ok(on) => Some(on),
+                Err(stop) => return finish(case, start, ctx, Err(stop)),
+            }
         }
-    } else {
-        None
+        None => None,
     };
     let mut stopped = (case.run)(&mut ctx);
-    if ring.is_some() && stopped.is_ok() {
-        super::ring::check_served_through_ring(&mut ctx);
+    if let (Some(payload), true) = (case.over_ring, ring.is_some() && stopped.is_ok()) {
+        super::ring::check_served_through_ring(&mut ctx, payload);
     }
     drop(ring);
     // The server under test has been stopped (its subject dropped): what did its end show?

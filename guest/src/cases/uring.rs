@@ -9,18 +9,20 @@ use crate::case::ring::enable;
 use crate::case::{Case, Ctx, Stop};
 use crate::fuse::abi::init_flags::OVER_IO_URING;
 use crate::fuse::abi::uring;
-use crate::fuse::{InitReply, OpenReply};
+use crate::fuse::{InitReply, OpenReply, Payload};
 
-/// `over_ring!["io.x", ...]`: the pairs `("uring.io.x", "io.x")`, names made at compile time.
+/// `over_ring!["io.x", ...]`: the triples `("uring.io.x", "uring.pool.io.x", "io.x")`, names
+/// made at compile time.
 macro_rules! over_ring {
     ($($name:literal),* $(,)?) => {
-        [$((concat!("uring.", $name), $name)),*]
+        [$((concat!("uring.", $name), concat!("uring.pool.", $name), $name)),*]
     };
 }
 
-/// Cases of other groups run again with the server on a ring, as `uring.<name>`: each pair
-/// is the copy's name and its original's.
-const OVER_RING: &[(&str, &str)] = &over_ring![
+/// Cases of other groups run again with the server on a ring, as `uring.<name>` (a payload
+/// buffer per entry) and `uring.pool.<name>` (a buffer pool per queue, 7.3): each triple is
+/// the copies' names and their original's.
+const OVER_RING: &[(&str, &str, &str)] = &over_ring![
     "io.passthrough_round_trip",
     "io.cached_round_trip",
     "io.mmap_shared",
@@ -93,16 +95,18 @@ pub fn cases(base: &[Case]) -> Vec<Case> {
             ..Case::DEFAULT
         },
     ];
-    for &(copy, name) in OVER_RING {
-        let of = base
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("uring: no case {name} to run over the ring"));
-        all.push(Case {
-            name: copy,
-            over_ring: true,
-            ..*of
-        });
+    for (payload, which) in [(Payload::PerEntry, 0), (Payload::Pool, 1)] {
+        for &(copy, pooled, name) in OVER_RING {
+            let of = base
+                .iter()
+                .find(|c| c.name == name)
+                .unwrap_or_else(|| panic!("uring: no case {name} to run over the ring"));
+            all.push(Case {
+                name: [copy, pooled][which],
+                over_ring: Some(payload),
+                ..*of
+            });
+        }
     }
     all
 }

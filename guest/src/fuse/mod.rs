@@ -19,7 +19,7 @@ use rustix::io::Errno;
 use rustix::mount::{MountFlags, UnmountFlags};
 
 pub use child::ServerProcess;
-pub use ring::{queues as ring_queues, RingEnd};
+pub use ring::{queues as ring_queues, Payload, RingEnd, POOLED_REQUESTS, RING_SETUP_ERRORS};
 use server::ServerState;
 pub use server::{
     backing_open as backing_open_raw, CreateReply, InitExchange, InitReply, OpenReply,
@@ -302,7 +302,7 @@ impl FuseFs {
         let state = Arc::clone(&self.shared);
         std::thread::Builder::new()
             .name("fuse-ring-unasked".into())
-            .spawn(move || ring::serve(state, server::MAX_WRITE as usize))
+            .spawn(move || ring::serve(state, server::MAX_WRITE as usize, Payload::PerEntry))
     }
 
     /// How the ring ended, once it has (after the unmount).

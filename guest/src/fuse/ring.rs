@@ -6,7 +6,14 @@
 //! holds every other request back until each of its queues (one per possible CPU) has an
 //! entry registered; it then puts each request in an entry of the queue of the CPU that made
 //! it. FORGET and INTERRUPT keep coming through read(2).
+//!
+//! From 7.46 (Linux 7.3) a queue may instead be created first (ADD_QUEUE) and given one
+//! buffer pool (ADD_BUFPOOL): its entries then register headers only, and the kernel takes
+//! a buffer of the pool for each request that carries a payload, saying where in
+//! `ent_in_out.offset` (fs/fuse/dev_uring.c: fuse_uring_select_buffer,
+//! fuse_uring_args_to_ring); the answer's payload goes back in the same buffer.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -18,8 +25,26 @@ use super::abi::{self, uring};
 /// answered.
 const PER_QUEUE: usize = 2;
 
+/// Where an entry's payload lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Payload {
+    /// A buffer of the entry's own, named at REGISTER (7.42).
+    #[default]
+    PerEntry,
+    /// A pool per queue, added before any entry registers (7.46).
+    Pool,
+}
+
+/// Requests this process served with their payload in a pool buffer: what a case run over
+/// buffer pools checks once it has ended.
+pub static POOLED_REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// What the kernel answered this process's ADD_QUEUE or ADD_BUFPOOL when it refused one.
+pub static RING_SETUP_ERRORS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 /// One registered entry: its two buffers, and the iovecs that name them to the kernel (they
-/// must not move while registered, hence the boxes).
+/// must not move while registered, hence the boxes). Over a pool, `payload` is empty and
+/// the second iovec names nothing.
 struct Entry {
     qid: u16,
     header: Box<uring::ReqHeader>,
@@ -73,22 +98,49 @@ pub(crate) trait Handler: Send + Sync {
     ) -> Option<(i32, Vec<u8>)>;
 }
 
-/// Serve `state`'s connection through a ring until the connection ends; `payload` is the
-/// size of each entry's payload buffer (the kernel wants at least max_write).
-pub(crate) fn serve(state: Arc<dyn Handler>, payload: usize) -> RingEnd {
+/// Serve `state`'s connection through a ring until the connection ends; `size` is the size
+/// of each payload buffer (the kernel wants at least its max payload: max_write, max_pages
+/// pages), each entry's own or, with [`Payload::Pool`], one of its queue's pool.
+pub(crate) fn serve(state: Arc<dyn Handler>, size: usize, mode: Payload) -> RingEnd {
     let mut end = RingEnd::default();
     let nqueues = queues();
+    let mut ring: IoUring<squeue::Entry128, cqueue::Entry> =
+        match IoUring::builder().build((nqueues * PER_QUEUE * 2) as u32) {
+            Ok(r) => r,
+            Err(e) => {
+                end.first_error = Some(format!("io_uring_setup: {e}"));
+                return end;
+            }
+        };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&state.dev());
+    // One buffer per entry of the queue: never short of one (ENOBUFS). A pool the kernel
+    // refuses is noted, and the queues fall back to buffers of each entry's own (the case
+    // over pools then fails on it).
+    let mut pools = match mode {
+        Payload::PerEntry => Vec::new(),
+        Payload::Pool => match add_pools(&mut ring, fd, nqueues, size) {
+            Ok(pools) => pools,
+            Err(why) => {
+                RING_SETUP_ERRORS.lock().unwrap().push(why);
+                Vec::new()
+            }
+        },
+    };
+    let own = if pools.is_empty() { size } else { 0 };
     let mut entries: Vec<Entry> = (0..nqueues * PER_QUEUE)
         .map(|i| {
             let mut header = Box::new(uring::ReqHeader::new_zeroed());
-            let mut payload = vec![0u8; payload];
+            let mut payload = vec![0u8; own];
             let iov = Box::new([
                 libc::iovec {
                     iov_base: header.as_mut_bytes().as_mut_ptr().cast(),
                     iov_len: std::mem::size_of::<uring::ReqHeader>(),
                 },
                 libc::iovec {
-                    iov_base: payload.as_mut_ptr().cast(),
+                    iov_base: match own {
+                        0 => std::ptr::null_mut(),
+                        _ => payload.as_mut_ptr().cast(),
+                    },
                     iov_len: payload.len(),
                 },
             ]);
@@ -100,15 +152,6 @@ pub(crate) fn serve(state: Arc<dyn Handler>, payload: usize) -> RingEnd {
             }
         })
         .collect();
-    let mut ring: IoUring<squeue::Entry128, cqueue::Entry> =
-        match IoUring::builder().build((entries.len() * 2) as u32) {
-            Ok(r) => r,
-            Err(e) => {
-                end.first_error = Some(format!("io_uring_setup: {e}"));
-                return end;
-            }
-        };
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&state.dev());
     for (i, e) in entries.iter().enumerate() {
         let req = uring::CmdReq {
             qid: e.qid,
@@ -121,8 +164,8 @@ pub(crate) fn serve(state: Arc<dyn Handler>, payload: usize) -> RingEnd {
             Some(e.iov.as_ptr() as u64),
             i,
         );
-        // SAFETY: the iovecs and the buffers they name live in `entries` until the ring is
-        // dropped at the end of this function.
+        // SAFETY: the iovecs and the buffers they name (and the pools) live in `entries`
+        // and `pools` until the ring is dropped at the end of this function.
         unsafe { ring.submission().push(&sqe) }.expect("the ring has room for every entry");
     }
     if let Err(e) = ring.submit() {
@@ -154,7 +197,19 @@ pub(crate) fn serve(state: Arc<dyn Handler>, payload: usize) -> RingEnd {
                 continue;
             }
             let e = &mut entries[i];
-            let Some(answer) = answer(&*state, e) else {
+            let pool = pools.get_mut(e.qid as usize);
+            let payload: &mut [u8] = match pool {
+                Some(pool) => {
+                    // The buffer the kernel took for this request (none for a request
+                    // without payload: offset 0, nothing read or written there).
+                    let at = (e.header.ent.offset as usize).min(pool.len());
+                    POOLED_REQUESTS.fetch_add(1, Ordering::SeqCst);
+                    let to = (at + size).min(pool.len());
+                    &mut pool[at..to]
+                }
+                None => &mut e.payload,
+            };
+            let Some(answer) = answer(&*state, &mut e.header, payload) else {
                 // A stalled server keeps the request and answers nothing.
                 live -= 1;
                 continue;
@@ -172,32 +227,79 @@ pub(crate) fn serve(state: Arc<dyn Handler>, payload: usize) -> RingEnd {
     end
 }
 
-/// Serve the request in `e` and put the answer in its buffers; the commit id to quote, or
-/// None when the server answers nothing.
-fn answer(state: &dyn Handler, e: &mut Entry) -> Option<u64> {
-    let ent = e.header.ent;
-    let Ok((h, _)) = abi::InHeader::read_from_prefix(&e.header.in_out[..]) else {
+/// ADD_QUEUE and ADD_BUFPOOL for each of `nqueues` queues, one pool of `PER_QUEUE` buffers
+/// of `size` bytes each: the pools (which must outlive the ring's serving), or what the
+/// kernel refused.
+fn add_pools(
+    ring: &mut IoUring<squeue::Entry128, cqueue::Entry>,
+    fd: i32,
+    nqueues: usize,
+    size: usize,
+) -> Result<Vec<Vec<u8>>, String> {
+    let pools: Vec<Vec<u8>> = (0..nqueues).map(|_| vec![0u8; PER_QUEUE * size]).collect();
+    for (qid, pool) in pools.iter().enumerate() {
+        let queue = uring::CmdReq {
+            qid: qid as u16,
+            ..Default::default()
+        };
+        let mut with_pool = queue;
+        with_pool.union[..8].copy_from_slice(&(pool.as_ptr() as u64).to_ne_bytes());
+        with_pool.union[8..12].copy_from_slice(&(pool.len() as u32).to_ne_bytes());
+        for (what, op, req) in [
+            ("ADD_QUEUE", uring::CMD_ADD_QUEUE, queue),
+            ("ADD_BUFPOOL", uring::CMD_ADD_BUFPOOL, with_pool),
+        ] {
+            one_command(ring, command(fd, op, &req, None, usize::MAX))
+                .map_err(|why| format!("{what} of queue {qid}: {why}"))?;
+        }
+    }
+    Ok(pools)
+}
+
+/// Submit `sqe` alone and wait for its completion: Ok, or the errno it ended with.
+fn one_command(
+    ring: &mut IoUring<squeue::Entry128, cqueue::Entry>,
+    sqe: squeue::Entry128,
+) -> Result<(), String> {
+    // SAFETY: a setup command: the pool it names lives as long as the ring's serving.
+    unsafe { ring.submission().push(&sqe) }.map_err(|_| "no room in the ring".to_string())?;
+    ring.submit_and_wait(1)
+        .map_err(|e| format!("io_uring_enter: {e}"))?;
+    match ring.completion().next().map(|c| c.result()) {
+        Some(r) if r >= 0 => Ok(()),
+        Some(r) => Err(crate::sys::errno_name(
+            rustix::io::Errno::from_raw_os_error(-r),
+        )),
+        None => Err("no completion".into()),
+    }
+}
+
+/// Serve the request in `header` (its payload in `payload`) and put the answer in the same
+/// buffers; the commit id to quote, or None when the server answers nothing.
+fn answer(state: &dyn Handler, header: &mut uring::ReqHeader, payload: &mut [u8]) -> Option<u64> {
+    let ent = header.ent;
+    let Ok((h, _)) = abi::InHeader::read_from_prefix(&header.in_out[..]) else {
         return Some(ent.commit_id);
     };
     // The header's len counts every argument: what the payload does not hold is the first
     // argument, in op_in (zero bytes for LOOKUP and the other name-only requests).
-    let payload_sz = (ent.payload_sz as usize).min(e.payload.len());
+    let payload_sz = (ent.payload_sz as usize).min(payload.len());
     let first = (h.len as usize)
         .saturating_sub(std::mem::size_of::<abi::InHeader>() + payload_sz)
-        .min(e.header.op_in.len());
+        .min(header.op_in.len());
     let mut body = Vec::with_capacity(first + payload_sz);
-    body.extend_from_slice(&e.header.op_in[..first]);
-    body.extend_from_slice(&e.payload[..payload_sz]);
+    body.extend_from_slice(&header.op_in[..first]);
+    body.extend_from_slice(&payload[..payload_sz]);
     let (error, data) = state.handle(&h, &body, true)?;
-    let data = &data[..data.len().min(e.payload.len())];
+    let data = &data[..data.len().min(payload.len())];
     let out = abi::OutHeader {
         len: (std::mem::size_of::<abi::OutHeader>() + data.len()) as u32,
         error,
         unique: h.unique,
     };
-    e.header.in_out[..std::mem::size_of::<abi::OutHeader>()].copy_from_slice(out.as_bytes());
-    e.payload[..data.len()].copy_from_slice(data);
-    e.header.ent.payload_sz = data.len() as u32;
+    header.in_out[..std::mem::size_of::<abi::OutHeader>()].copy_from_slice(out.as_bytes());
+    payload[..data.len()].copy_from_slice(data);
+    header.ent.payload_sz = data.len() as u32;
     Some(ent.commit_id)
 }
 

@@ -41,6 +41,9 @@ pub struct InitReply {
     /// With `io_uring`: register no ring entries after INIT; the case drives the ring's
     /// commands itself (and no request but INIT is served).
     pub ring_by_case: bool,
+    /// With `io_uring`: where the entries' payloads live. A pool where the kernel offers
+    /// FUSE_HAS_IO_URING_BUFPOOL, else (as a server would) a buffer per entry.
+    pub ring_payload: super::ring::Payload,
 }
 
 impl InitReply {
@@ -55,6 +58,7 @@ impl InitReply {
             minor: 0,
             hold_ms: 0,
             ring_by_case: false,
+            ring_payload: super::ring::Payload::PerEntry,
         }
     }
 
@@ -69,6 +73,7 @@ impl InitReply {
             minor: 0,
             hold_ms: 0,
             ring_by_case: false,
+            ring_payload: super::ring::Payload::PerEntry,
         }
     }
 
@@ -376,11 +381,19 @@ impl ServerState {
                 // The INIT answer is applied: the kernel holds every other request until
                 // the ring has registered an entry in each of its queues.
                 let state = Arc::clone(self);
+                let pools_offered =
+                    self.init.lock().unwrap().is_some_and(|i| {
+                        i.kernel_flags & abi::init_flags::HAS_IO_URING_BUFPOOL != 0
+                    });
+                let mode = match self.init_reply.ring_payload {
+                    super::ring::Payload::Pool if pools_offered => super::ring::Payload::Pool,
+                    _ => super::ring::Payload::PerEntry,
+                };
                 ring = std::thread::Builder::new()
                     .name("fuse-ring".into())
                     .spawn(move || {
                         let handler: Arc<dyn super::ring::Handler> = Arc::clone(&state) as _;
-                        let end = super::ring::serve(handler, MAX_WRITE as usize);
+                        let end = super::ring::serve(handler, MAX_WRITE as usize, mode);
                         *state.transport.ring_end.lock().unwrap() = Some(end);
                     })
                     .ok();
