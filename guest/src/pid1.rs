@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountFlags;
 
-use proto::layout::{CASES_PARAM, HOST_ROOT, MODULE_DIR, MODULE_ORDER, RESULT_PORT, SHARE_PARAM};
+use proto::layout::{
+    CASES_PARAM, DEAL_PARAM, HOST_ROOT, MODULE_DIR, MODULE_ORDER, RESULT_PORT, SHARE_PARAM,
+};
 use proto::Event;
 
 use crate::cases;
@@ -40,7 +42,14 @@ fn set_up_and_run() -> Result<(), String> {
 
     let cmdline =
         std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
-    let selected = cases::select(param(&cmdline, CASES_PARAM).unwrap_or("all"))?;
+    let mut selected = cases::select(param(&cmdline, CASES_PARAM).unwrap_or("all"))?;
+    // This boot's share, dealt as the host dealt it (a CI shard, then one VM of several).
+    for deal in param(&cmdline, DEAL_PARAM)
+        .into_iter()
+        .flat_map(|d| d.split(','))
+    {
+        selected = proto::catalog::Deal::parse(deal)?.take(selected);
+    }
     // Case markers go to the kernel log: unthrottled, or a full run loses most of them.
     let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on");
 

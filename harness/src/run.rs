@@ -4,11 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use proto::catalog::Deal;
 use proto::{CaseInfo, Event};
 
+use crate::boot::agent::{self, BootCases};
+use crate::boot::initramfs;
 use crate::boot::qemu::{self, Accel, Machine};
 use crate::boot::vm::{self, VmOptions};
-use crate::boot::{agent, initramfs};
 use crate::env::cache;
 use crate::error::{Error, Result};
 use crate::kernel::modules;
@@ -39,7 +41,7 @@ pub struct Request {
     /// The server under test (`cargo xtask validate`): its cases run against it.
     pub validate: Option<proto::validate::Spec>,
     /// Only this shard of the selected cases (`--shard I/N`).
-    pub shard: Option<crate::boot::agent::Shard>,
+    pub shard: Option<proto::catalog::Deal>,
     /// Who boots the kernel: our QEMU set-up, or virtme-ng (`--backend vng`).
     pub backend: Backend,
     /// VMs side by side for one kernel's cases (QEMU only); None: one per core.
@@ -91,10 +93,11 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     t.kernel_fetch = ready.kernel_took;
     let (agent, catalog, ext4) = (ready.agent, ready.catalog, ready.ext4);
     t.agent_bytes = std::fs::metadata(&agent).map(|m| m.len()).unwrap_or(0);
-    let mut cases = agent::select(&catalog, &req.cases, req.validate.is_some())?;
-    if let Some(shard) = req.shard {
-        cases = shard.take(cases);
-    }
+    let selection = agent::select(&catalog, &req.cases, req.validate.is_some())?;
+    let cases = match req.shard {
+        Some(shard) => shard.take(selection.clone()),
+        None => selection.clone(),
+    };
     let target = Target::choose(req.backend, ready.kernel, &cases)?;
     let artifacts = artifacts_dir(&target.label())?;
 
@@ -143,7 +146,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
             let (image, opts) = prepare_qemu(
                 req, &kernel, &agent, &ext4, &catalog, &cases, &artifacts, &mut t,
             )?;
-            let groups = boots(&cases, req.isolate, jobs(req));
+            let groups = boots(&selection, req.shard, req.isolate, jobs(req));
             let plan = Plan {
                 identity: kernel.identity.clone(),
                 mode: Mode::Qemu {
@@ -155,7 +158,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
                     .iter()
                     .map(|(g, dir)| PlannedBoot {
                         dir: dir.clone(),
-                        cases: names(g),
+                        cases: names(&g.cases),
                     })
                     .collect(),
                 // Several boots side by side: results in the order one boot gives them.
@@ -195,7 +198,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
                         why,
                     });
                 }
-                logs.push((boot.log, names(group)));
+                logs.push((boot.log, names(&group.cases)));
             }
             t.total = total.elapsed();
             finish(plan, logs, artifacts, t)
@@ -211,26 +214,40 @@ fn jobs(req: &Request) -> usize {
 }
 
 /// The boots of a QEMU run, each with its directory: one per case (`--isolate`), or with
-/// `jobs` > 1 the cases dealt round-robin in catalog order over that many boots (`boot-1`,
-/// ...), or one boot for all ("."). A selection holding a case that may take the kernel down
-/// keeps one boot, so that what comes after it is reported not reached, as the crash
-/// reports promise; `--isolate` gives such a case a boot of its own.
+/// `jobs` > 1 the cases (`selection`, of which `shard` when given) dealt round-robin in
+/// catalog order over that many boots (`boot-1`, ...), or one boot for all ("."). A
+/// selection holding a case that may take the kernel down keeps one boot, so that what
+/// comes after it is reported not reached, as the crash reports promise; `--isolate` gives
+/// such a case a boot of its own.
 fn boots<'a>(
-    cases: &[&'a CaseInfo],
+    selection: &[&'a CaseInfo],
+    shard: Option<Deal>,
     isolate: bool,
     jobs: usize,
-) -> Vec<(Vec<&'a CaseInfo>, String)> {
+) -> Vec<(BootCases<'a>, String)> {
+    let sharded: Vec<Deal> = shard.into_iter().collect();
+    let cases = BootCases::dealt(selection.to_vec(), sharded.clone()).cases;
     if isolate {
-        return cases.iter().map(|c| (vec![*c], c.name.clone())).collect();
+        return cases
+            .iter()
+            .map(|c| (BootCases::listed(vec![*c]), c.name.clone()))
+            .collect();
     }
     let jobs = jobs.min(cases.len()).max(1);
     if jobs == 1 || cases.iter().any(|c| c.kills_kernel) {
-        return vec![(cases.to_vec(), ".".to_string())];
+        return vec![(BootCases::dealt(selection.to_vec(), sharded), ".".into())];
     }
     (0..jobs)
         .map(|j| {
-            let share = cases.iter().skip(j).step_by(jobs).copied().collect();
-            (share, format!("boot-{}", j + 1))
+            let mut deals = sharded.clone();
+            deals.push(Deal {
+                index: j as u32 + 1,
+                count: jobs as u32,
+            });
+            (
+                BootCases::dealt(selection.to_vec(), deals),
+                format!("boot-{}", j + 1),
+            )
         })
         .collect()
 }
@@ -241,7 +258,7 @@ fn boots<'a>(
 fn boot_all(
     kernel: &Kernel,
     image: &Path,
-    groups: &[(Vec<&CaseInfo>, String)],
+    groups: &[(BootCases, String)],
     catalog: &[CaseInfo],
     opts: &VmOptions,
     artifacts: &Path,
@@ -604,8 +621,17 @@ fn choose_accel(
     let mut opts = VmOptions::new(Accel::Kvm);
     opts.machine = machine;
     opts.boot_timeout = Duration::from_secs(10);
-    let works = vm::boot(kernel, image, &[], catalog, &opts, &probe_dir, &mut |_| {})
-        .is_ok_and(|b| b.log.events.contains(&Event::Done));
+    let none = BootCases::listed(Vec::new());
+    let works = vm::boot(
+        kernel,
+        image,
+        &none,
+        catalog,
+        &opts,
+        &probe_dir,
+        &mut |_| {},
+    )
+    .is_ok_and(|b| b.log.events.contains(&Event::Done));
     let accel = if works { Accel::Kvm } else { Accel::Tcg };
     eprintln!(
         "KVM probe boot {}: using {}",
@@ -634,10 +660,15 @@ mod tests {
         }
     }
 
-    fn shape(groups: &[(Vec<&CaseInfo>, String)]) -> Vec<(String, Vec<String>)> {
+    fn shape(groups: &[(BootCases, String)]) -> Vec<(String, Vec<String>)> {
         groups
             .iter()
-            .map(|(g, dir)| (dir.clone(), g.iter().map(|c| c.name.clone()).collect()))
+            .map(|(g, dir)| {
+                (
+                    dir.clone(),
+                    g.cases.iter().map(|c| c.name.clone()).collect(),
+                )
+            })
             .collect()
     }
 
@@ -646,7 +677,7 @@ mod tests {
         let all: Vec<CaseInfo> = ["a", "b", "c", "d", "e"].map(|n| case(n, false)).to_vec();
         let cases: Vec<&CaseInfo> = all.iter().collect();
         assert_eq!(
-            shape(&boots(&cases, false, 2)),
+            shape(&boots(&cases, None, false, 2)),
             [
                 (
                     "boot-1".to_string(),
@@ -655,12 +686,20 @@ mod tests {
                 ("boot-2".to_string(), vec!["b".to_string(), "d".into()]),
             ]
         );
-        assert_eq!(shape(&boots(&cases, false, 1))[0].0, ".");
+        assert_eq!(shape(&boots(&cases, None, false, 1))[0].0, ".");
         assert_eq!(
-            shape(&boots(&cases[..1], false, 4)),
+            shape(&boots(&cases[..1], None, false, 4)),
             [(".".to_string(), vec!["a".to_string()])]
         );
-        assert_eq!(boots(&cases, true, 2).len(), 5);
+        assert_eq!(boots(&cases, None, true, 2).len(), 5);
+        // A CI shard first, then the boots: shard 1 of 2 is a, c, e.
+        assert_eq!(
+            shape(&boots(&cases, Some(Deal { index: 1, count: 2 }), false, 2)),
+            [
+                ("boot-1".to_string(), vec!["a".to_string(), "e".into()]),
+                ("boot-2".to_string(), vec!["c".to_string()]),
+            ]
+        );
     }
 
     #[test]
@@ -668,7 +707,7 @@ mod tests {
         let all = [case("a", false), case("down", true), case("c", false)];
         let cases: Vec<&CaseInfo> = all.iter().collect();
         assert_eq!(
-            shape(&boots(&cases, false, 2)),
+            shape(&boots(&cases, None, false, 2)),
             [(
                 ".".to_string(),
                 vec!["a".to_string(), "down".into(), "c".into()]

@@ -228,6 +228,51 @@ pub fn cases_param(names: &[&str], catalog: &[CaseInfo]) -> String {
     out.join(",")
 }
 
+/// Every `count`-th item of a list, from the `index`-th (1-based): a CI runner's shard of a
+/// selection (`--shard 2/4`), or one boot's share of a run over several VMs. Dealt
+/// round-robin in order, so each share gets some of every group (the slow stacking and
+/// fault cases do not all land in one), and the shares of one list partition it. The host
+/// and the agent deal the same way (the agent reads the deals from `fpt.deal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deal {
+    /// Which share, from 1.
+    pub index: u32,
+    /// How many shares in all.
+    pub count: u32,
+}
+
+impl Deal {
+    /// "2/4" -> share 2 of 4.
+    pub fn parse(s: &str) -> Result<Deal, String> {
+        let bad = || format!("shard {s}: give I/N with 1 <= I <= N, e.g. 2/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse::<u32>().map_err(|_| bad())?,
+            n.trim().parse::<u32>().map_err(|_| bad())?,
+        );
+        if index == 0 || count == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Deal { index, count })
+    }
+
+    /// This share of `items`.
+    pub fn take<T>(self, items: Vec<T>) -> Vec<T> {
+        items
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| (*i as u32) % self.count == self.index - 1)
+            .map(|(_, c)| c)
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Deal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
 /// The Markdown table of docs/cases.md.
 pub fn markdown(catalog: &[CaseInfo]) -> String {
     let mut out = String::from(
@@ -399,6 +444,22 @@ pub fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deals_partition_a_list() {
+        let all: Vec<u32> = (0..7).collect();
+        let mut seen: Vec<u32> = (1..=3)
+            .flat_map(|index| Deal { index, count: 3 }.take(all.clone()))
+            .collect();
+        seen.sort();
+        assert_eq!(seen, all);
+        assert_eq!(Deal { index: 2, count: 3 }.take(all), [1, 4]);
+        assert_eq!(Deal::parse("2/3"), Ok(Deal { index: 2, count: 3 }));
+        assert_eq!(Deal { index: 2, count: 3 }.to_string(), "2/3");
+        assert!(Deal::parse("0/3").is_err());
+        assert!(Deal::parse("4/3").is_err());
+        assert!(Deal::parse("x").is_err());
+    }
 
     #[test]
     fn coverage_names_the_cases_of_each_rule_and_the_gaps() {

@@ -21,6 +21,10 @@ pub const HOST_ROOT: &str = "/host";
 /// The kernel command line parameter naming the cases to run: `all` or `a.b,c.d`.
 pub const CASES_PARAM: &str = "fpt.cases";
 
+/// The kernel command line parameter that deals the cases of [`CASES_PARAM`]: `I/N[,I/N]`,
+/// each [`crate::catalog::Deal`] applied in turn (a CI shard, then this boot's share).
+pub const DEAL_PARAM: &str = "fpt.deal";
+
 /// What the agent writes to the kernel log (so to the console) as each case starts and
 /// ends: the console then says by itself which case each kernel report belongs to, live
 /// and when a saved console.log is replayed.

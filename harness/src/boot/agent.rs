@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use proto::catalog::Deal;
 use proto::CaseInfo;
 
 use crate::error::{Error, Result};
@@ -74,71 +75,74 @@ pub fn select<'a>(
     })
 }
 
-/// Which part of a catalog one runner takes: shard `index` of `count` (1-based), so that one
-/// kernel's catalog can spread over `count` CI runners.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// Which shard, from 1.
-    pub index: u32,
-    /// How many shards in all.
-    pub count: u32,
+/// The cases one boot runs, and how its guest is told: the whole selection (named by groups
+/// where it can be: [`proto::catalog::cases_param`]) and the deals that take this boot's
+/// cases from it (a CI runner's `--shard`, then this boot's share of a run over several
+/// VMs), which the agent makes the same way. A list of names would outgrow the kernel
+/// command line (2048 bytes on x86) once a catalog of 146 cases is dealt.
+#[derive(Debug, Clone)]
+pub struct BootCases<'a> {
+    /// What the boot runs, in order.
+    pub cases: Vec<&'a CaseInfo>,
+    selection: Vec<&'a CaseInfo>,
+    deals: Vec<Deal>,
 }
 
-impl Shard {
-    /// "2/4" -> shard 2 of 4.
-    pub fn parse(s: &str) -> std::result::Result<Shard, String> {
-        let bad = || format!("shard {s}: give I/N with 1 <= I <= N, e.g. 2/4");
-        let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let (index, count) = (
-            i.trim().parse::<u32>().map_err(|_| bad())?,
-            n.trim().parse::<u32>().map_err(|_| bad())?,
-        );
-        if index == 0 || count == 0 || index > count {
-            return Err(bad());
+impl<'a> BootCases<'a> {
+    /// `selection`, dealt by each of `deals` in turn.
+    pub fn dealt(selection: Vec<&'a CaseInfo>, deals: Vec<Deal>) -> Self {
+        let cases = deals.iter().fold(selection.clone(), |c, d| d.take(c));
+        BootCases {
+            cases,
+            selection,
+            deals,
         }
-        Ok(Shard { index, count })
     }
 
-    /// The cases of this shard: every count-th case of the selection, starting at index.
-    /// Dealt round-robin in catalog order, so each shard gets a share of every group (the
-    /// slow stacking and fault cases do not all land on one runner), and the shards of one
-    /// selection partition it exactly.
-    pub fn take(self, cases: Vec<&CaseInfo>) -> Vec<&CaseInfo> {
-        cases
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| (*i as u32) % self.count == self.index - 1)
-            .map(|(_, c)| c)
-            .collect()
+    /// These cases, named one by one.
+    pub fn listed(cases: Vec<&'a CaseInfo>) -> Self {
+        Self::dealt(cases, Vec::new())
+    }
+
+    /// The kernel command line words that tell the agent which cases to run.
+    pub fn params(&self, catalog: &[CaseInfo]) -> Vec<String> {
+        let names: Vec<&str> = self.selection.iter().map(|c| c.name.as_str()).collect();
+        let mut words = vec![format!(
+            "{}={}",
+            proto::layout::CASES_PARAM,
+            proto::catalog::cases_param(&names, catalog)
+        )];
+        if !self.deals.is_empty() {
+            let deals: Vec<String> = self.deals.iter().map(Deal::to_string).collect();
+            words.push(format!("{}={}", proto::layout::DEAL_PARAM, deals.join(",")));
+        }
+        words
     }
 }
 
 #[cfg(test)]
-mod shard_tests {
+mod boot_cases_tests {
     use super::*;
 
     #[test]
-    fn shards_partition_the_selection() {
-        let catalog: Vec<CaseInfo> = (0..7)
+    fn a_boot_is_told_its_selection_and_deals_not_a_list() {
+        let catalog: Vec<CaseInfo> = (0..60)
             .map(|i| CaseInfo {
-                name: format!("g.c{i}"),
+                name: format!("group_{}.a_case_with_a_long_name_{i}", i / 20),
                 ..Default::default()
             })
             .collect();
         let all: Vec<&CaseInfo> = catalog.iter().collect();
-        let mut seen: Vec<String> = Vec::new();
-        for index in 1..=3 {
-            let shard = Shard { index, count: 3 };
-            seen.extend(shard.take(all.clone()).iter().map(|c| c.name.clone()));
-        }
-        seen.sort();
-        let mut names: Vec<String> = catalog.iter().map(|c| c.name.clone()).collect();
-        names.sort();
-        assert_eq!(seen, names);
-        assert_eq!(Shard::parse("2/3"), Ok(Shard { index: 2, count: 3 }));
-        assert!(Shard::parse("0/3").is_err());
-        assert!(Shard::parse("4/3").is_err());
-        assert!(Shard::parse("x").is_err());
+        let shard = Deal { index: 2, count: 2 };
+        let boot = BootCases::dealt(all.clone(), vec![shard, Deal { index: 1, count: 2 }]);
+        assert_eq!(boot.cases.len(), 15);
+        assert_eq!(boot.cases[0].name, "group_0.a_case_with_a_long_name_1");
+        assert_eq!(boot.params(&catalog), ["fpt.cases=all", "fpt.deal=2/2,1/2"]);
+        let one = BootCases::listed(vec![all[3]]);
+        assert_eq!(
+            one.params(&catalog),
+            ["fpt.cases=group_0.a_case_with_a_long_name_3"]
+        );
     }
 
     #[test]

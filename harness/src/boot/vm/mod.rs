@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use proto::{CaseInfo, Event};
 
+use crate::boot::agent::BootCases;
 use crate::boot::qemu::{self, Accel, Machine, VmConfig};
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
@@ -86,7 +87,7 @@ pub struct Boot {
 pub fn boot(
     kernel: &Kernel,
     initramfs: &Path,
-    cases: &[&CaseInfo],
+    cases: &BootCases,
     catalog: &[CaseInfo],
     opts: &VmOptions,
     artifacts: &Path,
@@ -97,12 +98,20 @@ pub fn boot(
         .prefix("fpt-")
         .tempdir()
         .map_err(|e| Error::io("temp dir", e))?;
+    let cmdline = cmdline(cases, catalog, opts);
+    // x86's COMMAND_LINE_SIZE: a longer line is cut or, under microvm, hangs the boot.
+    if cmdline.len() >= 2048 {
+        return Err(Error::qemu(format!(
+            "the kernel command line is {} bytes, and x86 takes 2047: shorten --append",
+            cmdline.len()
+        )));
+    }
     let config = VmConfig {
         accel: opts.accel,
         machine: opts.machine,
         bzimage: kernel.bzimage.clone(),
         initramfs: initramfs.into(),
-        cmdline: cmdline(cases, catalog, opts),
+        cmdline,
         result_socket: sock_dir.path().join("results.sock"),
         monitor_socket: sock_dir.path().join("monitor.sock"),
         memory_mib: opts.memory_mib,
@@ -131,6 +140,7 @@ pub fn boot(
     let mut guest = streams::Guest::start(&config, artifacts)?;
 
     let plan: Vec<(String, Duration)> = cases
+        .cases
         .iter()
         .map(|c| (c.name.clone(), c.timeout()))
         .collect();
@@ -249,8 +259,7 @@ pub fn boot(
     })
 }
 
-fn cmdline(cases: &[&CaseInfo], catalog: &[CaseInfo], opts: &VmOptions) -> String {
-    let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+fn cmdline(cases: &BootCases, catalog: &[CaseInfo], opts: &VmOptions) -> String {
     let mut words = vec![
         "console=ttyS0".to_string(),
         "rdinit=/init".into(),
@@ -260,12 +269,8 @@ fn cmdline(cases: &[&CaseInfo], catalog: &[CaseInfo], opts: &VmOptions) -> Strin
         "random.trust_cpu=on".into(),
         // Task dumps on a hang come through serial sysrq.
         "sysrq_always_enabled".into(),
-        format!(
-            "{}={}",
-            proto::layout::CASES_PARAM,
-            proto::catalog::cases_param(&names, catalog)
-        ),
     ];
+    words.extend(cases.params(catalog));
     if opts.share.is_some() {
         words.push(format!(
             "{}={}",
