@@ -299,8 +299,8 @@ struct Target {
     backend: BackendArg,
     /// Run only shard I of N of the selected cases (round-robin in catalog order), e.g. 2/4:
     /// one kernel's catalog spread over N CI runners.
-    #[arg(long, value_parser = harness::boot::agent::Shard::parse)]
-    shard: Option<harness::boot::agent::Shard>,
+    #[arg(long, value_parser = proto::catalog::Deal::parse)]
+    shard: Option<proto::catalog::Deal>,
 }
 
 #[derive(clap::Args)]
@@ -319,8 +319,8 @@ struct MatrixArgs {
     #[arg(long, value_enum)]
     accel: Option<AccelArg>,
     /// Run only shard I of N of the cases on every kernel (see `run --shard`).
-    #[arg(long, value_parser = harness::boot::agent::Shard::parse)]
-    shard: Option<harness::boot::agent::Shard>,
+    #[arg(long, value_parser = proto::catalog::Deal::parse)]
+    shard: Option<proto::catalog::Deal>,
     /// Write each kernel's observations as the snapshot of its series (whole catalog only).
     #[arg(long)]
     bless: bool,
@@ -929,53 +929,62 @@ fn bench(target: &Target, runs: u32, all: bool, clean: bool) -> i32 {
         Ok(t) => t,
         Err(e) => return fail(&e),
     };
+    // Last, each timed once as a child process, so as not to share the CPU with a round
+    // (the suite boots kernels of its own).
+    let mut once = |what: &str, measured: Result<f64, String>| match measured {
+        Ok(secs) => table.rows.push(harness::loops::bench::Row {
+            what: what.into(),
+            values: vec![secs],
+            unit: "s",
+            against_floor: true,
+        }),
+        Err(why) => eprintln!("{what}: not measured: {why}"),
+    };
     if all {
-        // Last: the suite boots kernels of its own and must not share the CPU with a round.
-        match test_suite() {
-            Ok(secs) => table.rows.push(harness::loops::bench::Row {
-                what: "test suite warm: `cargo xtask test`".into(),
-                values: vec![secs],
-                unit: "s",
-                against_floor: true,
-            }),
-            Err(why) => eprintln!("test suite not measured: {why}"),
-        }
+        once("test suite warm: `cargo xtask test`", test_suite());
     }
     if clean {
-        match first_run(&request) {
-            Ok(secs) => table.rows.push(harness::loops::bench::Row {
-                what: "first run: `cargo xtask run`, empty cache and target dir".into(),
-                values: vec![secs],
-                unit: "s",
-                against_floor: true,
-            }),
-            Err(why) => eprintln!("first run not measured: {why}"),
-        }
+        once(
+            "first run: `cargo xtask run`, empty cache and target dir",
+            first_run(&request),
+        );
     }
     println!("{}", table.render());
     0
 }
 
-/// `cargo xtask test` as CI runs it, on the caches as they are: its time, or why it failed.
-fn test_suite() -> Result<f64, String> {
+/// `cargo xtask <args>` in a child process, timed: what `bench` cannot time from inside.
+fn xtask_child() -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(harness::env::cache::workspace_root())
+        .args(["run", "--quiet", "--package", "xtask", "--"]);
+    cmd
+}
+
+/// Run `cmd` and time it: its seconds when its exit code is `ok`, else the code and its
+/// last line of stderr.
+fn timed(mut cmd: Command, ok: impl Fn(Option<i32>) -> bool) -> Result<f64, String> {
     let started = std::time::Instant::now();
-    let out = Command::new(cargo)
-        .current_dir(harness::env::cache::workspace_root())
-        .args(["run", "--quiet", "--package", "xtask", "--", "test"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    match out.status.success() {
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    match ok(out.status.code()) {
         true => Ok(started.elapsed().as_secs_f64()),
         false => Err(format!(
-            "{}: {}",
-            out.status,
+            "exit {:?}: {}",
+            out.status.code(),
             String::from_utf8_lossy(&out.stderr)
                 .lines()
                 .last()
                 .unwrap_or("")
         )),
     }
+}
+
+/// `cargo xtask test` as CI runs it, on the caches as they are: its time, or why it failed.
+fn test_suite() -> Result<f64, String> {
+    let mut cmd = xtask_child();
+    cmd.arg("test");
+    timed(cmd, |code| code == Some(0))
 }
 
 /// `cargo xtask run` (on `request`'s kernel) as a first run: an empty cache (`FPT_CACHE`) and
@@ -983,31 +992,18 @@ fn test_suite() -> Result<f64, String> {
 /// new user's first run does are timed; QEMU and the crates already downloaded stay.
 fn first_run(request: &Request) -> Result<f64, String> {
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(harness::env::cache::workspace_root())
-        .env("FPT_CACHE", scratch.path().join("cache"))
+    let mut cmd = xtask_child();
+    cmd.env("FPT_CACHE", scratch.path().join("cache"))
         .env("CARGO_TARGET_DIR", scratch.path().join("target"))
-        .args(["run", "--quiet", "--package", "xtask", "--", "run"]);
+        .arg("run");
     match &request.kernel {
         KernelChoice::Debian(series) => cmd.args(["--kernel", &format!("debian:{series}")]),
         KernelChoice::Host => cmd.args(["--kernel", "host"]),
         // Another kernel (a path, a build) is the default's first run.
         _ => &mut cmd,
     };
-    let started = std::time::Instant::now();
-    let out = cmd.output().map_err(|e| e.to_string())?;
     // Exit 3 (snapshot differs) is still a whole run; anything above is not.
-    match out.status.code() {
-        Some(0..=3) => Ok(started.elapsed().as_secs_f64()),
-        code => Err(format!(
-            "exit {code:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        )),
-    }
+    timed(cmd, |code| matches!(code, Some(0..=3)))
 }
 
 /// `bench --validate`: with --clean, every built-in target fetched and built afresh, timed;
