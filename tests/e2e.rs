@@ -77,7 +77,7 @@ fn debian_6_1_in_qemu_skips_every_passthrough_case() {
             assert_eq!(r.verdict, Verdict::Pass, "the control needs no passthrough");
         } else if r.case.starts_with("uring.") {
             // Newer than passthrough: its own gate says why first (buffer pools: 7.3).
-            let since = match r.case.starts_with("uring.pool.") {
+            let since = match r.case.starts_with("uring.pool.") || r.case == "uring.zero_copy" {
                 true => "7.3",
                 false => "6.14",
             };

@@ -86,7 +86,7 @@ impl Case {
     pub fn rule(&self) -> String {
         match self.over_ring {
             Some(Payload::PerEntry) => format!("over FUSE io_uring: {}", self.rule),
-            Some(Payload::Pool) => {
+            Some(Payload::Pool | Payload::ZeroCopy) => {
                 format!("over FUSE io_uring with buffer pools: {}", self.rule)
             }
             None => self.rule.into(),
@@ -100,7 +100,7 @@ impl Case {
                     bringing no request after INIT";
         match self.over_ring {
             Some(Payload::PerEntry) => format!("{}; and {ring}", self.verdict_rule),
-            Some(Payload::Pool) => format!(
+            Some(Payload::Pool | Payload::ZeroCopy) => format!(
                 "{}; and {ring}, each queue with a buffer pool (ADD_QUEUE, ADD_BUFPOOL) that \
                  every request came in; skip before 7.3 (protocol 7.46)",
                 self.verdict_rule

@@ -63,6 +63,21 @@ pub fn cases(base: &[Case]) -> Vec<Case> {
             ..Case::DEFAULT
         },
         Case {
+            name: "uring.zero_copy",
+            rule: "protocol 7.46 (7.3): on a queue made with FUSE_URING_ZERO_COPY (and a buffer \
+                   pool), READ and WRITE of a file opened with FOPEN_IO_URING_ZERO_COPY come \
+                   flagged FUSE_URING_ENT_ZERO_COPY: the kernel registers the request's pages \
+                   in the server's io_uring buffer table at the entry's \
+                   ent_zero_copy_buf_index, and the server moves the data with READ_FIXED and \
+                   WRITE_FIXED; without the flag on the file, or on a pooled queue made \
+                   without zero copy, the data is copied as before",
+            verdict_rule: "pass when a round trip through the file is right in all three \
+                           set-ups, every READ and WRITE of the zero-copy one came zero copy \
+                           and none of the other two did; skip before 7.3",
+            run: zero_copy,
+            ..Case::DEFAULT
+        },
+        Case {
             name: "uring.offer",
             rule: "the kernel offers FUSE_OVER_IO_URING in INIT while fuse.enable_uring is on, \
                    and only then (6.14)",
@@ -393,5 +408,75 @@ fn bufpool_and_zero_copy_rules(ctx: &mut Ctx) -> Result<(), Stop> {
     let _ = fs.abort();
     drop(fs);
     drop(pool);
+    Ok(())
+}
+
+/// `uring.zero_copy`: the round trip of io.cached_round_trip through a cached file, served
+/// three ways; the requests the ring served zero copy counted for each.
+fn zero_copy(ctx: &mut Ctx) -> Result<(), Stop> {
+    use crate::fuse::abi::{fopen, op};
+    use crate::fuse::ZERO_COPIED_REQUESTS;
+    use std::sync::atomic::Ordering::SeqCst;
+    // fs/fuse/dev_uring.c of 7.3: fuse_uring_add_queue (FUSE_URING_ZERO_COPY),
+    // can_zero_copy_req and fuse_uring_set_up_zero_copy; fs/fuse/file.c sets
+    // args->zero_copy from FOPEN_IO_URING_ZERO_COPY for READ and WRITE.
+    let (since, minor) = (crate::case::ring::POOLS_SINCE, 46);
+    if !ctx.kernel.at_least(since.0, since.1) {
+        return Err(Stop::Skip(format!(
+            "zero copy for FUSE over io_uring came in 7.3 (protocol 7.{minor})"
+        )));
+    }
+    let _guard = enable(ctx, true)?;
+    for (label, payload, open_flags, want) in [
+        (
+            "zero_copy_queue_zero_copy_file",
+            Payload::ZeroCopy,
+            fopen::IO_URING_ZERO_COPY,
+            true,
+        ),
+        (
+            "pooled_queue_zero_copy_file",
+            Payload::Pool,
+            fopen::IO_URING_ZERO_COPY,
+            false,
+        ),
+        ("zero_copy_queue_plain_file", Payload::ZeroCopy, 0, false),
+    ] {
+        let before = ZERO_COPIED_REQUESTS.load(SeqCst);
+        let (fs, exchange) = ctx.mount(InitReply {
+            io_uring: true,
+            ring_payload: payload,
+            ..InitReply::plain()
+        })?;
+        if !exchange.over_ring() {
+            return Err(Stop::Broken("INIT did not agree on io_uring".into()));
+        }
+        let backing = fs.add_file(
+            "data",
+            &[],
+            OpenReply {
+                open_flags,
+                backing_id: 0,
+            },
+        )?;
+        crate::case::fixtures::round_trip(ctx, &fs, &backing)?;
+        let data_requests = fs.count(op::READ) + fs.count(op::WRITE);
+        drop(fs);
+        let zero_copied = ZERO_COPIED_REQUESTS.load(SeqCst) - before;
+        let how = match (zero_copied, data_requests) {
+            (0, _) => "copied",
+            (z, d) if z == d => "zero copy",
+            _ => "some zero copy",
+        };
+        ctx.observe(label, how);
+        ctx.check(
+            how == if want { "zero copy" } else { "copied" },
+            format!(
+                "{label}: {zero_copied} of {data_requests} READ and WRITE requests came zero \
+                 copy (expected {})",
+                if want { "all" } else { "none" }
+            ),
+        );
+    }
     Ok(())
 }

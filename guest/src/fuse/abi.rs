@@ -436,6 +436,9 @@ pub mod uring {
     pub const ZERO_COPY: u64 = 1 << 0;
     /// `sqe->len`: the entry's buffers are two iovecs, headers then payload.
     pub const IOV_SEGS: u32 = 2;
+    /// 7.46, `fuse_uring_ent_in_out.flags`: the request's pages are registered in the
+    /// server's buffer table at the entry's index instead of copied into its payload.
+    pub const ENT_ZERO_COPY: u64 = 1 << 0;
 
     /// `struct fuse_uring_ent_in_out`.
     #[repr(C)]

@@ -19,7 +19,10 @@ use rustix::io::Errno;
 use rustix::mount::{MountFlags, UnmountFlags};
 
 pub use child::ServerProcess;
-pub use ring::{queues as ring_queues, Payload, RingEnd, POOLED_REQUESTS, RING_SETUP_ERRORS};
+pub use ring::{
+    queues as ring_queues, Payload, RingEnd, POOLED_REQUESTS, RING_SETUP_ERRORS,
+    ZERO_COPIED_REQUESTS,
+};
 use server::ServerState;
 pub use server::{
     backing_open as backing_open_raw, CreateReply, InitExchange, InitReply, OpenReply,

@@ -33,7 +33,28 @@ pub enum Payload {
     PerEntry,
     /// A pool per queue, added before any entry registers (7.46).
     Pool,
+    /// Pools, on queues made with FUSE_URING_ZERO_COPY (7.46, CAP_SYS_ADMIN): READ and
+    /// WRITE of a file opened with FOPEN_IO_URING_ZERO_COPY bring no data in the payload;
+    /// the kernel registers the request's pages in this ring's buffer table at the entry's
+    /// index, and the server moves the data with READ_FIXED or WRITE_FIXED on its file.
+    ZeroCopy,
 }
+
+/// What a zero-copy READ or WRITE asks of the server's file: read `len` bytes at `offset`
+/// into the request's pages (READ), or write them there (WRITE).
+pub struct ZeroCopyIo {
+    pub file: std::fs::File,
+    pub offset: u64,
+    pub len: u32,
+    pub write: bool,
+}
+
+/// Requests this process served zero copy (the data moved by a fixed-buffer operation on
+/// the kernel's registered pages): what a zero-copy case checks once it has ended.
+pub static ZERO_COPIED_REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// The user_data of a fixed-buffer operation for entry i: i with this bit.
+const DATA_OP: u64 = 1 << 32;
 
 /// Requests this process served with their payload in a pool buffer: what a case run over
 /// buffer pools checks once it has ended.
@@ -47,6 +68,8 @@ pub static RING_SETUP_ERRORS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::
 /// the second iovec names nothing.
 struct Entry {
     qid: u16,
+    /// A zero-copy request's file while its fixed-buffer operation runs.
+    data_op: Option<ZeroCopyIo>,
     header: Box<uring::ReqHeader>,
     payload: Vec<u8>,
     iov: Box<[libc::iovec; 2]>,
@@ -96,6 +119,9 @@ pub(crate) trait Handler: Send + Sync {
         body: &[u8],
         from_ring: bool,
     ) -> Option<(i32, Vec<u8>)>;
+    /// A READ or WRITE the kernel sent zero copy: counted as `handle` counts, and the file
+    /// range its data moves to or from; or the errno to answer with.
+    fn zero_copy(&self, header: &abi::InHeader, op_in: &[u8]) -> Result<ZeroCopyIo, i32>;
 }
 
 /// Serve `state`'s connection through a ring until the connection ends; `size` is the size
@@ -116,17 +142,21 @@ pub(crate) fn serve(state: Arc<dyn Handler>, size: usize, mode: Payload) -> Ring
     // One buffer per entry of the queue: never short of one (ENOBUFS). A pool the kernel
     // refuses is noted, and the queues fall back to buffers of each entry's own (the case
     // over pools then fails on it).
+    let zero_copy = mode == Payload::ZeroCopy;
     let mut pools = match mode {
         Payload::PerEntry => Vec::new(),
-        Payload::Pool => match add_pools(&mut ring, fd, nqueues, size) {
-            Ok(pools) => pools,
-            Err(why) => {
-                RING_SETUP_ERRORS.lock().unwrap().push(why);
-                Vec::new()
+        Payload::Pool | Payload::ZeroCopy => {
+            match add_pools(&mut ring, fd, nqueues, size, zero_copy) {
+                Ok(pools) => pools,
+                Err(why) => {
+                    RING_SETUP_ERRORS.lock().unwrap().push(why);
+                    Vec::new()
+                }
             }
-        },
+        }
     };
-    let own = if pools.is_empty() { size } else { 0 };
+    let pooled = !pools.is_empty();
+    let own = if pooled { 0 } else { size };
     let mut entries: Vec<Entry> = (0..nqueues * PER_QUEUE)
         .map(|i| {
             let mut header = Box::new(uring::ReqHeader::new_zeroed());
@@ -146,6 +176,7 @@ pub(crate) fn serve(state: Arc<dyn Handler>, size: usize, mode: Payload) -> Ring
             ]);
             Entry {
                 qid: (i / PER_QUEUE) as u16,
+                data_op: None,
                 header,
                 payload,
                 iov,
@@ -153,10 +184,13 @@ pub(crate) fn serve(state: Arc<dyn Handler>, size: usize, mode: Payload) -> Ring
         })
         .collect();
     for (i, e) in entries.iter().enumerate() {
-        let req = uring::CmdReq {
+        let mut req = uring::CmdReq {
             qid: e.qid,
             ..Default::default()
         };
+        if zero_copy && pooled {
+            req.union[..2].copy_from_slice(&(i as u16 + 1).to_ne_bytes());
+        }
         let sqe = command(
             fd,
             uring::CMD_REGISTER,
@@ -183,66 +217,106 @@ pub(crate) fn serve(state: Arc<dyn Handler>, size: usize, mode: Payload) -> Ring
                 break;
             }
         }
-        let done: Vec<(usize, i32)> = ring
+        let done: Vec<(u64, i32)> = ring
             .completion()
-            .map(|c| (c.user_data() as usize, c.result()))
+            .map(|c| (c.user_data(), c.result()))
             .collect();
-        for (i, res) in done {
-            if res < 0 {
+        for (tag, res) in done {
+            let i = (tag & !DATA_OP) as usize;
+            let e = &mut entries[i];
+            let payload: &mut [u8] = match pools.get_mut(e.qid as usize) {
+                Some(pool) => {
+                    // The buffer the kernel took for this request (none for a request
+                    // without payload: offset 0, nothing read or written there).
+                    let at = (e.header.ent.offset as usize).min(pool.len());
+                    let to = (at + size).min(pool.len());
+                    &mut pool[at..to]
+                }
+                None => &mut e.payload,
+            };
+            let commit = if tag & DATA_OP != 0 {
+                // A zero-copy request's data has moved (or not): its answer.
+                let io = e
+                    .data_op
+                    .take()
+                    .expect("a data operation has its entry's file");
+                Some(zero_copy_answer(&mut e.header, payload, &io, res))
+            } else if res < 0 {
                 // The command ended without a request: the connection is gone (ENOTCONN),
                 // the ring is being torn down (ECANCELED), or the kernel refused it.
                 live -= 1;
                 let name = crate::sys::errno_name(rustix::io::Errno::from_raw_os_error(-res));
                 end.first_error.get_or_insert(name);
                 continue;
-            }
-            let e = &mut entries[i];
-            let pool = pools.get_mut(e.qid as usize);
-            let payload: &mut [u8] = match pool {
-                Some(pool) => {
-                    // The buffer the kernel took for this request (none for a request
-                    // without payload: offset 0, nothing read or written there).
-                    let at = (e.header.ent.offset as usize).min(pool.len());
+            } else {
+                if pooled {
                     POOLED_REQUESTS.fetch_add(1, Ordering::SeqCst);
-                    let to = (at + size).min(pool.len());
-                    &mut pool[at..to]
                 }
-                None => &mut e.payload,
+                if e.header.ent.flags & uring::ENT_ZERO_COPY != 0 {
+                    match start_zero_copy(&*state, &mut e.header) {
+                        Ok(io) => {
+                            let op = data_op(&io, (i + 1) as u16).user_data(DATA_OP | i as u64);
+                            e.data_op = Some(io);
+                            // SAFETY: the operation names the kernel's registered pages by
+                            // index and the entry's file, kept in the entry until it ends.
+                            unsafe { ring.submission().push(&op.into()) }
+                                .expect("one operation per entry at most");
+                            None
+                        }
+                        Err(commit) => Some(commit),
+                    }
+                } else {
+                    answer(&*state, &mut e.header, payload)
+                }
             };
-            let Some(answer) = answer(&*state, &mut e.header, payload) else {
+            match commit {
+                Some(commit_id) => {
+                    let req = uring::CmdReq {
+                        commit_id,
+                        qid: e.qid,
+                        ..Default::default()
+                    };
+                    let sqe = command(fd, uring::CMD_COMMIT_AND_FETCH, &req, None, i);
+                    // SAFETY: as for REGISTER: the entry's buffers outlive the ring.
+                    unsafe { ring.submission().push(&sqe) }.expect("one command per entry at most");
+                }
                 // A stalled server keeps the request and answers nothing.
-                live -= 1;
-                continue;
-            };
-            let req = uring::CmdReq {
-                commit_id: answer,
-                qid: e.qid,
-                ..Default::default()
-            };
-            let sqe = command(fd, uring::CMD_COMMIT_AND_FETCH, &req, None, i);
-            // SAFETY: as for REGISTER: the entry's buffers outlive the ring.
-            unsafe { ring.submission().push(&sqe) }.expect("one command per entry at most");
+                None if e.data_op.is_none() => live -= 1,
+                // The data operation's completion commits.
+                None => {}
+            }
         }
     }
     end
 }
 
-/// ADD_QUEUE and ADD_BUFPOOL for each of `nqueues` queues, one pool of `PER_QUEUE` buffers
-/// of `size` bytes each: the pools (which must outlive the ring's serving), or what the
-/// kernel refused.
+/// ADD_QUEUE (zero copy or not) and ADD_BUFPOOL for each of `nqueues` queues, one pool of
+/// `PER_QUEUE` buffers of `size` bytes each: the pools (which must outlive the ring's
+/// serving), or what the kernel refused. Zero copy also gets the ring's buffer table, a
+/// slot per entry (index i + 1 for entry i), empty until the kernel registers pages there.
 fn add_pools(
     ring: &mut IoUring<squeue::Entry128, cqueue::Entry>,
     fd: i32,
     nqueues: usize,
     size: usize,
+    zero_copy: bool,
 ) -> Result<Vec<Vec<u8>>, String> {
+    if zero_copy {
+        ring.submitter()
+            .register_buffers_sparse((nqueues * PER_QUEUE + 1) as u32)
+            .map_err(|e| format!("IORING_REGISTER_BUFFERS2 (sparse): {e}"))?;
+    }
     let pools: Vec<Vec<u8>> = (0..nqueues).map(|_| vec![0u8; PER_QUEUE * size]).collect();
     for (qid, pool) in pools.iter().enumerate() {
         let queue = uring::CmdReq {
             qid: qid as u16,
+            flags: if zero_copy { uring::ZERO_COPY } else { 0 },
             ..Default::default()
         };
-        let mut with_pool = queue;
+        let mut with_pool = uring::CmdReq {
+            qid: qid as u16,
+            ..Default::default()
+        };
         with_pool.union[..8].copy_from_slice(&(pool.as_ptr() as u64).to_ne_bytes());
         with_pool.union[8..12].copy_from_slice(&(pool.len() as u32).to_ne_bytes());
         for (what, op, req) in [
@@ -254,6 +328,83 @@ fn add_pools(
         }
     }
     Ok(pools)
+}
+
+/// A zero-copy READ or WRITE: the server's file range from the handler, or (on an error)
+/// the answer already written and the commit id to quote.
+fn start_zero_copy(state: &dyn Handler, header: &mut uring::ReqHeader) -> Result<ZeroCopyIo, u64> {
+    let commit_id = header.ent.commit_id;
+    let Ok((h, _)) = abi::InHeader::read_from_prefix(&header.in_out[..]) else {
+        return Err(commit_id);
+    };
+    match state.zero_copy(&h, &header.op_in) {
+        Ok(io) => Ok(io),
+        Err(error) => {
+            write_out_header(header, &h, error, 0);
+            header.ent.payload_sz = 0;
+            Err(commit_id)
+        }
+    }
+}
+
+/// READ_FIXED from the file into the request's pages, or WRITE_FIXED from them to it: the
+/// pages are slot `index` of the buffer table, addressed from 0.
+fn data_op(io: &ZeroCopyIo, index: u16) -> squeue::Entry {
+    let fd = types::Fd(std::os::fd::AsRawFd::as_raw_fd(&io.file));
+    match io.write {
+        false => opcode::ReadFixed::new(fd, std::ptr::null_mut(), io.len, index)
+            .offset(io.offset)
+            .build(),
+        true => opcode::WriteFixed::new(fd, std::ptr::null(), io.len, index)
+            .offset(io.offset)
+            .build(),
+    }
+}
+
+/// The answer to a zero-copy request whose data operation ended with `res` (bytes, or a
+/// negative errno): a READ's data is already in the kernel's pages (`payload_sz` says how
+/// much); a WRITE answers `fuse_write_out` in the payload buffer. The commit id to quote.
+fn zero_copy_answer(
+    header: &mut uring::ReqHeader,
+    payload: &mut [u8],
+    io: &ZeroCopyIo,
+    res: i32,
+) -> u64 {
+    let commit_id = header.ent.commit_id;
+    let Ok((h, _)) = abi::InHeader::read_from_prefix(&header.in_out[..]) else {
+        return commit_id;
+    };
+    if res < 0 {
+        write_out_header(header, &h, res, 0);
+        header.ent.payload_sz = 0;
+        return commit_id;
+    }
+    ZERO_COPIED_REQUESTS.fetch_add(1, Ordering::SeqCst);
+    let moved = res as u32;
+    if io.write {
+        let out = abi::WriteOut {
+            size: moved,
+            padding: 0,
+        };
+        let n = std::mem::size_of::<abi::WriteOut>();
+        payload[..n].copy_from_slice(out.as_bytes());
+        write_out_header(header, &h, 0, n);
+        header.ent.payload_sz = n as u32;
+    } else {
+        write_out_header(header, &h, 0, moved as usize);
+        header.ent.payload_sz = moved;
+    }
+    commit_id
+}
+
+/// `fuse_out_header` of the answer to `h`, with `len` bytes of data after it.
+fn write_out_header(header: &mut uring::ReqHeader, h: &abi::InHeader, error: i32, len: usize) {
+    let out = abi::OutHeader {
+        len: (std::mem::size_of::<abi::OutHeader>() + len) as u32,
+        error,
+        unique: h.unique,
+    };
+    header.in_out[..std::mem::size_of::<abi::OutHeader>()].copy_from_slice(out.as_bytes());
 }
 
 /// Submit `sqe` alone and wait for its completion: Ok, or the errno it ended with.
@@ -292,12 +443,7 @@ fn answer(state: &dyn Handler, header: &mut uring::ReqHeader, payload: &mut [u8]
     body.extend_from_slice(&payload[..payload_sz]);
     let (error, data) = state.handle(&h, &body, true)?;
     let data = &data[..data.len().min(payload.len())];
-    let out = abi::OutHeader {
-        len: (std::mem::size_of::<abi::OutHeader>() + data.len()) as u32,
-        error,
-        unique: h.unique,
-    };
-    header.in_out[..std::mem::size_of::<abi::OutHeader>()].copy_from_slice(out.as_bytes());
+    write_out_header(header, &h, error, data.len());
     payload[..data.len()].copy_from_slice(data);
     header.ent.payload_sz = data.len() as u32;
     Some(ent.commit_id)

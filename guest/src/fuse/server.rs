@@ -386,8 +386,8 @@ impl ServerState {
                         i.kernel_flags & abi::init_flags::HAS_IO_URING_BUFPOOL != 0
                     });
                 let mode = match self.init_reply.ring_payload {
-                    super::ring::Payload::Pool if pools_offered => super::ring::Payload::Pool,
-                    _ => super::ring::Payload::PerEntry,
+                    _ if !pools_offered => super::ring::Payload::PerEntry,
+                    asked => asked,
                 };
                 ring = std::thread::Builder::new()
                     .name("fuse-ring".into())
@@ -416,6 +416,19 @@ impl ServerState {
         body: &[u8],
         from_ring: bool,
     ) -> Option<(i32, Vec<u8>)> {
+        self.tally(header, from_ring);
+        if self.stalled.load(Ordering::SeqCst) {
+            return None;
+        }
+        match self.dispatch(header, body) {
+            Reply::None => None,
+            Reply::Error(e) => Some((-e.raw_os_error(), Vec::new())),
+            Reply::Data(data) => Some((0, data)),
+        }
+    }
+
+    /// Count a request by opcode and by where it came from.
+    fn tally(&self, header: &abi::InHeader, from_ring: bool) {
         if let Some(c) = self.counts.get(header.opcode as usize) {
             c.fetch_add(1, Ordering::SeqCst);
         }
@@ -437,14 +450,6 @@ impl ServerState {
                 &PROCESS.dev_requests
             };
             total.fetch_add(1, Ordering::SeqCst);
-        }
-        if self.stalled.load(Ordering::SeqCst) {
-            return None;
-        }
-        match self.dispatch(header, body) {
-            Reply::None => None,
-            Reply::Error(e) => Some((-e.raw_os_error(), Vec::new())),
-            Reply::Data(data) => Some((0, data)),
         }
     }
 
@@ -875,5 +880,36 @@ impl super::ring::Handler for ServerState {
         from_ring: bool,
     ) -> Option<(i32, Vec<u8>)> {
         ServerState::handle(self, header, body, from_ring)
+    }
+
+    fn zero_copy(
+        &self,
+        header: &abi::InHeader,
+        op_in: &[u8],
+    ) -> Result<super::ring::ZeroCopyIo, i32> {
+        self.tally(header, true);
+        let (offset, len, write) = match header.opcode {
+            op::READ => abi::ReadIn::read_from_prefix(op_in)
+                .ok()
+                .map(|(r, _)| (r.offset, r.size, false)),
+            op::WRITE => abi::WriteIn::read_from_prefix(op_in)
+                .ok()
+                .map(|(w, _)| (w.offset, w.size, true)),
+            _ => None,
+        }
+        .ok_or(-libc::EINVAL)?;
+        let tree = self.tree.lock().unwrap();
+        let node = node_index(header.nodeid)
+            .and_then(|i| tree.nodes.get(i))
+            .ok_or(-libc::ENOENT)?;
+        let file = node
+            .with_file(|f| f.try_clone())
+            .map_err(|e| -e.raw_os_error())?;
+        Ok(super::ring::ZeroCopyIo {
+            file,
+            offset,
+            len,
+            write,
+        })
     }
 }
