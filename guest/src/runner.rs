@@ -68,6 +68,7 @@ pub fn run_all(
         mark(markers, CASE_END_MARKER, case.name);
         emit(out, &Event::Result(result))?;
     }
+    crate::case::subject::remove_probes();
     emit(out, &Event::Done)
 }
 

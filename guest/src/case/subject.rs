@@ -442,7 +442,9 @@ fn append(file: &Path, line: &str) -> std::io::Result<()> {
 /// A tracing instance of the case's own with `fuse:fuse_request_send` on, for one
 /// connection, and where the kernel has kprobe events, return probes on
 /// `fuse_backing_open` and `fuse_backing_close` (what the server's BACKING_OPEN and
-/// BACKING_CLOSE ioctls returned). Removed when dropped.
+/// BACKING_CLOSE ioctls returned). Removed when dropped; the probes themselves are defined
+/// once per run ([`probe_group`]) and removed at its end ([`remove_probes`]): defining and
+/// removing them cost about 300 ms a server start under TCG (each removal waits for RCU).
 struct TraceInstance {
     dir: PathBuf,
     /// The kprobe event group, when the probes could be set.
@@ -481,12 +483,21 @@ impl TraceInstance {
         Some(instance)
     }
 
-    /// Return probes on the backing ioctls' kernel functions, in a group of this process's,
-    /// and, where the kernel reads arguments through BTF (6.6+, with module BTF), a probe
-    /// on `fuse_simple_request` that reads what the connection negotiated at INIT.
+    /// Return probes on the backing ioctls' kernel functions, in the run's group (defined
+    /// by the run's first case that needs them), and, where the kernel reads arguments
+    /// through BTF (6.6+, with module BTF), a probe on `fuse_simple_request` that reads what
+    /// the connection negotiated at INIT; each enabled in this instance for this
+    /// connection alone.
     fn set_probes(&self, connection: u32) -> Option<String> {
-        let group = format!("fpt{}", std::process::id());
+        let group = probe_group(std::os::unix::process::parent_id());
         let events = Path::new(Self::TRACEFS).join("dynamic_events");
+        let defined = |name: &str| {
+            Path::new(Self::TRACEFS)
+                .join("events")
+                .join(&group)
+                .join(name)
+                .is_dir()
+        };
         for (name, function) in [
             ("backing_open", "fuse_backing_open"),
             ("backing_close", "fuse_backing_close"),
@@ -497,7 +508,17 @@ impl TraceInstance {
             // mounts are made before the server starts, and nothing else registers then).
             let per_connection =
                 format!("r:{group}/{name} {function} ret=$retval:s32 dev=fc->dev\n");
-            if append(&events, &per_connection).is_ok() {
+            if defined(name) {
+                // Defined by an earlier case; its filter, if it has the field, is ours.
+                let _ = std::fs::write(
+                    self.dir
+                        .join("events")
+                        .join(&group)
+                        .join(name)
+                        .join("filter"),
+                    format!("dev == {connection}"),
+                );
+            } else if append(&events, &per_connection).is_ok() {
                 let _ = std::fs::write(
                     self.dir
                         .join("events")
@@ -518,17 +539,18 @@ impl TraceInstance {
         // The minor the server announced (the kernel keeps it as it came) and the
         // passthrough bit the kernel granted, from the connection itself.
         let fields = "minor=fm->fc->minor passthrough=fm->fc->passthrough dev=fm->sb->s_dev";
-        let negotiated = ["p", "f"].iter().any(|kind| {
-            let r = append(
-                &events,
-                &format!("{kind}:{group}/conn __fuse_simple_request {fields}\n"),
-            );
-            if let Err(e) = &r {
-                let log = std::fs::read_to_string(Path::new(Self::TRACEFS).join("error_log"));
-                eprintln!("fpt-agent: {kind} probe: {e}: {}", log.unwrap_or_default());
-            }
-            r.is_ok()
-        });
+        let negotiated = defined("conn")
+            || ["p", "f"].iter().any(|kind| {
+                let r = append(
+                    &events,
+                    &format!("{kind}:{group}/conn __fuse_simple_request {fields}\n"),
+                );
+                if let Err(e) = &r {
+                    let log = std::fs::read_to_string(Path::new(Self::TRACEFS).join("error_log"));
+                    eprintln!("fpt-agent: {kind} probe: {e}: {}", log.unwrap_or_default());
+                }
+                r.is_ok()
+            });
         if negotiated {
             let _ = std::fs::write(
                 self.dir.join("events").join(&group).join("conn/filter"),
@@ -609,12 +631,24 @@ impl Drop for TraceInstance {
         let _ = std::fs::write(self.dir.join("events/fuse/fuse_request_send/enable"), "0");
         if let Some(group) = &self.probes {
             let _ = std::fs::write(self.dir.join("events").join(group).join("enable"), "0");
-            let events = Path::new(Self::TRACEFS).join("dynamic_events");
-            let _ = append(&events, &format!("-:{group}/backing_open\n"));
-            let _ = append(&events, &format!("-:{group}/backing_close\n"));
-            let _ = append(&events, &format!("-:{group}/conn\n"));
         }
         let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// The kprobe event group of the run whose runner is process `runner` (every case process
+/// is its child).
+fn probe_group(runner: u32) -> String {
+    format!("fpt{runner}")
+}
+
+/// Remove the probes this run defined (the runner calls it at the end: on the host they
+/// would outlive the agent).
+pub fn remove_probes() {
+    let group = probe_group(std::process::id());
+    let events = Path::new(TraceInstance::TRACEFS).join("dynamic_events");
+    for name in ["backing_open", "backing_close", "conn"] {
+        let _ = append(&events, &format!("-:{group}/{name}\n"));
     }
 }
 

@@ -48,6 +48,8 @@ impl Drop for Watchdog {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            // Woken from its wait between looks, so a case does not wait out the period.
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -57,7 +59,10 @@ fn watch(connection: u32, server: u32, stop: &AtomicBool, hung: &Mutex<Option<St
     let mut since = Instant::now();
     let mut ran = run_time(server);
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(PERIOD);
+        std::thread::park_timeout(PERIOD);
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let waiting = crate::fuse::waiting(connection).unwrap_or(0);
         let now_ran = run_time(server);
         if waiting == 0 || now_ran != ran || now_ran.is_none() {
