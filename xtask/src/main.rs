@@ -840,19 +840,40 @@ fn print_run(run: &Run) {
 fn test(full: bool) -> i32 {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = harness::env::cache::workspace_root();
-    let e2e: &[&str] = if full {
-        &[
-            "test",
-            "--package",
-            "e2e",
-            "--",
-            "--test-threads=1",
-            "--include-ignored",
-        ]
-    } else {
-        &["test", "--package", "e2e", "--", "--test-threads=1"]
-    };
-    let steps: [(&str, &[&str]); 5] = [
+    // End-to-end tests side by side, one per core: most of their time is spent waiting
+    // (boot and case timeouts, kernel timers, downloads), and each builds or boots what it
+    // shares under the cache's locks. The throughput suite measures speed: alone.
+    let threads = format!(
+        "--test-threads={}",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let mut side_by_side: Vec<&str> = vec![
+        "test",
+        "--package",
+        "e2e",
+        "--test",
+        "e2e",
+        "--test",
+        "kernels",
+        "--test",
+        "devloop",
+        "--",
+        &threads,
+    ];
+    let mut alone: Vec<&str> = vec![
+        "test",
+        "--package",
+        "e2e",
+        "--test",
+        "throughput",
+        "--",
+        "--test-threads=1",
+    ];
+    if full {
+        side_by_side.push("--include-ignored");
+        alone.push("--include-ignored");
+    }
+    let steps: [(&str, &[&str]); 6] = [
         ("tidy: rustfmt", &["fmt", "--all", "--check"]),
         (
             "tidy: clippy",
@@ -885,8 +906,8 @@ fn test(full: bool) -> i32 {
                 "xtask",
             ],
         ),
-        // One at a time: each boots a VM, and two TCG guests on two cores slow each other.
-        ("end-to-end suite", e2e),
+        ("end-to-end suite", &side_by_side),
+        ("end-to-end throughput", &alone),
     ];
     for (what, args) in steps {
         eprintln!("== {what}: cargo {}", args.join(" "));
