@@ -200,11 +200,10 @@ pub fn matrix(args: &MatrixArgs) -> i32 {
 pub fn bench(clean: bool) -> i32 {
     let cache = harness::env::cache::dir();
     if clean {
-        let apt = match harness::env::apt::Apt::new(&cache) {
-            Ok(a) => a,
-            Err(e) => return fail(&e),
-        };
-        match harness::kernel::debian::offer(&apt, "7.3") {
+        // The lists' lock is let go before the fetch takes it again.
+        let offer = harness::env::apt::Apt::new(&cache)
+            .and_then(|apt| harness::kernel::debian::offer(&apt, "7.3"));
+        match offer {
             Ok(offer) => {
                 offer.forget(&cache);
                 let started = std::time::Instant::now();

@@ -42,10 +42,15 @@ const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// The harness's private view of the archive.
 pub struct Apt {
     root: PathBuf,
+    /// Held while this configuration is in use: two harnesses on one machine (two tests
+    /// side by side) must not refresh its lists or unpack one package at once.
+    _lock: std::fs::File,
 }
 
 impl Apt {
-    /// Debian's binary packages, every suite: the configuration under `<cache>/apt/`.
+    /// Debian's binary packages, every suite: the configuration under `<cache>/apt/`. Holds
+    /// its lock until dropped: a second `Apt` of one configuration waits (in this process
+    /// too, so never make one while another is alive).
     pub fn new(cache: &Path) -> Result<Apt> {
         Apt::configured(&cache.join("apt"), "deb", SUITES)
     }
@@ -78,7 +83,8 @@ impl Apt {
             // New suites: the old lists no longer match.
             let _ = std::fs::remove_file(root.join("lists/.fpt-updated"));
         }
-        Ok(Apt { root })
+        let _lock = crate::env::cache::lock(&root, "use of the harness's package lists")?;
+        Ok(Apt { root, _lock })
     }
 
     /// `tool` (apt-get, apt-cache) pointed at our configuration.

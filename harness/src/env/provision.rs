@@ -45,6 +45,9 @@ fn apt_install(package: &str) -> bool {
     eprintln!("installing {package} with apt-get");
     crate::env::process::succeeds(
         Command::new("apt-get")
+            // Waits for dpkg's lock instead of failing: two harnesses (tests side by side)
+            // may install at once.
+            .args(["-o", "DPkg::Lock::Timeout=300"])
             .args(["install", "-y", "-q", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
