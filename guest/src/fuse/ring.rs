@@ -56,6 +56,12 @@ pub static ZERO_COPIED_REQUESTS: AtomicU64 = AtomicU64::new(0);
 /// The user_data of a fixed-buffer operation for entry i: i with this bit.
 const DATA_OP: u64 = 1 << 32;
 
+/// Entry i's slot in the ring's buffer table, where the kernel registers a zero-copy
+/// request's pages: i + 1 (0 is what a queue without zero copy must give).
+fn zero_copy_slot(i: usize) -> u16 {
+    i as u16 + 1
+}
+
 /// Requests this process served with their payload in a pool buffer: what a case run over
 /// buffer pools checks once it has ended.
 pub static POOLED_REQUESTS: AtomicU64 = AtomicU64::new(0);
@@ -189,7 +195,7 @@ pub(crate) fn serve(state: Arc<dyn Handler>, size: usize, mode: Payload) -> Ring
             ..Default::default()
         };
         if zero_copy && pooled {
-            req.union[..2].copy_from_slice(&(i as u16 + 1).to_ne_bytes());
+            req.union[..2].copy_from_slice(&zero_copy_slot(i).to_ne_bytes());
         }
         let sqe = command(
             fd,
@@ -255,7 +261,7 @@ pub(crate) fn serve(state: Arc<dyn Handler>, size: usize, mode: Payload) -> Ring
                 if e.header.ent.flags & uring::ENT_ZERO_COPY != 0 {
                     match start_zero_copy(&*state, &mut e.header) {
                         Ok(io) => {
-                            let op = data_op(&io, (i + 1) as u16).user_data(DATA_OP | i as u64);
+                            let op = data_op(&io, zero_copy_slot(i)).user_data(DATA_OP | i as u64);
                             e.data_op = Some(io);
                             // SAFETY: the operation names the kernel's registered pages by
                             // index and the entry's file, kept in the entry until it ends.
@@ -293,7 +299,7 @@ pub(crate) fn serve(state: Arc<dyn Handler>, size: usize, mode: Payload) -> Ring
 /// ADD_QUEUE (zero copy or not) and ADD_BUFPOOL for each of `nqueues` queues, one pool of
 /// `PER_QUEUE` buffers of `size` bytes each: the pools (which must outlive the ring's
 /// serving), or what the kernel refused. Zero copy also gets the ring's buffer table, a
-/// slot per entry (index i + 1 for entry i), empty until the kernel registers pages there.
+/// slot per entry ([`zero_copy_slot`]), empty until the kernel registers pages there.
 fn add_pools(
     ring: &mut IoUring<squeue::Entry128, cqueue::Entry>,
     fd: i32,
