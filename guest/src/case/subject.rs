@@ -508,17 +508,9 @@ impl TraceInstance {
             // mounts are made before the server starts, and nothing else registers then).
             let per_connection =
                 format!("r:{group}/{name} {function} ret=$retval:s32 dev=fc->dev\n");
-            if defined(name) {
-                // Defined by an earlier case; its filter, if it has the field, is ours.
-                let _ = std::fs::write(
-                    self.dir
-                        .join("events")
-                        .join(&group)
-                        .join(name)
-                        .join("filter"),
-                    format!("dev == {connection}"),
-                );
-            } else if append(&events, &per_connection).is_ok() {
+            // Defined by an earlier case of the run, or now: the filter, where the probe
+            // has the field, is this instance's.
+            if defined(name) || append(&events, &per_connection).is_ok() {
                 let _ = std::fs::write(
                     self.dir
                         .join("events")
