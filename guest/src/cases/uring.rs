@@ -311,19 +311,33 @@ fn uring_cmd(dev: std::os::fd::BorrowedFd<'_>, op: u32, req: &uring::CmdReq) -> 
     }
 }
 
+/// Mount with `init` asking for FUSE over io_uring; broken when INIT does not agree on it.
+fn mount_on_ring(
+    ctx: &mut Ctx,
+    init: InitReply,
+) -> Result<(crate::fuse::FuseFs, crate::fuse::InitExchange), Stop> {
+    let (fs, exchange) = ctx.mount(InitReply {
+        io_uring: true,
+        ..init
+    })?;
+    if !exchange.over_ring() {
+        return Err(Stop::Broken("INIT did not agree on io_uring".into()));
+    }
+    Ok((fs, exchange))
+}
+
 fn bufpool_and_zero_copy_rules(ctx: &mut Ctx) -> Result<(), Stop> {
     use crate::fuse::abi::init_flags::HAS_IO_URING_BUFPOOL;
     let _guard = enable(ctx, true)?;
     // The agent registers no entry: the commands below are the ring's only traffic, and no
     // request but INIT is ever served on this mount.
-    let (fs, exchange) = ctx.mount(InitReply {
-        io_uring: true,
-        ring_by_case: true,
-        ..InitReply::plain()
-    })?;
-    if !exchange.over_ring() {
-        return Err(Stop::Broken("INIT did not agree on io_uring".into()));
-    }
+    let (fs, exchange) = mount_on_ring(
+        ctx,
+        InitReply {
+            ring_by_case: true,
+            ..InitReply::plain()
+        },
+    )?;
     // fs/fuse/inode.c: FUSE_HAS_IO_URING_BUFPOOL offered with FUSE_OVER_IO_URING (7.46).
     let has_bufpools = exchange.minor >= 46;
     ctx.expect(
@@ -443,14 +457,13 @@ fn zero_copy(ctx: &mut Ctx) -> Result<(), Stop> {
         ("zero_copy_queue_plain_file", Payload::ZeroCopy, 0, false),
     ] {
         let before = ZERO_COPIED_REQUESTS.load(SeqCst);
-        let (fs, exchange) = ctx.mount(InitReply {
-            io_uring: true,
-            ring_payload: payload,
-            ..InitReply::plain()
-        })?;
-        if !exchange.over_ring() {
-            return Err(Stop::Broken("INIT did not agree on io_uring".into()));
-        }
+        let (fs, _) = mount_on_ring(
+            ctx,
+            InitReply {
+                ring_payload: payload,
+                ..InitReply::plain()
+            },
+        )?;
         let backing = fs.add_file(
             "data",
             &[],
