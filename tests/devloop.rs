@@ -274,3 +274,217 @@ fn your_own_config_gets_what_the_agent_needs_and_says_what_changed() {
         out.stderr
     );
 }
+
+/// The newest source series Debian carries, built with fs/fuse under gcov: the whole
+/// catalog (its verdicts and the 7.3 snapshot: a gcov build behaves as the plain one), the
+/// coverage table, HTML, JSON, Cobertura and the per-line cases; then a patch's executed
+/// and unexecuted lines; then `--case reaches-patch`, whose verdicts must be the whole
+/// run's for the cases it picks.
+#[test]
+fn linux_source_7_3_with_coverage_a_patch_and_the_cases_that_reach_it() {
+    let whole = xtask(&["run", "--src", "debian:7.3", "--coverage"]);
+    assert_eq!(whole.code, 0, "{}\n{}", whole.stdout, whole.stderr);
+    assert!(
+        whole.stdout.contains("snapshot: matches linux-7.3"),
+        "{}",
+        whole.stdout
+    );
+    assert!(
+        whole.stdout.contains("coverage of 147 cases"),
+        "{}",
+        whole.stdout
+    );
+    let row = |file: &str| {
+        whole
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(file))
+            .unwrap_or_else(|| panic!("no row for {file}:\n{}", whole.stdout))
+            .to_string()
+    };
+    for file in [
+        "fs/fuse/passthrough.c",
+        "fs/fuse/backing.c",
+        "fs/fuse/iomode.c",
+        "total",
+    ] {
+        assert!(row(file).contains('%'), "{}", row(file));
+    }
+    assert!(
+        whole.stdout.contains("kept as the base tree's"),
+        "{}",
+        whole.stdout
+    );
+    let artifacts = artifacts_of(&whole.stdout);
+    let cov = artifacts.join("coverage");
+    for f in [
+        "html/index.html",
+        "summary.json",
+        "cobertura.xml",
+        "gcovr.json",
+        "lines.json",
+    ] {
+        assert!(cov.join(f).is_file(), "{} missing", cov.join(f).display());
+    }
+    // Cobertura as CI systems read it: XML with a line-rate.
+    let xml = std::fs::read_to_string(cov.join("cobertura.xml")).unwrap();
+    assert!(
+        xml.contains("<coverage") && xml.contains("line-rate="),
+        "{}",
+        &xml[..300.min(xml.len())]
+    );
+    let lines: harness::results::coverage::lines::LineMap =
+        serde_json::from_str(&std::fs::read_to_string(cov.join("lines.json")).unwrap()).unwrap();
+    // fuse_passthrough_read_iter runs for every read of a passthrough file.
+    let read_iter = &lines.files["fs/fuse/passthrough.c"];
+    let (start, end) = read_iter.functions["fuse_passthrough_read_iter"];
+    let ran: std::collections::BTreeSet<&String> = read_iter
+        .lines
+        .range(start..=end)
+        .flat_map(|(_, l)| &l.cases)
+        .collect();
+    assert!(
+        ran.iter()
+            .any(|c| c.as_str() == "io.passthrough_round_trip"),
+        "{ran:?}"
+    );
+
+    // The patch: its `if` runs on every splice write, its `goto` on none.
+    let patch = fixture("7.3-splice-write-unlock.patch");
+    let patched = xtask(&[
+        "run",
+        "--src",
+        "debian:7.3",
+        "--coverage",
+        "--patch",
+        &patch,
+    ]);
+    assert_eq!(patched.code, 0, "{}\n{}", patched.stdout, patched.stderr);
+    assert!(
+        patched
+            .stdout
+            .contains("patch 1: fuse: passthrough: leave *ppos alone when a splice write fails"),
+        "{}",
+        patched.stdout
+    );
+    assert!(
+        patched
+            .stdout
+            .contains("passthrough.c:127 not executed by any case"),
+        "{}",
+        patched.stdout
+    );
+    assert!(
+        patched.stdout.contains("passthrough.c:126 executed by "),
+        "{}",
+        patched.stdout
+    );
+    assert!(
+        !patched.stdout.contains("kept as the base tree's"),
+        "{}",
+        patched.stdout
+    );
+
+    // Only the cases that executed splice_write in the base tree, and their verdicts as
+    // the whole run gave them.
+    let picked = xtask(&[
+        "run",
+        "--src",
+        "debian:7.3",
+        "--coverage",
+        "--patch",
+        &patch,
+        "--case",
+        "reaches-patch",
+    ]);
+    assert_eq!(picked.code, 0, "{}\n{}", picked.stdout, picked.stderr);
+    let said = picked
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("reaches-patch: "))
+        .unwrap_or_else(|| panic!("{}", picked.stderr));
+    assert!(said.contains("fs/fuse/passthrough.c:"), "{said}");
+    let run_of = |out: &e2e::Output| -> Vec<(String, String)> {
+        let dir = artifacts_of(&out.stdout);
+        let results: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap())
+                .unwrap();
+        results
+            .iter()
+            .map(|r| {
+                (
+                    r["case"].as_str().unwrap().to_string(),
+                    r["verdict"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let subset = run_of(&picked);
+    let all = run_of(&patched);
+    assert!(
+        !subset.is_empty() && subset.len() < all.len() / 4,
+        "{subset:?}"
+    );
+    assert!(
+        subset.iter().any(|(c, _)| c.contains("splice")),
+        "{subset:?}"
+    );
+    for s in &subset {
+        assert!(all.contains(s), "{s:?} differs from the whole run");
+    }
+}
+
+/// Coverage asked of a kernel the harness did not build: refused before anything runs.
+#[test]
+fn coverage_needs_a_kernel_built_from_source() {
+    for kernel in ["debian:6.12", "host"] {
+        let out = xtask(&["run", "--kernel", kernel, "--coverage"]);
+        assert_eq!(out.code, 35, "{kernel}: {}", out.stderr);
+        assert!(
+            out.error()
+                .contains("--coverage needs a kernel built from source"),
+            "{}",
+            out.error()
+        );
+    }
+    let out = xtask(&["run", "--case", "reaches-patch"]);
+    assert_eq!(out.code, 36, "{}", out.stderr);
+    assert!(out.error().contains("add --coverage"), "{}", out.error());
+}
+
+fn fixture(name: &str) -> String {
+    harness::env::cache::workspace_root()
+        .join("tests/fixtures")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The run directory a `cargo xtask run` printed.
+fn artifacts_of(stdout: &str) -> std::path::PathBuf {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("artifacts: "))
+        .unwrap_or_else(|| panic!("no artifacts line:\n{stdout}"));
+    harness::env::cache::workspace_root().join(line.trim())
+}
+
+/// Every source series Debian's archive carries, with every profile: the config (where an
+/// option renamed or removed between versions would fail, by name), then the minimal build
+/// and its catalog against that series' snapshot.
+#[test]
+#[ignore = "full tier: cargo xtask test --full"]
+fn every_debian_source_series_builds_with_every_profile() {
+    let cache = harness::env::cache::dir();
+    let series = harness::kernel::build::source::debian_series(&cache).expect("apt lists");
+    assert!(series.len() >= 3, "{series:?}");
+    for s in &series {
+        let src = format!("debian:{s}");
+        for profile in harness::kernel::build::profile_names() {
+            let out = xtask(&["kernel", "config", "--src", &src, "--profile", &profile]);
+            assert_eq!(out.code, 0, "{src} {profile}: {}", out.stderr);
+        }
+        let out = xtask(&["run", "--src", &src]);
+        assert_eq!(out.code, 0, "{src}: {}\n{}", out.stdout, out.stderr);
+    }
+}

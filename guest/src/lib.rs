@@ -4,6 +4,7 @@
 
 pub mod case;
 pub mod cases;
+pub mod coverage;
 pub mod disk;
 pub mod fuse;
 pub mod pid1;

@@ -43,7 +43,7 @@ fn main() {
                 share: None,
             };
             let ran = runner::emit(&mut out, &hello)
-                .and_then(|()| runner::run_all(&selected, &mut out, Markers::None));
+                .and_then(|()| runner::run_all(&selected, &mut out, Markers::None, None));
             if let Err(e) = ran {
                 eprintln!("fpt-agent: writing results: {e}");
                 std::process::exit(1);

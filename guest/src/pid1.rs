@@ -9,7 +9,8 @@ use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountFlags;
 
 use proto::layout::{
-    CASES_PARAM, DEAL_PARAM, HOST_ROOT, MODULE_DIR, MODULE_ORDER, RESULT_PORT, SHARE_PARAM,
+    CASES_PARAM, COVERAGE_PARAM, DEAL_PARAM, HOST_ROOT, MODULE_DIR, MODULE_ORDER, RESULT_PORT,
+    SHARE_PARAM,
 };
 use proto::Event;
 
@@ -74,7 +75,12 @@ fn set_up_and_run() -> Result<(), String> {
         share,
     };
     runner::emit(&mut out, &hello).map_err(|e| format!("result port: {e}"))?;
-    runner::run_all(&selected, &mut out, Markers::KernelLog)
+    // A coverage run: each case's own counters (the host asked only of a gcov build).
+    let gcov = match param(&cmdline, COVERAGE_PARAM) {
+        Some(_) => Some(crate::coverage::enable()?),
+        None => None,
+    };
+    runner::run_all(&selected, &mut out, Markers::KernelLog, gcov.as_ref())
         .map_err(|e| format!("result port: {e}"))?;
     Ok(())
 }

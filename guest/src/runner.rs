@@ -25,11 +25,13 @@ pub enum Markers {
     None,
 }
 
-/// Run `cases` in order, writing a Start and a Result event for each, then Done.
+/// Run `cases` in order, writing a Start and a Result event for each (and with `gcov`, a
+/// Coverage event of what the case executed), then Done.
 pub fn run_all(
     cases: &[&'static Case],
     out: &mut dyn Write,
     markers: Markers,
+    gcov: Option<&crate::coverage::Gcov>,
 ) -> std::io::Result<()> {
     // A server under test that did not start once will not start for the next case either:
     // its cases are then reported at once instead of each waiting for a mount. One that
@@ -44,6 +46,11 @@ pub fn run_all(
                 case: case.name.to_string(),
             },
         )?;
+        if let Some(gcov) = gcov {
+            if let Err(e) = gcov.reset() {
+                eprintln!("fpt-agent: resetting gcov counters: {e}");
+            }
+        }
         let result = match (no_server, crashed) {
             (Some(first), _) if case.external_server => CaseResult::new(
                 case.name,
@@ -66,6 +73,16 @@ pub fn run_all(
             crashed.get_or_insert(case.name);
         }
         mark(markers, CASE_END_MARKER, case.name);
+        if let Some(gcov) = gcov {
+            let files = gcov.read();
+            emit(
+                out,
+                &Event::Coverage {
+                    case: case.name.to_string(),
+                    files,
+                },
+            )?;
+        }
         emit(out, &Event::Result(result))?;
     }
     crate::case::subject::remove_probes();

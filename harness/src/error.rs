@@ -178,6 +178,23 @@ pub enum Error {
     /// `bench --io` got no figures from a kernel.
     #[error("no throughput figures from {kernel}: {why}")]
     Throughput { kernel: String, why: String },
+    /// `--coverage` on a kernel the harness did not build (a Debian binary, a bzImage, the
+    /// host): gcov counters need the build's own objects.
+    #[error("--coverage needs a kernel built from source ({given} is not): add --src debian:<series> or --src DIR, and --patch as needed")]
+    CoverageNeedsSource { given: String },
+    /// A coverage run whose counters could not be read or turned into a report.
+    #[error("coverage: {why}")]
+    Coverage {
+        why: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// `--case reaches-patch` before a coverage run of the base tree was made.
+    #[error("--case reaches-patch needs the base tree's coverage, and {entry} has none yet: run `cargo xtask run --src {src} --coverage` (no --patch) once first")]
+    NoBaseCoverage { entry: PathBuf, src: String },
+    /// A coverage run's patch that changes no file built into this kernel.
+    #[error("the patch series changes no file built into this kernel ({files}): nothing for coverage to judge; patch fs/fuse or another built file")]
+    PatchTouchesNothingBuilt { files: String },
     /// `matrix`: not one of the kernels could run.
     #[error("no kernel could run; the first one's error: {first}")]
     NoKernelRan {
@@ -234,6 +251,10 @@ impl Error {
             Error::Bisect { .. } => 32,
             Error::Throughput { .. } => 33,
             Error::PatchUnreadable { .. } => 34,
+            Error::CoverageNeedsSource { .. } => 35,
+            Error::Coverage { .. } => 36,
+            Error::NoBaseCoverage { .. } => 37,
+            Error::PatchTouchesNothingBuilt { .. } => 38,
             // The first kernel's own code: why nothing ran is usually bad input.
             Error::NoKernelRan { first } => first.exit_code(),
         }
@@ -243,6 +264,14 @@ impl Error {
     pub fn io(what: impl std::fmt::Display, source: std::io::Error) -> Error {
         Error::Io {
             what: what.to_string(),
+            source,
+        }
+    }
+
+    /// A coverage step failed, with its cause when there is one.
+    pub fn coverage(why: impl Into<String>, source: Option<Cause>) -> Error {
+        Error::Coverage {
+            why: why.into(),
             source,
         }
     }

@@ -15,6 +15,7 @@ use crate::env::cache;
 use crate::error::{Error, Result};
 use crate::kernel::modules;
 use crate::kernel::{Identity, Kernel, KernelChoice};
+use crate::results::coverage;
 use crate::results::record::{finish, Mode, Plan, PlannedBoot, Run, Timings};
 
 /// What to run: the kernel, the cases, how to boot.
@@ -46,6 +47,9 @@ pub struct Request {
     pub backend: Backend,
     /// VMs side by side for one kernel's cases (QEMU only); None: one per core.
     pub jobs: Option<usize>,
+    /// fs/fuse built with gcov, each case's counters collected (`--coverage`): a kernel
+    /// built from source only.
+    pub coverage: bool,
 }
 
 /// Who boots the kernel under test.
@@ -74,6 +78,7 @@ impl Default for Request {
             shard: None,
             backend: Backend::Qemu,
             jobs: None,
+            coverage: false,
         }
     }
 }
@@ -84,6 +89,17 @@ impl Default for Request {
 pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     let total = Instant::now();
     let mut t = Timings::default();
+    refuse_coverage(req)?;
+    let reaches_patch = req
+        .cases
+        .iter()
+        .any(|c| c == coverage::reach::REACHES_PATCH);
+    if reaches_patch && !req.coverage {
+        return Err(Error::coverage(
+            "--case reaches-patch picks cases by coverage: add --coverage (and --src, --patch)",
+            None,
+        ));
+    }
 
     // What a run needs and a first run installs or builds, side by side: the agent (its
     // catalog decides what the case names mean), the kernel, QEMU, the ext4 image. Errors
@@ -93,7 +109,12 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
     t.kernel_fetch = ready.kernel_took;
     let (agent, catalog, ext4) = (ready.agent, ready.catalog, ready.ext4);
     t.agent_bytes = std::fs::metadata(&agent).map(|m| m.len()).unwrap_or(0);
-    let selection = agent::select(&catalog, &req.cases, req.validate.is_some())?;
+    let cover = ready.kernel.as_ref().and_then(|k| k.coverage.clone());
+    let asked: Vec<String> = match (&cover, reaches_patch) {
+        (Some(build), true) => reaching(build)?,
+        _ => req.cases.clone(),
+    };
+    let selection = agent::select(&catalog, &asked, req.validate.is_some())?;
     let cases = match req.shard {
         Some(shard) => shard.take(selection.clone()),
         None => selection.clone(),
@@ -113,7 +134,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
                 ),
                 _ => (identity_of_host(), Mode::Host),
             };
-            let plan = one_boot(identity, mode, req, &cases);
+            let plan = one_boot(identity, mode, req, &cases, None);
             save_plan(&plan, &artifacts)?;
             let spec = save_spec(req, &artifacts)?;
             let started = Instant::now();
@@ -166,6 +187,8 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
                     true => names(&cases),
                     false => Vec::new(),
                 },
+                coverage: cover.clone(),
+                whole_catalog: whole_catalog(req),
             };
             save_plan(&plan, &artifacts)?;
             let mut logs = Vec::new();
@@ -409,7 +432,13 @@ fn resolve_kernel(req: &Request) -> Result<Option<Kernel>> {
         KernelChoice::Host => None,
         KernelChoice::Path(p) => Some(Kernel::from_path(p, req.modules.as_deref())?),
         KernelChoice::Debian(series) => Some(crate::kernel::debian::fetch(series, &cache::dir())?),
-        KernelChoice::Build(b) => Some(crate::kernel::build::build(b, &cache::dir())?.kernel),
+        KernelChoice::Build(b) => {
+            let b = crate::kernel::build::BuildRequest {
+                coverage: req.coverage,
+                ..b.clone()
+            };
+            Some(crate::kernel::build::build(&b, &cache::dir())?.kernel)
+        }
         KernelChoice::Fetched(k) => Some((**k).clone()),
     })
 }
@@ -429,8 +458,53 @@ fn identity_of_host() -> Identity {
     }
 }
 
+/// `--coverage` needs a kernel built here, booted by our QEMU: refused before anything runs.
+fn refuse_coverage(req: &Request) -> Result<()> {
+    if !req.coverage {
+        return Ok(());
+    }
+    let given = match &req.kernel {
+        KernelChoice::Build(_) => None,
+        KernelChoice::Host => Some("host".to_string()),
+        KernelChoice::Debian(series) => Some(format!("debian:{series}")),
+        KernelChoice::Path(p) => Some(p.display().to_string()),
+        KernelChoice::Fetched(k) => Some(k.release.clone()),
+    };
+    if let Some(given) = given {
+        return Err(Error::CoverageNeedsSource { given });
+    }
+    if req.backend == Backend::Vng {
+        return Err(Error::vng(
+            "--coverage collects counters in our own QEMU set-up: leave out --backend vng",
+        ));
+    }
+    Ok(())
+}
+
+/// The whole default catalog, unsharded: what a base tree's coverage must be made of.
+fn whole_catalog(req: &Request) -> bool {
+    req.cases.is_empty() && req.shard.is_none() && req.validate.is_none()
+}
+
+/// `--case reaches-patch`: the names of the cases that reach the series, said on stderr.
+fn reaching(build: &crate::kernel::CoverageBuild) -> Result<Vec<String>> {
+    let pick = coverage::reach::pick(build)?;
+    eprintln!("reaches-patch: {}", pick.why);
+    Ok(match pick.cases.is_empty() {
+        // No case reaches it: a boot that runs none says so, rather than every case.
+        true => vec!["none".to_string()],
+        false => pick.cases.into_iter().collect(),
+    })
+}
+
 /// The plan of a backend that runs every case in one go.
-fn one_boot(identity: Identity, mode: Mode, req: &Request, cases: &[&CaseInfo]) -> Plan {
+fn one_boot(
+    identity: Identity,
+    mode: Mode,
+    req: &Request,
+    cases: &[&CaseInfo],
+    coverage: Option<crate::kernel::CoverageBuild>,
+) -> Plan {
     Plan {
         identity,
         mode,
@@ -440,6 +514,8 @@ fn one_boot(identity: Identity, mode: Mode, req: &Request, cases: &[&CaseInfo]) 
             cases: names(cases),
         }],
         order: Vec::new(),
+        coverage,
+        whole_catalog: whole_catalog(req),
     }
 }
 
@@ -512,6 +588,10 @@ fn prepare_qemu(
     let mut opts = VmOptions::new(accel);
     opts.machine = req.machine;
     opts.append = req.append.clone();
+    if kernel.coverage.is_some() {
+        opts.append
+            .push(format!("{}=1", proto::layout::COVERAGE_PARAM));
+    }
     if let Some(b) = req.boot_timeout {
         opts.boot_timeout = b;
     }

@@ -25,6 +25,12 @@ pub const CASES_PARAM: &str = "fpt.cases";
 /// each [`crate::catalog::Deal`] applied in turn (a CI shard, then this boot's share).
 pub const DEAL_PARAM: &str = "fpt.deal";
 
+/// The kernel command line parameter that asks for coverage (`fpt.coverage=1`): the agent
+/// resets the kernel's gcov counters before each case and sends them after it.
+pub const COVERAGE_PARAM: &str = "fpt.coverage";
+/// Where debugfs puts the gcov counters of a kernel built with CONFIG_GCOV_KERNEL.
+pub const GCOV_DIR: &str = "/sys/kernel/debug/gcov";
+
 /// What the agent writes to the kernel log (so to the console) as each case starts and
 /// ends: the console then says by itself which case each kernel report belongs to, live
 /// and when a saved console.log is replayed.

@@ -21,4 +21,4 @@ pub mod validate;
 pub mod wire;
 
 pub use catalog::CaseInfo;
-pub use wire::{CaseResult, Crash, Event, Finding, FindingKind, Observations, Verdict};
+pub use wire::{CaseResult, Crash, Event, Finding, FindingKind, GcdaFile, Observations, Verdict};

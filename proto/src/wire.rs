@@ -177,8 +177,24 @@ pub enum Event {
         case: String,
     },
     Result(CaseResult),
+    /// A coverage run (`fpt.coverage`): the kernel's gcov counters of what `case` executed,
+    /// reset before it and read after it, one file per object built with gcov.
+    Coverage {
+        case: String,
+        files: Vec<GcdaFile>,
+    },
     /// Every case has reported; the guest powers off next.
     Done,
+}
+
+/// One object's gcov counters as the kernel's debugfs gives them (a `.gcda` file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcdaFile {
+    /// Its path below the gcov directory of debugfs: the build's object directory, then
+    /// the object's own path (`<out>/fs/fuse/file.gcda`).
+    pub path: String,
+    /// Its bytes, in standard base64.
+    pub base64: String,
 }
 
 impl Event {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod coverage;
 mod devloop;
 mod matrix;
 mod tidy;
@@ -39,6 +40,10 @@ enum Cmd {
         dir: PathBuf,
         #[command(flatten)]
         reports: Reports,
+        /// A coverage run's report made again from its saved counters (writes its
+        /// coverage/ directory; nothing else is written).
+        #[arg(long)]
+        coverage: bool,
     },
     /// Validate a FUSE server or library: the validate cases (every I/O path, byte-compared
     /// with {source}; where the I/O went, counted by the kernel; what was left open) against
@@ -217,7 +222,8 @@ enum KernelCmd {
 /// A kernel built from source; any of these options makes `run` build first.
 #[derive(clap::Args, Clone, Default)]
 struct Source {
-    /// A kernel tree or git checkout (never modified); default: Debian's linux-source-6.12.
+    /// A kernel tree or git checkout (never modified), or `debian:<series>` for Debian's
+    /// linux-source-<series> (6.12, 7.2, 7.3); default: debian:6.12.
     #[arg(long)]
     src: Option<PathBuf>,
     /// A git format-patch file or mbox series, applied in order (repeatable).
@@ -301,6 +307,12 @@ struct Target {
     /// one kernel's catalog spread over N CI runners.
     #[arg(long, value_parser = proto::catalog::Deal::parse)]
     shard: Option<proto::catalog::Deal>,
+    /// fs/fuse compiled with gcov (a kernel built from source: --src): each case's counters
+    /// collected; per-file table, HTML, JSON and Cobertura in the artifacts' coverage/, and
+    /// with --patch each patch's executed and unexecuted lines. `--case reaches-patch` then
+    /// runs only the cases that executed the patch's lines in the base tree's coverage.
+    #[arg(long)]
+    coverage: bool,
 }
 
 #[derive(clap::Args)]
@@ -453,6 +465,7 @@ impl Target {
                 BackendArg::Vng => harness::run::Backend::Vng,
             },
             jobs: self.jobs,
+            coverage: self.coverage,
         }
     }
 }
@@ -468,7 +481,11 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Cmd::Run(args) => run(&args),
-        Cmd::Replay { dir, reports } => replay(&dir, &reports),
+        Cmd::Replay {
+            dir,
+            reports,
+            coverage,
+        } => replay(&dir, &reports, coverage),
         Cmd::Validate {
             server,
             kernels,
@@ -605,7 +622,7 @@ fn live(event: &Event) {
                 r.duration_ms
             )
         }
-        Event::Start { .. } | Event::Done => {}
+        Event::Start { .. } | Event::Coverage { .. } | Event::Done => {}
     }
 }
 
@@ -620,6 +637,10 @@ fn run(args: &RunArgs) -> i32 {
         Err(e) => return fail(&e),
     };
     let code = conclude(&run, policy);
+    let code = match coverage::print(&run) {
+        0 => code,
+        e => e,
+    };
     match args.reports.write(&[&run], None) {
         0 => code,
         e => e,
@@ -779,14 +800,19 @@ fn validate(
     }
 }
 
-fn replay(dir: &std::path::Path, reports: &Reports) -> i32 {
+fn replay(dir: &std::path::Path, reports: &Reports, with_coverage: bool) -> i32 {
     match harness::results::replay::replay(dir) {
         Ok(run) => match (
             conclude(&run, Policy::Compare),
+            if with_coverage {
+                coverage::print(&run)
+            } else {
+                0
+            },
             reports.write(&[&run], None),
         ) {
-            (code, 0) => code,
-            (_, e) => e,
+            (code, 0, 0) => code,
+            (_, 0, e) | (_, e, _) => e,
         },
         Err(e) => fail(&e),
     }

@@ -22,6 +22,9 @@ pub struct Kernel {
     pub identity: Identity,
     /// The kernel's .config, when we know where it is.
     pub config: Option<PathBuf>,
+    /// For a kernel built here with `--coverage`: its objects, tree and series, which a
+    /// coverage report reads.
+    pub coverage: Option<crate::kernel::CoverageBuild>,
 }
 
 impl Kernel {
@@ -104,6 +107,7 @@ impl Kernel {
                 ..identity
             },
             config,
+            coverage: None,
         })
     }
 

@@ -64,3 +64,23 @@ mod tests {
         );
     }
 }
+
+/// What a coverage report must know of a kernel built with `--coverage`; saved in the
+/// run's `plan.json`, so that `replay` reports it again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CoverageBuild {
+    /// The build's object directory (O=): the `.gcno` files, and the prefix of every
+    /// counter file's path in the guest's debugfs.
+    pub objects: PathBuf,
+    /// The tree it was built from (the build entry's working copy): gcov reads the
+    /// sources there.
+    pub tree: PathBuf,
+    /// The source tree the working copy follows (the tree before the series).
+    pub origin: PathBuf,
+    /// The source as results name it.
+    pub source: String,
+    /// The `--src` it was given (`debian:7.3`, a path), for the commands a message suggests.
+    pub src_arg: String,
+    /// The user's patch series (not the coverage patch): each mail's subject and text.
+    pub series: Vec<(String, String)>,
+}

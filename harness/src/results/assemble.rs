@@ -95,7 +95,8 @@ pub fn assemble(planned: &[String], log: &RunLog) -> Assembled {
                 results.push(r.clone());
             }
             Event::Done => done = true,
-            Event::Hello { .. } => {}
+            // The counters are the coverage report's (`results::coverage`).
+            Event::Hello { .. } | Event::Coverage { .. } => {}
         }
     }
     let findings = findings_by_case(&log.console);

@@ -10,6 +10,7 @@
 pub mod assemble;
 pub mod classify;
 pub mod console;
+pub mod coverage;
 pub mod ending;
 pub mod formats;
 pub mod record;

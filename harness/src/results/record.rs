@@ -151,6 +151,13 @@ pub struct Plan {
     /// would have run them, the order of the results. Empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub order: Vec<String>,
+    /// A coverage run (`--coverage`): the build whose counters the agent sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<crate::kernel::CoverageBuild>,
+    /// Whether the run is the whole default catalog, unsharded: a coverage run of the base
+    /// tree is then the base `--case reaches-patch` picks from.
+    #[serde(default)]
+    pub whole_catalog: bool,
 }
 
 /// One boot of a plan.

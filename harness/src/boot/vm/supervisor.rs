@@ -225,6 +225,8 @@ impl Supervisor {
                 }
             }
             Event::Done => self.done_at = Some(now),
+            // Progress, nothing to decide on: the case's result follows.
+            Event::Coverage { .. } => {}
         }
     }
 

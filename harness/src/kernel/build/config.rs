@@ -132,17 +132,59 @@ impl Fragments {
         crate::kernel::image::hex(&h.finalize())
     }
 
-    /// What the fragments ask for, the later fragment winning: symbol -> value ("n" for
-    /// "is not set"), with the fragment that asked.
-    fn wanted(&self) -> BTreeMap<String, (String, PathBuf)> {
+    /// What the fragments ask for, the later fragment winning: symbol -> what is wanted.
+    fn wanted(&self) -> BTreeMap<String, Wanted> {
         let mut want = BTreeMap::new();
         for f in &self.files {
-            for (sym, val) in parse(&std::fs::read_to_string(f).unwrap_or_default()) {
-                want.insert(sym, (val, f.clone()));
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            let optional = optional_symbols(&text);
+            for (sym, value) in parse(&text) {
+                let wanted = Wanted {
+                    value,
+                    from: f.clone(),
+                    optional: optional.contains(&sym),
+                };
+                want.insert(sym, wanted);
             }
         }
         want
     }
+}
+
+/// One option a fragment asks for.
+#[derive(Debug, Clone)]
+struct Wanted {
+    /// Its value, "n" for "is not set".
+    value: String,
+    /// The fragment that asked.
+    from: PathBuf,
+    /// Marked `# where defined:`: asked for only where the tree's Kconfig defines it.
+    optional: bool,
+}
+
+/// The one rule for options that exist in some trees only (renamed, folded into another,
+/// removed): the fragment says `# where defined:` on the line before the option, and a tree
+/// whose Kconfig does not define it builds without it, saying so. No version numbers: the
+/// tree's own Kconfig decides.
+const WHERE_DEFINED: &str = "# where defined:";
+
+/// The symbols of `text` whose line follows a [`WHERE_DEFINED`] line.
+fn optional_symbols(text: &str) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    let mut marked = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with(WHERE_DEFINED) {
+            marked = true;
+            continue;
+        }
+        if let Some((sym, _)) = parse(line).pop() {
+            if marked {
+                out.insert(sym);
+            }
+        }
+        marked = false;
+    }
+    out
 }
 
 /// `CONFIG_X=v` and `# CONFIG_X is not set` lines, as (X, v) with v = "n" for the latter.
@@ -214,9 +256,12 @@ pub fn configure(tree: &Path, out: &Path, fragments: &Fragments) -> Result<()> {
         &std::fs::read_to_string(out.join(".config")).map_err(|e| Error::io("out/.config", e))?,
     );
     let have: BTreeMap<String, String> = have.into_iter().collect();
-    let problems = check(&fragments.wanted(), &have, tree);
+    let (problems, left_out) = check(&fragments.wanted(), &have, tree);
     if !problems.is_empty() {
         return Err(Error::ConfigMismatch(problems));
+    }
+    for line in &left_out {
+        eprintln!("config: {line}");
     }
     if fragments.base.is_some() {
         // What the agent needed that the developer's config did not have: kept, and said
@@ -270,31 +315,40 @@ fn changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) 
         .collect()
 }
 
-/// Every wanted option that the final config does not have, with why.
+/// Every wanted option that the final config does not have, with why; and apart, each
+/// `# where defined:` option left out because this tree's Kconfig does not define it.
 fn check(
-    want: &BTreeMap<String, (String, PathBuf)>,
+    want: &BTreeMap<String, Wanted>,
     have: &BTreeMap<String, String>,
     tree: &Path,
-) -> Vec<String> {
+) -> (Vec<String>, Vec<String>) {
     let mut known: Option<std::collections::HashSet<String>> = None;
-    let mut problems = Vec::new();
-    for (sym, (val, file)) in want {
+    let (mut problems, mut left_out) = (Vec::new(), Vec::new());
+    for (sym, wanted) in want {
+        let val = &wanted.value;
         let got = have.get(sym).map(String::as_str).unwrap_or("n");
         let ok = if val == "n" { got == "n" } else { got == val };
         if ok {
             continue;
         }
         let symbols = known.get_or_insert_with(|| kconfig_symbols(tree));
-        let from = file
+        let from = wanted
+            .from
             .file_name()
             .map_or(String::new(), |f| f.to_string_lossy().into_owned());
+        if wanted.optional && !symbols.contains(sym) {
+            left_out.push(format!(
+                "CONFIG_{sym} ({from}) left out: this tree's Kconfig does not define it"
+            ));
+            continue;
+        }
         problems.push(if !symbols.contains(sym) {
             format!("CONFIG_{sym} ({from}): unknown option, no Kconfig defines it")
         } else {
             format!("CONFIG_{sym}={val} ({from}): did not survive olddefconfig, now {got} (a dependency is off)")
         });
     }
-    problems
+    (problems, left_out)
 }
 
 /// Every symbol any Kconfig file of the tree defines.
@@ -398,23 +452,65 @@ mod tests {
             "config FUSE_PASSTHROUGH\n\tbool\nconfig VT\n",
         )
         .unwrap();
-        let frag = PathBuf::from("base.config");
+        let wanted = |value: &str, optional: bool| Wanted {
+            value: value.into(),
+            from: PathBuf::from("base.config"),
+            optional,
+        };
         let want: BTreeMap<_, _> = [
-            (
-                "FUSE_PASSTHROUGH".to_string(),
-                ("y".to_string(), frag.clone()),
-            ),
-            ("NO_SUCH_THING".to_string(), ("y".to_string(), frag.clone())),
-            ("VT".to_string(), ("n".to_string(), frag.clone())),
+            ("FUSE_PASSTHROUGH".to_string(), wanted("y", false)),
+            ("NO_SUCH_THING".to_string(), wanted("y", false)),
+            ("RENAMED_AWAY".to_string(), wanted("y", true)),
+            ("VT".to_string(), wanted("n", false)),
         ]
         .into_iter()
         .collect();
         let have: BTreeMap<_, _> = [("VT".to_string(), "n".to_string())].into_iter().collect();
-        let problems = check(&want, &have, tree.path());
+        let (problems, left_out) = check(&want, &have, tree.path());
         assert_eq!(problems, [
             "CONFIG_FUSE_PASSTHROUGH=y (base.config): did not survive olddefconfig, now n (a dependency is off)",
             "CONFIG_NO_SUCH_THING (base.config): unknown option, no Kconfig defines it",
         ]);
+        assert_eq!(
+            left_out,
+            ["CONFIG_RENAMED_AWAY (base.config) left out: this tree's Kconfig does not define it"]
+        );
+    }
+
+    #[test]
+    fn where_defined_marks_the_next_option_only() {
+        let text =
+            "# where defined: 7.x folds it into SYSCTL\nCONFIG_PROC_SYSCTL=y\nCONFIG_SYSFS=y\n";
+        let got = optional_symbols(text);
+        assert!(
+            got.contains("PROC_SYSCTL") && !got.contains("SYSFS"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn every_fragment_option_marked_where_defined_is_an_option_line() {
+        // A marker before a comment or a blank line would mark nothing: a typo.
+        for f in std::fs::read_dir(images_dir().join("profiles"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .chain([images_dir().join("base.config")])
+        {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let lines: Vec<&str> = text.lines().map(str::trim).collect();
+            for (i, l) in lines.iter().enumerate() {
+                if l.starts_with(WHERE_DEFINED) {
+                    let next = lines.get(i + 1).copied().unwrap_or("");
+                    assert!(
+                        !parse(next).is_empty(),
+                        "{}:{}: `{WHERE_DEFINED}` must stand right above an option",
+                        f.display(),
+                        i + 1
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -39,7 +39,18 @@ pub struct BuildRequest {
     pub config: Option<PathBuf>,
     /// Show a live progress line while make runs.
     pub progress: bool,
+    /// fs/fuse compiled with gcov (`--coverage`): its own build entry, with
+    /// `images/kernel/coverage/` (the gcov config and the patch that profiles fs/fuse).
+    pub coverage: bool,
 }
+
+/// `images/kernel/coverage/`: what a coverage build adds to any tree.
+fn coverage_dir() -> PathBuf {
+    crate::env::cache::workspace_root().join("images/kernel/coverage")
+}
+
+/// The patch a coverage build adds last (its name in the kernel's identity).
+pub const COVERAGE_PATCH: &str = "fuse-gcov.patch";
 
 /// A build's result.
 #[derive(Debug, Clone)]
@@ -76,6 +87,25 @@ pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
         profile: plan.profile.name.clone(),
         config_hash: file_hash(&out.join(".config")),
     };
+    if req.coverage {
+        kernel.coverage = Some(crate::kernel::CoverageBuild {
+            objects: out.clone(),
+            tree: tree.clone(),
+            origin: plan.src.dir.clone(),
+            source: plan.src.describe(),
+            src_arg: req
+                .src
+                .as_ref()
+                .map_or("debian:6.12".into(), |s| s.display().to_string()),
+            series: plan
+                .series
+                .mails()
+                .filter(|(name, _)| *name != COVERAGE_PATCH)
+                .zip(plan.series.subjects())
+                .map(|((_, text), subject)| (subject, String::from_utf8_lossy(text).into_owned()))
+                .collect(),
+        });
+    }
     Ok(Built {
         kernel,
         dir: plan.entry.clone(),
@@ -183,10 +213,20 @@ struct Plan {
 fn plan(req: &BuildRequest, cache: &Path) -> Result<Plan> {
     let src = source::resolve(req.src.as_deref(), cache)?;
     let profile = Profile::load(req.profile.as_deref().unwrap_or("minimal"))?;
-    let fragments = config::Fragments::gather(&profile, &req.fragments, req.config.as_deref())?;
+    let mut extra = req.fragments.clone();
+    if req.coverage {
+        extra.push(coverage_dir().join("gcov.config"));
+    }
+    let fragments = config::Fragments::gather(&profile, &extra, req.config.as_deref())?;
     let mut series = patches::Series::read(&req.patches)?;
     if let Some(n) = req.first_patches {
         series = series.prefix(n);
+    }
+    // After the user's series, whichever prefix of it: the tree they wrote it against.
+    if req.coverage {
+        series = series.then(patches::Series::read(&[
+            coverage_dir().join(COVERAGE_PATCH)
+        ])?);
     }
     // Not the series: one output directory and working copy per source, profile and
     // fragments, so that changing the series rebuilds only what it touches.

@@ -79,6 +79,12 @@ impl Series {
         }
     }
 
+    /// This series, then `more`.
+    pub fn then(mut self, more: Series) -> Series {
+        self.mails.extend(more.mails);
+        self
+    }
+
     /// How many mails.
     pub fn len(&self) -> usize {
         self.mails.len()

@@ -62,11 +62,44 @@ impl Source {
     }
 }
 
-/// `--src DIR`, checked to be a kernel tree, or the default package, unpacked once.
+/// What `--src` takes besides a directory: `debian:<series>`, Debian's `linux-source-<series>`.
+pub const DEBIAN_PREFIX: &str = "debian:";
+
+/// The Debian source package `--src debian:<series>` names, if it names one.
+pub fn debian_package(src: &Path) -> Option<String> {
+    let series = src.to_str()?.strip_prefix(DEBIAN_PREFIX)?;
+    Some(format!("linux-source-{series}"))
+}
+
+/// Every `linux-source-<series>` Debian's archive carries, as the series `--src
+/// debian:<series>` takes, oldest first.
+pub fn debian_series(cache: &Path) -> Result<Vec<String>> {
+    let apt = crate::env::apt::Apt::new(cache)?;
+    let mut series: Vec<String> = apt
+        .names("linux-source-")?
+        .into_iter()
+        .filter_map(|n| n.strip_prefix("linux-source-").map(String::from))
+        // Only `<major>.<minor>`: not linux-source itself nor other packagings.
+        .filter(|s| {
+            s.split('.').count() == 2
+                && s.split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    series.sort_by_key(|s| crate::env::apt::version_key(s));
+    series.dedup();
+    Ok(series)
+}
+
+/// `--src DIR`, checked to be a kernel tree; `--src debian:<series>` or none, Debian's
+/// source package of that series (6.12 by default), unpacked once.
 pub fn resolve(src: Option<&Path>, cache: &Path) -> Result<Source> {
     let Some(dir) = src else {
-        return package(cache);
+        return package(cache, DEFAULT_PACKAGE);
     };
+    if let Some(name) = debian_package(dir) {
+        return package(cache, &name);
+    }
     let dir = dir.canonicalize().map_err(|_| Error::NotKernelTree {
         dir: dir.into(),
         why: "no such directory".into(),
@@ -126,10 +159,10 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// linux-source-6.12: fetched and unpacked through the harness's apt configuration, its
-/// tarball untarred, once.
-fn package(cache: &Path) -> Result<Source> {
-    let name = DEFAULT_PACKAGE.to_string();
+/// `linux-source-<series>`: fetched and unpacked through the harness's apt configuration,
+/// its tarball untarred, once.
+fn package(cache: &Path, name: &str) -> Result<Source> {
+    let name = name.to_string();
     // An unpacked tree is used as it is: asking apt costs a second on every build.
     if let Some(found) = unpacked(cache, &name) {
         return Ok(found);
@@ -137,7 +170,7 @@ fn package(cache: &Path) -> Result<Source> {
     let apt = crate::env::apt::Apt::new(cache)?;
     let version = apt.candidate(&name)?.ok_or_else(|| {
         Error::fetch(format!(
-            "Debian's archive has no {name}; give --src a kernel tree"
+            "Debian's archive has no {name}; give --src a kernel tree or another debian:<series> (6.12, 7.2, 7.3)"
         ))
     })?;
     let root = cache
