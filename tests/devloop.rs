@@ -348,6 +348,7 @@ fn linux_source_7_3_with_coverage_a_patch_and_the_cases_that_reach_it() {
             .any(|c| c.as_str() == "io.passthrough_round_trip"),
         "{ran:?}"
     );
+    docs_coverage_is_current(&lines);
 
     // The patch: its `if` runs on every splice write, its `goto` on none.
     let patch = fixture("7.3-splice-write-unlock.patch");
@@ -406,10 +407,12 @@ fn linux_source_7_3_with_coverage_a_patch_and_the_cases_that_reach_it() {
     assert!(said.contains("fs/fuse/passthrough.c:"), "{said}");
     let run_of = |out: &e2e::Output| -> Vec<(String, String)> {
         let dir = artifacts_of(&out.stdout);
-        let results: Vec<serde_json::Value> =
+        let saved: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap())
                 .unwrap();
-        results
+        saved["results"]
+            .as_array()
+            .unwrap()
             .iter()
             .map(|r| {
                 (
@@ -486,5 +489,68 @@ fn every_debian_source_series_builds_with_every_profile() {
         }
         let out = xtask(&["run", "--src", &src]);
         assert_eq!(out.code, 0, "{src}: {}\n{}", out.stdout, out.stderr);
+    }
+}
+
+/// docs/coverage.md against a whole 7.3 run: its unexecuted lines of passthrough.c,
+/// backing.c and iomode.c are exactly the run's, and its function table names every
+/// function of dev_uring.c and only functions that exist.
+fn docs_coverage_is_current(lines: &harness::results::coverage::lines::LineMap) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let doc =
+        std::fs::read_to_string(harness::env::cache::workspace_root().join("docs/coverage.md"))
+            .unwrap();
+    let cells = |l: &str| -> Vec<String> {
+        l.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let mut listed: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    let mut functions: BTreeSet<(String, String)> = BTreeSet::new();
+    for l in doc.lines().filter(|l| l.starts_with("| fs/fuse/")) {
+        let c = cells(l);
+        match c[0].split_once(':') {
+            Some((file, ranges)) => {
+                let set = listed.entry(file.to_string()).or_default();
+                for r in ranges.split(',') {
+                    let (a, b) = r.split_once('-').unwrap_or((r, r));
+                    set.extend(a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap());
+                }
+            }
+            None => {
+                functions.insert((c[0].clone(), c[1].trim_matches('`').to_string()));
+            }
+        }
+    }
+    for file in [
+        "fs/fuse/passthrough.c",
+        "fs/fuse/backing.c",
+        "fs/fuse/iomode.c",
+    ] {
+        let unexecuted: BTreeSet<u32> = lines.files[file]
+            .lines
+            .iter()
+            .filter(|(_, l)| l.cases.is_empty())
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(
+            listed.get(file).cloned().unwrap_or_default(),
+            unexecuted,
+            "docs/coverage.md's unexecuted lines of {file} are not the run's: update the page"
+        );
+    }
+    for (file, function) in &functions {
+        assert!(
+            lines.files[file].functions.contains_key(function),
+            "docs/coverage.md names {function} of {file}, which the kernel no longer has"
+        );
+    }
+    for function in lines.files["fs/fuse/dev_uring.c"].functions.keys() {
+        assert!(
+            functions.contains(&("fs/fuse/dev_uring.c".to_string(), function.clone())),
+            "docs/coverage.md does not name {function} of dev_uring.c"
+        );
     }
 }
