@@ -228,6 +228,7 @@ pub fn table(
             }
         }
         rows.extend([edit, series]);
+        rows.extend(coverage_rows(&many, n, each)?);
         let mut row = Row::new(format!("validate {}, one kernel", spec.target), "s", true);
         // Validated as the catalog with --jobs is run.
         let req = &many;
@@ -260,6 +261,67 @@ pub fn table(
         kernel: format!("{} ({})", warm.kernel_release, warm.mode),
         rows,
     })
+}
+
+/// The newest source series (7.3) with and without `--coverage`, paired round by round, and
+/// a patch to its first verdicts with `--case reaches-patch` against the whole catalog (each
+/// a real incremental build: the patch comes and goes between them).
+fn coverage_rows(target: &Request, n: u32, each: &mut dyn FnMut(&str, f64)) -> Result<Vec<Row>> {
+    let src = BuildRequest {
+        src: Some("debian:7.3".into()),
+        ..Default::default()
+    };
+    let patched = BuildRequest {
+        patches: vec![crate::env::cache::workspace_root()
+            .join("tests/fixtures/7.3-splice-write-unlock.patch")],
+        ..src.clone()
+    };
+    let on = |build: &BuildRequest, coverage: bool, cases: Vec<String>| Request {
+        kernel: KernelChoice::Build(build.clone()),
+        coverage,
+        cases,
+        ..target.clone()
+    };
+    let reaches = vec![crate::results::coverage::reach::REACHES_PATCH.to_string()];
+    let mut rows = vec![
+        Row::new("catalog on 7.3 built from source, warm", "s", true),
+        Row::new("the same with --coverage (its report included)", "s", true),
+        Row::new(
+            "patch to verdicts, --coverage, whole catalog (7.3)",
+            "s",
+            true,
+        ),
+        Row::new("patch to verdicts, --case reaches-patch (7.3)", "s", true),
+    ];
+    // Warm-ups: both builds made, the base coverage kept.
+    timed_run(&on(&src, false, Vec::new()))?;
+    timed_run(&on(&src, true, Vec::new()))?;
+    for _ in 0..n {
+        // None: the base again, not counted, only to take the patch back out.
+        let steps = [
+            (Some(0), on(&src, false, Vec::new())),
+            (Some(1), on(&src, true, Vec::new())),
+            (Some(2), on(&patched, true, Vec::new())),
+            (None, on(&src, true, Vec::new())),
+            (Some(3), on(&patched, true, reaches.clone())),
+        ];
+        for (row, req) in steps {
+            let secs = timed_run(&req)?;
+            if let Some(row) = row {
+                each(&rows[row].what, secs);
+                rows[row].values.push(secs);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// One run, its coverage report included, timed.
+fn timed_run(req: &Request) -> Result<f64> {
+    let started = Instant::now();
+    let run = crate::run::run(req, &mut |_| {})?;
+    crate::results::coverage::of_run(&run.artifacts)?;
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// An edit in fs/fuse to its verdicts: one comment line appended to fs/fuse/passthrough.c
