@@ -183,7 +183,7 @@ pub enum Error {
     #[error("--coverage needs a kernel built from source ({given} is not): add --src debian:<series> or --src DIR, and --patch as needed")]
     CoverageNeedsSource { given: String },
     /// A coverage run whose counters could not be read or turned into a report.
-    #[error("coverage: {why}")]
+    #[error("coverage: {why}{}", because(source))]
     Coverage {
         why: String,
         #[source]

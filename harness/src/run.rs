@@ -492,7 +492,7 @@ fn reaching(build: &crate::kernel::CoverageBuild) -> Result<Vec<String>> {
     eprintln!("reaches-patch: {}", pick.why);
     Ok(match pick.cases.is_empty() {
         // No case reaches it: a boot that runs none says so, rather than every case.
-        true => vec!["none".to_string()],
+        true => vec![proto::catalog::NONE.to_string()],
         false => pick.cases.into_iter().collect(),
     })
 }

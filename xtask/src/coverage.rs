@@ -7,11 +7,25 @@ use harness::results::record::Run;
 
 /// Report `run`'s coverage, if it was a coverage run; an exit code (0, or the error's).
 pub fn print(run: &Run) -> i32 {
+    print_with(run, None)
+}
+
+/// A step of `series`: the base's table, then for each patch only its own lines.
+pub fn print_step(run: &Run, patch: usize) -> i32 {
+    print_with(run, (patch > 0).then_some(patch))
+}
+
+fn print_with(run: &Run, only_patch: Option<usize>) -> i32 {
     let cov = match coverage::of_run(&run.artifacts) {
         Ok(Some(c)) => c,
         Ok(None) => return 0,
         Err(e) => return crate::fail(&e),
     };
+    if let Some(n) = only_patch {
+        let last = cov.patches.get(n - 1..).unwrap_or_default();
+        print!("{}", coverage::patch::describe(last, n));
+        return 0;
+    }
     println!();
     println!(
         "coverage of {} cases ({}):",
@@ -20,7 +34,7 @@ pub fn print(run: &Run) -> i32 {
     print!("{}", report::table(&cov.report.files));
     if !cov.patches.is_empty() {
         println!();
-        print!("{}", coverage::patch::describe(&cov.patches));
+        print!("{}", coverage::patch::describe(&cov.patches, 1));
     }
     let dir = &cov.report.dir;
     println!(
@@ -34,4 +48,18 @@ pub fn print(run: &Run) -> i32 {
         println!("coverage: kept as the base tree's, for --case reaches-patch");
     }
     0
+}
+
+/// `bench --coverage`: the coverage loop's rows, printed as `bench` prints its table.
+pub fn bench(target: &harness::run::Request, runs: u32) -> i32 {
+    eprintln!("warm-up runs, then {runs} rounds");
+    match harness::loops::bench::coverage_table(target, runs, &mut |what, v| {
+        eprintln!("  {what}: {v:.2}")
+    }) {
+        Ok(table) => {
+            print!("{}", table.render());
+            0
+        }
+        Err(e) => crate::fail(&e),
+    }
 }

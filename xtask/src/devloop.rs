@@ -20,6 +20,10 @@ pub fn series(target: &Target, reports: &Reports) -> i32 {
             if reports.write(&[run], None) != 0 {
                 worst = worst.max(1);
             }
+            // With --coverage: the base's table, then each patch's own lines.
+            if crate::coverage::print_step(run, step.index) != 0 {
+                worst = worst.max(1);
+            }
         }
     });
     let steps = match steps {

@@ -83,7 +83,9 @@ enum Cmd {
     },
     /// Time a warm run and its parts: boot to first result, per-case durations, image size.
     /// With --kernel-build: time kernel builds instead (unchanged, after a touch, after a
-    /// one-line change plus boot and suite; with --clean also a clean build).
+    /// one-line change plus boot and suite; with --clean also a clean build). With
+    /// --coverage: the coverage loop on 7.3 built from source instead (the catalog with and
+    /// without --coverage, warm, paired; a patch to its verdicts, whole and reaches-patch).
     Bench {
         #[command(flatten)]
         target: Target,
@@ -222,8 +224,8 @@ enum KernelCmd {
 /// A kernel built from source; any of these options makes `run` build first.
 #[derive(clap::Args, Clone, Default)]
 struct Source {
-    /// A kernel tree or git checkout (never modified), or `debian:<series>` for Debian's
-    /// linux-source-<series> (6.12, 7.2, 7.3); default: debian:6.12.
+    /// A kernel tree or git checkout (never modified), or `debian:SERIES` for Debian's
+    /// `linux-source-SERIES` (6.12, 7.2, 7.3); default: debian:6.12.
     #[arg(long)]
     src: Option<PathBuf>,
     /// A git format-patch file or mbox series, applied in order (repeatable).
@@ -507,6 +509,10 @@ fn dispatch(cli: Cli) -> i32 {
             server,
             ..
         } => devloop::bench_io(&target, server.as_deref()),
+        // `bench --coverage` (the run option): the coverage loop on 7.3 built from source.
+        Cmd::Bench { target, runs, .. } if target.coverage => {
+            coverage::bench(&target.request(), runs)
+        }
         Cmd::Bench {
             target,
             kernel_build: true,

@@ -72,6 +72,9 @@ pub struct CoverageBuild {
     /// The build's object directory (O=): the `.gcno` files, and the prefix of every
     /// counter file's path in the guest's debugfs.
     pub objects: PathBuf,
+    /// This kernel's gcov notes (`.gcno`), kept apart from the object directory, which the
+    /// next build of the entry changes: `<notes>/fs/fuse/*.gcno`.
+    pub notes: PathBuf,
     /// The tree it was built from (the build entry's working copy): gcov reads the
     /// sources there.
     pub tree: PathBuf,
@@ -83,4 +86,7 @@ pub struct CoverageBuild {
     pub src_arg: String,
     /// The user's patch series (not the coverage patch): each mail's subject and text.
     pub series: Vec<(String, String)>,
+    /// The lines the series changes in fs/fuse, per file, numbered as in the source.
+    #[serde(default)]
+    pub changed: std::collections::BTreeMap<String, std::collections::BTreeSet<u32>>,
 }

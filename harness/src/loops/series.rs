@@ -90,6 +90,8 @@ pub fn run(
     for index in 0..=series.len() {
         let req = BuildRequest {
             first_patches: Some(index),
+            // The entry the run boots: a coverage run's own.
+            coverage: template.coverage,
             ..build.clone()
         };
         let subject = match index {

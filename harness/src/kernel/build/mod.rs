@@ -6,6 +6,7 @@
 //! one output directory and one working copy under the cache, whatever the series, so a new
 //! series, or none, rebuilds only what differs; a stamp says which outputs may be trusted.
 
+pub mod changed;
 mod config;
 mod make;
 mod patches;
@@ -39,12 +40,13 @@ pub struct BuildRequest {
     pub config: Option<PathBuf>,
     /// Show a live progress line while make runs.
     pub progress: bool,
-    /// fs/fuse compiled with gcov (`--coverage`): its own build entry, with
-    /// `images/kernel/coverage/` (the gcov config and the patch that profiles fs/fuse).
+    /// fs/fuse compiled with gcov (`--coverage`): `images/kernel/coverage/fuse-gcov.patch`
+    /// after the series, in the same build entry (base.config has the kernel's gcov support),
+    /// so turning coverage on or off rebuilds fs/fuse only.
     pub coverage: bool,
 }
 
-/// `images/kernel/coverage/`: what a coverage build adds to any tree.
+/// `images/kernel/coverage/`: the patch a coverage build adds to any tree.
 fn coverage_dir() -> PathBuf {
     crate::env::cache::workspace_root().join("images/kernel/coverage")
 }
@@ -88,8 +90,10 @@ pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
         config_hash: file_hash(&out.join(".config")),
     };
     if req.coverage {
+        let notes = keep_notes(&bzimage, out)?;
         kernel.coverage = Some(crate::kernel::CoverageBuild {
             objects: out.clone(),
+            notes,
             tree: tree.clone(),
             origin: plan.src.dir.clone(),
             source: plan.src.describe(),
@@ -104,6 +108,7 @@ pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
                 .zip(plan.series.subjects())
                 .map(|((_, text), subject)| (subject, String::from_utf8_lossy(text).into_owned()))
                 .collect(),
+            changed: changed::in_dir(&plan.src.dir, tree, "fs/fuse"),
         });
     }
     Ok(Built {
@@ -136,6 +141,29 @@ fn keep(entry: &Path, out: &Path) -> Result<(PathBuf, PathBuf)> {
         .and_then(|f| f.set_modified(std::time::SystemTime::now()));
     prune(&entry.join("images"), 8);
     Ok((bzimage, config))
+}
+
+/// A coverage build's gcov notes (`fs/fuse/*.gcno`) copied beside its kept bzImage: the
+/// next build of the entry, with another series or none, rewrites or leaves stale the ones
+/// in `out`, and the counters of this kernel must be read with this kernel's notes.
+fn keep_notes(bzimage: &Path, out: &Path) -> Result<PathBuf> {
+    let dir = bzimage.with_file_name("gcno");
+    let from = out.join("fs/fuse");
+    let to = dir.join("fs/fuse");
+    std::fs::create_dir_all(&to).map_err(|e| Error::io(to.display(), e))?;
+    for e in std::fs::read_dir(&from)
+        .map_err(|e| Error::io(from.display(), e))?
+        .flatten()
+    {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "gcno") {
+            let target = to.join(e.file_name());
+            if !target.is_file() {
+                std::fs::copy(&path, &target).map_err(|e| Error::io(path.display(), e))?;
+            }
+        }
+    }
+    Ok(dir)
 }
 
 /// Remove all but the `keep` most recently used image directories.
@@ -213,11 +241,7 @@ struct Plan {
 fn plan(req: &BuildRequest, cache: &Path) -> Result<Plan> {
     let src = source::resolve(req.src.as_deref(), cache)?;
     let profile = Profile::load(req.profile.as_deref().unwrap_or("minimal"))?;
-    let mut extra = req.fragments.clone();
-    if req.coverage {
-        extra.push(coverage_dir().join("gcov.config"));
-    }
-    let fragments = config::Fragments::gather(&profile, &extra, req.config.as_deref())?;
+    let fragments = config::Fragments::gather(&profile, &req.fragments, req.config.as_deref())?;
     let mut series = patches::Series::read(&req.patches)?;
     if let Some(n) = req.first_patches {
         series = series.prefix(n);

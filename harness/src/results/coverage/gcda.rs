@@ -54,7 +54,7 @@ pub fn unpack(build: &Build, files: &[GcdaFile], dir: &Path) -> Result<Vec<PathB
         std::fs::write(&gcda, bytes).map_err(|e| Error::io(gcda.display(), e))?;
         let gcno = gcda.with_extension("gcno");
         let _ = std::fs::remove_file(&gcno);
-        std::os::unix::fs::symlink(build.objects.join(&rel).with_extension("gcno"), &gcno)
+        std::os::unix::fs::symlink(build.notes.join(&rel).with_extension("gcno"), &gcno)
             .map_err(|e| Error::io(gcno.display(), e))?;
         written.push(rel);
     }

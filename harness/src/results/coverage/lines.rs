@@ -164,23 +164,14 @@ fn run_gcov(gcov: &str, dir: &Path, objects: &[PathBuf]) -> Result<Vec<GcovDoc>>
     }
     // Each .gcda beside its .gcno, named relative to the case's directory: gcov finds the
     // notes file itself.
-    let out = Command::new(gcov)
-        .arg("--json-format")
-        .arg("--stdout")
-        .args(objects)
-        .current_dir(dir)
-        .output()
-        .map_err(|e| Error::coverage(format!("running {gcov}"), Some(Box::new(e))))?;
-    if !out.status.success() {
-        return Err(Error::coverage(
-            format!(
-                "{gcov} failed on {}: {}",
-                dir.display(),
-                crate::env::process::tail(&out.stderr, 5)
-            ),
-            None,
-        ));
-    }
+    let out = super::run_tool(
+        Command::new(gcov)
+            .arg("--json-format")
+            .arg("--stdout")
+            .args(objects)
+            .current_dir(dir),
+        &format!("reading the counters in {}", dir.display()),
+    )?;
     // One JSON document per line.
     String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -61,6 +61,11 @@ pub fn of_run(artifacts: &Path) -> Result<Option<Coverage>> {
     };
     let counters = gcda::from_logs(&boots)?;
     lap("read");
+    // A run of no case (`--case none`, or `reaches-patch` that found none) has nothing to
+    // report; a run of some that sent nothing is an error, said by the merge below.
+    if counters.is_empty() && plan.boots.iter().all(|b| b.cases.is_empty()) {
+        return Ok(None);
+    }
     let dir = dir(artifacts);
     let cases = gcda::unpack_cases(build, &counters, &dir)?;
     lap("unpacked");
@@ -134,4 +139,11 @@ fn gcov_tool(name: &str) -> Result<String> {
                 .into(),
         })
     }
+}
+
+/// Run one of the coverage tools (gcov, gcov-tool, gcovr, cp) to its end: its output, or a
+/// coverage error (exit 36) saying `what` and keeping the command's own error, with its
+/// stderr, as the cause.
+fn run_tool(cmd: &mut std::process::Command, what: &str) -> Result<std::process::Output> {
+    crate::env::process::output(cmd).map_err(|e| Error::coverage(what, Some(Box::new(e))))
 }

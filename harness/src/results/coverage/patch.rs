@@ -275,8 +275,9 @@ fn built(objects: &Path, file: &str) -> bool {
     }
 }
 
-/// The text the terminal shows for a series' patch coverage.
-pub fn describe(patches: &[PatchCoverage]) -> String {
+/// The text the terminal shows for a series' patch coverage; `first` is the first patch's
+/// number in its series.
+pub fn describe(patches: &[PatchCoverage], first: usize) -> String {
     let mut out = String::new();
     for (i, p) in patches.iter().enumerate() {
         let (mut changed, mut exe, mut ran) = (0, 0, 0);
@@ -289,7 +290,7 @@ pub fn describe(patches: &[PatchCoverage]) -> String {
         }
         out.push_str(&format!(
             "patch {}: {}\n  {changed} lines added or changed in profiled files, {exe} executable, {ran} executed by {} cases\n",
-            i + 1,
+            first + i,
             p.subject,
             cases.len()
         ));

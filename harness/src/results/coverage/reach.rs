@@ -1,10 +1,11 @@
 //! `--case reaches-patch`: the cases whose lines meet a patch's changed lines, from the
 //! coverage of the base tree's whole catalog kept in the build entry (made by any coverage
-//! run of that tree without a series). The working copy is compared with its source file
-//! by file (the series applied, whatever it is), so nothing depends on how the patch reads.
+//! run of that tree without a series). The changed lines are the build's
+//! (`CoverageBuild::changed`: the working copy against its source, file by file, taken while
+//! the build held its entry), so nothing depends on how the patch reads.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::lines::LineMap;
 use super::Build;
@@ -59,10 +60,9 @@ pub fn pick(build: &Build) -> Result<Pick> {
     };
     let mut touched: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
     for (file, lines) in &base.files {
-        let changed = changed_base_lines(&build.origin.join(file), &build.tree.join(file));
-        if changed.is_empty() {
+        let Some(changed) = build.changed.get(file) else {
             continue;
-        }
+        };
         // Lines gcov does not count (a comment, a declaration) reach through their function.
         let mut reach: BTreeSet<u32> = changed
             .iter()
@@ -105,61 +105,22 @@ pub fn pick(build: &Build) -> Result<Pick> {
     Ok(Pick { cases, why })
 }
 
-/// The lines of `base` (1-based) that `now` changes or removes, and for an insertion the
-/// lines on either side of it. Empty when the files are the same.
-fn changed_base_lines(base: &Path, now: &Path) -> BTreeSet<u32> {
-    let (Ok(old), Ok(new)) = (std::fs::read_to_string(base), std::fs::read_to_string(now)) else {
-        return BTreeSet::new();
-    };
-    if old == new {
-        return BTreeSet::new();
-    }
-    let mut out = BTreeSet::new();
-    for op in similar::TextDiff::from_lines(&old, &new).ops() {
-        match *op {
-            similar::DiffOp::Equal { .. } => {}
-            similar::DiffOp::Delete {
-                old_index, old_len, ..
-            }
-            | similar::DiffOp::Replace {
-                old_index, old_len, ..
-            } => out.extend((old_index + 1..=old_index + old_len).map(|n| n as u32)),
-            similar::DiffOp::Insert { old_index, .. } => {
-                out.extend(
-                    [old_index as u32, old_index as u32 + 1]
-                        .into_iter()
-                        .filter(|n| *n > 0),
-                );
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn changed_lines_are_numbered_in_the_base_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        std::fs::write(&a, "1\n2\n3\n4\n5\n").unwrap();
-        std::fs::write(&b, "1\n2 changed\n3\n4\nnew\n5\n").unwrap();
-        assert_eq!(changed_base_lines(&a, &b), BTreeSet::from([2, 4, 5]));
-        assert!(changed_base_lines(&a, &a).is_empty());
-    }
 
     #[test]
     fn without_a_base_coverage_it_says_which_run_makes_one() {
         let dir = tempfile::tempdir().unwrap();
         let build = Build {
             objects: dir.path().join("out"),
+            notes: dir.path().join("notes"),
             tree: dir.path().join("tree"),
             origin: dir.path().join("src"),
             source: "linux-source-7.3 7.3.4".into(),
             src_arg: "debian:7.3".into(),
             series: Vec::new(),
+            changed: BTreeMap::new(),
         };
         let err = pick(&build).unwrap_err();
         assert_eq!(err.exit_code(), 37);
@@ -173,10 +134,6 @@ mod tests {
         let mut map = LineMap::default();
         map.files.insert("fs/fuse/x.c".into(), Default::default());
         save_base(&build, &map).unwrap();
-        for d in [&build.tree, &build.origin] {
-            std::fs::create_dir_all(d.join("fs/fuse")).unwrap();
-            std::fs::write(d.join("fs/fuse/x.c"), "a\n").unwrap();
-        }
         assert_eq!(pick(&build).unwrap_err().exit_code(), 38);
     }
 }

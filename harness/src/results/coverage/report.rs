@@ -99,48 +99,26 @@ fn merge(case_dirs: &[PathBuf], dir: &Path) -> Result<PathBuf> {
     };
     copy_tree(first, &out)?;
     for case in rest {
-        let status = Command::new(&tool)
-            .arg("merge")
-            .arg("-o")
-            .arg(&out)
-            .arg(case)
-            .arg(&out)
-            .output()
-            .map_err(|e| Error::coverage(format!("running {tool}"), Some(Box::new(e))))?;
-        if !status.status.success() {
-            return Err(Error::coverage(
-                format!(
-                    "{tool} merge {} failed: {}",
-                    case.display(),
-                    crate::env::process::tail(&status.stderr, 5)
-                ),
-                None,
-            ));
-        }
+        super::run_tool(
+            Command::new(&tool)
+                .arg("merge")
+                .arg("-o")
+                .arg(&out)
+                .arg(case)
+                .arg(&out),
+            &format!("summing the counters of {}", case.display()),
+        )?;
     }
     Ok(out)
 }
 
 /// A copy of `from` (its .gcda files and .gcno links) at `to`.
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    let out = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .output()
-        .map_err(|e| Error::coverage("running cp", Some(Box::new(e))))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::coverage(
-            format!(
-                "cp -a {}: {}",
-                from.display(),
-                crate::env::process::tail(&out.stderr, 3)
-            ),
-            None,
-        ))
-    }
+    super::run_tool(
+        Command::new("cp").arg("-a").arg(from).arg(to),
+        &format!("copying {}", from.display()),
+    )
+    .map(drop)
 }
 
 /// gcovr over the merged counters, the sources read in the build's tree.
@@ -151,12 +129,13 @@ fn gcovr(build: &Build, merged: &Path, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(p).map_err(|e| Error::io(p.display(), e))?;
     }
     let gcov = super::gcov_tool("gcov")?;
-    let out = Command::new(bin.join("gcovr"))
+    let mut gcovr = Command::new(bin.join("gcovr"));
+    gcovr
         .arg("--root")
         .arg(&build.tree)
         .arg("--gcov-executable")
         .arg(&gcov)
-        // fs/fuse only: its inline helpers from include/ are counted where they are used.
+        // fs/fuse only: the headers of include/ that it inlines are left out.
         .arg("--filter")
         .arg(PROFILED)
         .arg("--html-details")
@@ -172,20 +151,8 @@ fn gcovr(build: &Build, merged: &Path, dir: &Path) -> Result<()> {
         .arg("-j")
         .arg("0")
         .arg(merged)
-        .current_dir(&build.tree)
-        .output()
-        .map_err(|e| Error::coverage("running gcovr", Some(Box::new(e))))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::coverage(
-            format!(
-                "gcovr failed: {}",
-                crate::env::process::tail(&out.stderr, 8)
-            ),
-            None,
-        ))
-    }
+        .current_dir(&build.tree);
+    super::run_tool(&mut gcovr, "writing the report with gcovr").map(drop)
 }
 
 /// gcovr's `--json-summary`, the fields read here.
