@@ -1,7 +1,9 @@
 //! The kernel developer's loop end to end: `cargo xtask series` on a real patch series and
 //! `cargo xtask bisect` on a real kernel git history (harness::kernel::fixture), each step a
-//! real build and a real boot. The working copy's own invariants (any switch of series
-//! gives the tree a fresh copy would) are unit-tested in harness::kernel::build::workcopy.
+//! real build and a real boot; `--coverage` on a build from source (the whole catalog, a
+//! patch's lines, `--case reaches-patch`). The working copy's own invariants (any switch of
+//! series gives the tree a fresh copy would) are unit-tested in
+//! harness::kernel::build::workcopy.
 
 use std::process::Command;
 

@@ -1,7 +1,8 @@
 //! The end-to-end crate: four suites of real kernels in QEMU and on the host. `e2e.rs` (runs,
 //! faults, kernels built, validate; observations compared with the insta snapshots in
 //! `snapshots/`), `kernels.rs` (kernels by name, the matrix, vng, every report read back by
-//! its real consumer), `devloop.rs` (series, bisect, --config), `throughput.rs` (bench --io).
+//! its real consumer), `devloop.rs` (series, bisect, --config, coverage), `throughput.rs`
+//! (bench --io).
 //! This file holds what they share. Run it with
 //! `cargo xtask test` (it boots VMs, so plain `cargo test` at the root leaves it out).
 
