@@ -277,163 +277,13 @@ fn your_own_config_gets_what_the_agent_needs_and_says_what_changed() {
     );
 }
 
-/// One source series' coverage loop, end to end: the whole catalog with `--coverage` (its
-/// verdicts and the series' snapshot: a gcov build behaves as the plain one), the table,
-/// HTML, JSON, Cobertura and the per-line cases; then a patch's executed and unexecuted
-/// lines; then `--case reaches-patch`, whose verdicts must be the whole run's for the cases
-/// it picks. Returns the whole run's line map.
-struct Loop<'a> {
-    /// `--src` and `--profile` (the build entry).
-    build: [&'a str; 4],
-    series: &'a str,
-    files: &'a [&'a str],
-    patch: &'a str,
-    subject: &'a str,
-    /// "passthrough.c:N" the patch adds and no case runs, and one every splice write runs.
-    unexecuted: &'a str,
-    executed: &'a str,
-}
-
-fn coverage_loop(l: &Loop) -> harness::results::coverage::lines::LineMap {
-    let with = |more: &[&str]| {
-        let mut args = vec!["run"];
-        args.extend(l.build);
-        args.push("--coverage");
-        args.extend(more);
-        xtask(&args)
-    };
-    let whole = with(&[]);
-    assert_eq!(whole.code, 0, "{}\n{}", whole.stdout, whole.stderr);
-    let says = |out: &e2e::Output, what: &str| {
-        assert!(out.stdout.contains(what), "no {what:?} in:\n{}", out.stdout);
-    };
-    says(&whole, &format!("snapshot: matches linux-{}", l.series));
-    says(&whole, "coverage of 147 cases");
-    says(&whole, "kept as the base tree's");
-    for file in l.files.iter().chain(&["total"]) {
-        let row = whole.stdout.lines().find(|r| r.starts_with(file));
-        assert!(
-            row.is_some_and(|r| r.contains('%')),
-            "no row for {file}:\n{}",
-            whole.stdout
-        );
-    }
-    let cov = artifacts_of(&whole.stdout).join("coverage");
-    for f in [
-        "html/index.html",
-        "summary.json",
-        "cobertura.xml",
-        "gcovr.json",
-        "lines.json",
-    ] {
-        assert!(cov.join(f).is_file(), "{} missing", cov.join(f).display());
-    }
-    // Cobertura as CI systems read it: XML with a line-rate.
-    let xml = std::fs::read_to_string(cov.join("cobertura.xml")).unwrap();
-    assert!(
-        xml.contains("<coverage") && xml.contains("line-rate="),
-        "{}",
-        &xml[..300.min(xml.len())]
-    );
-    let lines: harness::results::coverage::lines::LineMap =
-        serde_json::from_str(&std::fs::read_to_string(cov.join("lines.json")).unwrap()).unwrap();
-    // fuse_passthrough_read_iter runs for every read of a passthrough file.
-    let passthrough = &lines.files["fs/fuse/passthrough.c"];
-    let (start, end) = passthrough.functions["fuse_passthrough_read_iter"];
-    let ran: std::collections::BTreeSet<&String> = passthrough
-        .lines
-        .range(start..=end)
-        .flat_map(|(_, l)| &l.cases)
-        .collect();
-    assert!(
-        ran.iter()
-            .any(|c| c.as_str() == "io.passthrough_round_trip"),
-        "{ran:?}"
-    );
-
-    let patch = fixture(l.patch);
-    let patched = with(&["--patch", &patch]);
-    assert_eq!(patched.code, 0, "{}\n{}", patched.stdout, patched.stderr);
-    says(&patched, &format!("patch 1: {}", l.subject));
-    let missed = patched
-        .stdout
-        .lines()
-        .find(|r| r.ends_with(" not executed by any case"));
-    assert!(
-        missed.is_some_and(|r| r.trim().starts_with(l.unexecuted)),
-        "no {} among the unexecuted lines:\n{}",
-        l.unexecuted,
-        patched.stdout
-    );
-    says(&patched, &format!("{} executed by ", l.executed));
-    assert!(
-        !patched.stdout.contains("kept as the base tree's"),
-        "{}",
-        patched.stdout
-    );
-
-    // Only the cases that executed splice_write in the base tree, and their verdicts as
-    // the whole run gave them.
-    let picked = with(&["--patch", &patch, "--case", "reaches-patch"]);
-    assert_eq!(picked.code, 0, "{}\n{}", picked.stdout, picked.stderr);
-    let said = picked
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("reaches-patch: "))
-        .unwrap_or_else(|| panic!("{}", picked.stderr));
-    assert!(said.contains("fs/fuse/passthrough.c:"), "{said}");
-    let run_of = |out: &e2e::Output| -> Vec<(String, String)> {
-        let dir = artifacts_of(&out.stdout);
-        let saved: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap())
-                .unwrap();
-        saved["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                let field = |k: &str| r[k].as_str().unwrap().to_string();
-                (field("case"), field("verdict"))
-            })
-            .collect()
-    };
-    let (subset, all) = (run_of(&picked), run_of(&patched));
-    assert!(
-        !subset.is_empty() && subset.len() < all.len() / 4,
-        "{subset:?}"
-    );
-    assert!(
-        subset.iter().any(|(c, _)| c.contains("splice")),
-        "{subset:?}"
-    );
-    for s in &subset {
-        assert!(all.contains(s), "{s:?} differs from the whole run");
-    }
-    lines
-}
-
-/// The coverage loop on the build entry the series and bisect tests share (6.12, the vng
-/// profile): coverage is a patch there, so it costs fs/fuse's rebuild, not a kernel's.
-#[test]
-fn coverage_of_6_12_a_patch_and_the_cases_that_reach_it() {
-    coverage_loop(&Loop {
-        build: ["--src", "debian:6.12", "--profile", "vng"],
-        series: "6.12",
-        files: &["fs/fuse/passthrough.c", "fs/fuse/iomode.c"],
-        patch: "6.12-splice-write-empty.patch",
-        subject: "fuse: passthrough: no inode lock for an empty splice write",
-        unexecuted: "passthrough.c:120",
-        executed: "passthrough.c:119",
-    });
-}
-
 /// The newest source series Debian carries, built from source with the coverage loop, and
 /// docs/coverage.md held to its numbers. Full tier: a kernel build of its own (about 6
 /// minutes here) would take the default tier past its 20 minutes.
 #[test]
 #[ignore = "full tier: cargo xtask test --full"]
 fn linux_source_7_3_with_coverage_a_patch_and_the_cases_that_reach_it() {
-    let lines = coverage_loop(&Loop {
+    let lines = e2e::coverage_loop(&e2e::Loop {
         build: ["--src", "debian:7.3", "--profile", "minimal"],
         series: "7.3",
         files: &[
@@ -445,8 +295,9 @@ fn linux_source_7_3_with_coverage_a_patch_and_the_cases_that_reach_it() {
         subject: "fuse: passthrough: leave *ppos alone when a splice write fails",
         unexecuted: "passthrough.c:127",
         executed: "passthrough.c:126",
+        patched_whole: true,
     });
-    docs_coverage_is_current(&lines);
+    e2e::docs_coverage_is_current(&lines);
 }
 
 /// Coverage asked of a kernel the harness did not build: refused before anything runs.
@@ -467,23 +318,6 @@ fn coverage_needs_a_kernel_built_from_source() {
     assert!(out.error().contains("add --coverage"), "{}", out.error());
 }
 
-fn fixture(name: &str) -> String {
-    harness::env::cache::workspace_root()
-        .join("tests/fixtures")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The run directory a `cargo xtask run` printed.
-fn artifacts_of(stdout: &str) -> std::path::PathBuf {
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("artifacts: "))
-        .unwrap_or_else(|| panic!("no artifacts line:\n{stdout}"));
-    harness::env::cache::workspace_root().join(line.trim())
-}
-
 /// Every source series Debian's archive carries, with every profile: the config (where an
 /// option renamed or removed between versions would fail, by name), then the minimal build
 /// and its catalog against that series' snapshot.
@@ -501,68 +335,5 @@ fn every_debian_source_series_builds_with_every_profile() {
         }
         let out = xtask(&["run", "--src", &src]);
         assert_eq!(out.code, 0, "{src}: {}\n{}", out.stdout, out.stderr);
-    }
-}
-
-/// docs/coverage.md against a whole 7.3 run: its unexecuted lines of passthrough.c,
-/// backing.c and iomode.c are exactly the run's, and its function table names every
-/// function of dev_uring.c and only functions that exist.
-fn docs_coverage_is_current(lines: &harness::results::coverage::lines::LineMap) {
-    use std::collections::{BTreeMap, BTreeSet};
-    let doc =
-        std::fs::read_to_string(harness::env::cache::workspace_root().join("docs/coverage.md"))
-            .unwrap();
-    let cells = |l: &str| -> Vec<String> {
-        l.trim()
-            .trim_matches('|')
-            .split('|')
-            .map(|c| c.trim().to_string())
-            .collect()
-    };
-    let mut listed: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
-    let mut functions: BTreeSet<(String, String)> = BTreeSet::new();
-    for l in doc.lines().filter(|l| l.starts_with("| fs/fuse/")) {
-        let c = cells(l);
-        match c[0].split_once(':') {
-            Some((file, ranges)) => {
-                let set = listed.entry(file.to_string()).or_default();
-                for r in ranges.split(',') {
-                    let (a, b) = r.split_once('-').unwrap_or((r, r));
-                    set.extend(a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap());
-                }
-            }
-            None => {
-                functions.insert((c[0].clone(), c[1].trim_matches('`').to_string()));
-            }
-        }
-    }
-    for file in [
-        "fs/fuse/passthrough.c",
-        "fs/fuse/backing.c",
-        "fs/fuse/iomode.c",
-    ] {
-        let unexecuted: BTreeSet<u32> = lines.files[file]
-            .lines
-            .iter()
-            .filter(|(_, l)| l.cases.is_empty())
-            .map(|(n, _)| *n)
-            .collect();
-        assert_eq!(
-            listed.get(file).cloned().unwrap_or_default(),
-            unexecuted,
-            "docs/coverage.md's unexecuted lines of {file} are not the run's: update the page"
-        );
-    }
-    for (file, function) in &functions {
-        assert!(
-            lines.files[file].functions.contains_key(function),
-            "docs/coverage.md names {function} of {file}, which the kernel no longer has"
-        );
-    }
-    for function in lines.files["fs/fuse/dev_uring.c"].functions.keys() {
-        assert!(
-            functions.contains(&("fs/fuse/dev_uring.c".to_string(), function.clone())),
-            "docs/coverage.md does not name {function} of dev_uring.c"
-        );
     }
 }

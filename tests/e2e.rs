@@ -930,3 +930,21 @@ fn marked(mark: &str) -> Vec<String> {
     }
     out
 }
+
+/// The coverage loop on the build entry the devloop series test and this suite's build from
+/// source share (6.12, the vng profile): coverage is a patch there, so it costs fs/fuse's
+/// rebuild, not a kernel's. The patch (behaviour-preserving) runs only with
+/// `--case reaches-patch`, its verdicts compared with the base run's.
+#[test]
+fn coverage_of_6_12_a_patch_and_the_cases_that_reach_it() {
+    e2e::coverage_loop(&e2e::Loop {
+        build: ["--src", "debian:6.12", "--profile", "vng"],
+        series: "6.12",
+        files: &["fs/fuse/passthrough.c", "fs/fuse/iomode.c"],
+        patch: "6.12-splice-write-empty.patch",
+        subject: "fuse: passthrough: no inode lock for an empty splice write",
+        unexecuted: "passthrough.c:120",
+        executed: "passthrough.c:119",
+        patched_whole: false,
+    });
+}

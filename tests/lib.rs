@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What a `cargo xtask` command did.
+#[derive(Clone)]
 pub struct Output {
     pub code: i32,
     pub stdout: String,
@@ -154,4 +155,232 @@ pub fn kunit_counts(ktap: &Path) -> Vec<(String, u64)> {
 /// The count kunit.py gave for `key` ("passed", "failed", "total"), 0 when absent.
 pub fn count(counts: &[(String, u64)], key: &str) -> u64 {
     counts.iter().find(|(k, _)| k == key).map_or(0, |(_, v)| *v)
+}
+
+/// One source series' coverage loop, end to end: the whole catalog with `--coverage` (its
+/// verdicts and the series' snapshot: a gcov build behaves as the plain one), the table,
+/// HTML, JSON, Cobertura and the per-line cases; then a patch's executed and unexecuted
+/// lines; then `--case reaches-patch`, whose verdicts must be the whole run's for the cases
+/// it picks. Returns the whole run's line map.
+pub struct Loop<'a> {
+    /// `--src` and `--profile` (the build entry).
+    pub build: [&'a str; 4],
+    pub series: &'a str,
+    pub files: &'a [&'a str],
+    pub patch: &'a str,
+    pub subject: &'a str,
+    /// "passthrough.c:N" the patch adds and no case runs, and one every splice write runs.
+    pub unexecuted: &'a str,
+    pub executed: &'a str,
+    /// Whether the patched tree also runs the whole catalog (the reaches-patch verdicts are
+    /// then held to that run's, else to the base run's: the fixtures change no behaviour).
+    pub patched_whole: bool,
+}
+
+pub fn coverage_loop(l: &Loop) -> harness::results::coverage::lines::LineMap {
+    let with = |more: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend(l.build);
+        args.push("--coverage");
+        args.extend(more);
+        crate::xtask(&args)
+    };
+    let whole = with(&[]);
+    assert_eq!(whole.code, 0, "{}\n{}", whole.stdout, whole.stderr);
+    let says = |out: &crate::Output, what: &str| {
+        assert!(out.stdout.contains(what), "no {what:?} in:\n{}", out.stdout);
+    };
+    says(&whole, &format!("snapshot: matches linux-{}", l.series));
+    says(&whole, "coverage of 147 cases");
+    says(&whole, "kept as the base tree's");
+    for file in l.files.iter().chain(&["total"]) {
+        let row = whole.stdout.lines().find(|r| r.starts_with(file));
+        assert!(
+            row.is_some_and(|r| r.contains('%')),
+            "no row for {file}:\n{}",
+            whole.stdout
+        );
+    }
+    let cov = artifacts_of(&whole.stdout).join("coverage");
+    for f in [
+        "html/index.html",
+        "summary.json",
+        "cobertura.xml",
+        "gcovr.json",
+        "lines.json",
+    ] {
+        assert!(cov.join(f).is_file(), "{} missing", cov.join(f).display());
+    }
+    // Cobertura as CI systems read it: XML with a line-rate.
+    let xml = std::fs::read_to_string(cov.join("cobertura.xml")).unwrap();
+    assert!(
+        xml.contains("<coverage") && xml.contains("line-rate="),
+        "{}",
+        &xml[..300.min(xml.len())]
+    );
+    let lines: harness::results::coverage::lines::LineMap =
+        serde_json::from_str(&std::fs::read_to_string(cov.join("lines.json")).unwrap()).unwrap();
+    // fuse_passthrough_read_iter runs for every read of a passthrough file.
+    let passthrough = &lines.files["fs/fuse/passthrough.c"];
+    let (start, end) = passthrough.functions["fuse_passthrough_read_iter"];
+    let ran: std::collections::BTreeSet<&String> = passthrough
+        .lines
+        .range(start..=end)
+        .flat_map(|(_, l)| &l.cases)
+        .collect();
+    assert!(
+        ran.iter()
+            .any(|c| c.as_str() == "io.passthrough_round_trip"),
+        "{ran:?}"
+    );
+
+    let patch = fixture(l.patch);
+    // The patch's lines: with the whole catalog, or with the cases that reach it.
+    let patched = match l.patched_whole {
+        true => with(&["--patch", &patch]),
+        false => with(&["--patch", &patch, "--case", "reaches-patch"]),
+    };
+    assert_eq!(patched.code, 0, "{}\n{}", patched.stdout, patched.stderr);
+    says(&patched, &format!("patch 1: {}", l.subject));
+    let missed = patched
+        .stdout
+        .lines()
+        .find(|r| r.ends_with(" not executed by any case"));
+    assert!(
+        missed.is_some_and(|r| r.trim().starts_with(l.unexecuted)),
+        "no {} among the unexecuted lines:\n{}",
+        l.unexecuted,
+        patched.stdout
+    );
+    says(&patched, &format!("{} executed by ", l.executed));
+    assert!(
+        !patched.stdout.contains("kept as the base tree's"),
+        "{}",
+        patched.stdout
+    );
+
+    // Only the cases that executed splice_write in the base tree, and their verdicts as
+    // the whole run gave them.
+    let (picked, against) = match l.patched_whole {
+        true => (
+            with(&["--patch", &patch, "--case", "reaches-patch"]),
+            &patched,
+        ),
+        false => (patched.clone(), &whole),
+    };
+    assert_eq!(picked.code, 0, "{}\n{}", picked.stdout, picked.stderr);
+    let said = picked
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("reaches-patch: "))
+        .unwrap_or_else(|| panic!("{}", picked.stderr));
+    assert!(said.contains("fs/fuse/passthrough.c:"), "{said}");
+    let run_of = |out: &crate::Output| -> Vec<(String, String)> {
+        let dir = artifacts_of(&out.stdout);
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap())
+                .unwrap();
+        saved["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let field = |k: &str| r[k].as_str().unwrap().to_string();
+                (field("case"), field("verdict"))
+            })
+            .collect()
+    };
+    let (subset, all) = (run_of(&picked), run_of(against));
+    assert!(
+        !subset.is_empty() && subset.len() < all.len() / 4,
+        "{subset:?}"
+    );
+    assert!(
+        subset.iter().any(|(c, _)| c.contains("splice")),
+        "{subset:?}"
+    );
+    for s in &subset {
+        assert!(all.contains(s), "{s:?} differs from the whole run");
+    }
+    lines
+}
+
+pub fn fixture(name: &str) -> String {
+    harness::env::cache::workspace_root()
+        .join("tests/fixtures")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The run directory a `cargo xtask run` printed.
+pub fn artifacts_of(stdout: &str) -> std::path::PathBuf {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("artifacts: "))
+        .unwrap_or_else(|| panic!("no artifacts line:\n{stdout}"));
+    harness::env::cache::workspace_root().join(line.trim())
+}
+
+/// docs/coverage.md against a whole 7.3 run: its unexecuted lines of passthrough.c,
+/// backing.c and iomode.c are exactly the run's, and its function table names every
+/// function of dev_uring.c and only functions that exist.
+pub fn docs_coverage_is_current(lines: &harness::results::coverage::lines::LineMap) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let doc =
+        std::fs::read_to_string(harness::env::cache::workspace_root().join("docs/coverage.md"))
+            .unwrap();
+    let cells = |l: &str| -> Vec<String> {
+        l.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let mut listed: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    let mut functions: BTreeSet<(String, String)> = BTreeSet::new();
+    for l in doc.lines().filter(|l| l.starts_with("| fs/fuse/")) {
+        let c = cells(l);
+        match c[0].split_once(':') {
+            Some((file, ranges)) => {
+                let set = listed.entry(file.to_string()).or_default();
+                for r in ranges.split(',') {
+                    let (a, b) = r.split_once('-').unwrap_or((r, r));
+                    set.extend(a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap());
+                }
+            }
+            None => {
+                functions.insert((c[0].clone(), c[1].trim_matches('`').to_string()));
+            }
+        }
+    }
+    for file in [
+        "fs/fuse/passthrough.c",
+        "fs/fuse/backing.c",
+        "fs/fuse/iomode.c",
+    ] {
+        let unexecuted: BTreeSet<u32> = lines.files[file]
+            .lines
+            .iter()
+            .filter(|(_, l)| l.cases.is_empty())
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(
+            listed.get(file).cloned().unwrap_or_default(),
+            unexecuted,
+            "docs/coverage.md's unexecuted lines of {file} are not the run's: update the page"
+        );
+    }
+    for (file, function) in &functions {
+        assert!(
+            lines.files[file].functions.contains_key(function),
+            "docs/coverage.md names {function} of {file}, which the kernel no longer has"
+        );
+    }
+    for function in lines.files["fs/fuse/dev_uring.c"].functions.keys() {
+        assert!(
+            functions.contains(&("fs/fuse/dev_uring.c".to_string(), function.clone())),
+            "docs/coverage.md does not name {function} of dev_uring.c"
+        );
+    }
 }
