@@ -134,7 +134,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
                 ),
                 _ => (identity_of_host(), Mode::Host),
             };
-            let plan = one_boot(identity, mode, req, &cases, None);
+            let plan = one_boot(identity, mode, req, &cases);
             save_plan(&plan, &artifacts)?;
             let spec = save_spec(req, &artifacts)?;
             let started = Instant::now();
@@ -497,14 +497,9 @@ fn reaching(build: &crate::kernel::CoverageBuild) -> Result<Vec<String>> {
     })
 }
 
-/// The plan of a backend that runs every case in one go.
-fn one_boot(
-    identity: Identity,
-    mode: Mode,
-    req: &Request,
-    cases: &[&CaseInfo],
-    coverage: Option<crate::kernel::CoverageBuild>,
-) -> Plan {
+/// The plan of a backend that runs every case in one go (host or vng: never a coverage
+/// run, which `refuse_coverage` keeps to our QEMU).
+fn one_boot(identity: Identity, mode: Mode, req: &Request, cases: &[&CaseInfo]) -> Plan {
     Plan {
         identity,
         mode,
@@ -514,7 +509,7 @@ fn one_boot(
             cases: names(cases),
         }],
         order: Vec::new(),
-        coverage,
+        coverage: None,
         whole_catalog: whole_catalog(req),
     }
 }

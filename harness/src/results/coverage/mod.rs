@@ -8,14 +8,14 @@
 //! - [`lines`]: gcov's own JSON of each case (the tool that wrote the format reads it), one
 //!   map of every executable line to its count and the cases that ran it;
 //! - [`report`]: the whole run through gcovr (HTML, JSON, Cobertura), and the terminal table;
-//! - [`patch`]: a series' changed lines against that map.
+//! - [`patch`]: a series' changed lines against that map;
+//! - [`reach`]: the cases whose base-tree lines a series changes (`--case reaches-patch`).
 
 pub mod gcda;
 pub mod lines;
 pub mod patch;
-pub mod report;
-
 pub mod reach;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 
@@ -53,14 +53,7 @@ pub fn of_run(artifacts: &Path) -> Result<Option<Coverage>> {
         return Ok(None);
     };
     let boots: Vec<PathBuf> = plan.boots.iter().map(|b| artifacts.join(&b.dir)).collect();
-    let t = std::time::Instant::now();
-    let lap = |what: &str| {
-        if std::env::var_os("FPT_COVERAGE_TIMES").is_some() {
-            eprintln!("coverage: {what} at {:.2} s", t.elapsed().as_secs_f64());
-        }
-    };
     let counters = gcda::from_logs(&boots)?;
-    lap("read");
     // A run of no case (`--case none`, or `reaches-patch` that found none) has nothing to
     // report; a run of some that sent nothing is an error, said by the merge below.
     if counters.is_empty() && plan.boots.iter().all(|b| b.cases.is_empty()) {
@@ -68,24 +61,18 @@ pub fn of_run(artifacts: &Path) -> Result<Option<Coverage>> {
     }
     let dir = dir(artifacts);
     let cases = gcda::unpack_cases(build, &counters, &dir)?;
-    lap("unpacked");
     let case_dirs: Vec<PathBuf> = cases.values().map(|(d, _)| d.clone()).collect();
     // The summed report (gcov-tool, gcovr) and the per-case line map (gcov) are apart:
     // side by side.
     let (map, report) = std::thread::scope(|s| {
-        let report = s.spawn(|| {
-            let r = report::write(build, &case_dirs, &dir);
-            lap("report");
-            r
-        });
+        let report = s.spawn(|| report::write(build, &case_dirs, &dir));
         let map = lines::map(&cases, &build.tree);
-        lap("line map");
         (map, report.join().expect("the report thread ends"))
     });
     let (map, report) = (map?, report?);
     report::write_lines(&map, &dir)?;
     let patches = patch::judge(&build.series, &map, &build.objects);
-    let json = dir.join("patches.json");
+    let json = dir.join(patch::PATCHES_JSON);
     std::fs::write(
         &json,
         serde_json::to_string_pretty(&patches).expect("serialises"),

@@ -12,7 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use super::lines::LineMap;
 
-/// One file's hunks in one patch: (old start, old lines, new start, body lines).
+/// Where a coverage run writes its series' patch coverage (below `coverage/`).
+pub const PATCHES_JSON: &str = "patches.json";
+
+/// One hunk of one file in one patch: where it starts on each side, and its lines (' ', '+'
+/// or '-', and the text).
 #[derive(Debug, Clone, PartialEq)]
 struct Hunk {
     old_start: u32,

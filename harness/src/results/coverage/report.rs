@@ -242,24 +242,6 @@ pub fn table(rows: &[FileRow]) -> String {
     out
 }
 
-/// Per function of `file`: (name, lines executed, executable lines), in line order.
-pub fn functions(map: &LineMap, file: &str) -> Vec<(String, u64, u64)> {
-    let Some(f) = map.files.get(file) else {
-        return Vec::new();
-    };
-    let mut rows: Vec<(u32, String, u64, u64)> = f
-        .functions
-        .iter()
-        .map(|(name, (start, end))| {
-            let lines: Vec<_> = f.lines.range(*start..=*end).map(|(_, l)| l).collect();
-            let hit = lines.iter().filter(|l| l.count > 0).count() as u64;
-            (*start, name.clone(), hit, lines.len() as u64)
-        })
-        .collect();
-    rows.sort();
-    rows.into_iter().map(|(_, n, h, t)| (n, h, t)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
