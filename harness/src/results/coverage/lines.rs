@@ -104,15 +104,18 @@ pub fn map(cases: &BTreeMap<String, (PathBuf, Vec<PathBuf>)>, tree: &Path) -> Re
     // Counters that are the same bytes in several cases (an object none of them entered
     // is all zeros) are read by gcov once, for all of them.
     let mut groups: BTreeMap<(PathBuf, Vec<u8>), Vec<String>> = BTreeMap::new();
+    // The group each case directory's object is read for (its first case's).
+    let mut read_for: BTreeMap<(PathBuf, PathBuf), (PathBuf, Vec<u8>)> = BTreeMap::new();
     let mut work: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
     for (case, (dir, objects)) in cases {
         let mut first = Vec::new();
         for o in objects {
             let bytes = std::fs::read(dir.join(o)).map_err(|e| Error::io(o.display(), e))?;
             let key = (o.clone(), sha2::Sha256::digest(&bytes).to_vec());
-            let group = groups.entry(key).or_default();
+            let group = groups.entry(key.clone()).or_default();
             if group.is_empty() {
                 first.push(o.clone());
+                read_for.insert((dir.clone(), o.clone()), key);
             }
             group.push(case.clone());
         }
@@ -143,10 +146,11 @@ pub fn map(cases: &BTreeMap<String, (PathBuf, Vec<PathBuf>)>, tree: &Path) -> Re
             for doc in docs {
                 // gcov names the counters file it read as it was given, relative to `dir`.
                 let object = PathBuf::from(&doc.data_file);
-                let bytes =
-                    std::fs::read(dir.join(&object)).map_err(|e| Error::io(object.display(), e))?;
-                let key = (object, sha2::Sha256::digest(&bytes).to_vec());
-                let group = groups.get(&key).map(Vec::as_slice).unwrap_or_default();
+                let group = read_for
+                    .get(&(dir.clone(), object))
+                    .and_then(|key| groups.get(key))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
                 out.add(group, &doc, tree);
             }
         }
