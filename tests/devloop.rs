@@ -11,7 +11,7 @@ use e2e::xtask;
 
 /// The cases the series changes (and one it does not), to keep each step's boot short; built
 /// with the vng profile, so the main suite's build from source and the kernels suite's
-/// `--backend vng` boot this same build entry (one build of 6.12 from source, not three).
+/// `--backend vng` boot this same build entry (one build of 7.3 from source, not three).
 const CASES: [&str; 6] = [
     "--profile",
     "vng",
@@ -82,7 +82,7 @@ fn a_patch_that_does_not_apply_ends_the_series_and_names_its_hunk() {
     assert!(
         steps[2].contains("does not apply; the series ends here")
             && steps[2].contains("broken.mbox [2/3]")
-            && steps[2].contains("fs/fuse/passthrough.c"),
+            && steps[2].contains("fs/fuse/backing.c"),
         "{}",
         steps[2]
     );
@@ -108,7 +108,7 @@ fn bisect_names_the_first_commit_that_changed_a_case() {
     let first = git(&tree, &["rev-parse", "fpt-patch-2"]);
     assert!(
         out.stdout.contains(&format!(
-            "first bad commit: {first} fuse: passthrough: refuse unknown map flags with EOPNOTSUPP"
+            "first bad commit: {first} fuse: backing: refuse unknown map flags with EOPNOTSUPP"
         )),
         "{}",
         out.stdout
@@ -277,27 +277,48 @@ fn your_own_config_gets_what_the_agent_needs_and_says_what_changed() {
     );
 }
 
-/// The newest source series Debian carries, built from source with the coverage loop, and
-/// docs/coverage.md held to its numbers. Full tier: a kernel build of its own (about 6
-/// minutes here) would take the default tier past its 20 minutes.
+/// The LTS source series before the default one, built from source with the coverage loop
+/// (the patched tree runs the whole catalog too). Full tier: a kernel build of its own (about
+/// 6 minutes here) would take the default tier past its 20 minutes.
 #[test]
 #[ignore = "full tier: cargo xtask test --full"]
-fn linux_source_7_3_with_coverage_a_patch_and_the_cases_that_reach_it() {
-    let lines = e2e::coverage_loop(&e2e::Loop {
-        build: ["--src", "debian:7.3", "--profile", "minimal"],
-        series: "7.3",
-        files: &[
-            "fs/fuse/passthrough.c",
-            "fs/fuse/backing.c",
-            "fs/fuse/iomode.c",
-        ],
-        patch: "7.3-splice-write-unlock.patch",
-        subject: "fuse: passthrough: leave *ppos alone when a splice write fails",
-        unexecuted: "passthrough.c:127",
-        executed: "passthrough.c:126",
+fn linux_source_6_12_with_coverage_a_patch_and_the_cases_that_reach_it() {
+    e2e::coverage_loop(&e2e::Loop {
+        build: ["--src", "debian:6.12", "--profile", "minimal"],
+        series: "6.12",
+        files: &["fs/fuse/passthrough.c", "fs/fuse/iomode.c"],
+        patch: "6.12-splice-write-empty.patch",
+        subject: "fuse: passthrough: no inode lock for an empty splice write",
+        unexecuted: "passthrough.c:120",
+        executed: "passthrough.c:119",
         patched_whole: true,
     });
-    e2e::docs_coverage_is_current(&lines);
+}
+
+/// A case written for lines coverage showed no case reached (FUSE over io_uring's REGISTER
+/// and COMMIT_AND_FETCH refusals), held to a planted fault: 7.3 with a patch that lets a
+/// short header iovec through must fail it, on the build entry the default tier builds.
+#[test]
+fn a_planted_fault_in_dev_uring_fails_uring_register_rules() {
+    let patch = e2e::fixture("7.3-uring-short-header.patch");
+    let out = xtask(&[
+        "run",
+        "--src",
+        "debian:7.3",
+        "--profile",
+        "vng",
+        "--patch",
+        &patch,
+        "--case",
+        "uring.register_rules",
+    ]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("register_short_header: expected EINVAL, got pending"),
+        "{}",
+        out.stdout
+    );
 }
 
 /// Coverage asked of a kernel the harness did not build: refused before anything runs.
@@ -318,22 +339,123 @@ fn coverage_needs_a_kernel_built_from_source() {
     assert!(out.error().contains("add --coverage"), "{}", out.error());
 }
 
+/// `validate` and `matrix` with `--coverage` on the kernel the default tier builds anyway
+/// (`src:debian:7.3`, vng profile): libfuse's server reaching fs/fuse's splice and mmap paths
+/// per validate case, and a matrix's columns side by side; a Debian binary refused in either.
+#[test]
+fn validate_and_matrix_take_coverage_of_kernels_built_from_source() {
+    let kernel = [
+        "--kernel",
+        "src:debian:7.3",
+        "--profile",
+        "vng",
+        "--coverage",
+    ];
+    let mut args = vec!["validate", "--server", "libfuse"];
+    args.extend(kernel);
+    args.extend([
+        "--case",
+        "validate.splice_out",
+        "--case",
+        "validate.mmap_shared",
+    ]);
+    let out = xtask(&args);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("coverage of 2 cases"), "{}", out.stdout);
+    let dir = e2e::artifacts_of(&out.stdout).join("coverage");
+    let lines: harness::results::coverage::lines::LineMap =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("lines.json")).unwrap()).unwrap();
+    // libfuse's passthrough_hp handed the kernel backing files: the splice read went
+    // through fuse_passthrough_splice_read, by that case and no other.
+    let file = &lines.files["fs/fuse/passthrough.c"];
+    let (start, end) = file.functions["fuse_passthrough_splice_read"];
+    let ran: std::collections::BTreeSet<&String> = file
+        .lines
+        .range(start..=end)
+        .flat_map(|(_, l)| &l.cases)
+        .collect();
+    assert_eq!(
+        ran.into_iter().collect::<Vec<_>>(),
+        ["validate.splice_out"],
+        "{}",
+        out.stdout
+    );
+
+    let mut args = vec!["matrix"];
+    args.extend(kernel);
+    args.extend(["--case", "io.passthrough_round_trip"]);
+    let out = xtask(&args);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let table = out
+        .stdout
+        .split("coverage of fs/fuse, lines executed:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no side-by-side table:\n{}", out.stdout));
+    assert!(
+        table.lines().nth(1).is_some_and(|h| h.contains("7.3")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|r| r.starts_with("fs/fuse/passthrough.c") && r.contains('%')),
+        "{table}"
+    );
+
+    for args in [
+        &["matrix", "--kernel", "debian:7.3", "--coverage"][..],
+        &[
+            "validate",
+            "--server",
+            "libfuse",
+            "--kernel",
+            "debian:6.12",
+            "--coverage",
+        ],
+    ] {
+        let out = xtask(args);
+        assert_eq!(out.code, 35, "{args:?}: {}", out.stderr);
+        assert!(
+            out.error().contains("src:debian:<series>"),
+            "{}",
+            out.error()
+        );
+    }
+}
+
 /// Every source series Debian's archive carries, with every profile: the config (where an
-/// option renamed or removed between versions would fail, by name), then the minimal build
-/// and its catalog against that series' snapshot.
+/// option renamed or removed between versions would fail, by name); then every series'
+/// minimal build in one matrix with `--coverage`, each column's catalog against that series'
+/// snapshot and their coverage side by side.
 #[test]
 #[ignore = "full tier: cargo xtask test --full"]
 fn every_debian_source_series_builds_with_every_profile() {
     let cache = harness::env::cache::dir();
     let series = harness::kernel::build::source::debian_series(&cache).expect("apt lists");
     assert!(series.len() >= 3, "{series:?}");
+    let mut matrix = vec!["matrix".to_string(), "--coverage".into()];
     for s in &series {
         let src = format!("debian:{s}");
         for profile in harness::kernel::build::profile_names() {
             let out = xtask(&["kernel", "config", "--src", &src, "--profile", &profile]);
             assert_eq!(out.code, 0, "{src} {profile}: {}", out.stderr);
         }
-        let out = xtask(&["run", "--src", &src]);
-        assert_eq!(out.code, 0, "{src}: {}\n{}", out.stdout, out.stderr);
+        matrix.extend(["--kernel".into(), format!("src:{src}")]);
     }
+    let out = xtask(&matrix.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for s in &series {
+        assert!(
+            out.stdout.contains(&format!("matches linux-{s}")),
+            "{s}: {}",
+            out.stdout
+        );
+    }
+    let table = out
+        .stdout
+        .split("coverage of fs/fuse, lines executed:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no side-by-side table:\n{}", out.stdout));
+    let head = table.lines().nth(1).unwrap_or_default();
+    assert!(series.iter().all(|s| head.contains(s.as_str())), "{table}");
 }

@@ -286,9 +286,9 @@ fn the_workflow_passes_actionlint() {
     run_ok(&bin.join("actionlint"), &[workflow.to_str().unwrap()]);
 }
 
-/// `--backend vng`: Debian's linux-source-6.12 built with the vng profile, booted by
+/// `--backend vng`: Debian's linux-source-7.3 built with the vng profile, booted by
 /// virtme-ng, the agent in host mode on the host's root: the whole catalog, compared with
-/// the same snapshot as our own QEMU's runs of 6.12, and its reports.
+/// the same snapshot as our own QEMU's runs of 7.3, and its reports.
 #[test]
 fn the_vng_backend_runs_the_catalog_with_the_same_observations() {
     let out = xtask(&[
@@ -302,7 +302,7 @@ fn the_vng_backend_runs_the_catalog_with_the_same_observations() {
     ]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
-        out.stdout.contains("snapshot: matches linux-6.12"),
+        out.stdout.contains("snapshot: matches linux-7.3"),
         "{}",
         out.stdout
     );

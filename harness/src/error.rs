@@ -180,7 +180,7 @@ pub enum Error {
     Throughput { kernel: String, why: String },
     /// `--coverage` on a kernel the harness did not build (a Debian binary, a bzImage, the
     /// host): gcov counters need the build's own objects.
-    #[error("--coverage needs a kernel built from source ({given} is not): add --src debian:<series> or --src DIR, and --patch as needed")]
+    #[error("--coverage needs a kernel built from source ({given} is not): add --src debian:<series> or --src DIR (matrix and validate: --kernel src:debian:<series>), and --patch as needed")]
     CoverageNeedsSource { given: String },
     /// A coverage run whose counters could not be read or turned into a report.
     #[error("coverage: {why}{}", because(source))]

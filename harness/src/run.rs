@@ -458,8 +458,9 @@ fn identity_of_host() -> Identity {
     }
 }
 
-/// `--coverage` needs a kernel built here, booted by our QEMU: refused before anything runs.
-fn refuse_coverage(req: &Request) -> Result<()> {
+/// `--coverage` needs a kernel built here, booted by our QEMU: refused before anything runs
+/// (a matrix or validate asks it of every kernel before the first starts).
+pub fn refuse_coverage(req: &Request) -> Result<()> {
     if !req.coverage {
         return Ok(());
     }

@@ -50,6 +50,45 @@ fn print_with(run: &Run, only_patch: Option<usize>) -> i32 {
     0
 }
 
+/// `matrix --coverage`, `validate --coverage`: refused before anything runs unless every
+/// kernel is built from source (`src:...`).
+pub fn refuse(kernels: &[String], coverage: bool) -> Result<(), harness::Error> {
+    for k in kernels {
+        harness::run::refuse_coverage(&harness::run::Request {
+            kernel: harness::kernel::KernelChoice::parse(k),
+            coverage,
+            ..Default::default()
+        })?;
+    }
+    Ok(())
+}
+
+/// Several coverage runs (a matrix's columns, a validate's kernels): their line coverage
+/// side by side, then where each run's report is. An exit code (0, or the error's).
+pub fn print_side_by_side(runs: &[(String, &Run)]) -> i32 {
+    let mut columns = Vec::new();
+    let mut dirs = Vec::new();
+    for (label, run) in runs {
+        match coverage::of_run(&run.artifacts) {
+            Ok(Some(cov)) => {
+                columns.push((label.clone(), cov.report.files));
+                dirs.push((label, cov.report.dir));
+            }
+            Ok(None) => {}
+            Err(e) => return crate::fail(&e),
+        }
+    }
+    if columns.is_empty() {
+        return 0;
+    }
+    println!("\ncoverage of fs/fuse, lines executed:");
+    print!("{}", report::side_by_side(&columns));
+    for (label, dir) in dirs {
+        println!("coverage: {label}: {}", dir.join(report::HTML).display());
+    }
+    0
+}
+
 /// `bench --coverage`: the coverage loop's rows, printed as `bench` prints its table.
 pub fn bench(target: &harness::run::Request, runs: u32) -> i32 {
     eprintln!("warm-up runs, then {runs} rounds");

@@ -68,6 +68,14 @@ enum Cmd {
         expect: Option<ExpectArg>,
         #[command(flatten)]
         reports: Reports,
+        /// fs/fuse's coverage of what the server made the kernel do, on each kernel (each
+        /// built from source: `--kernel src:debian:7.3`), per file and per line with the
+        /// validate cases that ran it (see `run --coverage`).
+        #[arg(long)]
+        coverage: bool,
+        /// The config profile of every `src:` kernel (default minimal).
+        #[arg(long)]
+        profile: Option<String>,
         /// The server's arguments after `--`; `{source}` and `{mountpoint}` are filled in.
         /// A built-in target has its own.
         #[arg(last = true)]
@@ -93,7 +101,7 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: u32,
         /// Also time, in the same table: an fs/fuse edit and a series grown by one patch to
-        /// their verdicts (6.12 built from source), validate of libfuse on --kernel, the
+        /// their verdicts (7.3 built from source), validate of libfuse on --kernel, the
         /// matrix of every Debian series and `cargo xtask test` (warm).
         #[arg(long)]
         all: bool,
@@ -225,7 +233,7 @@ enum KernelCmd {
 #[derive(clap::Args, Clone, Default)]
 struct Source {
     /// A kernel tree or git checkout (never modified), or `debian:SERIES` for Debian's
-    /// `linux-source-SERIES` (6.12, 7.2, 7.3); default: debian:6.12.
+    /// `linux-source-SERIES` (6.12, 7.2, 7.3); default: debian:7.3, the newest.
     #[arg(long)]
     src: Option<PathBuf>,
     /// A git format-patch file or mbox series, applied in order (repeatable).
@@ -338,6 +346,14 @@ struct MatrixArgs {
     /// Write each kernel's observations as the snapshot of its series (whole catalog only).
     #[arg(long)]
     bless: bool,
+    /// fs/fuse's coverage on each kernel (each one built from source: `--kernel
+    /// src:debian:7.3`, `src:DIR`), side by side, each with its own report (see `run
+    /// --coverage`).
+    #[arg(long)]
+    coverage: bool,
+    /// The config profile of every `src:` kernel (default minimal).
+    #[arg(long)]
+    profile: Option<String>,
     #[command(flatten)]
     reports: Reports,
 }
@@ -495,8 +511,18 @@ fn dispatch(cli: Cli) -> i32 {
             bless,
             expect,
             reports,
+            coverage,
+            profile,
             args,
-        } => validate(&server, &kernels, &cases, bless, expect, &reports, &args),
+        } => validate(
+            &server,
+            &kernels,
+            &cases,
+            (bless, coverage, profile),
+            expect,
+            &reports,
+            &args,
+        ),
         Cmd::Test { full } => test(full),
         Cmd::Bench {
             matrix: true,
@@ -702,11 +728,13 @@ enum ExpectArg {
     Passthrough,
 }
 
+/// `cargo xtask validate`; `(bless, coverage, profile)`: its switches, and the profile of a
+/// `src:` kernel.
 fn validate(
     server: &str,
     kernels: &[String],
     cases: &[String],
-    bless: bool,
+    (bless, coverage, profile): (bool, bool, Option<String>),
     expect: Option<ExpectArg>,
     reports: &Reports,
     args: &[String],
@@ -715,6 +743,9 @@ fn validate(
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
+    if let Err(e) = coverage::refuse(kernels, coverage) {
+        return fail(&e);
+    }
     let spec = match harness::validate::targets::resolve(server, args, &harness::env::cache::dir())
     {
         Ok(s) => s,
@@ -727,10 +758,14 @@ fn validate(
     };
     let mut requests = Vec::new();
     for k in &kernels {
-        let kernel = KernelChoice::parse(k);
+        let mut kernel = KernelChoice::parse(k);
+        if let KernelChoice::Build(b) = &mut kernel {
+            b.profile = profile.clone();
+        }
         requests.push(Request {
             kernel,
             cases: cases.to_vec(),
+            coverage,
             ..Default::default()
         });
     }
@@ -782,6 +817,19 @@ fn validate(
             }
             Err(e) => return fail(&e),
         }
+    }
+    // One kernel: its whole coverage report; several: their lines side by side.
+    let covered = match runs.as_slice() {
+        [run] => coverage::print(run),
+        _ => coverage::print_side_by_side(
+            &runs
+                .iter()
+                .map(|r| (harness::kernel::series(&r.kernel_release), r))
+                .collect::<Vec<_>>(),
+        ),
+    };
+    if covered != 0 {
+        return covered;
     }
     let all: Vec<&Run> = runs.iter().collect();
     let written = reports.write(&all, None);

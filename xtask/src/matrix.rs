@@ -61,9 +61,23 @@ pub fn matrix(args: &MatrixArgs) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
+    if let Err(e) = crate::coverage::refuse(&args.kernels, args.coverage) {
+        return fail(&e);
+    }
     let template = Request {
+        // The recipe of every `src:` kernel (harness::loops::matrix::run).
+        kernel: match &args.profile {
+            Some(profile) => {
+                harness::kernel::KernelChoice::Build(harness::kernel::build::BuildRequest {
+                    profile: Some(profile.clone()),
+                    ..Default::default()
+                })
+            }
+            None => harness::kernel::KernelChoice::parse(harness::kernel::KernelChoice::DEFAULT),
+        },
         cases: args.cases.clone(),
         shard: args.shard,
+        coverage: args.coverage,
         accel: args.accel.map(|a| match a {
             AccelArg::Kvm => Accel::Kvm,
             AccelArg::Tcg => Accel::Tcg,
@@ -179,11 +193,16 @@ pub fn matrix(args: &MatrixArgs) -> i32 {
         }
     }
     println!("\nmatrix: {}", m.dir.join("matrix.html").display());
-    let runs: Vec<&Run> = m
+    let covered: Vec<(String, &Run)> = m
         .columns
         .iter()
-        .filter_map(|c| c.outcome.as_ref().ok())
+        .filter_map(|c| Some((c.label.clone(), c.outcome.as_ref().ok()?)))
         .collect();
+    let coverage_code = crate::coverage::print_side_by_side(&covered);
+    if coverage_code != 0 && code == 0 {
+        code = coverage_code;
+    }
+    let runs: Vec<&Run> = covered.iter().map(|(_, r)| *r).collect();
     let written = args.reports.write(&runs, Some(&m.dir));
     if written != 0 && code == 0 {
         code = written;

@@ -98,6 +98,22 @@ pub fn cases(base: &[Case]) -> Vec<Case> {
             ..Case::DEFAULT
         },
         Case {
+            name: "uring.register_rules",
+            rule: "FUSE_IO_URING_CMD_REGISTER refuses with EINVAL a qid past the last queue, \
+                   an SQE whose len is not 2 (iovecs), a header iovec shorter than struct \
+                   fuse_uring_req_header and, on a queue without a buffer pool, a payload \
+                   iovec shorter than the connection's largest payload; a refused REGISTER \
+                   ends FUSE over io_uring on that connection (from 7.2 a later command gets \
+                   EOPNOTSUPP). A good REGISTER stays pending until a request comes; \
+                   FUSE_IO_URING_CMD_COMMIT_AND_FETCH refuses a qid past the last queue \
+                   (EINVAL) and a commit_id no request has (ENOENT) (6.14)",
+            verdict_rule: "pass when each command ends as fuse_uring_register, \
+                           fuse_uring_create_ring_ent and fuse_uring_commit_fetch \
+                           (fs/fuse/dev_uring.c) say; skip without FUSE over io_uring",
+            run: register_rules,
+            ..Case::DEFAULT
+        },
+        Case {
             name: "uring.register_without_agreement",
             rule: "FUSE_IO_URING_CMD_REGISTER on a connection whose INIT answer did not ask \
                    for FUSE_OVER_IO_URING: from 7.2 refused (EOPNOTSUPP, \"not enabled on \
@@ -309,6 +325,164 @@ fn uring_cmd(dev: std::os::fd::BorrowedFd<'_>, op: u32, req: &uring::CmdReq) -> 
         Some(r) => crate::sys::errno_name(rustix::io::Errno::from_raw_os_error(-r)),
         None => "no completion".into(),
     }
+}
+
+/// `uring.register_rules`: each refused REGISTER on a mount of its own (a refusal ends
+/// io_uring on the connection), then COMMIT_AND_FETCH beside a REGISTER the kernel holds.
+fn register_rules(ctx: &mut Ctx) -> Result<(), Stop> {
+    use io_uring::{cqueue, squeue, IoUring};
+    use zerocopy::{FromZeros, IntoBytes};
+    let _guard = enable(ctx, true)?;
+    let queues = crate::fuse::ring_queues() as u16;
+    let mut header = Box::new(uring::ReqHeader::new_zeroed());
+    let mut payload = vec![0u8; crate::fuse::MAX_PAYLOAD];
+    let iovec = |base: *mut u8, len: usize| libc::iovec {
+        iov_base: base.cast(),
+        iov_len: len,
+    };
+    let (h, p) = (header.as_mut_bytes().as_mut_ptr(), payload.as_mut_ptr());
+    let whole = std::mem::size_of::<uring::ReqHeader>();
+    let good = [iovec(h, whole), iovec(p, payload.len())];
+    // Long enough for a fuse_in_header, short of the whole entry header.
+    let short_header = [iovec(h, 64), iovec(p, payload.len())];
+    let short_payload = [iovec(h, whole), iovec(p, 4096)];
+    let register = |qid: u16| uring::CmdReq {
+        qid,
+        ..Default::default()
+    };
+    // One ring per command: a refused command completes at once, a held one stays pending.
+    let submit = |ring: &mut IoUring<squeue::Entry128, cqueue::Entry>,
+                  dev: std::os::fd::BorrowedFd<'_>,
+                  op: u32,
+                  req: &uring::CmdReq,
+                  iov: Option<(&[libc::iovec; 2], u32)>|
+     -> String {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&dev);
+        let (addr, segs) = iov.map_or((None, uring::IOV_SEGS), |(v, n)| {
+            (Some(v.as_ptr() as u64), n)
+        });
+        let sqe = crate::fuse::ring_command(fd, op, req, addr, segs, 0);
+        // SAFETY: the iovecs and their buffers outlive every ring of this function.
+        if unsafe { ring.submission().push(&sqe) }.is_err() {
+            return "no room in the ring".into();
+        }
+        if let Err(e) = ring.submit() {
+            return format!("io_uring_enter: {e}");
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(300);
+        loop {
+            if let Some(c) = ring.completion().next() {
+                return match c.result() {
+                    r if r >= 0 => "ok".into(),
+                    r => crate::sys::errno_name(rustix::io::Errno::from_raw_os_error(-r)),
+                };
+            }
+            if std::time::Instant::now() > deadline {
+                return "pending".into();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    let new_ring = || {
+        IoUring::<squeue::Entry128, cqueue::Entry>::builder()
+            .build(4)
+            .map_err(|e| Stop::Broken(format!("io_uring_setup: {e}")))
+    };
+    let refused: [(&str, u16, &[libc::iovec; 2], u32); 4] = [
+        ("register_qid_past_last", queues, &good, 2),
+        ("register_one_iovec", 0, &good, 1),
+        ("register_short_header", 0, &short_header, 2),
+        ("register_short_payload", 0, &short_payload, 2),
+    ];
+    for (i, (key, qid, iov, segs)) in refused.into_iter().enumerate() {
+        let (fs, _) = mount_on_ring(
+            ctx,
+            InitReply {
+                ring_by_case: true,
+                ..InitReply::plain()
+            },
+        )?;
+        let mut ring = new_ring()?;
+        let got = submit(
+            &mut ring,
+            fs.dev(),
+            uring::CMD_REGISTER,
+            &register(qid),
+            Some((iov, segs)),
+        );
+        ctx.expect(key, got, "EINVAL");
+        if i == 0 {
+            // fuse_uring_cmd clears the connection's io_uring after a refused REGISTER;
+            // from 7.2 a command on such a connection is refused before it is looked at.
+            let after = submit(
+                &mut ring,
+                fs.dev(),
+                uring::CMD_COMMIT_AND_FETCH,
+                &register(queues),
+                None,
+            );
+            ctx.expect(
+                "command_after_refused_register",
+                after,
+                if ctx.kernel.at_least(7, 2) {
+                    "EOPNOTSUPP"
+                } else {
+                    "EINVAL"
+                },
+            );
+        }
+        let _ = fs.abort();
+        drop(ring);
+        drop(fs);
+    }
+    // The commits, beside a good REGISTER the kernel holds (it makes queue 0).
+    let (fs, _) = mount_on_ring(
+        ctx,
+        InitReply {
+            ring_by_case: true,
+            ..InitReply::plain()
+        },
+    )?;
+    let mut held = new_ring()?;
+    let mut ring = new_ring()?;
+    // Before 7.3 the first REGISTER makes the connection's ring: commits come after it.
+    let registered = submit(
+        &mut held,
+        fs.dev(),
+        uring::CMD_REGISTER,
+        &register(0),
+        Some((&good, 2)),
+    );
+    ctx.expect("register_good_entry", registered, "pending");
+    let past = submit(
+        &mut ring,
+        fs.dev(),
+        uring::CMD_COMMIT_AND_FETCH,
+        &register(queues),
+        None,
+    );
+    ctx.expect("commit_qid_past_last", past, "EINVAL");
+    let unknown = uring::CmdReq {
+        commit_id: 0xfeed_f00d,
+        ..register(0)
+    };
+    let got = submit(
+        &mut ring,
+        fs.dev(),
+        uring::CMD_COMMIT_AND_FETCH,
+        &unknown,
+        None,
+    );
+    ctx.expect("commit_unknown_id", got, "ENOENT");
+    // The server's ring closes while its entry waits: io_uring cancels the entry
+    // (fuse_uring_cancel), then the connection ends.
+    drop(held);
+    drop(ring);
+    let _ = fs.abort();
+    drop(fs);
+    drop(header);
+    drop(payload);
+    Ok(())
 }
 
 /// Mount with `init` asking for FUSE over io_uring; broken when INIT does not agree on it.

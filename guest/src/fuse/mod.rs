@@ -20,8 +20,8 @@ use rustix::mount::{MountFlags, UnmountFlags};
 
 pub use child::ServerProcess;
 pub use ring::{
-    queues as ring_queues, Payload, RingEnd, POOLED_REQUESTS, RING_SETUP_ERRORS,
-    ZERO_COPIED_REQUESTS,
+    command_with_segs as ring_command, queues as ring_queues, Payload, RingEnd, POOLED_REQUESTS,
+    RING_SETUP_ERRORS, ZERO_COPIED_REQUESTS,
 };
 use server::ServerState;
 pub use server::{

@@ -463,6 +463,19 @@ fn command(
     iov: Option<u64>,
     user_data: usize,
 ) -> squeue::Entry128 {
+    command_with_segs(fd, op, req, iov, uring::IOV_SEGS, user_data)
+}
+
+/// `command` with `sqe->len` = `segs` (the iovec count REGISTER reads: 2, unless a case
+/// wants it refused).
+pub fn command_with_segs(
+    fd: i32,
+    op: u32,
+    req: &uring::CmdReq,
+    iov: Option<u64>,
+    segs: u32,
+    user_data: usize,
+) -> squeue::Entry128 {
     let mut cmd = [0u8; 80];
     cmd[..std::mem::size_of::<uring::CmdReq>()].copy_from_slice(req.as_bytes());
     let sqe = opcode::UringCmd80::new(types::Fd(fd), op)
@@ -475,7 +488,7 @@ fn command(
     // SAFETY: Entry128 is a repr(C) wrapper of the 128-byte io_uring_sqe pair, and every
     // bit pattern of it is valid.
     let mut raw: [u8; 128] = unsafe { std::mem::transmute(sqe) };
-    raw[24..28].copy_from_slice(&uring::IOV_SEGS.to_ne_bytes());
+    raw[24..28].copy_from_slice(&segs.to_ne_bytes());
     // SAFETY: the same 128 bytes back, with a plain integer field changed.
     unsafe { std::mem::transmute::<[u8; 128], squeue::Entry128>(raw) }
 }

@@ -1,9 +1,10 @@
 //! A kernel git history the harness makes for its own tests and benches of `bisect` and
-//! `series`: Debian's linux-source-6.12 as one commit (`fpt-base`), six commits that only add
-//! a comment to fs/fuse/passthrough.c (`fpt-quiet-1` to `-6`; number 4 adds a line that does
-//! not compile, which 5 takes out: a bisect has to skip it), then the five patches of
-//! tests/fixtures/fuse-series.mbox applied with `git am` (`fpt-patch-1` to `-5`); patch 2
-//! makes BACKING_OPEN refuse map flags with EOPNOTSUPP instead of EINVAL (what
+//! `series`: the default source (Debian's linux-source-7.3) as one commit (`fpt-base`), six
+//! commits that only add a comment to fs/fuse/passthrough.c (`fpt-quiet-1` to `-6`; number 4
+//! adds a line that does not compile, which 5 takes out: a bisect has to skip it), then the
+//! five patches of tests/fixtures/fuse-series.mbox (written against that tree's
+//! fs/fuse/backing.c) applied with `git am` (`fpt-patch-1` to `-5`); patch 2 makes
+//! BACKING_OPEN refuse map flags with EOPNOTSUPP instead of EINVAL (what
 //! `backing_open.flags_nonzero` checks), patch 4 takes that back.
 //!
 //! Made once in the cache (about a minute: a copy of the tree and `git add` of its 87,000
@@ -29,12 +30,13 @@ pub fn series_mbox() -> PathBuf {
 /// The history's checkout, made if needed.
 pub fn fuse_history() -> Result<PathBuf> {
     let cache = crate::env::cache::dir();
-    let dir = cache.join("fixtures").join("linux-6.12-git");
+    let series = crate::kernel::build::source::DEFAULT_SERIES;
+    let dir = cache.join("fixtures").join(format!("linux-{series}-git"));
     if git(&dir, &["rev-parse", "--verify", "--quiet", LAST_TAG]).is_ok() {
         return Ok(dir);
     }
     let src = crate::kernel::build::source::resolve(None, &cache)?;
-    let tmp = dir.with_file_name("linux-6.12-git.new");
+    let tmp = dir.with_file_name(format!("linux-{series}-git.new"));
     let _ = std::fs::remove_dir_all(&tmp);
     if let Some(parent) = tmp.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
@@ -55,7 +57,7 @@ pub fn fuse_history() -> Result<PathBuf> {
             "commit",
             "-q",
             "-m",
-            "Linux 6.12 (Debian's linux-source-6.12)",
+            &format!("Linux {series} (Debian's {})", src.describe()),
         ],
     )?;
     git(&tmp, &["tag", "fpt-base"])?;

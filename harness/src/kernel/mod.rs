@@ -29,12 +29,23 @@ pub enum KernelChoice {
     Fetched(Box<Kernel>),
 }
 
+/// `--kernel src:<tree>`: a kernel built from that source.
+pub const SRC_PREFIX: &str = "src:";
+
 impl KernelChoice {
     /// What `--kernel` means when it is not given.
     pub const DEFAULT: &'static str = "debian-6.12";
 
-    /// `host`, `debian:<series>` (`debian-<series>` too), or a path.
+    /// `host`, `debian:<series>` (`debian-<series>` too), `src:<tree or debian:series>` (built
+    /// from that source with the minimal profile: what `matrix` and `validate` name with
+    /// `--coverage`), or a path.
     pub fn parse(s: &str) -> KernelChoice {
+        if let Some(src) = s.strip_prefix(SRC_PREFIX) {
+            return KernelChoice::Build(crate::kernel::build::BuildRequest {
+                src: Some(src.into()),
+                ..Default::default()
+            });
+        }
         match s {
             "host" => KernelChoice::Host,
             _ => match s
@@ -62,6 +73,10 @@ mod tests {
         assert!(
             matches!(KernelChoice::parse("debian-x"), KernelChoice::Path(p) if p.to_str() == Some("debian-x"))
         );
+        assert!(matches!(
+            KernelChoice::parse("src:debian:7.2"),
+            KernelChoice::Build(b) if b.src.as_deref() == Some(std::path::Path::new("debian:7.2"))
+        ));
     }
 }
 

@@ -7,7 +7,7 @@
 //!   ([`edit_to_verdict`], [`series_edit_to_verdict`]), validate of one target and the
 //!   matrix of every series too;
 //! - [`kernel_build`]: the kernel developer's loop on a tree the harness owns (default: the
-//!   cached linux-source-6.12): unchanged rebuild, rebuild after a touch, a one-line change
+//!   cached linux-source-7.3): unchanged rebuild, rebuild after a touch, a one-line change
 //!   plus boot and suite, and with `clean` a clean build first. fs/fuse/passthrough.c gets its
 //!   mtime bumped and then one comment line, which is taken out again at the end. Then the
 //!   series loop on the same build entry (tests/fixtures/fuse-series.mbox): one more patch
@@ -200,7 +200,7 @@ pub fn table(
         }
     }
     if let Some(spec) = all {
-        // The kernel developer's loops on linux-source-6.12 built with the minimal profile;
+        // The kernel developer's loops on linux-source-7.3 built with the minimal profile;
         // its first build is a warm-up, not counted.
         let build = BuildRequest {
             profile: Some("minimal".into()),
@@ -208,7 +208,7 @@ pub fn table(
         };
         crate::kernel::build::build(&build, &crate::env::cache::dir())?;
         let mut edit = Row::new(
-            "fs/fuse edited: build, boot, catalog (6.12 from source)",
+            "fs/fuse edited: build, boot, catalog (7.3 from source)",
             "s",
             true,
         );

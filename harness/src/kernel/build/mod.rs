@@ -1,4 +1,4 @@
-//! Builds the kernel under test from any tree: the default linux-source-6.12 package, or a
+//! Builds the kernel under test from any tree: the default linux-source-7.3 package, or a
 //! `--src` directory, with a patch series, a config profile and extra fragments.
 //!
 //! The given tree is never written to: make runs in a working copy of it (hard links, the
@@ -26,7 +26,7 @@ pub use patches::Series;
 /// What to build.
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
-    /// A kernel tree or git checkout; None: Debian's linux-source-6.12.
+    /// A kernel tree or git checkout; None: Debian's linux-source-7.3 (source::DEFAULT_PACKAGE).
     pub src: Option<PathBuf>,
     /// The patch series, in order (files or mboxes).
     pub patches: Vec<PathBuf>,
@@ -100,7 +100,9 @@ pub fn build(req: &BuildRequest, cache: &Path) -> Result<Built> {
             src_arg: req
                 .src
                 .as_ref()
-                .map_or("debian:6.12".into(), |s| s.display().to_string()),
+                .map_or(format!("debian:{}", source::DEFAULT_SERIES), |s| {
+                    s.display().to_string()
+                }),
             series: plan
                 .series
                 .mails()

@@ -6,8 +6,12 @@ use std::process::Command;
 use crate::env::process;
 use crate::error::{Error, Result};
 
-/// The Debian package whose tree is the default source.
-pub const DEFAULT_PACKAGE: &str = "linux-source-6.12";
+/// The series whose Debian source package is the default tree: the newest the archive carries,
+/// the tree patches to fs/fuse are written against.
+pub const DEFAULT_SERIES: &str = "7.3";
+
+/// The Debian package whose tree is the default source (`linux-source-` and the series).
+pub const DEFAULT_PACKAGE: &str = "linux-source-7.3";
 
 /// The kernel tree a build starts from.
 #[derive(Debug, Clone)]
@@ -23,7 +27,7 @@ pub struct Source {
 pub enum Kind {
     /// Debian's source package, unpacked into the cache: ours, never edited.
     Package {
-        /// The package (`linux-source-6.12`).
+        /// The package (`linux-source-7.3`).
         name: String,
         /// Its version.
         version: String,
@@ -92,7 +96,7 @@ pub fn debian_series(cache: &Path) -> Result<Vec<String>> {
 }
 
 /// `--src DIR`, checked to be a kernel tree; `--src debian:<series>` or none, Debian's
-/// source package of that series (6.12 by default), unpacked once.
+/// source package of that series (7.3 by default), unpacked once.
 pub fn resolve(src: Option<&Path>, cache: &Path) -> Result<Source> {
     let Some(dir) = src else {
         return package(cache, DEFAULT_PACKAGE);
@@ -229,6 +233,15 @@ fn unpacked(cache: &Path, name: &str) -> Option<Source> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_package_is_the_default_series() {
+        assert_eq!(DEFAULT_PACKAGE, format!("linux-source-{DEFAULT_SERIES}"));
+        assert_eq!(
+            debian_package(Path::new(&format!("debian:{DEFAULT_SERIES}"))).as_deref(),
+            Some(DEFAULT_PACKAGE)
+        );
+    }
 
     #[test]
     fn reads_the_version_from_the_makefile() {

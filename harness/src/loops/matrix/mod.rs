@@ -54,7 +54,8 @@ fn series_number(kernel: &str) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
-/// Run `template` (its cases, accelerator, ...) on each of `kernels`, `jobs` at a time.
+/// Run `template` (its cases, accelerator, ...) on each of `kernels`, `jobs` at a time; a
+/// kernel built from source (`src:...`) with the template's profile if its kernel is a build.
 /// A kernel that cannot run at all (not fetchable, does not boot) is a column with its
 /// error; the others still run.
 pub fn run(
@@ -68,7 +69,12 @@ pub fn run(
     // Fetch first, one at a time: apt's lists and locks are shared.
     let mut prepared = Vec::new();
     for k in &kernels {
-        let choice = KernelChoice::parse(k);
+        let mut choice = KernelChoice::parse(k);
+        // A `src:` kernel is built as the template's own build says (its profile, fragments).
+        if let (KernelChoice::Build(b), KernelChoice::Build(t)) = (&mut choice, &template.kernel) {
+            b.profile = t.profile.clone();
+            b.fragments = t.fragments.clone();
+        }
         let fetched = match &choice {
             KernelChoice::Debian(series) => {
                 crate::kernel::debian::fetch(series, &crate::env::cache::dir())

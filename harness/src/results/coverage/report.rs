@@ -242,9 +242,80 @@ pub fn table(rows: &[FileRow]) -> String {
     out
 }
 
+/// Which lines of a run's rows a row of [`side_by_side`] shows (hit, total).
+type LinesOf<'a> = dyn Fn(&[FileRow]) -> Option<(u64, u64)> + 'a;
+
+/// Several runs' line coverage side by side (a matrix, a validate of several kernels): one
+/// row per file any of them profiled, one column per run, then the total.
+pub fn side_by_side(columns: &[(String, Vec<FileRow>)]) -> String {
+    let files: std::collections::BTreeSet<&str> = columns
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().map(|r| r.file.as_str()))
+        .collect();
+    let mut out = format!("{:<28}", "lines");
+    for (label, _) in columns {
+        out.push_str(&format!(" {label:>16}"));
+    }
+    out.push('\n');
+    let cell = |lines: Option<(u64, u64)>| match lines {
+        Some(l) => format!("{:>5.1}% {:>4}/{:<4}", FileRow::percent(l), l.0, l.1),
+        None => "-".into(),
+    };
+    let mut push = |name: &str, of: &LinesOf<'_>| {
+        out.push_str(&format!("{name:<28}"));
+        for (_, rows) in columns {
+            out.push_str(&format!(" {:>16}", cell(of(rows))));
+        }
+        out.push('\n');
+    };
+    for f in &files {
+        push(f, &|rows| {
+            rows.iter().find(|r| r.file == *f).map(|r| r.lines)
+        });
+    }
+    push("total", &|rows| {
+        Some(
+            rows.iter()
+                .fold((0, 0), |s, r| (s.0 + r.lines.0, s.1 + r.lines.1)),
+        )
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_side_by_side_name_what_one_of_them_did_not_build() {
+        let row = |file: &str, lines| FileRow {
+            file: file.into(),
+            lines,
+            ..FileRow::default()
+        };
+        let t = side_by_side(&[
+            ("6.12".into(), vec![row("fs/fuse/passthrough.c", (90, 100))]),
+            (
+                "7.3".into(),
+                vec![
+                    row("fs/fuse/backing.c", (10, 20)),
+                    row("fs/fuse/passthrough.c", (99, 100)),
+                ],
+            ),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].contains("6.12") && lines[0].contains("7.3"), "{t}");
+        assert!(
+            lines[1].starts_with("fs/fuse/backing.c") && lines[1].contains(" - "),
+            "{t}"
+        );
+        assert!(lines[1].contains("50.0%   10/20"), "{t}");
+        assert!(
+            lines[3].starts_with("total") && lines[3].contains("90.0%   90/100"),
+            "{t}"
+        );
+        assert!(lines[3].contains("90.8%  109/120"), "{t}");
+    }
 
     #[test]
     fn gcovr_summary_becomes_rows_and_a_table() {
