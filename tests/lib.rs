@@ -330,8 +330,10 @@ pub fn artifacts_of(stdout: &str) -> std::path::PathBuf {
 }
 
 /// docs/coverage.md against a whole 7.3 run: its unexecuted lines of passthrough.c,
-/// backing.c and iomode.c are exactly the run's, and its function table names every
-/// function of dev_uring.c and only functions that exist.
+/// backing.c and iomode.c are exactly the run's; its function table names every function of
+/// dev_uring.c and only functions that exist; every line a function below the target (or
+/// varying about it) leaves unexecuted has its reason, and each line given a reason is one of
+/// that function's.
 pub fn docs_coverage_is_current(lines: &harness::results::coverage::lines::LineMap) {
     use std::collections::{BTreeMap, BTreeSet};
     let doc =
@@ -346,18 +348,40 @@ pub fn docs_coverage_is_current(lines: &harness::results::coverage::lines::LineM
     };
     let mut listed: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
     let mut functions: BTreeSet<(String, String)> = BTreeSet::new();
+    // (file, function) of the function table's "below" and "varies" rows.
+    let mut short: BTreeSet<(String, String)> = BTreeSet::new();
+    // (file, function) -> the lines the reasons table gives.
+    let mut reasons: BTreeMap<(String, String), BTreeSet<u32>> = BTreeMap::new();
+    let parse = |ranges: &str| -> BTreeSet<u32> {
+        let mut set = BTreeSet::new();
+        for r in ranges.split(',') {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            set.extend(a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap());
+        }
+        set
+    };
     for l in doc.lines().filter(|l| l.starts_with("| fs/fuse/")) {
         let c = cells(l);
+        let named = c[1].trim_matches('`').to_string();
         match c[0].split_once(':') {
+            // The reasons table: lines, then the function they are in.
+            Some((file, ranges)) if named.chars().all(|ch| ch.is_alphanumeric() || ch == '_') => {
+                reasons
+                    .entry((file.to_string(), named))
+                    .or_default()
+                    .extend(parse(ranges));
+            }
             Some((file, ranges)) => {
-                let set = listed.entry(file.to_string()).or_default();
-                for r in ranges.split(',') {
-                    let (a, b) = r.split_once('-').unwrap_or((r, r));
-                    set.extend(a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap());
-                }
+                listed
+                    .entry(file.to_string())
+                    .or_default()
+                    .extend(parse(ranges));
             }
             None => {
-                functions.insert((c[0].clone(), c[1].trim_matches('`').to_string()));
+                if c[3] != "meets" {
+                    short.insert((c[0].clone(), named.clone()));
+                }
+                functions.insert((c[0].clone(), named));
             }
         }
     }
@@ -388,6 +412,31 @@ pub fn docs_coverage_is_current(lines: &harness::results::coverage::lines::LineM
         assert!(
             functions.contains(&("fs/fuse/dev_uring.c".to_string(), function.clone())),
             "docs/coverage.md does not name {function} of dev_uring.c"
+        );
+    }
+    for (file, function) in &short {
+        let f = &lines.files[file];
+        let (start, end) = f.functions[function];
+        let counted: BTreeSet<u32> = f.lines.range(start..=end).map(|(n, _)| *n).collect();
+        let unexecuted: BTreeSet<u32> = f
+            .lines
+            .range(start..=end)
+            .filter(|(_, l)| l.cases.is_empty())
+            .map(|(n, _)| *n)
+            .collect();
+        let given = reasons
+            .get(&(file.clone(), function.clone()))
+            .cloned()
+            .unwrap_or_default();
+        let without: Vec<&u32> = unexecuted.difference(&given).collect();
+        assert!(
+            without.is_empty(),
+            "docs/coverage.md gives no reason for {file}:{without:?} ({function}), which no case executed"
+        );
+        let stale: Vec<&u32> = given.difference(&counted).collect();
+        assert!(
+            stale.is_empty(),
+            "docs/coverage.md gives a reason for {file}:{stale:?}, not a line of {function} gcov counts"
         );
     }
 }

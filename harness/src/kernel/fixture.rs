@@ -31,7 +31,14 @@ pub fn series_mbox() -> PathBuf {
 pub fn fuse_history() -> Result<PathBuf> {
     let cache = crate::env::cache::dir();
     let series = crate::kernel::build::source::DEFAULT_SERIES;
-    let dir = cache.join("fixtures").join(format!("linux-{series}-git"));
+    let fixtures = cache.join("fixtures");
+    let dir = fixtures.join(format!("linux-{series}-git"));
+    if git(&dir, &["rev-parse", "--verify", "--quiet", LAST_TAG]).is_ok() {
+        return Ok(dir);
+    }
+    // Two tests (or benches) asking at once: one makes it, the other waits and takes it.
+    std::fs::create_dir_all(&fixtures).map_err(|e| Error::io(fixtures.display(), e))?;
+    let _lock = crate::env::cache::lock(&fixtures, "making of the fixture history")?;
     if git(&dir, &["rev-parse", "--verify", "--quiet", LAST_TAG]).is_ok() {
         return Ok(dir);
     }
