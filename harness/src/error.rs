@@ -195,6 +195,14 @@ pub enum Error {
     /// A coverage run's patch that changes no file built into this kernel.
     #[error("the patch series changes no file built into this kernel ({files}): nothing for coverage to judge; patch fs/fuse or another built file")]
     PatchTouchesNothingBuilt { files: String },
+    /// `mutate` given nothing it can mutate: no series and no file, a file outside fs/fuse
+    /// or not in the tree, a function no profiled file has. Said before anything is built.
+    #[error("mutate: {what}: {why}")]
+    MutateScope { what: String, why: String },
+    /// `mutate`: what it was given is built and profiled, but no case of the catalog
+    /// executes any of its lines, so no mutant of it could be judged.
+    #[error("mutate: no case executes a line of {what}: nothing to judge; write a case that reaches it (cargo xtask run --coverage shows what runs)")]
+    MutateNotReached { what: String },
     /// `matrix`: not one of the kernels could run.
     #[error("no kernel could run; the first one's error: {first}")]
     NoKernelRan {
@@ -255,6 +263,8 @@ impl Error {
             Error::Coverage { .. } => 36,
             Error::NoBaseCoverage { .. } => 37,
             Error::PatchTouchesNothingBuilt { .. } => 38,
+            Error::MutateScope { .. } => 39,
+            Error::MutateNotReached { .. } => 40,
             // The first kernel's own code: why nothing ran is usually bad input.
             Error::NoKernelRan { first } => first.exit_code(),
         }

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod coverage;
 mod devloop;
 mod matrix;
+mod mutate;
 mod tidy;
 use harness::boot::qemu::{Accel, Machine};
 use harness::kernel::build::BuildRequest;
@@ -171,6 +172,22 @@ enum Cmd {
         target: Target,
         #[command(flatten)]
         reports: Reports,
+    },
+    /// Mutation testing: mutants of the lines the --patch series adds or changes (or of
+    /// whole --file or --function), each one more patch built incrementally and run on the
+    /// cases whose coverage reaches its line: killed (a verdict, a crash, a hang, or only an
+    /// observation), survived, not reached, not compiled. Survivors are printed as review
+    /// comments; mutants.json and mutants.html beside. Resumes after Ctrl-C.
+    Mutate {
+        #[command(flatten)]
+        target: Target,
+        /// Every line gcov counts in this file of fs/fuse, instead of the series' lines
+        /// (repeatable; the series still applies).
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Every line gcov counts in this function of fs/fuse (repeatable).
+        #[arg(long = "function")]
+        functions: Vec<String>,
     },
     /// The first commit between --good and --bad at which a case's verdict (or one of its
     /// observations) changed: `git bisect run` in a worktree of the harness's own, each step
@@ -613,6 +630,11 @@ fn dispatch(cli: Cli) -> i32 {
             step_command: bisect_step_command(),
         }),
         Cmd::BisectStep { state } => harness::loops::bisect::step(&state),
+        Cmd::Mutate {
+            target,
+            files,
+            functions,
+        } => mutate::mutate(&target, &files, &functions),
         Cmd::Series { target, reports } => {
             if target.source.patches.is_empty() {
                 eprintln!("error: series needs --patch (a format-patch file or an mbox series; repeatable)");

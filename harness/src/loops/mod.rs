@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod bisect;
 pub mod matrix;
+pub mod mutate;
 pub mod repro;
 pub mod series;
 pub mod soak;

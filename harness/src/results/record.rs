@@ -172,6 +172,16 @@ pub struct PlannedBoot {
 impl Plan {
     /// Its file name in a run's directory.
     pub const FILE: &'static str = "plan.json";
+
+    /// The plan a run saved in `artifacts`.
+    pub fn read(artifacts: &std::path::Path) -> Result<Plan> {
+        let path = artifacts.join(Plan::FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
+        serde_json::from_str(&text).map_err(|e| Error::NotARun {
+            dir: artifacts.to_path_buf(),
+            why: format!("{}: {e}", Plan::FILE),
+        })
+    }
 }
 
 /// The post-processing of every boot's log (`results::assemble`), then the results, the
