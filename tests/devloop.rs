@@ -371,12 +371,12 @@ fn mutate_a_patch_kills_reaches_and_explains_its_survivors() {
     assert_eq!(fate("negate condition").1, "verdict");
     assert_eq!(fate("delete statement").0, "not_reached");
     assert!(json.with_file_name("mutants.html").is_file());
-    // Again: every mutant from the state file (the baseline runs again).
+    // Again: every mutant from the state file; only the baseline may build (back from the
+    // last mutant's tree to the series).
     let again = xtask(&args);
     assert_eq!(again.code, 0, "{}", again.stderr);
-    assert_eq!(
-        again.stderr.matches("working copy:").count(),
-        1,
+    assert!(
+        again.stderr.matches("working copy:").count() <= 1,
         "only the baseline builds:\n{}",
         again.stderr
     );

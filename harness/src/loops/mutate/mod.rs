@@ -31,6 +31,10 @@ use operators::Returns;
 /// The files `mutate` can change: those `--coverage` profiles.
 pub const PROFILED: &str = "fs/fuse/";
 
+/// Bytes of case names a mutant's run names on the kernel command line (which holds 2048
+/// with everything else); more, and it runs the whole catalog.
+const MAX_NAMED: usize = 1200;
+
 /// What to mutate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -431,24 +435,33 @@ fn judge(
         Err(e) => return Err(e),
         Ok(_) => {}
     }
+    // A line most cases run (a lookup, an open) names more cases than the kernel command line
+    // holds (2048 bytes): the whole catalog then, which runs them all and a few more.
+    let cases = match mutant.cases.iter().map(|c| c.len() + 1).sum::<usize>() {
+        n if n > MAX_NAMED => Vec::new(),
+        _ => mutant.cases.clone(),
+    };
     let run = crate::run::run(
         &crate::run::Request {
             kernel: KernelChoice::Build(build),
-            cases: mutant.cases.clone(),
+            cases,
             coverage: false,
             ..req.template.clone()
         },
         &mut |_| {},
     );
-    Ok(match run {
-        Ok(run) => classify(baseline, &run.results, run.died.as_deref()),
-        // The kernel did not boot or the guest gave nothing: the mutant broke more than a case.
-        Err(e) => Fate::Killed {
+    match run {
+        Ok(run) => Ok(classify(baseline, &run.results, run.died.as_deref())),
+        // The mutated kernel never got to the agent: it broke more than a case.
+        Err(e @ Error::BootTimeout { .. }) => Ok(Fate::Killed {
             by: Kill::Crash,
             case: "(boot)".into(),
             detail: e.to_string(),
-        },
-    })
+        }),
+        // Anything else is the harness's or the machine's trouble, not the mutant's: said,
+        // and the mutant stays unjudged for the next run.
+        Err(e) => Err(e),
+    }
 }
 
 /// Which of the mutant's cases noticed it, against the baseline's results.
