@@ -107,6 +107,19 @@ pub fn cases() -> Vec<Case> {
             ..DEFAULTS
         },
         Case {
+            name: "io.mmap_without_passthrough",
+            rule: "a file the server serves itself maps too (the control for io.mmap_shared): \
+                   opened cached, a shared mapping shows the file's bytes, read from the \
+                   server; opened FOPEN_DIRECT_IO on a connection that did not agree \
+                   FUSE_DIRECT_IO_ALLOW_MMAP, a shared mapping is refused with ENODEV (the \
+                   kernel cannot keep it coherent) and a private one shows the bytes",
+            verdict_rule: "pass when both mappings that may be made show the file's bytes, the \
+                           server saw READ for the cached one, and the shared mapping of the \
+                           direct-I/O file fails with ENODEV",
+            run: mmap_without_passthrough,
+            ..DEFAULTS
+        },
+        Case {
             name: "io.large_file",
             rule: "a 16 MiB file written and read back through passthrough in 1 MiB \
                    chunks (each past FUSE's max_pages and a readahead window), then sampled \
@@ -670,6 +683,44 @@ pub(super) fn mmap_private(ctx: &mut Ctx) -> Result<(), Stop> {
         "a private store reached the backing file",
     );
     ctx.expect_bypassed(&*fs);
+    Ok(())
+}
+
+/// `io.mmap_without_passthrough`: fuse_file_mmap's two other ways, cached and direct I/O.
+fn mmap_without_passthrough(ctx: &mut Ctx) -> Result<(), Stop> {
+    use crate::fuse::abi::fopen;
+    use rustix::mm::MapFlags;
+    let len = 16 * 1024;
+    let data = pattern(63, len);
+    let (fs, _) = ctx.mount(InitReply::plain())?;
+    fs.add_file("cached", &data, OpenReply::CACHED)?;
+    let direct = OpenReply {
+        open_flags: fopen::DIRECT_IO,
+        backing_id: 0,
+    };
+    fs.add_file("direct", &data, direct)?;
+    // "ok" when the mapping is made and shows the file's bytes.
+    let shows = |m: Result<Mapping, rustix::io::Errno>| match m {
+        Ok(mut m) => match m.bytes() == data.as_slice() {
+            true => "ok".to_string(),
+            false => "wrong bytes".to_string(),
+        },
+        Err(e) => crate::sys::errno_name(e),
+    };
+    let cached = open_rw(&fs.path("cached"))?;
+    let shown = shows(Mapping::new(&cached, len, MapFlags::SHARED));
+    ctx.expect("cached_shared_mapping", shown, "ok");
+    let reads = fs.requests(op::READ).unwrap_or(0);
+    ctx.observe("cached_read_requests_seen", reads > 0);
+    ctx.check(
+        reads > 0,
+        "the cached mapping's pages did not come from the server",
+    );
+    let file = open_rw(&fs.path("direct"))?;
+    let shared = Mapping::new(&file, len, MapFlags::SHARED).map(|_| ());
+    ctx.expect("direct_io_shared_mapping", outcome(&shared), "ENODEV");
+    let private = shows(Mapping::new(&file, len, MapFlags::PRIVATE));
+    ctx.expect("direct_io_private_mapping", private, "ok");
     Ok(())
 }
 

@@ -22,6 +22,7 @@ use crate::kernel::image::{file_hash, hex, Identity, Kernel};
 
 pub use config::{profile_names, Profile};
 pub use patches::Series;
+pub use workcopy::series_applied;
 
 /// What to build.
 #[derive(Debug, Clone, Default)]

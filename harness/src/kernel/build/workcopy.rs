@@ -165,6 +165,20 @@ fn interrupted() -> Error {
     )
 }
 
+/// `files` of `src` as `series` leaves them, in a fresh `scratch` (with every other file the
+/// series touches): what a tool that reads the patched tree needs while the entry's own
+/// working copy may be switched by another build (`mutate` reads its files from here).
+pub fn series_applied(
+    src: &Path,
+    series: &Series,
+    files: &[String],
+    scratch: &Path,
+) -> Result<PathBuf> {
+    let mut paths = series.paths();
+    paths.extend(files.iter().cloned());
+    apply_in_scratch(src, series, &paths, scratch)
+}
+
 /// Copy `paths` that exist in `src` into a fresh `scratch` and apply `series` there.
 fn apply_in_scratch(
     src: &Path,

@@ -182,16 +182,25 @@ pub fn run(req: &Request, each: &mut dyn FnMut(&Progress)) -> Result<Mutation> {
     let cov = crate::results::coverage::of_run(&baseline.artifacts)?
         .ok_or_else(|| Error::coverage("the baseline run left no coverage", None))?;
     let plan = crate::results::record::Plan::read(&baseline.artifacts)?;
-    let tree = plan
+    let origin = plan
         .coverage
         .as_ref()
-        .map(|c| c.tree.clone())
-        .ok_or_else(|| Error::coverage("the baseline run names no build tree", None))?;
+        .map(|c| c.origin.clone())
+        .ok_or_else(|| Error::coverage("the baseline run names no source tree", None))?;
     let targets = targets(&req.scope, &cov)?;
+    let state = state_file(req, &series, &cache)?;
+    // The files as the series leaves them, applied apart: the entry's working copy is
+    // shared with any other build of the entry (another terminal, a test beside this one).
+    let files: Vec<String> = targets.iter().map(|(f, _)| f.clone()).collect();
+    let tree = crate::kernel::build::series_applied(
+        &origin,
+        &series,
+        &files,
+        &state.with_extension("tree"),
+    )?;
     let mutants = generate(&targets, &cov.map, &tree)?;
     let equivalents = report::equivalents();
 
-    let state = state_file(req, &series, &cache)?;
     let mut done = load_state(&state);
     let scratch = state.with_extension("patches");
     std::fs::create_dir_all(&scratch).map_err(|e| Error::io(scratch.display(), e))?;
