@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use harness::loops::mutate::{self, report, Fate, Kill, Scope};
+use harness::loops::mutate::{self, report, Fate, Scope};
 
 use crate::{fail, Target};
 
@@ -96,20 +96,11 @@ pub fn mutate(target: &Target, files: &[String], functions: &[String]) -> i32 {
     i32::from(survived)
 }
 
+/// The report's name for the fate, with the case that noticed; a survivor shouted.
 fn fate(o: &mutate::Outcome) -> String {
     match &o.fate {
-        Fate::Killed { by, case, .. } => format!(
-            "killed ({}) by {case}",
-            match by {
-                Kill::Verdict => "verdict",
-                Kill::Crash => "crash",
-                Kill::Hang => "hang",
-                Kill::Snapshot => "observation",
-            }
-        ),
-        Fate::Survived if o.equivalent.is_some() => "equivalent".into(),
-        Fate::Survived => "SURVIVED".into(),
-        Fate::NotReached => "not reached".into(),
-        Fate::NotCompiled { .. } => "not compiled".into(),
+        Fate::Killed { case, .. } => format!("{} by {case}", report::fate_name(o)),
+        Fate::Survived if o.equivalent.is_none() => "SURVIVED".into(),
+        _ => report::fate_name(o),
     }
 }

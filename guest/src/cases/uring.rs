@@ -395,13 +395,7 @@ fn register_rules(ctx: &mut Ctx) -> Result<(), Stop> {
         ("register_short_payload", 0, &short_payload, 2),
     ];
     for (i, (key, qid, iov, segs)) in refused.into_iter().enumerate() {
-        let (fs, _) = mount_on_ring(
-            ctx,
-            InitReply {
-                ring_by_case: true,
-                ..InitReply::plain()
-            },
-        )?;
+        let fs = mount_unserved(ctx)?;
         let mut ring = new_ring()?;
         let got = submit(
             &mut ring,
@@ -436,13 +430,7 @@ fn register_rules(ctx: &mut Ctx) -> Result<(), Stop> {
         drop(fs);
     }
     // The commits, beside a good REGISTER the kernel holds (it makes queue 0).
-    let (fs, _) = mount_on_ring(
-        ctx,
-        InitReply {
-            ring_by_case: true,
-            ..InitReply::plain()
-        },
-    )?;
+    let fs = mount_unserved(ctx)?;
     let mut held = new_ring()?;
     let mut ring = new_ring()?;
     // Before 7.3 the first REGISTER makes the connection's ring: commits come after it.
@@ -483,6 +471,18 @@ fn register_rules(ctx: &mut Ctx) -> Result<(), Stop> {
     drop(header);
     drop(payload);
     Ok(())
+}
+
+/// A mount agreed on io_uring whose ring the case drives itself: the agent registers no entry.
+fn mount_unserved(ctx: &mut Ctx) -> Result<crate::fuse::FuseFs, Stop> {
+    let (fs, _) = mount_on_ring(
+        ctx,
+        InitReply {
+            ring_by_case: true,
+            ..InitReply::plain()
+        },
+    )?;
+    Ok(fs)
 }
 
 /// Mount with `init` asking for FUSE over io_uring; broken when INIT does not agree on it.

@@ -120,7 +120,8 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn fate_name(o: &Outcome) -> String {
+/// "killed (verdict)", "survived", "equivalent", "not reached", ...: a fate as reports name it.
+pub fn fate_name(o: &Outcome) -> String {
     match &o.fate {
         Fate::Killed { by, .. } => format!(
             "killed ({})",
