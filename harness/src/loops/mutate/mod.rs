@@ -31,6 +31,10 @@ use operators::Returns;
 /// The files `mutate` can change: those `--coverage` profiles.
 pub const PROFILED: &str = "fs/fuse/";
 
+/// How mutants are judged, in the state file's key: raised whenever `classify` or the
+/// operators change, so that no run resumes from fates judged another way.
+const JUDGED_BY: u32 = 2;
+
 /// Bytes of case names a mutant's run names on the kernel command line (which holds 2048
 /// with everything else); more, and it runs the whole catalog.
 const MAX_NAMED: usize = 1200;
@@ -90,6 +94,9 @@ pub enum Kill {
     Crash,
     /// The guest stopped making progress.
     Hang,
+    /// The kernel reported something (a WARN, a BUG, a lockdep splat) in a case whose
+    /// baseline run it did not: the console saw it, whatever the verdict.
+    Kernel,
     /// Only an observation changed: the snapshot would show it, no verdict did.
     Snapshot,
 }
@@ -492,6 +499,16 @@ pub fn classify(baseline: &[CaseResult], got: &[CaseResult], died: Option<&str>)
             };
         }
     }
+    for r in got {
+        let had = before(&r.case).map_or(0, |b| b.findings.len());
+        if let Some(f) = r.findings.get(had) {
+            return Fate::Killed {
+                by: Kill::Kernel,
+                case: r.case.clone(),
+                detail: f.headline.clone(),
+            };
+        }
+    }
     if let Some(why) = died {
         return Fate::Killed {
             by: Kill::Crash,
@@ -545,6 +562,7 @@ fn state_file(
 ) -> Result<PathBuf> {
     let src = crate::kernel::build::source_dir(&req.build, cache)?;
     let mut h = Sha256::new();
+    h.update(JUDGED_BY.to_le_bytes());
     h.update(src.display().to_string());
     h.update(format!("{:?}", req.build.profile));
     for (_, text) in series.mails() {
@@ -600,7 +618,8 @@ pub struct Summary {
     pub not_reached: usize,
     /// That did not build.
     pub not_compiled: usize,
-    /// Killed by a verdict (fail, crash, hang) of the reached, compiled, non-equivalent.
+    /// Killed by a verdict (fail, crash, hang) or a kernel report, of the reached, compiled,
+    /// non-equivalent.
     pub score: Option<f64>,
 }
 
@@ -676,6 +695,18 @@ mod tests {
         assert!(matches!(
             classify(&base, &got, None),
             Fate::Killed { by: Kill::Verdict, ref case, .. } if case == "a"
+        ));
+        // A kernel report in a case that passes: killed all the same.
+        let mut warned = result("a", Verdict::Pass, &[("x", "1")]);
+        warned.findings.push(proto::wire::Finding {
+            kind: proto::wire::FindingKind::Warning,
+            headline: "WARNING: at lib/idr.c".into(),
+            task: None,
+            trace: Vec::new(),
+        });
+        assert!(matches!(
+            classify(&base, &[warned, base[1].clone()], None),
+            Fate::Killed { by: Kill::Kernel, ref detail, .. } if detail.contains("idr")
         ));
         // A case the baseline already failed is no kill by failing again.
         let base = [result("a", Verdict::Fail, &[])];

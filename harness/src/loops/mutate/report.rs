@@ -129,6 +129,7 @@ pub fn fate_name(o: &Outcome) -> String {
                 Kill::Verdict => "verdict",
                 Kill::Crash => "crash",
                 Kill::Hang => "hang",
+                Kill::Kernel => "kernel report",
                 Kill::Snapshot => "observation only",
             }
         ),
