@@ -41,7 +41,11 @@ fn headline_kind(line: &str) -> Option<Kind> {
         Kind::Oops
     } else if l.starts_with("BUG: ") || l.starts_with("kernel BUG at ") {
         Kind::Bug
-    } else if l.starts_with("WARNING: CPU: ") || l.starts_with("WARNING: at ") {
+    } else if l.starts_with("WARNING: CPU: ")
+        || l.starts_with("WARNING: at ")
+        // 7.x: "WARNING: fs/fuse/backing.c:72 at fuse_backing_id_free+0xa/0x14, CPU#0: init/31".
+        || (l.starts_with("WARNING: ") && l.contains(" at ") && l.contains(", CPU#"))
+    {
         Kind::Warning
     } else {
         return None;
