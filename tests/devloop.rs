@@ -88,10 +88,19 @@ fn a_patch_that_does_not_apply_ends_the_series_and_names_its_hunk() {
     );
 }
 
+/// The bisects build their worktree with the vng profile, as the shared build of 7.3 from
+/// source is built ([`CASES`]): their first build then starts from that one (harness::kernel::
+/// build::seed) and compiles what the fixture's commits change, not the whole kernel.
+fn shared_build_first() {
+    let out = xtask(&["kernel", "build", "--src", "debian:7.3", "--profile", "vng"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
 #[test]
 fn bisect_names_the_first_commit_that_changed_a_case() {
     let tree = harness::kernel::fixture::fuse_history().expect("the fixture history");
     let head = git(&tree, &["rev-parse", "HEAD"]);
+    shared_build_first();
     // Two commits in the range: one step.
     let out = xtask(&[
         "bisect",
@@ -103,6 +112,8 @@ fn bisect_names_the_first_commit_that_changed_a_case() {
         "fpt-patch-2",
         "--case",
         "backing_open.flags_nonzero",
+        "--profile",
+        "vng",
     ]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let first = git(&tree, &["rev-parse", "fpt-patch-2"]);
@@ -130,6 +141,7 @@ fn bisect_names_the_first_commit_that_changed_a_case() {
 #[ignore = "full tier: cargo xtask test --full"]
 fn bisect_over_eight_commits_on_an_observation() {
     let tree = harness::kernel::fixture::fuse_history().expect("the fixture history");
+    shared_build_first();
     let out = xtask(&[
         "bisect",
         "--src",
@@ -142,6 +154,8 @@ fn bisect_over_eight_commits_on_an_observation() {
         "backing_open.flags_nonzero",
         "--observation",
         "backing_open",
+        "--profile",
+        "vng",
     ]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out

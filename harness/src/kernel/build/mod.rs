@@ -10,6 +10,7 @@ pub mod changed;
 mod config;
 mod make;
 mod patches;
+mod seed;
 pub mod source;
 mod workcopy;
 
@@ -212,6 +213,21 @@ fn configured(req: &BuildRequest, cache: &Path) -> Result<Configured> {
     std::fs::create_dir_all(&plan.entry).map_err(|e| Error::io(plan.entry.display(), e))?;
     // One build per entry at a time: two makes in one output directory corrupt it.
     let lock = crate::env::cache::lock(&plan.entry, "build")?;
+    // A new entry of a series already built with this recipe starts from that build.
+    match seed::from_sibling(&plan.entry, &plan.src.dir, &plan.fragments.fingerprint()) {
+        Ok(Some(seeded)) => eprintln!(
+            "build {}: starts from build {} (same profile and fragments, same series; its path \
+             rewritten in {} files): make rebuilds what differs",
+            short(&plan.entry),
+            short(&seeded.from),
+            seeded.rewritten
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!(
+            "build {}: could not start from a built sibling ({e}): building it whole",
+            short(&plan.entry)
+        ),
+    }
     // The tree make runs in: the entry's working copy, the source plus the series.
     let (tree, synced) = workcopy::sync(&plan.src.dir, &plan.series, &plan.entry)?;
     if synced.written + synced.removed > 0 && !synced.created {
@@ -230,6 +246,14 @@ fn configured(req: &BuildRequest, cache: &Path) -> Result<Configured> {
         out,
         _lock: lock,
     })
+}
+
+/// An entry's name, for log lines.
+fn short(entry: &Path) -> String {
+    entry.file_name().map_or_else(
+        || entry.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Everything a build is made of, and its cache entry.
