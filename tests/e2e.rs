@@ -125,6 +125,34 @@ fn a_slow_case_runs_when_a_pattern_names_it() {
     assert!(default.iter().all(|c| c.name != "faults.request_timeout"));
 }
 
+/// A selection longer than the kernel command line carries as names (every other case of
+/// the default run, no group whole: over a thousand bytes) reaches the guest whole, as the
+/// bitmap `proto::catalog::cases_param` makes of it, and runs in catalog order.
+#[test]
+fn a_long_selection_reaches_the_guest_whole() {
+    let (_, catalog) = harness::boot::agent::build_with_catalog().expect("the agent builds");
+    let picked: Vec<String> = harness::boot::agent::select(&catalog, &[], false)
+        .unwrap()
+        .iter()
+        .step_by(2)
+        .map(|c| c.name.clone())
+        .collect();
+    let names: Vec<&str> = picked.iter().map(String::as_str).collect();
+    let param = proto::catalog::cases_param(&names, &catalog);
+    assert!(param.starts_with('@'), "{param}");
+    let run = harness::run::run(
+        &Request {
+            cases: picked.clone(),
+            jobs: Some(1),
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
+    .expect("the guest booted");
+    let ran: Vec<&str> = run.results.iter().map(|r| r.case.as_str()).collect();
+    assert_eq!(ran, names);
+}
+
 /// `cargo xtask run ARGS`: (exit code, stderr).
 fn xtask(args: &[&str]) -> (i32, String) {
     xtask_with_env(args, &[])

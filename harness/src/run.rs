@@ -114,7 +114,12 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
         (Some(build), true) => reaching(build)?,
         _ => req.cases.clone(),
     };
-    let selection = agent::select(&catalog, &asked, req.validate.is_some())?;
+    let mut selection = agent::select(&catalog, &asked, req.validate.is_some())?;
+    if reaches_patch {
+        // A set, in no order of its own: catalog order, which the command line carries
+        // however many cases it names (proto::catalog::cases_param).
+        selection.sort_by_key(|c| catalog.iter().position(|k| k.name == c.name));
+    }
     let cases = match req.shard {
         Some(shard) => shard.take(selection.clone()),
         None => selection.clone(),

@@ -193,10 +193,80 @@ pub fn select<'a, C: Selectable>(
     Ok(picked)
 }
 
+/// Longest list of names `fpt.cases=` carries (the kernel command line holds 2048 bytes on
+/// x86, with everything else on it); a longer one travels as a bitmap.
+pub const MAX_LISTED: usize = 1024;
+
+/// The first character of `fpt.cases=` as a bitmap over the catalog.
+const BITMAP: char = '@';
+
 /// The value of the `fpt.cases=` parameter for `names` (in catalog order or not): `all` when
 /// they are exactly the default selection of `catalog`, `none` for no name at all, else the
-/// names, with every group taken whole written `group.*` (the command line holds 2048 bytes; 117 names do not fit).
+/// names, with every group taken whole written `group.*`. Names in catalog order whose list
+/// is still longer than [`MAX_LISTED`] (the cases coverage picks for one line can be a
+/// hundred, from every group) become a bitmap over the catalog, `@` and a hex digit per four
+/// cases, which [`param_names`] reads back with the same catalog.
 pub fn cases_param(names: &[&str], catalog: &[CaseInfo]) -> String {
+    let listed = cases_listed(names, catalog);
+    if listed.len() <= MAX_LISTED {
+        return listed;
+    }
+    let at: Vec<Option<usize>> = names
+        .iter()
+        .map(|n| catalog.iter().position(|c| c.name == *n))
+        .collect();
+    if at.iter().any(Option::is_none) || !at.windows(2).all(|w| w[0] < w[1]) {
+        return listed;
+    }
+    let mut digits = vec![0u8; catalog.len().div_ceil(4)];
+    for i in at.into_iter().flatten() {
+        digits[i / 4] |= 1 << (i % 4);
+    }
+    let hex: String = digits
+        .iter()
+        .map(|d| char::from_digit(u32::from(*d), 16).expect("a nibble"))
+        .collect();
+    format!("{BITMAP}{hex}")
+}
+
+/// The case names an `fpt.cases=` value gives to [`select`]: none for `all` (the default
+/// run), the bitmap's cases in catalog order, or the list. A bitmap made for a catalog of
+/// another length is refused: the host and the agent would not mean the same cases.
+pub fn param_names<'a, C: Selectable>(
+    param: &'a str,
+    catalog: &'a [C],
+) -> Result<Vec<&'a str>, String> {
+    let Some(hex) = param.strip_prefix(BITMAP) else {
+        return Ok(match param {
+            "all" => Vec::new(),
+            _ => param.split(',').filter(|n| !n.is_empty()).collect(),
+        });
+    };
+    if hex.len() != catalog.len().div_ceil(4) {
+        return Err(format!(
+            "the case bitmap has {} digits, for another catalog than this one of {} cases",
+            hex.len(),
+            catalog.len()
+        ));
+    }
+    let mut names = Vec::new();
+    for (k, ch) in hex.chars().enumerate() {
+        let d = ch
+            .to_digit(16)
+            .ok_or_else(|| format!("the case bitmap has {ch:?}, not a hex digit"))?;
+        for bit in 0..4 {
+            if d & (1 << bit) != 0 {
+                let c = catalog
+                    .get(4 * k + bit)
+                    .ok_or_else(|| "the case bitmap names a case past the catalog".to_string())?;
+                names.push(c.name());
+            }
+        }
+    }
+    Ok(names)
+}
+
+fn cases_listed(names: &[&str], catalog: &[CaseInfo]) -> String {
     if names.is_empty() {
         return NONE.into();
     }
@@ -527,6 +597,32 @@ mod tests {
         // No case: `none`, which selects nothing (not "" , which the agent reads as all).
         assert_eq!(cases_param(&[], &catalog), NONE);
         assert!(select(&catalog, &[NONE], false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_long_selection_in_catalog_order_travels_as_a_bitmap() {
+        // 150 cases in 3 groups of 50; every other one of them: no group whole.
+        let catalog: Vec<CaseInfo> = (0..150)
+            .map(|i| info(&format!("group{}.a_long_case_name_{i:03}", i / 50), false))
+            .collect();
+        let picked: Vec<&str> = catalog.iter().step_by(2).map(|c| c.name.as_str()).collect();
+        let param = cases_param(&picked, &catalog);
+        assert_eq!(param.len(), 1 + 150usize.div_ceil(4), "{param}");
+        assert!(param.starts_with("@55"), "{param}");
+        assert_eq!(param_names(&param, &catalog).unwrap(), picked);
+        // Out of catalog order: the list, whatever its length (the order is the caller's).
+        let mut reversed = picked.clone();
+        reversed.reverse();
+        assert!(cases_param(&reversed, &catalog).contains(','));
+        // Short lists stay names; `all` and lists read back as before.
+        assert_eq!(cases_param(&picked[..2], &catalog), picked[..2].join(","));
+        assert!(param_names("all", &catalog).unwrap().is_empty());
+        assert_eq!(param_names("a.x,b.y", &catalog).unwrap(), ["a.x", "b.y"]);
+        // Another catalog: refused, never a wrong selection.
+        assert!(param_names(&param, &catalog[..100])
+            .unwrap_err()
+            .contains("another catalog"));
+        assert!(param_names("@zz", &catalog[..8]).is_err());
     }
 
     #[test]

@@ -58,10 +58,7 @@ pub fn infos() -> Vec<CaseInfo> {
 /// "all" (every case a default run takes) or a comma-separated list of names and patterns
 /// (`uring.*`: see [`proto::catalog::pattern_takes`]).
 pub fn select(list: &str) -> Result<Vec<&'static Case>, String> {
-    let names: Vec<&str> = match list {
-        "all" => Vec::new(),
-        _ => list.split(',').filter(|n| !n.is_empty()).collect(),
-    };
+    let names = proto::catalog::param_names(list, catalog())?;
     proto::catalog::select(catalog(), &names, validating()).map_err(|e| e.to_string())
 }
 

@@ -33,11 +33,7 @@ pub const PROFILED: &str = "fs/fuse/";
 
 /// How mutants are judged, in the state file's key: raised whenever `classify` or the
 /// operators change, so that no run resumes from fates judged another way.
-const JUDGED_BY: u32 = 2;
-
-/// Bytes of case names a mutant's run names on the kernel command line (which holds 2048
-/// with everything else); more, and it runs the whole catalog.
-const MAX_NAMED: usize = 1200;
+const JUDGED_BY: u32 = 3;
 
 /// What to mutate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,12 +184,7 @@ pub fn run(req: &Request, each: &mut dyn FnMut(&Progress)) -> Result<Mutation> {
     )?;
     let cov = crate::results::coverage::of_run(&baseline.artifacts)?
         .ok_or_else(|| Error::coverage("the baseline run left no coverage", None))?;
-    let plan = crate::results::record::Plan::read(&baseline.artifacts)?;
-    let origin = plan
-        .coverage
-        .as_ref()
-        .map(|c| c.origin.clone())
-        .ok_or_else(|| Error::coverage("the baseline run names no source tree", None))?;
+    let origin = cov.build.origin.clone();
     let targets = targets(&req.scope, &cov)?;
     let state = state_file(req, &series, &cache)?;
     // The files as the series leaves them, applied apart: the entry's working copy is
@@ -451,12 +442,13 @@ fn judge(
         Err(e) => return Err(e),
         Ok(_) => {}
     }
-    // A line most cases run (a lookup, an open) names more cases than the kernel command line
-    // holds (2048 bytes): the whole catalog then, which runs them all and a few more.
-    let cases = match mutant.cases.iter().map(|c| c.len() + 1).sum::<usize>() {
-        n if n > MAX_NAMED => Vec::new(),
-        _ => mutant.cases.clone(),
-    };
+    // In the baseline's order, the catalog's: the command line then carries any number of
+    // them (proto::catalog::cases_param), a hundred for a line most cases run.
+    let cases: Vec<String> = baseline
+        .iter()
+        .filter(|b| mutant.cases.contains(&b.case))
+        .map(|b| b.case.clone())
+        .collect();
     let run = crate::run::run(
         &crate::run::Request {
             kernel: KernelChoice::Build(build),

@@ -64,7 +64,7 @@ pub fn text(outcomes: &[Outcome]) -> String {
                 o.mutant.line,
                 o.mutant.operator,
                 o.mutant.function.as_deref().unwrap_or("?"),
-                o.mutant.cases.join(", "),
+                some_of(&o.mutant.cases),
                 indent(&o.mutant.diff)
             ));
         }
@@ -87,6 +87,17 @@ pub fn summary_line(s: &Summary) -> String {
         s.score
             .map_or("- (nothing judged)".to_string(), |x| format!("{:.0}%", x * 100.0))
     )
+}
+
+/// How many cases a review comment names before "and N more" (mutants.json has them all).
+const NAMED: usize = 5;
+
+/// "a, b, c, d, e and 95 more": a line most cases run would name a hundred.
+fn some_of(cases: &[String]) -> String {
+    match cases.len() {
+        n if n > NAMED => format!("{} and {} more", cases[..NAMED].join(", "), n - NAMED),
+        _ => cases.join(", "),
+    }
 }
 
 fn indent(diff: &str) -> String {
@@ -150,7 +161,7 @@ fn html(outcomes: &[Outcome], baseline: &Path) -> String {
             _ => o.equivalent.clone().unwrap_or_default(),
         };
         rows.push_str(&format!(
-            "<tr data-fate=\"{}\"><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td><td>{}</td></tr>\n",
+            "<tr data-fate=\"{}\"><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td><td>{}</td><td>{}</td></tr>\n",
             escape(&fate_name(o)),
             escape(&o.mutant.file),
             o.mutant.line,
@@ -159,10 +170,11 @@ fn html(outcomes: &[Outcome], baseline: &Path) -> String {
             escape(&fate_name(o)),
             escape(&indent(&o.mutant.diff)),
             escape(&why),
+            escape(&some_of(&o.mutant.cases)),
         ));
     }
     format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>mutants</title>\n<style>body{{font-family:sans-serif}}td{{vertical-align:top;border-bottom:1px solid #ddd;padding:2px 6px}}tr[data-fate=survived]{{background:#fdd}}pre{{margin:0}}</style></head><body>\n<h1>Mutants</h1>\n<p>{}</p>\n<p>Baseline coverage: <a href=\"file://{}\">{}</a></p>\n<table><tr><th>line</th><th>function</th><th>operator</th><th>fate</th><th>mutant</th><th>why</th></tr>\n{rows}</table></body></html>\n",
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>mutants</title>\n<style>body{{font-family:sans-serif}}td{{vertical-align:top;border-bottom:1px solid #ddd;padding:2px 6px}}tr[data-fate=survived]{{background:#fdd}}pre{{margin:0}}</style></head><body>\n<h1>Mutants</h1>\n<p>{}</p>\n<p>Baseline coverage: <a href=\"file://{}\">{}</a></p>\n<table><tr><th>line</th><th>function</th><th>operator</th><th>fate</th><th>mutant</th><th>why</th><th>cases that ran the line</th></tr>\n{rows}</table></body></html>\n",
         escape(&summary_line(&Summary::of(outcomes))),
         escape(&coverage.display().to_string()),
         escape(&coverage.display().to_string()),
@@ -187,5 +199,12 @@ mod tests {
             Some("ret 0 leaves ki_pos as it was")
         );
         assert_eq!(eq.len(), 1);
+    }
+
+    #[test]
+    fn a_review_comment_names_a_few_cases_and_counts_the_rest() {
+        let cases: Vec<String> = (0..8).map(|i| format!("g.c{i}")).collect();
+        assert_eq!(some_of(&cases), "g.c0, g.c1, g.c2, g.c3, g.c4 and 3 more");
+        assert_eq!(some_of(&cases[..2]), "g.c0, g.c1");
     }
 }

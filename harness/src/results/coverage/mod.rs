@@ -35,6 +35,8 @@ pub struct Coverage {
     pub patches: Vec<patch::PatchCoverage>,
     /// Whether this run's map became the base tree's coverage for `--case reaches-patch`.
     pub saved_as_base: bool,
+    /// The build it measured (its tree, source, series), as the run's plan records it.
+    pub build: Build,
 }
 
 /// The coverage of the run saved in `artifacts`, if it was a coverage run: its counters
@@ -49,7 +51,7 @@ pub fn of_run(artifacts: &Path) -> Result<Option<Coverage>> {
             .map_err(|e| Error::io(artifacts.join(Plan::FILE).display(), e))?,
     )
     .map_err(|e| Error::coverage("plan.json", Some(Box::new(e))))?;
-    let Some(build) = &plan.coverage else {
+    let Some(build) = plan.coverage.as_ref() else {
         return Ok(None);
     };
     let boots: Vec<PathBuf> = plan.boots.iter().map(|b| artifacts.join(&b.dir)).collect();
@@ -88,6 +90,7 @@ pub fn of_run(artifacts: &Path) -> Result<Option<Coverage>> {
         map,
         patches,
         saved_as_base,
+        build: build.clone(),
     }))
 }
 
