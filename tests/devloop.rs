@@ -416,7 +416,8 @@ fn mutate_a_patch_kills_reaches_and_explains_its_survivors() {
 /// ends with a fate, the report says the file's score, and each survivor is printed with its
 /// diff. Survivors not yet explained make the exit 1, which this test allows: the score and
 /// the survivors are the README's figures, not a verdict of the harness. Then the same
-/// command again takes every mutant from the state file: only the baseline builds.
+/// command again takes every mutant from the state file: only the baseline builds. Then
+/// `--function`, and a function no case reaches (exit 40).
 #[test]
 #[ignore = "full tier: cargo xtask test --full"]
 fn mutate_a_whole_file() {
@@ -452,6 +453,36 @@ fn mutate_a_whole_file() {
         again.stderr
     );
     assert!(again.stdout.contains(line), "{}", again.stdout);
+
+    // One function: only its lines. The baseline above was the base tree's whole catalog,
+    // which the entry keeps: a function no case reaches is refused before anything builds.
+    let out = xtask(&[
+        "mutate",
+        "--src",
+        "debian:7.3",
+        "--function",
+        "fuse_backing_get",
+    ]);
+    assert!(matches!(out.code, 0 | 1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("fs/fuse/backing.c: ")),
+        "{}",
+        out.stdout
+    );
+    let out = xtask(&[
+        "mutate",
+        "--src",
+        "debian:7.3",
+        "--function",
+        "fuse_conn_limit_read",
+    ]);
+    assert_eq!(out.code, 40, "{}", out.stderr);
+    assert!(out
+        .error()
+        .contains("no case executes a line of fuse_conn_limit_read"));
+    assert!(!out.stderr.contains("the baseline"), "{}", out.stderr);
 }
 
 /// Coverage asked of a kernel the harness did not build: refused before anything runs.

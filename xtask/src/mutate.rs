@@ -37,7 +37,6 @@ pub fn mutate(target: &Target, files: &[String], functions: &[String]) -> i32 {
         indicatif::ProgressStyle::with_template("mutants {pos}/{len} · {msg}").expect("template"),
     );
     bar.enable_steady_tick(Duration::from_millis(500));
-    eprintln!("mutate: the baseline (the tree with the series, every case, with coverage)");
     let result = mutate::run(&req, &mut |p| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);

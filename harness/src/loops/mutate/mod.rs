@@ -169,6 +169,7 @@ pub fn run(req: &Request, each: &mut dyn FnMut(&Progress)) -> Result<Mutation> {
     let cache = crate::env::cache::dir();
     let series = crate::kernel::build::Series::read(&req.build.patches)?;
     check_scope(req, series.is_empty(), &cache)?;
+    eprintln!("mutate: the baseline (the tree with the series, every case, with coverage)");
     // The baseline: the tree with the series, every case, with coverage.
     let baseline = crate::run::run(
         &crate::run::Request {
@@ -185,7 +186,7 @@ pub fn run(req: &Request, each: &mut dyn FnMut(&Progress)) -> Result<Mutation> {
     let cov = crate::results::coverage::of_run(&baseline.artifacts)?
         .ok_or_else(|| Error::coverage("the baseline run left no coverage", None))?;
     let origin = cov.build.origin.clone();
-    let targets = targets(&req.scope, &cov)?;
+    let targets = targets(&req.scope, &cov.patches, &cov.map)?;
     let state = state_file(req, &series, &cache)?;
     // The files as the series leaves them, applied apart: the entry's working copy is
     // shared with any other build of the entry (another terminal, a test beside this one).
@@ -297,15 +298,28 @@ fn check_scope(req: &Request, no_series: bool, cache: &Path) -> Result<()> {
             why: "name at least one function".into(),
         }),
         Scope::Functions(_) => Ok(()),
+    }?;
+    // Without a series the baseline is the base tree, whose coverage the entry may keep
+    // already: a file or function no case reaches is then refused before anything builds.
+    if no_series {
+        let entry = crate::kernel::build::entry_dir(&req.build, cache)?;
+        if let Some(base) = crate::results::coverage::reach::base_of_entry(&entry) {
+            targets(&req.scope, &[], &base)?;
+        }
     }
+    Ok(())
 }
 
 /// The (file, line) pairs to mutate: lines gcov counts, in scope.
-fn targets(scope: &Scope, cov: &crate::results::coverage::Coverage) -> Result<Vec<(String, u32)>> {
+fn targets(
+    scope: &Scope,
+    patches: &[crate::results::coverage::patch::PatchCoverage],
+    map: &crate::results::coverage::lines::LineMap,
+) -> Result<Vec<(String, u32)>> {
     let mut out: Vec<(String, u32)> = Vec::new();
     match scope {
         Scope::Patch => {
-            for p in &cov.patches {
+            for p in patches {
                 for f in p.files.iter().filter(|f| f.file.starts_with(PROFILED)) {
                     out.extend(f.executable.iter().map(|n| (f.file.clone(), *n)));
                 }
@@ -319,7 +333,7 @@ fn targets(scope: &Scope, cov: &crate::results::coverage::Coverage) -> Result<Ve
         }
         Scope::Files(files) => {
             for f in files {
-                let lines = cov.map.files.get(f).ok_or_else(|| Error::MutateScope {
+                let lines = map.files.get(f).ok_or_else(|| Error::MutateScope {
                     what: f.clone(),
                     why: "not built into this kernel".into(),
                 })?;
@@ -331,8 +345,7 @@ fn targets(scope: &Scope, cov: &crate::results::coverage::Coverage) -> Result<Ve
         }
         Scope::Functions(names) => {
             for name in names {
-                let (file, (start, end)) = cov
-                    .map
+                let (file, (start, end)) = map
                     .files
                     .iter()
                     .find_map(|(file, l)| l.functions.get(name).map(|r| (file, *r)))
@@ -340,7 +353,7 @@ fn targets(scope: &Scope, cov: &crate::results::coverage::Coverage) -> Result<Ve
                         what: name.clone(),
                         why: format!("no function of that name in a profiled file ({PROFILED})"),
                     })?;
-                let lines = &cov.map.files[file].lines;
+                let lines = &map.files[file].lines;
                 if lines.range(start..=end).all(|(_, l)| l.cases.is_empty()) {
                     return Err(Error::MutateNotReached { what: name.clone() });
                 }

@@ -5,7 +5,7 @@
 //! the build held its entry), so nothing depends on how the patch reads.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::lines::LineMap;
 use super::Build;
@@ -16,11 +16,16 @@ pub const REACHES_PATCH: &str = "reaches-patch";
 
 /// Where a build entry keeps its base tree's coverage.
 fn base_path(build: &Build) -> PathBuf {
-    build
-        .objects
-        .parent()
-        .unwrap_or(&build.objects)
-        .join("coverage-base.json")
+    base_in(build.objects.parent().unwrap_or(&build.objects))
+}
+
+fn base_in(entry: &Path) -> PathBuf {
+    entry.join("coverage-base.json")
+}
+
+/// The base tree's coverage a build entry keeps, if a run made it (and it reads).
+pub fn base_of_entry(entry: &Path) -> Option<LineMap> {
+    serde_json::from_str(&std::fs::read_to_string(base_in(entry)).ok()?).ok()
 }
 
 /// Keep `map` as the base tree's coverage of this build entry.
