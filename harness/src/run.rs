@@ -50,6 +50,8 @@ pub struct Request {
     /// fs/fuse built with gcov, each case's counters collected (`--coverage`): a kernel
     /// built from source only.
     pub coverage: bool,
+    /// End the run at the first result that settles it (our QEMU only; `mutate`).
+    pub stop_at: Option<crate::boot::vm::StopAt>,
 }
 
 /// Who boots the kernel under test.
@@ -79,6 +81,7 @@ impl Default for Request {
             backend: Backend::Qemu,
             jobs: None,
             coverage: false,
+            stop_at: None,
         }
     }
 }
@@ -589,6 +592,7 @@ fn prepare_qemu(
     let mut opts = VmOptions::new(accel);
     opts.machine = req.machine;
     opts.append = req.append.clone();
+    opts.stop_at = req.stop_at.clone();
     if kernel.coverage.is_some() {
         opts.append
             .push(format!("{}=1", proto::layout::COVERAGE_PARAM));

@@ -501,6 +501,7 @@ impl Target {
             },
             jobs: self.jobs,
             coverage: self.coverage,
+            stop_at: None,
         }
     }
 }

@@ -101,7 +101,22 @@ pub fn assemble(planned: &[String], log: &RunLog) -> Assembled {
     }
     let findings = findings_by_case(&log.console);
     let mut died = None;
-    if !done {
+    let stopped = log
+        .ending
+        .as_ref()
+        .is_some_and(|e| e.how == crate::results::ending::How::Stopped);
+    if !done && stopped {
+        // Asked to stop: the case that was running and the ones after it are not run,
+        // which is neither a crash nor a failure of theirs.
+        let reported: Vec<String> = results.iter().map(|r| r.case.clone()).collect();
+        for case in planned.iter().filter(|c| !reported.contains(c)) {
+            results.push(CaseResult::new(
+                case.clone(),
+                Verdict::Skip,
+                "not run: the run stopped at a result that settles it".to_string(),
+            ));
+        }
+    } else if !done {
         let ending = log.ending.as_ref();
         // The kernel's own fatal line, from the reports just classified.
         let panic = findings.iter().find(|(_, f)| f.kind.is_fatal());
@@ -310,6 +325,31 @@ mod tests {
             "not reached: the guest went down during b"
         );
         assert_eq!(out.died.as_deref(), Some("Kernel panic - not syncing: x"));
+    }
+
+    #[test]
+    fn a_stopped_boot_leaves_the_rest_not_run_and_did_not_die() {
+        let log = RunLog {
+            events: vec![
+                hello(),
+                Event::Start { case: "a".into() },
+                pass("a"),
+                Event::Start { case: "b".into() },
+            ],
+            console: vec!["[1.0] fpt-agent: start b".into()],
+            ending: Some(Ending {
+                how: How::Stopped,
+                running_case_ms: Some(10),
+            }),
+            task_dump: None,
+        };
+        let out = assemble(&planned(), &log);
+        let v: Vec<Verdict> = out.results.iter().map(|r| r.verdict).collect();
+        assert_eq!(v, [Verdict::Pass, Verdict::Skip, Verdict::Skip]);
+        assert!(out.results[1]
+            .reason
+            .starts_with("not run: the run stopped"));
+        assert_eq!(out.died, None);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub enum How {
         /// The signal.
         signal: i32,
     },
+    /// The run's caller had what it needed: a result that settles it (`StopAt`), in this
+    /// boot or another of the run. What was left is not run, not lost.
+    Stopped,
 }
 
 /// How a boot ended, saved as `ending.json`.
@@ -80,6 +83,7 @@ impl How {
             } => "the agent never started".into(),
             How::RunLimit { secs } => format!("the whole-run limit of {secs} s ran out"),
             How::Interrupted { signal } => format!("interrupted by signal {signal}"),
+            How::Stopped => "stopped at a result that settles the run".into(),
         }
     }
 

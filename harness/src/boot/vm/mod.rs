@@ -45,6 +45,46 @@ pub struct VmOptions {
     pub cpus: u32,
     /// Share a host directory into the guest at /host, read-only: (virtiofsd binary, dir).
     pub share: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// End every boot of the run at the first result that settles it.
+    pub stop_at: Option<StopAt>,
+}
+
+/// A run that ends, in every boot, at its first result `settles` says settles it: `mutate`
+/// needs one case that kills a mutant, not the rest of them. The boots of one run share it.
+#[derive(Clone)]
+pub struct StopAt {
+    settles: std::sync::Arc<dyn Fn(&proto::CaseResult) -> bool + Send + Sync>,
+    hit: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StopAt {
+    /// Stop at the first result for which `settles` is true.
+    pub fn new(settles: impl Fn(&proto::CaseResult) -> bool + Send + Sync + 'static) -> Self {
+        StopAt {
+            settles: std::sync::Arc::new(settles),
+            hit: Default::default(),
+        }
+    }
+
+    /// Look at one event of a boot.
+    fn take(&self, event: &Event) {
+        if let Event::Result(r) = event {
+            if (self.settles)(r) {
+                self.hit.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Whether any boot of the run has seen a result that settles it.
+    fn hit(&self) -> bool {
+        self.hit.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Debug for StopAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StopAt").field("hit", &self.hit).finish()
+    }
 }
 
 impl VmOptions {
@@ -65,6 +105,7 @@ impl VmOptions {
             // sixty here. Cases run one at a time anyway; their threads still interleave.
             cpus: 1,
             share: None,
+            stop_at: None,
         }
     }
 }
@@ -163,6 +204,9 @@ pub fn boot(
                 if matches!(e, Event::Result(_)) {
                     first_result_after.get_or_insert(start.elapsed());
                 }
+                if let Some(stop) = &opts.stop_at {
+                    stop.take(&e);
+                }
                 on_event(&e);
                 log.events.push(e.clone());
                 Input::Event(Box::new(e))
@@ -178,6 +222,10 @@ pub fn boot(
             Action::Wait { until } => {
                 if let Some(sig) = crate::env::interrupt::requested() {
                     input = Input::Interrupt(sig);
+                    continue;
+                }
+                if opts.stop_at.as_ref().is_some_and(StopAt::hit) {
+                    input = Input::Stop;
                     continue;
                 }
                 // Wake at least every 100 ms to notice an interrupt.

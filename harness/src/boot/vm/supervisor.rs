@@ -55,6 +55,8 @@ pub enum Input {
     SysrqFailed,
     /// The harness was asked to stop.
     Interrupt(i32),
+    /// The run has the result it needed (`StopAt`).
+    Stop,
 }
 
 /// What the process side does next.
@@ -142,6 +144,7 @@ impl Supervisor {
             Input::Interrupt(signal) => {
                 return Action::Stop(self.ending(How::Interrupted { signal }, now))
             }
+            Input::Stop => return Action::Stop(self.ending(How::Stopped, now)),
         }
         let deadline = self.deadline().min(self.run_deadline);
         if now < deadline {
@@ -195,7 +198,7 @@ impl Supervisor {
         };
         match input {
             Input::Console => *quiet_by = now + self.limits.dump_quiet,
-            Input::Closed | Input::SysrqFailed | Input::Interrupt(_) => {
+            Input::Closed | Input::SysrqFailed | Input::Interrupt(_) | Input::Stop => {
                 return Action::Stop(ending.clone())
             }
             Input::Tick | Input::Event(_) => {}

@@ -462,11 +462,23 @@ fn judge(
         .filter(|b| mutant.cases.contains(&b.case))
         .map(|b| b.case.clone())
         .collect();
+    // One kill settles the mutant: the cases after it are not run (what `classify` finds
+    // first, in catalog order, is the same kill or an earlier one of another boot).
+    let failed_before: BTreeSet<String> = baseline
+        .iter()
+        .filter(|b| b.verdict == Verdict::Fail)
+        .map(|b| b.case.clone())
+        .collect();
+    let stop_at = crate::boot::vm::StopAt::new(move |r| {
+        let was = failed_before.contains(&r.case).then_some(Verdict::Fail);
+        kill_by(was, r.verdict).is_some()
+    });
     let run = crate::run::run(
         &crate::run::Request {
             kernel: KernelChoice::Build(build),
             cases,
             coverage: false,
+            stop_at: Some(stop_at),
             ..req.template.clone()
         },
         &mut |_| {},
@@ -485,18 +497,23 @@ fn judge(
     }
 }
 
+/// How a case's verdict kills a mutant, given its verdict in the baseline (`was`): a hang,
+/// a crash (or a case the crash kept from running), or a failure the baseline did not have.
+fn kill_by(was: Option<Verdict>, now: Verdict) -> Option<Kill> {
+    match now {
+        Verdict::Hang => Some(Kill::Hang),
+        Verdict::Crash | Verdict::NotReached => Some(Kill::Crash),
+        Verdict::Fail if was != Some(Verdict::Fail) => Some(Kill::Verdict),
+        _ => None,
+    }
+}
+
 /// Which of the mutant's cases noticed it, against the baseline's results.
 pub fn classify(baseline: &[CaseResult], got: &[CaseResult], died: Option<&str>) -> Fate {
     let before = |case: &str| baseline.iter().find(|b| b.case == case);
     for r in got {
         let was = before(&r.case).map(|b| b.verdict);
-        let by = match r.verdict {
-            Verdict::Hang => Some(Kill::Hang),
-            Verdict::Crash | Verdict::NotReached => Some(Kill::Crash),
-            Verdict::Fail if was != Some(Verdict::Fail) => Some(Kill::Verdict),
-            _ => None,
-        };
-        if let Some(by) = by {
+        if let Some(by) = kill_by(was, r.verdict) {
             return Fate::Killed {
                 by,
                 case: r.case.clone(),
