@@ -530,7 +530,7 @@ fn validate_target(target: &str) {
     eprintln!("{}", harness::validate::table(&spec, &runs));
     for run in &runs {
         check(run);
-        assert_eq!(run.results.len(), 28, "{target}: every validate case ran");
+        assert_eq!(run.results.len(), 32, "{target}: every validate case ran");
         for r in &run.results {
             let obs = |k: &str| r.observations.get(k);
             if r.verdict == Verdict::Skip {
@@ -553,6 +553,12 @@ fn validate_target(target: &str) {
                 | "validate.without_cap_sys_admin" => {
                     assert!(served > 0, "{target} {}: served after a refusal", r.case)
                 }
+                // Requests the server serves itself; whether the file of a TMPFILE or a
+                // copy's read-back passed through is the library's choice, observed.
+                "validate.names"
+                | "validate.attributes"
+                | "validate.fallocate"
+                | "validate.copy_file_range" => {}
                 _ => assert_eq!(
                     served == 0,
                     passthrough,

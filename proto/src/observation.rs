@@ -72,3 +72,23 @@ pub const THROUGHPUT: &str = "throughput";
 /// What only a kernel whose probes read arguments through BTF can tell: a run that could
 /// not read them is not compared on them.
 pub const NEEDS_BTF: [&str; 2] = [PROTOCOL_MINOR, PASSTHROUGH_NEGOTIATED];
+
+/// What the server answered to the requests the validate cases of names, attributes,
+/// FALLOCATE and COPY_FILE_RANGE send that it may refuse ("ok" or an errno's name): its
+/// behaviour, kept in a snapshot whether or not the case's I/O passed through.
+pub const REQUEST_ANSWERS: [&str; 11] = [
+    "rename_noreplace",
+    "rename_exchange",
+    "mknod_fifo",
+    "tmpfile",
+    "tmpfile_link",
+    "utimens",
+    "chown",
+    "fallocate",
+    "fallocate_keep_size",
+    "fallocate_punch_hole",
+    "fallocate_zero_range",
+];
+/// The COPY_FILE_RANGE requests a server got in `validate.copy_file_range` (none: the
+/// kernel copied by itself after the server refused, or never asked).
+pub const COPY_FILE_RANGE_REQUESTS: &str = "copy_file_range_requests";

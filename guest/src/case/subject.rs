@@ -295,10 +295,12 @@ impl Drop for External {
             self.note(key::SERVER_HUNG, format!("{why}{}", tail(&self.stderr)));
             self.kill_server();
         }
+        let mut crash_noted = false;
         let alive = match self.child.try_wait() {
             Ok(Some(status)) if !self.killed && status.signal().is_some() => {
                 let stderr = tail(&self.stderr);
                 self.note(key::SERVER_CRASHED, format!("{}{stderr}", died(status)));
+                crash_noted = true;
                 false
             }
             Ok(None) => true,
@@ -365,7 +367,15 @@ impl Drop for External {
             match self.child.try_wait() {
                 Ok(Some(status)) => match status.code() {
                     Some(c) => break ("exited".to_string(), Some(c)),
-                    None => break (status.to_string(), None),
+                    None => {
+                        // Dying by a signal takes a moment (a core dump under load): its
+                        // connection can end before the check above saw it gone.
+                        if !self.killed && !crash_noted {
+                            let stderr = tail(&self.stderr);
+                            self.note(key::SERVER_CRASHED, format!("{}{stderr}", died(status)));
+                        }
+                        break (status.to_string(), None);
+                    }
                 },
                 _ if Instant::now() >= deadline => {
                     let _ = self.child.kill();

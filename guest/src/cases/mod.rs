@@ -16,6 +16,7 @@ mod selftest;
 mod stacking;
 mod uring;
 mod validate;
+mod validate_requests;
 
 use proto::CaseInfo;
 

@@ -170,6 +170,47 @@ pub fn cases() -> Vec<Case> {
             ..DEFAULTS
         },
         Case {
+            name: "validate.names",
+            rule: "MKDIR, RENAME (plain; RENAME_NOREPLACE onto an existing name; \
+      RENAME_EXCHANGE), CREATE, LINK, SYMLINK and READLINK, MKNOD (a FIFO), TMPFILE and the \
+      LINK that names it, UNLINK and RMDIR through the mount: each name is in {source} as the \
+      answer says, with its file's bytes",
+            verdict_rule: "pass when after every acknowledged request {source} holds what it \
+      says (a RENAME_NOREPLACE onto an existing name never acknowledged, a LINK the same \
+      inode); a request refused with an errno is observed by name, not failed",
+            run: super::validate_requests::names,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.attributes",
+            rule: "SETATTR through the mount: two modes, atime and mtime, and owner 1:1; \
+      OPEN with O_TRUNC (SETATTR's size is validate.truncate_then_read's)",
+            verdict_rule: "pass when {source}'s file has each mode, both times and the owner \
+      after the request is acknowledged; a chown refused is observed",
+            run: super::validate_requests::attributes,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.fallocate",
+            rule: "FALLOCATE through the mount: past the end (the size grows), KEEP_SIZE (it \
+      does not), PUNCH_HOLE and ZERO_RANGE in the middle",
+            verdict_rule: "pass when every mode acknowledged did to {source}'s file what it \
+      says: the size, and zeros in the range alone, read in {source} and through the mount; \
+      a mode refused is observed by its errno",
+            run: super::validate_requests::fallocate,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.copy_file_range",
+            rule: "copy_file_range between two files of the mount, at offsets inside both \
+      (COPY_FILE_RANGE to the server, or the kernel's own copy where it refuses it)",
+            verdict_rule: "pass when {source}'s destination file and the one read through the \
+      mount hold the source's range at the destination offset and their own bytes \
+      elsewhere; the COPY_FILE_RANGE requests the server got are observed",
+            run: super::validate_requests::copy_file_range,
+            ..DEFAULTS
+        },
+        Case {
             name: "validate.fallback_scope",
             rule: "one mount, three files: a plain one, one whose \
       BACKING_OPEN the kernel refuses, then a second plain one: every byte is right, and the \

@@ -52,7 +52,12 @@ pub fn render(results: &[CaseResult]) -> String {
 /// Counts a validate snapshot keeps as "some" or 0: how many READs a served path takes
 /// follows readahead and timing, and how many backing ids a library opens follows whether
 /// its RELEASE was handled before the next OPEN.
-const VALIDATE_COUNTS: [&str; 3] = [key::READ_REQUESTS, key::WRITE_REQUESTS, key::BACKING_OPENS];
+const VALIDATE_COUNTS: [&str; 4] = [
+    key::READ_REQUESTS,
+    key::WRITE_REQUESTS,
+    key::BACKING_OPENS,
+    key::COPY_FILE_RANGE_REQUESTS,
+];
 
 /// What a validate snapshot leaves out (results.json keeps it): the server's exit code and
 /// how many backing ids it closed itself, which after a kill or an unmount under it depend on
@@ -107,7 +112,9 @@ fn render_as(name: &str, results: &[CaseResult]) -> String {
             if validate && VALIDATE_DROPPED.contains(&k.as_str()) {
                 continue;
             }
-            if served && !SERVED_KEPT.contains(&k.as_str()) {
+            let answer = key::REQUEST_ANSWERS.contains(&k.as_str())
+                || k.as_str() == key::COPY_FILE_RANGE_REQUESTS;
+            if served && !SERVED_KEPT.contains(&k.as_str()) && !answer {
                 continue;
             }
             if volatile(k) && v.as_u64().is_some_and(|n| n > 0) {

@@ -11,17 +11,20 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::FromRawFd;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
 use fuser::{
-    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request,
-    TimeOrNow, WriteFlags,
+    BackingId, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 const TTL: Duration = Duration::from_secs(1);
 
@@ -116,6 +119,14 @@ enum Bug {
     CrashOnOpen,
     /// The second OPEN is never answered: its handler sleeps for ever.
     HangOnOpen,
+    /// RENAME's flags (RENAME_NOREPLACE, RENAME_EXCHANGE) are dropped: a plain rename.
+    RenameFlagsDropped,
+    /// SETATTR with a mode is acknowledged, the mode left as it was.
+    IgnoreChmod,
+    /// FALLOCATE with FALLOC_FL_PUNCH_HOLE is acknowledged, the bytes left in place.
+    IgnorePunchHole,
+    /// COPY_FILE_RANGE copies from the start of the source file, whatever its offset.
+    CopyFromStart,
 }
 
 impl Bug {
@@ -132,6 +143,10 @@ impl Bug {
             "drop-writes" => Bug::DropWrites,
             "crash-on-open" => Bug::CrashOnOpen,
             "hang-on-open" => Bug::HangOnOpen,
+            "rename-flags-dropped" => Bug::RenameFlagsDropped,
+            "ignore-chmod" => Bug::IgnoreChmod,
+            "ignore-punch-hole" => Bug::IgnorePunchHole,
+            "copy-from-start" => Bug::CopyFromStart,
             _ => return None,
         })
     }
@@ -159,11 +174,7 @@ fn attr(ino: u64, m: &std::fs::Metadata) -> FileAttr {
         mtime: t(m.mtime(), m.mtime_nsec()),
         ctime: t(m.ctime(), m.ctime_nsec()),
         crtime: UNIX_EPOCH,
-        kind: if m.is_dir() {
-            FileType::Directory
-        } else {
-            FileType::RegularFile
-        },
+        kind: FileType::from_std(m.file_type()).unwrap_or(FileType::RegularFile),
         perm: (m.mode() & 0o7777) as u16,
         nlink: m.nlink() as u32,
         uid: m.uid(),
@@ -221,7 +232,9 @@ impl Mirror {
         let backing = match (self.passthrough && !served, held) {
             (false, _) => Backing::Served,
             (true, Some(shared)) => Backing::Held(shared),
-            (true, None) if self.bug == Bug::CloseReuse && s.closed_early.is_some_and(|(_, i)| i != ino) => {
+            (true, None)
+                if self.bug == Bug::CloseReuse && s.closed_early.is_some_and(|(_, i)| i != ino) =>
+            {
                 let (raw, _) = s.closed_early.expect("checked");
                 Backing::Loose(wrap(raw), false)
             }
@@ -286,9 +299,96 @@ impl Mirror {
         }
     }
 
+    /// The entry of a name just made in `parent` (mkdir, mknod, symlink, link).
+    fn entry(&self, parent: INodeNo, name: &OsStr) -> Result<FileAttr, Errno> {
+        let (ino, path) = self.child(parent, name)?;
+        let m = std::fs::symlink_metadata(path).map_err(errno)?;
+        Ok(attr(ino, &m))
+    }
+
+    /// A name gone from SOURCE: a later one of that name is another inode.
+    fn forget_name(&self, path: &Path) {
+        self.state.lock().unwrap().inodes.remove(path);
+    }
+
+    /// Paths under `from` now under `to` (and, exchanged, the other way round).
+    fn moved(&self, from: &Path, to: &Path, exchange: bool) {
+        let mut s = self.state.lock().unwrap();
+        // `join("")` would add a slash: the moved path itself is the new name as it is.
+        let under = |base: &Path, rest: &Path| match rest.as_os_str().is_empty() {
+            true => base.to_path_buf(),
+            false => base.join(rest),
+        };
+        let swap = |p: &Path| -> Option<PathBuf> {
+            if let Ok(rest) = p.strip_prefix(from) {
+                Some(under(to, rest))
+            } else if exchange {
+                p.strip_prefix(to).ok().map(|rest| under(from, rest))
+            } else {
+                None
+            }
+        };
+        if !exchange {
+            s.inodes.remove(to);
+        }
+        let paths: Vec<(u64, PathBuf)> = s
+            .paths
+            .iter()
+            .filter_map(|(ino, p)| swap(p).map(|n| (*ino, n)))
+            .collect();
+        for (ino, path) in paths {
+            if let Some(old) = s.paths.insert(ino, path.clone()) {
+                if s.inodes.get(&old) == Some(&ino) {
+                    s.inodes.remove(&old);
+                }
+            }
+            s.inodes.insert(path, ino);
+        }
+    }
+
     fn with_file<T>(&self, fh: FileHandle, f: impl FnOnce(&File) -> T) -> Result<T, Errno> {
         let s = self.state.lock().unwrap();
         s.open.get(&fh.0).map(|o| f(&o.file)).ok_or(Errno::EBADF)
+    }
+}
+
+fn c_path(p: &Path) -> Result<CString, Errno> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// SETATTR's times, each given, now, or left (UTIME_OMIT).
+fn set_times(p: &Path, atime: Option<TimeOrNow>, mtime: Option<TimeOrNow>) -> Result<(), Errno> {
+    let ts = |t: Option<TimeOrNow>| match t {
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(TimeOrNow::Now) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(TimeOrNow::SpecificTime(t)) => {
+            let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+            libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            }
+        }
+    };
+    let times = [ts(atime), ts(mtime)];
+    let path = c_path(p)?;
+    // SAFETY: a valid C string and two timespecs.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(errno(std::io::Error::last_os_error())),
     }
 }
 
@@ -305,9 +405,7 @@ fn open_options(flags: i32) -> std::fs::OpenOptions {
 impl Filesystem for Mirror {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // A kernel without passthrough: every file is served.
-        self.passthrough = config
-            .add_capabilities(InitFlags::FUSE_PASSTHROUGH)
-            .is_ok()
+        self.passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok();
         eprintln!("fuser-mirror: passthrough {}", self.passthrough);
         Ok(())
@@ -316,7 +414,7 @@ impl Filesystem for Mirror {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self
             .child(parent, name)
-            .and_then(|(ino, p)| Ok((ino, std::fs::metadata(p).map_err(errno)?)))
+            .and_then(|(ino, p)| Ok((ino, std::fs::symlink_metadata(p).map_err(errno)?)))
         {
             Ok((ino, m)) => reply.entry(&TTL, &attr(ino, &m), Generation(0)),
             Err(e) => reply.error(e),
@@ -326,7 +424,7 @@ impl Filesystem for Mirror {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self
             .path(ino)
-            .and_then(|p| std::fs::metadata(p).map_err(errno))
+            .and_then(|p| std::fs::symlink_metadata(p).map_err(errno))
         {
             Ok(m) => reply.attr(&TTL, &attr(ino.0, &m)),
             Err(e) => reply.error(e),
@@ -338,11 +436,11 @@ impl Filesystem for Mirror {
         _req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<std::time::SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<std::time::SystemTime>,
@@ -359,11 +457,17 @@ impl Filesystem for Mirror {
                     .and_then(|f| f.set_len(size))
                     .map_err(errno)?;
             }
-            if let Some(mode) = mode {
+            if let (Some(mode), false) = (mode, self.bug == Bug::IgnoreChmod) {
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o7777))
                     .map_err(errno)?;
             }
-            std::fs::metadata(&p).map_err(errno)
+            if uid.is_some() || gid.is_some() {
+                std::os::unix::fs::lchown(&p, uid, gid).map_err(errno)?;
+            }
+            if atime.is_some() || mtime.is_some() {
+                set_times(&p, atime, mtime)?;
+            }
+            std::fs::symlink_metadata(&p).map_err(errno)
         });
         match result {
             Ok(m) => reply.attr(&TTL, &attr(ino.0, &m)),
@@ -372,11 +476,230 @@ impl Filesystem for Mirror {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .path(parent)
-            .and_then(|p| std::fs::remove_file(p.join(name)).map_err(errno))
-        {
+        let gone = self.path(parent).and_then(|p| {
+            let path = p.join(name);
+            std::fs::remove_file(&path).map_err(errno)?;
+            self.forget_name(&path);
+            Ok(())
+        });
+        match gone {
             Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let gone = self.path(parent).and_then(|p| {
+            let path = p.join(name);
+            std::fs::remove_dir(&path).map_err(errno)?;
+            self.forget_name(&path);
+            Ok(())
+        });
+        match gone {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let made = self.path(parent).and_then(|p| {
+            std::fs::DirBuilder::new()
+                .mode(mode & !umask & 0o7777)
+                .create(p.join(name))
+                .map_err(errno)?;
+            self.entry(parent, name)
+        });
+        match made {
+            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let made = self.path(parent).and_then(|p| {
+            let path = c_path(&p.join(name))?;
+            // SAFETY: a valid C string; mknod only reads it.
+            let rc = unsafe { libc::mknod(path.as_ptr(), mode & !umask, libc::dev_t::from(rdev)) };
+            if rc != 0 {
+                return Err(errno(std::io::Error::last_os_error()));
+            }
+            self.entry(parent, name)
+        });
+        match made {
+            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let made = self.path(parent).and_then(|p| {
+            std::os::unix::fs::symlink(target, p.join(link_name)).map_err(errno)?;
+            self.entry(parent, link_name)
+        });
+        match made {
+            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self
+            .path(ino)
+            .and_then(|p| std::fs::read_link(p).map_err(errno))
+        {
+            Ok(target) => reply.data(target.as_os_str().as_bytes()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let made = self.path(ino).and_then(|from| {
+            let to = self.path(newparent)?.join(newname);
+            std::fs::hard_link(from, to).map_err(errno)?;
+            self.entry(newparent, newname)
+        });
+        match made {
+            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let flags = match self.bug {
+            Bug::RenameFlagsDropped => RenameFlags::empty(),
+            _ => flags,
+        };
+        let done = self.path(parent).and_then(|p| {
+            let (from, to) = (p.join(name), self.path(newparent)?.join(newname));
+            let (cf, ct) = (c_path(&from)?, c_path(&to)?);
+            // SAFETY: valid C strings; renameat2 only reads them.
+            let rc = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    cf.as_ptr(),
+                    libc::AT_FDCWD,
+                    ct.as_ptr(),
+                    flags.bits(),
+                )
+            };
+            if rc != 0 {
+                return Err(errno(std::io::Error::last_os_error()));
+            }
+            self.moved(&from, &to, flags.contains(RenameFlags::RENAME_EXCHANGE));
+            Ok(())
+        });
+        match done {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        if self.bug == Bug::IgnorePunchHole && mode & libc::FALLOC_FL_PUNCH_HOLE != 0 {
+            return reply.ok();
+        }
+        let done = self.with_file(fh, |f| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: an open fd of ours.
+            let rc = unsafe {
+                libc::fallocate(
+                    f.as_raw_fd(),
+                    mode,
+                    offset as libc::off_t,
+                    length as libc::off_t,
+                )
+            };
+            match rc {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+        match done {
+            Ok(Ok(())) => reply.ok(),
+            Ok(Err(e)) => reply.error(errno(e)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        let offset_in = match self.bug {
+            Bug::CopyFromStart => 0,
+            _ => offset_in,
+        };
+        // Read and written here: the two opens may be the same file.
+        let mut buf = vec![0u8; len.min(1 << 20) as usize];
+        let copied = self
+            .with_file(fh_in, |f| f.read_at(&mut buf, offset_in))
+            .and_then(|r| r.map_err(errno))
+            .and_then(|n| {
+                self.with_file(fh_out, |f| {
+                    f.write_all_at(&buf[..n], offset_out).map(|()| n)
+                })
+                .and_then(|r| r.map_err(errno))
+            });
+        match copied {
+            Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(e),
         }
     }
@@ -391,7 +714,9 @@ impl Filesystem for Mirror {
                 std::process::abort();
             }
             Bug::HangOnOpen if nth >= 2 => {
-                eprintln!("fuser-mirror: stops answering at the open of inode {ino:?} (planted hang)");
+                eprintln!(
+                    "fuser-mirror: stops answering at the open of inode {ino:?} (planted hang)"
+                );
                 loop {
                     std::thread::sleep(Duration::from_secs(3600));
                 }
@@ -409,8 +734,7 @@ impl Filesystem for Mirror {
         // SAFETY (wrap): a bug's deliberate misuse of raw ids; the kernel checks every id it
         // is given, which is what the broken-server suite tests.
         let wrap = |raw| unsafe { reply.wrap_backing(raw) };
-        let (fh, backing) =
-            self.open_file(ino.0, file, writable, |f| reply.open_backing(f), wrap);
+        let (fh, backing) = self.open_file(ino.0, file, writable, |f| reply.open_backing(f), wrap);
         match backing.id() {
             Some(id) => reply.opened_passthrough(FileHandle(fh), self.open_flags(), id),
             None => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -566,10 +890,11 @@ impl Filesystem for Mirror {
             let Ok((child, _)) = self.child(ino, &e.file_name()) else {
                 continue;
             };
-            let kind = match e.file_type() {
-                Ok(t) if t.is_dir() => FileType::Directory,
-                _ => FileType::RegularFile,
-            };
+            let kind = e
+                .file_type()
+                .ok()
+                .and_then(FileType::from_std)
+                .unwrap_or(FileType::RegularFile);
             entries.push((child, kind, e.file_name()));
         }
         for (i, (child, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
