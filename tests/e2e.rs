@@ -471,6 +471,83 @@ fn validate_libfuse_on_debian_6_12_and_the_host_kernel() {
     validate_target("libfuse");
 }
 
+/// libfuse 3.18 over FUSE over io_uring (`validate --transport uring`) on Debian's 7.3: every
+/// validate case, each with the kernel's own count of the requests it queued on the
+/// server's ring (and none for /dev/fuse once the ring is up), against its snapshot. The
+/// same binary given by path without `-o io_uring` fails the ring's verdict; a kernel
+/// before 6.14 and a server without the transport skip, saying why.
+#[test]
+fn validate_libfuse_over_io_uring() {
+    use proto::validate::Transport;
+    let cache = harness::env::cache::dir();
+    let on = |kernel: &str, spec: &proto::validate::Spec, cases: &[&str]| {
+        let req = Request {
+            kernel: KernelChoice::parse(kernel),
+            cases: cases.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        };
+        let runs =
+            harness::validate::validate(&spec.clone().on(Transport::Uring), &[req], &mut |_| {})
+                .expect("the server under test runs");
+        runs.into_iter().next().expect("one run")
+    };
+    let libfuse = harness::validate::targets::resolve("libfuse", &[], &cache).unwrap();
+    assert!(
+        libfuse.uring_args.is_some(),
+        "libfuse 3.18 is built with liburing"
+    );
+    let run = on("debian:7.3", &libfuse, &[]);
+    check(&run);
+    for r in run.results.iter().filter(|r| r.verdict == Verdict::Pass) {
+        let ring = r
+            .observations
+            .get(key::RING_REQUESTS)
+            .and_then(|v| v.as_u64());
+        assert!(
+            ring.is_some_and(|n| n > 0),
+            "{}: {ring:?} over the ring",
+            r.case
+        );
+    }
+
+    // Without its ring switch: the kernel's count says no request came over a ring.
+    let plain = harness::validate::targets::resolve(
+        &libfuse.server,
+        &[
+            "{source}".into(),
+            "{mountpoint}".into(),
+            "--foreground".into(),
+        ],
+        &cache,
+    )
+    .unwrap();
+    let run = on("debian:7.3", &plain, &["validate.round_trip"]);
+    assert_eq!(
+        run.results[0].verdict,
+        Verdict::Fail,
+        "{}",
+        run.results[0].reason
+    );
+    assert!(run.results[0]
+        .reason
+        .contains("no request of the case came over the server's ring"));
+
+    // No transport: a kernel before 6.14, a server that does not speak it.
+    let mirror = harness::validate::targets::resolve("fuser-mirror", &[], &cache).unwrap();
+    for (kernel, spec, says) in [
+        ("debian:6.12", &libfuse, "FUSE over io_uring came in 6.14"),
+        ("debian:7.3", &mirror, "does not speak FUSE over io_uring"),
+    ] {
+        let run = on(kernel, spec, &["validate.round_trip"]);
+        assert_eq!(run.results[0].verdict, Verdict::Skip, "{kernel}");
+        assert!(
+            run.results[0].reason.contains(says),
+            "{}",
+            run.results[0].reason
+        );
+    }
+}
+
 #[test]
 #[ignore = "full tier: cargo xtask test --full"]
 fn validate_libfuse_3_17() {

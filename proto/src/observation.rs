@@ -92,3 +92,9 @@ pub const REQUEST_ANSWERS: [&str; 11] = [
 /// The COPY_FILE_RANGE requests a server got in `validate.copy_file_range` (none: the
 /// kernel copied by itself after the server refused, or never asked).
 pub const COPY_FILE_RANGE_REQUESTS: &str = "copy_file_range_requests";
+/// Over FUSE over io_uring (`validate --transport uring`): the requests the kernel queued
+/// on the server's ring during the case, from its first one (the kernel's count, by kprobe).
+pub const RING_REQUESTS: &str = "ring_requests";
+/// The same run's requests queued for `read(2)` on /dev/fuse instead (FORGET and INTERRUPT
+/// always go there, and are not counted).
+pub const DEV_REQUESTS: &str = "dev_requests";

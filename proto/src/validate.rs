@@ -44,6 +44,48 @@ pub struct Spec {
     /// `test/run-tests.py`): `validate.library_suite` runs it on the kernel under test.
     #[serde(default)]
     pub suite: Option<LibrarySuite>,
+    /// The arguments that run the same server over FUSE over io_uring, where it speaks it
+    /// (libfuse 3.18 built with liburing: `-o io_uring`).
+    #[serde(default)]
+    pub uring_args: Option<Vec<String>>,
+    /// The transport this run validates (`validate --transport`).
+    #[serde(default)]
+    pub transport: Transport,
+}
+
+/// How the kernel hands the server its requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// `read(2)` and `write(2)` on `/dev/fuse`.
+    #[default]
+    Dev,
+    /// FUSE over io_uring (6.14+, `fuse.enable_uring`): the server's ring entries.
+    Uring,
+}
+
+impl Transport {
+    /// "dev" or "uring", as `--transport` and the snapshot names say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Dev => "dev",
+            Transport::Uring => "uring",
+        }
+    }
+}
+
+impl Spec {
+    /// This spec on `transport`: over the ring, the server's ring arguments where it has
+    /// them (a server without them stays as it is, and its cases skip, saying why).
+    pub fn on(mut self, transport: Transport) -> Spec {
+        if transport == Transport::Uring {
+            if let Some(args) = &self.uring_args {
+                self.args = args.clone();
+            }
+        }
+        self.transport = transport;
+        self
+    }
 }
 
 /// A library's own test suite, as the agent runs it.
@@ -100,7 +142,37 @@ mod tests {
             passthrough_off_args: None,
             witness: None,
             suite: None,
+            uring_args: None,
+            transport: Transport::Dev,
         };
         assert_eq!(spec.args_for("/s", "/m"), ["/s", "/m", "-o", "src=/s"]);
+    }
+
+    #[test]
+    fn over_the_ring_a_server_runs_with_its_ring_arguments() {
+        let plain = Spec {
+            target: "x".into(),
+            version: "x 1".into(),
+            server: "/bin/x".into(),
+            args: vec!["{source}".into()],
+            env: vec![],
+            mount_timeout_secs: 10,
+            fixed_file: None,
+            passthrough_off_args: None,
+            witness: None,
+            suite: None,
+            uring_args: None,
+            transport: Transport::Dev,
+        };
+        let ringed = Spec {
+            uring_args: Some(vec!["{source}".into(), "-o".into(), "io_uring".into()]),
+            ..plain.clone()
+        };
+        let on = ringed.clone().on(Transport::Uring);
+        assert_eq!(on.args, ["{source}", "-o", "io_uring"]);
+        assert_eq!(on.transport, Transport::Uring);
+        assert_eq!(ringed.on(Transport::Dev).args, ["{source}"]);
+        // Without ring arguments it stays as it is; its cases skip, saying why.
+        assert_eq!(plain.on(Transport::Uring).args, ["{source}"]);
     }
 }

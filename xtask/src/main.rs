@@ -77,6 +77,11 @@ enum Cmd {
         /// The config profile of every `src:` kernel (default minimal).
         #[arg(long)]
         profile: Option<String>,
+        /// How the kernel hands the server its requests: `/dev/fuse` (default), or FUSE over
+        /// io_uring (kernels 6.14 on, `fuse.enable_uring` set for the run; libfuse 3.18 with
+        /// `-o io_uring`). A server or kernel without it: every case skips, saying why.
+        #[arg(long, value_enum, default_value = "dev")]
+        transport: TransportArg,
         /// The server's arguments after `--`; `{source}` and `{mountpoint}` are filled in.
         /// A built-in target has its own.
         #[arg(last = true)]
@@ -531,12 +536,13 @@ fn dispatch(cli: Cli) -> i32 {
             reports,
             coverage,
             profile,
+            transport,
             args,
         } => validate(
             &server,
             &kernels,
             &cases,
-            (bless, coverage, profile),
+            (bless, coverage, profile, transport),
             expect,
             &reports,
             &args,
@@ -751,13 +757,22 @@ enum ExpectArg {
     Passthrough,
 }
 
-/// `cargo xtask validate`; `(bless, coverage, profile)`: its switches, and the profile of a
-/// `src:` kernel.
+/// `validate --transport`.
+#[derive(Clone, Copy, ValueEnum)]
+enum TransportArg {
+    /// read(2) and write(2) on /dev/fuse.
+    Dev,
+    /// FUSE over io_uring.
+    Uring,
+}
+
+/// `cargo xtask validate`; `(bless, coverage, profile, transport)`: its switches, the
+/// profile of a `src:` kernel, and the transport.
 fn validate(
     server: &str,
     kernels: &[String],
     cases: &[String],
-    (bless, coverage, profile): (bool, bool, Option<String>),
+    (bless, coverage, profile, transport): (bool, bool, Option<String>, TransportArg),
     expect: Option<ExpectArg>,
     reports: &Reports,
     args: &[String],
@@ -771,7 +786,10 @@ fn validate(
     }
     let spec = match harness::validate::targets::resolve(server, args, &harness::env::cache::dir())
     {
-        Ok(s) => s,
+        Ok(s) => s.on(match transport {
+            TransportArg::Dev => proto::validate::Transport::Dev,
+            TransportArg::Uring => proto::validate::Transport::Uring,
+        }),
         Err(e) => return fail(&e),
     };
     // `debian:all`, as the matrix takes it: every series, one column each.

@@ -36,11 +36,17 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
         }
         None => None,
     };
+    // A server under test over FUSE over io_uring: the kernel's switch on for the case.
+    let server_ring = match server_over_ring(&ctx) {
+        Ok(on) => on,
+        Err(stop) => return finish(case, start, ctx, Err(stop)),
+    };
     let mut stopped = (case.run)(&mut ctx);
     if let (Some(payload), true) = (case.over_ring, ring.is_some() && stopped.is_ok()) {
         super::ring::check_served_through_ring(&mut ctx, payload);
     }
     drop(ring);
+    drop(server_ring);
     // The server under test has been stopped (its subject dropped): what did its end show?
     let teardown: Vec<(String, serde_json::Value)> = ctx.teardown.borrow_mut().drain(..).collect();
     let served = teardown.iter().any(|(k, v)| {
@@ -77,6 +83,21 @@ pub fn run_case(case: &Case, work: &Path) -> CaseResult {
                     "a BACKING_CLOSE of the server failed ({}): an id closed twice, or one it \
                      never opened",
                     errors.join(", ")
+                ),
+            );
+        }
+        if key == key::RING_REQUESTS {
+            ctx.check(
+                value.as_u64().is_some_and(|n| n > 0),
+                "over FUSE over io_uring, no request of the case came over the server's ring",
+            );
+        }
+        if key == key::DEV_REQUESTS {
+            ctx.check(
+                value.as_u64() == Some(0),
+                format!(
+                    "over FUSE over io_uring, {value} request(s) of the case were queued for \
+                     /dev/fuse reads once the ring was up"
                 ),
             );
         }
@@ -159,6 +180,26 @@ fn finish(case: &Case, start: Instant, mut ctx: Ctx, stopped: Result<(), Stop>) 
         duration_ms: start.elapsed().as_millis() as u64,
         ..CaseResult::new(case.name, verdict, reason)
     }
+}
+
+/// For a server under test over the ring (`validate --transport uring`): `fuse.enable_uring`
+/// on until dropped. A server that does not speak it, or a kernel without it: a skip that
+/// says so.
+fn server_over_ring(ctx: &Ctx) -> Result<Option<super::ring::Enabled>, Stop> {
+    let Some(spec) = &ctx.server else {
+        return Ok(None);
+    };
+    if spec.transport != proto::validate::Transport::Uring {
+        return Ok(None);
+    }
+    if spec.uring_args.is_none() {
+        return Err(Stop::Skip(format!(
+            "{} does not speak FUSE over io_uring here (libfuse 3.18 built with liburing \
+             does): nothing to validate over the ring",
+            spec.target
+        )));
+    }
+    super::ring::enable(ctx, true).map(Some)
 }
 
 /// The server under test, from the spec file `cargo xtask validate` wrote.

@@ -77,6 +77,9 @@ pub struct External {
     mountpoint: PathBuf,
     source: PathBuf,
     trace: Option<TraceInstance>,
+    /// Over the ring: (ring, /dev/fuse) requests counted when the ring was first seen
+    /// carrying one; None when it never was, or the run is not over the ring.
+    ring_from: Option<(u64, u64)>,
     stderr: PathBuf,
     teardown: Teardown,
     /// Set once the case killed the server on purpose.
@@ -199,12 +202,22 @@ impl External {
             std::thread::sleep(Duration::from_millis(10));
         };
         let watchdog = super::watchdog::Watchdog::start(connection, child.id());
+        let over_ring = spec.transport == proto::validate::Transport::Uring;
+        let trace = TraceInstance::new(connection, over_ring);
+        // Over the ring: the server sets its queues up after INIT, and until they are all
+        // there the kernel sends on /dev/fuse. Counted from the first request that came
+        // over the ring (a STATFS, asked until one does, at most 2 s).
+        let ring_from = match (&trace, over_ring) {
+            (Some(t), true) => t.ring_ready(&mountpoint),
+            _ => None,
+        };
         Ok(External {
             watchdog,
             child,
             mountpoint,
             source: source.into(),
-            trace: TraceInstance::new(connection),
+            trace,
+            ring_from,
             stderr,
             teardown,
             killed: false,
@@ -317,6 +330,13 @@ impl Drop for External {
         // at the unmount included (counted mid-case they would race the write-back): any
         // means the server served I/O itself.
         use crate::fuse::abi::op;
+        if let Some((ring, dev)) = self.trace.as_ref().and_then(TraceInstance::transport) {
+            // Over the ring, from the moment it carried its first request: what the case
+            // sent, by transport, the kernel's own count (run.rs makes the verdict).
+            let (ring0, dev0) = self.ring_from.unwrap_or((ring, dev));
+            self.note(key::RING_REQUESTS, ring - ring0);
+            self.note(key::DEV_REQUESTS, dev - dev0);
+        }
         if let Some(trace) = &self.trace {
             self.note(key::READ_REQUESTS, trace.count(op::READ));
             self.note(key::WRITE_REQUESTS, trace.count(op::WRITE));
@@ -459,12 +479,15 @@ struct TraceInstance {
     dir: PathBuf,
     /// The kprobe event group, when the probes could be set.
     probes: Option<String>,
+    /// Probes on the two ways a request is queued (`fuse_uring_queue_fuse_req`,
+    /// `fuse_dev_queue_req`), this connection's alone: set for a server over the ring.
+    transport: bool,
 }
 
 impl TraceInstance {
     const TRACEFS: &'static str = "/sys/kernel/tracing";
 
-    fn new(connection: u32) -> Option<TraceInstance> {
+    fn new(connection: u32, over_ring: bool) -> Option<TraceInstance> {
         let root = Path::new(Self::TRACEFS);
         if !root.join("instances").is_dir() {
             let _ = rustix::mount::mount(
@@ -479,7 +502,11 @@ impl TraceInstance {
             .join("instances")
             .join(format!("fpt-{}-{connection}", std::process::id()));
         std::fs::create_dir(&dir).ok()?;
-        let mut instance = TraceInstance { dir, probes: None };
+        let mut instance = TraceInstance {
+            dir,
+            probes: None,
+            transport: false,
+        };
         let event = instance.dir.join("events/fuse/fuse_request_send");
         // The connection is a dev_t; FUSE's superblocks are anonymous (major 0), so it is the
         // minor itself.
@@ -490,7 +517,88 @@ impl TraceInstance {
             return None;
         }
         instance.probes = instance.set_probes(connection);
+        if over_ring && instance.probes.is_some() {
+            instance.transport = instance.set_transport_probes(connection);
+        }
         Some(instance)
+    }
+
+    /// Probes on `fuse_uring_queue_fuse_req` and `fuse_dev_queue_req` reading the request's
+    /// connection through BTF, filtered on this one (without BTF they would count every
+    /// mount's: not set).
+    fn set_transport_probes(&self, connection: u32) -> bool {
+        let Some(group) = &self.probes else {
+            return false;
+        };
+        let events = Path::new(Self::TRACEFS).join("dynamic_events");
+        for (name, function) in [
+            ("ring_req", "fuse_uring_queue_fuse_req"),
+            ("dev_req", "fuse_dev_queue_req"),
+        ] {
+            let dir = Path::new(Self::TRACEFS)
+                .join("events")
+                .join(group)
+                .join(name);
+            // The request's connection: through its channel from 7.3, its mount before.
+            let defined = dir.is_dir()
+                || ["req->chan->conn->dev", "req->fm->fc->dev"]
+                    .iter()
+                    .any(|path| {
+                        append(
+                            &events,
+                            &format!("p:{group}/{name} {function} dev={path}\n"),
+                        )
+                        .is_ok()
+                    });
+            if !defined {
+                let log = std::fs::read_to_string(Path::new(Self::TRACEFS).join("error_log"));
+                eprintln!(
+                    "fpt-agent: {name} probe on {function}: {}",
+                    log.unwrap_or_default().lines().last().unwrap_or("")
+                );
+                return false;
+            }
+            let own = self.dir.join("events").join(group).join(name);
+            let set = std::fs::write(own.join("filter"), format!("dev == {connection}")).is_ok()
+                && std::fs::write(own.join("enable"), "1").is_ok();
+            if !set {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// (requests queued on the ring, on /dev/fuse) so far; None without the probes.
+    fn transport(&self) -> Option<(u64, u64)> {
+        if !self.transport {
+            return None;
+        }
+        let trace = std::fs::read_to_string(self.dir.join("trace")).unwrap_or_default();
+        let n = |name: &str| {
+            let needle = format!(" {name}: ");
+            trace
+                .lines()
+                .filter(|l| !l.starts_with('#') && l.contains(&needle))
+                .count() as u64
+        };
+        Some((n("ring_req"), n("dev_req")))
+    }
+
+    /// Ask STATFS of `mountpoint` until one goes over the ring (at most 2 s): the counts
+    /// then, from which the case's own are counted. None when none did.
+    fn ring_ready(&self, mountpoint: &Path) -> Option<(u64, u64)> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let (ring, dev) = self.transport()?;
+            if ring > 0 {
+                return Some((ring, dev));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            let _ = rustix::fs::statfs(mountpoint);
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Return probes on the backing ioctls' kernel functions, in the run's group (defined
@@ -633,6 +741,16 @@ impl Drop for TraceInstance {
         let _ = std::fs::write(self.dir.join("events/fuse/fuse_request_send/enable"), "0");
         if let Some(group) = &self.probes {
             let _ = std::fs::write(self.dir.join("events").join(group).join("enable"), "0");
+            for name in ["ring_req", "dev_req"] {
+                let _ = std::fs::write(
+                    self.dir
+                        .join("events")
+                        .join(group)
+                        .join(name)
+                        .join("enable"),
+                    "0",
+                );
+            }
         }
         let _ = std::fs::remove_dir(&self.dir);
     }
@@ -649,7 +767,13 @@ fn probe_group(runner: u32) -> String {
 pub fn remove_probes() {
     let group = probe_group(std::process::id());
     let events = Path::new(TraceInstance::TRACEFS).join("dynamic_events");
-    for name in ["backing_open", "backing_close", "conn"] {
+    for name in [
+        "backing_open",
+        "backing_close",
+        "conn",
+        "ring_req",
+        "dev_req",
+    ] {
         let _ = append(&events, &format!("-:{group}/{name}\n"));
     }
 }

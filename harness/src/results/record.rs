@@ -233,7 +233,11 @@ pub fn assemble(
         died,
         artifacts,
         timings,
-        target: plan.validate.map(|v| v.target),
+        // Over the ring, a target of its own: its snapshot is not the /dev/fuse one's.
+        target: plan.validate.map(|v| match v.transport {
+            proto::validate::Transport::Dev => v.target,
+            proto::validate::Transport::Uring => format!("{}-uring", v.target),
+        }),
         findings,
     }
 }

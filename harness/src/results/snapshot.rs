@@ -52,11 +52,13 @@ pub fn render(results: &[CaseResult]) -> String {
 /// Counts a validate snapshot keeps as "some" or 0: how many READs a served path takes
 /// follows readahead and timing, and how many backing ids a library opens follows whether
 /// its RELEASE was handled before the next OPEN.
-const VALIDATE_COUNTS: [&str; 4] = [
+const VALIDATE_COUNTS: [&str; 6] = [
     key::READ_REQUESTS,
     key::WRITE_REQUESTS,
     key::BACKING_OPENS,
     key::COPY_FILE_RANGE_REQUESTS,
+    key::RING_REQUESTS,
+    key::DEV_REQUESTS,
 ];
 
 /// What a validate snapshot leaves out (results.json keeps it): the server's exit code and
@@ -113,7 +115,12 @@ fn render_as(name: &str, results: &[CaseResult]) -> String {
                 continue;
             }
             let answer = key::REQUEST_ANSWERS.contains(&k.as_str())
-                || k.as_str() == key::COPY_FILE_RANGE_REQUESTS;
+                || [
+                    key::COPY_FILE_RANGE_REQUESTS,
+                    key::RING_REQUESTS,
+                    key::DEV_REQUESTS,
+                ]
+                .contains(&k.as_str());
             if served && !SERVED_KEPT.contains(&k.as_str()) && !answer {
                 continue;
             }

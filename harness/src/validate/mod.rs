@@ -147,6 +147,32 @@ pub fn table(spec: &Spec, runs: &[Run]) -> String {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     let col = |f: &dyn Fn(&Run) -> String| runs.iter().map(f).collect::<Vec<_>>();
     rows.push(("kernel".into(), col(&|r| r.kernel_release.clone())));
+    // The transport, and over the ring the kernel's count of what came through it.
+    let transport = |r: &Run| -> String {
+        if spec.transport == proto::validate::Transport::Dev {
+            return "/dev/fuse".into();
+        }
+        let counted = r
+            .results
+            .iter()
+            .filter(|c| c.observations.contains_key(key::RING_REQUESTS))
+            .count();
+        let ringed = r
+            .results
+            .iter()
+            .filter(|c| {
+                c.observations
+                    .get(key::RING_REQUESTS)
+                    .and_then(|v| v.as_u64())
+                    .is_some_and(|n| n > 0)
+            })
+            .count();
+        match counted {
+            0 => "FUSE over io_uring (not counted here)".into(),
+            _ => format!("FUSE over io_uring ({ringed} of {counted} cases served over the ring)"),
+        }
+    };
+    rows.push(("transport".into(), col(&transport)));
     // What the connection negotiated, read from the kernel's own struct (a BTF probe).
     let negotiated = |r: &Run, key: &str| -> String {
         r.results

@@ -12,10 +12,24 @@ use crate::env::process;
 use crate::error::{Error, Result};
 
 /// libfuse's passthrough_hp, built from the `fuse3` source package of `suite` once.
+/// What a build of this recipe has: a build made before it is made again, once.
+const RECIPE: &str = "io_uring where liburing and libnuma are installed\n";
+
 pub fn target(name: &str, suite: &str, cache: &Path) -> Result<Spec> {
     let root = cache.join("targets").join(name);
     let server = root.join("build/example/passthrough_hp");
-    let version = super::built_once(&root, &server, || build_libfuse(suite, cache, &root))?;
+    let recipe = root.join(".recipe");
+    if std::fs::read_to_string(&recipe).ok().as_deref() != Some(RECIPE) {
+        let _ = std::fs::remove_file(root.join(".built"));
+    }
+    let version = super::built_once(&root, &server, || {
+        let version = build_libfuse(suite, cache, &root)?;
+        std::fs::write(&recipe, RECIPE).map_err(|e| Error::io(recipe.display(), e))?;
+        Ok(version)
+    })?;
+    // Built with FUSE over io_uring (3.18 with liburing): `-o io_uring` serves over the ring.
+    let config = std::fs::read_to_string(root.join("build/fuse_config.h")).unwrap_or_default();
+    let speaks_uring = config.lines().any(|l| l.trim() == "#define HAVE_URING");
     // It finds its libfuse3 through its rpath ($ORIGIN/../lib): nothing to add.
     let args = vec![SOURCE.into(), MOUNTPOINT.into(), "--foreground".into()];
     // passthrough_hp's own switch (3.17 on); 3.14 has no passthrough to switch off.
@@ -24,10 +38,16 @@ pub fn target(name: &str, suite: &str, cache: &Path) -> Result<Spec> {
         off.push("--nopassthrough".into());
         off
     });
+    let uring_args = speaks_uring.then(|| {
+        let mut on = args.clone();
+        on.extend(["-o".into(), "io_uring".into()]);
+        on
+    });
     Ok(Spec {
         target: name.into(),
         version: format!("libfuse {version} (Debian {suite})"),
         passthrough_off_args: off,
+        uring_args,
         suite: own_suite(&root, &version)?,
         ..super::spec(&server, args)
     })
@@ -84,6 +104,16 @@ fn build_libfuse(suite: &str, cache: &Path, root: &Path) -> Result<String> {
         ("g++", "g++"),
     ] {
         crate::env::provision::ensure(binary, package)?;
+    }
+    // FUSE over io_uring (3.18 on) needs liburing and libnuma; without them (not root, no
+    // apt) libfuse builds without the ring and `--transport uring` says so.
+    for (package, header) in [
+        ("liburing-dev", "/usr/include/liburing.h"),
+        ("libnuma-dev", "/usr/include/numa.h"),
+    ] {
+        if let Err(e) = crate::env::provision::ensure_package(package, header) {
+            eprintln!("libfuse: built without FUSE over io_uring: {e}");
+        }
     }
     // What an unfinished build left (not root itself: its lock is held).
     let src = root.join("src");

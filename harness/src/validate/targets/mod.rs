@@ -288,6 +288,9 @@ fn resolve_server(server: &str, args: &[String], cache: &Path) -> Result<Spec> {
             .file_name()
             .map_or("server".into(), |n| n.to_string_lossy().into_owned()),
         version: format!("a binary given by path ({})", path.display()),
+        // Over the ring it runs as given: its arguments say how (`-o io_uring`), and the
+        // kernel's count says whether it did.
+        uring_args: Some(args.clone()),
         ..spec(&path, args)
     })
 }
@@ -305,6 +308,8 @@ fn spec(server: &Path, args: Vec<String>) -> Spec {
         passthrough_off_args: None,
         witness: None,
         suite: None,
+        uring_args: None,
+        transport: Default::default(),
     }
 }
 
