@@ -961,6 +961,58 @@ fn a_bad_server_gets_a_one_line_error_and_its_own_exit_code() {
     );
 }
 
+/// `validate --server libfuse --source PATH`: libfuse built from a source tree of one's own
+/// (here the unpacked Debian 3.18.3 the libfuse target is built from: CI has no other), its
+/// version said; a directory that is no libfuse tree, or another server, is exit 41.
+#[test]
+fn validate_takes_a_libfuse_source_tree() {
+    let cache = harness::env::cache::dir();
+    harness::validate::targets::resolve("libfuse", &[], &cache).expect("libfuse builds");
+    let src = cache.join("targets/libfuse/src");
+    let tree = std::fs::read_dir(&src)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("fuse-")
+        })
+        .expect("the unpacked libfuse source");
+    let tree = tree.to_str().unwrap();
+    let spec = harness::validate::targets::resolve_source("libfuse", tree.as_ref(), &cache)
+        .expect("the tree builds");
+    assert!(spec.version.contains("source tree"), "{}", spec.version);
+    let req = Request {
+        kernel: KernelChoice::Host,
+        cases: vec!["validate.round_trip".into()],
+        ..Default::default()
+    };
+    let runs = harness::validate::validate(&spec, &[req], &mut |_| {}).unwrap();
+    assert_eq!(
+        runs[0].results[0].verdict,
+        Verdict::Pass,
+        "{}",
+        runs[0].results[0].reason
+    );
+
+    for (server, source, says) in [
+        ("libfuse", "/tmp", "not a libfuse source tree"),
+        (
+            "libfuse",
+            "/nonexistent/tree",
+            "give the top of a libfuse checkout",
+        ),
+        ("go-fuse", tree, "only libfuse is built from a source tree"),
+    ] {
+        let (code, stderr) = xtask(&["validate", "--server", server, "--source", source]);
+        assert_eq!(code, 41, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
+
 /// No QEMU, virtiofsd or server under test outlives the harness, whatever kills it: the
 /// harness is killed with SIGKILL (no handler runs) once its children are up, in a VM run
 /// (QEMU and virtiofsd) and in a host run (the server under test), and within seconds no

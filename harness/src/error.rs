@@ -209,6 +209,9 @@ pub enum Error {
         #[source]
         first: Box<Error>,
     },
+    /// `validate --source PATH`: not a library source tree the harness can build.
+    #[error("--source {path}: {why}")]
+    BadLibrarySource { path: PathBuf, why: String },
 }
 
 /// What an error was caused by, when the harness's words alone do not say it all.
@@ -265,6 +268,7 @@ impl Error {
             Error::PatchTouchesNothingBuilt { .. } => 38,
             Error::MutateScope { .. } => 39,
             Error::MutateNotReached { .. } => 40,
+            Error::BadLibrarySource { .. } => 41,
             // The first kernel's own code: why nothing ran is usually bad input.
             Error::NoKernelRan { first } => first.exit_code(),
         }

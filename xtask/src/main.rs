@@ -82,6 +82,10 @@ enum Cmd {
         /// `-o io_uring`). A server or kernel without it: every case skips, saying why.
         #[arg(long, value_enum, default_value = "dev")]
         transport: TransportArg,
+        /// `--server libfuse` built from this libfuse source tree (a checkout at any tag or
+        /// commit) instead of Debian's package: validate any version of the library.
+        #[arg(long)]
+        source: Option<std::path::PathBuf>,
         /// The server's arguments after `--`; `{source}` and `{mountpoint}` are filled in.
         /// A built-in target has its own.
         #[arg(last = true)]
@@ -537,12 +541,13 @@ fn dispatch(cli: Cli) -> i32 {
             coverage,
             profile,
             transport,
+            source,
             args,
         } => validate(
             &server,
             &kernels,
             &cases,
-            (bless, coverage, profile, transport),
+            (bless, coverage, profile, transport, source),
             expect,
             &reports,
             &args,
@@ -766,13 +771,19 @@ enum TransportArg {
     Uring,
 }
 
-/// `cargo xtask validate`; `(bless, coverage, profile, transport)`: its switches, the
-/// profile of a `src:` kernel, and the transport.
+/// `cargo xtask validate`; `(bless, coverage, profile, transport, source)`: its switches,
+/// the profile of a `src:` kernel, the transport, and a libfuse source tree.
 fn validate(
     server: &str,
     kernels: &[String],
     cases: &[String],
-    (bless, coverage, profile, transport): (bool, bool, Option<String>, TransportArg),
+    (bless, coverage, profile, transport, source): (
+        bool,
+        bool,
+        Option<String>,
+        TransportArg,
+        Option<std::path::PathBuf>,
+    ),
     expect: Option<ExpectArg>,
     reports: &Reports,
     args: &[String],
@@ -784,8 +795,12 @@ fn validate(
     if let Err(e) = coverage::refuse(kernels, coverage) {
         return fail(&e);
     }
-    let spec = match harness::validate::targets::resolve(server, args, &harness::env::cache::dir())
-    {
+    let cache = harness::env::cache::dir();
+    let spec = match &source {
+        Some(tree) => harness::validate::targets::resolve_source(server, tree, &cache),
+        None => harness::validate::targets::resolve(server, args, &cache),
+    };
+    let spec = match spec {
         Ok(s) => s.on(match transport {
             TransportArg::Dev => proto::validate::Transport::Dev,
             TransportArg::Uring => proto::validate::Transport::Uring,

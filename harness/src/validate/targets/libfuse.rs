@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use proto::validate::{LibrarySuite, Spec, MOUNTPOINT, SOURCE};
+use sha2::Digest;
 
 use crate::env::apt::find_entry;
 use crate::env::process;
@@ -97,24 +98,7 @@ fn own_suite(root: &Path, version: &str) -> Result<Option<LibrarySuite>> {
 }
 
 fn build_libfuse(suite: &str, cache: &Path, root: &Path) -> Result<String> {
-    for (binary, package) in [
-        ("meson", "meson"),
-        ("ninja", "ninja-build"),
-        ("pkg-config", "pkg-config"),
-        ("g++", "g++"),
-    ] {
-        crate::env::provision::ensure(binary, package)?;
-    }
-    // FUSE over io_uring (3.18 on) needs liburing and libnuma; without them (not root, no
-    // apt) libfuse builds without the ring and `--transport uring` says so.
-    for (package, header) in [
-        ("liburing-dev", "/usr/include/liburing.h"),
-        ("libnuma-dev", "/usr/include/numa.h"),
-    ] {
-        if let Err(e) = crate::env::provision::ensure_package(package, header) {
-            eprintln!("libfuse: built without FUSE over io_uring: {e}");
-        }
-    }
+    ensure_tools()?;
     // What an unfinished build left (not root itself: its lock is held).
     let src = root.join("src");
     let _ = std::fs::remove_dir_all(&src);
@@ -134,31 +118,126 @@ fn build_libfuse(suite: &str, cache: &Path, root: &Path) -> Result<String> {
         .filter(|p| p.is_dir())
         .ok_or_else(|| Error::fetch(format!("{} unpacked to no directory", tarball.display())))?;
     eprintln!("building libfuse {version} (meson, ninja; about 20 s)");
-    let options = std::fs::read_to_string(tree.join("meson_options.txt")).unwrap_or_default();
-    let mut setup = Command::new("meson");
-    setup.arg("setup").arg(root.join("build")).arg(&tree);
-    for (option, value) in [
-        ("examples", "true"),
-        ("utils", "false"),
-        ("tests", "false"),
-        ("disable-mtab", "true"),
+    build_tree(&tree, &root.join("build"), &version)?;
+    Ok(version)
+}
+
+/// meson, ninja, the compilers; and liburing and libnuma for FUSE over io_uring (3.18 on),
+/// without which (not root, no apt) libfuse builds without the ring and `--transport
+/// uring` says so.
+fn ensure_tools() -> Result<()> {
+    for (binary, package) in [
+        ("meson", "meson"),
+        ("ninja", "ninja-build"),
+        ("pkg-config", "pkg-config"),
+        ("g++", "g++"),
     ] {
-        if options.contains(&format!("option('{option}'")) {
-            setup.arg(format!("-D{option}={value}"));
+        crate::env::provision::ensure(binary, package)?;
+    }
+    for (package, header) in [
+        ("liburing-dev", "/usr/include/liburing.h"),
+        ("libnuma-dev", "/usr/include/numa.h"),
+    ] {
+        if let Err(e) = crate::env::provision::ensure_package(package, header) {
+            eprintln!("libfuse: built without FUSE over io_uring: {e}");
         }
     }
+    Ok(())
+}
+
+/// Configure `tree` into `build` once (meson), and build passthrough_hp (ninja: only what
+/// changed since the last time).
+fn build_tree(tree: &Path, build: &Path, version: &str) -> Result<()> {
     let failed = |e: Error| Error::BuildFailed {
         what: format!("building libfuse {version}"),
         errors: e.to_string(),
-        log: root.join("build/meson-logs/meson-log.txt"),
+        log: build.join("meson-logs/meson-log.txt"),
     };
-    process::output(&mut setup).map_err(failed)?;
+    if !build.join("build.ninja").is_file() {
+        let _ = std::fs::remove_dir_all(build);
+        let options = std::fs::read_to_string(tree.join("meson_options.txt")).unwrap_or_default();
+        let mut setup = Command::new("meson");
+        setup.arg("setup").arg(build).arg(tree);
+        for (option, value) in [
+            ("examples", "true"),
+            ("utils", "false"),
+            ("tests", "false"),
+            ("disable-mtab", "true"),
+        ] {
+            if options.contains(&format!("option('{option}'")) {
+                setup.arg(format!("-D{option}={value}"));
+            }
+        }
+        process::output(&mut setup).map_err(failed)?;
+    }
     process::output(
         Command::new("ninja")
             .arg("-C")
-            .arg(root.join("build"))
+            .arg(build)
             .arg("example/passthrough_hp"),
     )
     .map_err(failed)?;
-    Ok(version)
+    Ok(())
+}
+
+/// libfuse's passthrough_hp from a libfuse source tree of the user's (`validate --server
+/// libfuse --source PATH`: a checkout at any tag or commit), built in the cache, in a
+/// build directory of its own per tree, incrementally each time: what the tree holds now.
+pub fn from_tree(tree: &Path, cache: &Path) -> Result<Spec> {
+    let tree = tree.canonicalize().map_err(|e| Error::BadLibrarySource {
+        path: tree.to_path_buf(),
+        why: format!("{e}; give the top of a libfuse checkout"),
+    })?;
+    if !tree.join("example/passthrough_hp.cc").is_file() || !tree.join("meson.build").is_file() {
+        return Err(Error::BadLibrarySource {
+            path: tree.clone(),
+            why: "not a libfuse source tree (no meson.build and example/passthrough_hp.cc); \
+                  give the top of a libfuse checkout"
+                .into(),
+        });
+    }
+    ensure_tools()?;
+    let key = crate::kernel::image::hex(&sha2::Sha256::digest(tree.to_string_lossy().as_bytes()));
+    let root = cache
+        .join("targets")
+        .join(format!("libfuse-tree-{}", &key[..12]));
+    std::fs::create_dir_all(&root).map_err(|e| Error::io(root.display(), e))?;
+    let _lock = crate::env::cache::lock(&root, "build of this server")?;
+    let version = git_describe(&tree).unwrap_or_else(|| format!("tree {}", tree.display()));
+    eprintln!(
+        "building libfuse {version} from {} (meson, ninja)",
+        tree.display()
+    );
+    build_tree(&tree, &root.join("build"), &version)?;
+    let server = root.join("build/example/passthrough_hp");
+    let args = vec![SOURCE.into(), MOUNTPOINT.into(), "--foreground".into()];
+    let config = std::fs::read_to_string(root.join("build/fuse_config.h")).unwrap_or_default();
+    let uring_args = config
+        .lines()
+        .any(|l| l.trim() == "#define HAVE_URING")
+        .then(|| {
+            let mut on = args.clone();
+            on.extend(["-o".into(), "io_uring".into()]);
+            on
+        });
+    Ok(Spec {
+        target: "libfuse".into(),
+        version: format!("libfuse {version} (source tree {})", tree.display()),
+        uring_args,
+        ..super::spec(&server, args)
+    })
+}
+
+/// `git describe --tags --always --dirty` of `tree`, when it is a git checkout.
+fn git_describe(tree: &Path) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(tree)
+        .args(["describe", "--tags", "--always", "--dirty"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
 }

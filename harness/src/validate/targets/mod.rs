@@ -220,6 +220,24 @@ pub fn resolve(server: &str, args: &[String], cache: &Path) -> Result<Spec> {
     })
 }
 
+/// `validate --server libfuse --source PATH`: libfuse's passthrough_hp built from the
+/// user's libfuse source tree (any tag or commit), with the witness as [`resolve`] gives it.
+pub fn resolve_source(server: &str, tree: &Path, cache: &Path) -> Result<Spec> {
+    if server != "libfuse" {
+        return Err(Error::BadLibrarySource {
+            path: tree.to_path_buf(),
+            why: format!(
+                "only libfuse is built from a source tree (--server libfuse), not {server}"
+            ),
+        });
+    }
+    let spec = libfuse::from_tree(tree, cache)?;
+    Ok(Spec {
+        witness: Some(cargo::witness(cache)?.to_string_lossy().into_owned()),
+        ..spec
+    })
+}
+
 fn resolve_server(server: &str, args: &[String], cache: &Path) -> Result<Spec> {
     let built_in = match server {
         "libfuse" => Some(libfuse::target(server, "sid", cache)),
