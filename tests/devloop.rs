@@ -309,10 +309,11 @@ fn linux_source_6_12_with_coverage_a_patch_and_the_cases_that_reach_it() {
     });
 }
 
-/// The cases written for lines coverage showed no case reached, each held to a planted
-/// fault on the build entry the default tier builds (7.3, vng): FUSE over io_uring's REGISTER
-/// refusals (a short header iovec let through), and mmap of files without passthrough (a
-/// shared mapping of a direct-I/O file let through).
+/// The cases written for lines coverage showed no case reached, or for a mutant that
+/// survived, each held to a planted fault on the build entry the default tier builds (7.3,
+/// vng): FUSE over io_uring's REGISTER refusals (a short header iovec let through), mmap of
+/// files without passthrough (a shared mapping of a direct-I/O file let through), and the
+/// atime a passthrough read must invalidate (passthrough.c:18 deleted, as its mutant).
 #[test]
 fn planted_faults_fail_the_cases_written_for_them() {
     for (patch, case, says) in [
@@ -325,6 +326,11 @@ fn planted_faults_fail_the_cases_written_for_them() {
             "7.3-direct-io-shared-mmap.patch",
             "io.mmap_without_passthrough",
             "direct_io_shared_mapping: expected ENODEV, got ok",
+        ),
+        (
+            "7.3-passthrough-stale-atime.patch",
+            "io.read_updates_atime",
+            "the kernel kept the atime it had cached",
         ),
     ] {
         let patch = e2e::fixture(patch);

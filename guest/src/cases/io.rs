@@ -120,6 +120,18 @@ pub fn cases() -> Vec<Case> {
             ..DEFAULTS
         },
         Case {
+            name: "io.read_updates_atime",
+            rule: "a read passed through to the backing file updates the backing file's atime \
+                   (relatime: it was two days old), and the kernel drops the atime it cached \
+                   for the FUSE inode, so stat through the mount at once (within the 1 s the \
+                   server's attributes are valid) shows the backing file's new atime",
+            verdict_rule: "pass when the atime stat shows through the mount after the read is \
+                           the backing file's, and newer than the two-day-old one cached \
+                           before the read",
+            run: read_updates_atime,
+            ..DEFAULTS
+        },
+        Case {
             name: "io.large_file",
             rule: "a 16 MiB file written and read back through passthrough in 1 MiB \
                    chunks (each past FUSE's max_pages and a readahead window), then sampled \
@@ -687,6 +699,64 @@ pub(super) fn mmap_private(ctx: &mut Ctx) -> Result<(), Stop> {
 }
 
 /// `io.mmap_without_passthrough`: fuse_file_mmap's two other ways, cached and direct I/O.
+fn read_updates_atime(ctx: &mut Ctx) -> Result<(), Stop> {
+    use std::os::unix::fs::MetadataExt;
+    let (fs, backing, _) = ctx.passthrough_file("atime", &pattern(720, 8192))?;
+    let old = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64
+        - 2 * 86_400;
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: old,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        &backing,
+        &times,
+        rustix::fs::AtFlags::empty(),
+    )?;
+    // The attributes the mount cached when the file was made (valid 1 s) run out; the next
+    // stat caches the two-day-old atime.
+    std::thread::sleep(Duration::from_millis(1100));
+    let path = fs.path("atime");
+    let cached = std::fs::metadata(&path)?.atime();
+    let file = File::open(&path)?;
+    let mut buf = vec![0u8; 4096];
+    file.read_exact_at(&mut buf, 0)?;
+    drop(file);
+    let shown = std::fs::metadata(&path)?.atime();
+    let now = std::fs::metadata(&backing)?.atime();
+    ctx.observe(
+        "atime_before_read",
+        if cached == old {
+            "two days old"
+        } else {
+            "other"
+        },
+    );
+    ctx.check(
+        now > old,
+        "the read did not update the backing file's atime (relatime, two days old)",
+    );
+    ctx.check(
+        shown == now,
+        format!(
+            "after the read, stat through the mount shows atime {shown}, the backing file has \
+             {now}: the kernel kept the atime it had cached"
+        ),
+    );
+    ctx.expect_bypassed(&fs);
+    Ok(())
+}
+
 fn mmap_without_passthrough(ctx: &mut Ctx) -> Result<(), Stop> {
     use crate::fuse::abi::fopen;
     use rustix::mm::MapFlags;
