@@ -124,18 +124,13 @@ impl Spec {
 mod tests {
     use super::*;
 
-    #[test]
-    fn templates_are_filled() {
-        let spec = Spec {
+    /// A spec of server `/bin/x` with `args`, the rest empty.
+    fn spec(args: &[&str]) -> Spec {
+        Spec {
             target: "x".into(),
             version: "x 1".into(),
             server: "/bin/x".into(),
-            args: vec![
-                "{source}".into(),
-                "{mountpoint}".into(),
-                "-o".into(),
-                "src={source}".into(),
-            ],
+            args: args.iter().map(|a| a.to_string()).collect(),
             env: vec![],
             mount_timeout_secs: 10,
             fixed_file: None,
@@ -144,26 +139,18 @@ mod tests {
             suite: None,
             uring_args: None,
             transport: Transport::Dev,
-        };
+        }
+    }
+
+    #[test]
+    fn templates_are_filled() {
+        let spec = spec(&["{source}", "{mountpoint}", "-o", "src={source}"]);
         assert_eq!(spec.args_for("/s", "/m"), ["/s", "/m", "-o", "src=/s"]);
     }
 
     #[test]
     fn over_the_ring_a_server_runs_with_its_ring_arguments() {
-        let plain = Spec {
-            target: "x".into(),
-            version: "x 1".into(),
-            server: "/bin/x".into(),
-            args: vec!["{source}".into()],
-            env: vec![],
-            mount_timeout_secs: 10,
-            fixed_file: None,
-            passthrough_off_args: None,
-            witness: None,
-            suite: None,
-            uring_args: None,
-            transport: Transport::Dev,
-        };
+        let plain = spec(&["{source}"]);
         let ringed = Spec {
             uring_args: Some(vec!["{source}".into(), "-o".into(), "io_uring".into()]),
             ..plain.clone()

@@ -306,6 +306,26 @@ impl Mirror {
         Ok(attr(ino, &m))
     }
 
+    /// UNLINK or RMDIR (`remove`) of `name` in `parent`, and its inode number let go of.
+    fn remove(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        remove: fn(&Path) -> std::io::Result<()>,
+        reply: ReplyEmpty,
+    ) {
+        let gone = self.path(parent).and_then(|p| {
+            let path = p.join(name);
+            remove(&path).map_err(errno)?;
+            self.forget_name(&path);
+            Ok(())
+        });
+        match gone {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
     /// A name gone from SOURCE: a later one of that name is another inode.
     fn forget_name(&self, path: &Path) {
         self.state.lock().unwrap().inodes.remove(path);
@@ -476,29 +496,11 @@ impl Filesystem for Mirror {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let gone = self.path(parent).and_then(|p| {
-            let path = p.join(name);
-            std::fs::remove_file(&path).map_err(errno)?;
-            self.forget_name(&path);
-            Ok(())
-        });
-        match gone {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, |p| std::fs::remove_file(p), reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let gone = self.path(parent).and_then(|p| {
-            let path = p.join(name);
-            std::fs::remove_dir(&path).map_err(errno)?;
-            self.forget_name(&path);
-            Ok(())
-        });
-        match gone {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, |p| std::fs::remove_dir(p), reply);
     }
 
     fn mkdir(
