@@ -749,8 +749,8 @@ fn read_updates_atime(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.check(
         shown == now,
         format!(
-            "after the read, stat through the mount shows atime {shown}, the backing file has \
-             {now}: the kernel kept the atime it had cached"
+            "the kernel kept the atime it had cached: after the read, stat through the mount \
+             shows {shown}, the backing file has {now}"
         ),
     );
     ctx.expect_bypassed(&fs);
