@@ -299,6 +299,25 @@ impl Mirror {
         }
     }
 
+    /// MKDIR, MKNOD, SYMLINK or LINK: `name` made in `parent` by `make` (given its path),
+    /// answered with its entry.
+    fn make(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: ReplyEntry,
+        make: impl FnOnce(&Path) -> Result<(), Errno>,
+    ) {
+        let made = self
+            .path(parent)
+            .and_then(|p| make(&p.join(name)))
+            .and_then(|()| self.entry(parent, name));
+        match made {
+            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
     /// The entry of a name just made in `parent` (mkdir, mknod, symlink, link).
     fn entry(&self, parent: INodeNo, name: &OsStr) -> Result<FileAttr, Errno> {
         let (ino, path) = self.child(parent, name)?;
@@ -512,17 +531,12 @@ impl Filesystem for Mirror {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let made = self.path(parent).and_then(|p| {
+        self.make(parent, name, reply, |path| {
             std::fs::DirBuilder::new()
                 .mode(mode & !umask & 0o7777)
-                .create(p.join(name))
-                .map_err(errno)?;
-            self.entry(parent, name)
+                .create(path)
+                .map_err(errno)
         });
-        match made {
-            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
-            Err(e) => reply.error(e),
-        }
     }
 
     fn mknod(
@@ -535,19 +549,15 @@ impl Filesystem for Mirror {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let made = self.path(parent).and_then(|p| {
-            let path = c_path(&p.join(name))?;
+        self.make(parent, name, reply, |path| {
+            let path = c_path(path)?;
             // SAFETY: a valid C string; mknod only reads it.
             let rc = unsafe { libc::mknod(path.as_ptr(), mode & !umask, libc::dev_t::from(rdev)) };
-            if rc != 0 {
-                return Err(errno(std::io::Error::last_os_error()));
+            match rc {
+                0 => Ok(()),
+                _ => Err(errno(std::io::Error::last_os_error())),
             }
-            self.entry(parent, name)
         });
-        match made {
-            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
-            Err(e) => reply.error(e),
-        }
     }
 
     fn symlink(
@@ -558,14 +568,9 @@ impl Filesystem for Mirror {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let made = self.path(parent).and_then(|p| {
-            std::os::unix::fs::symlink(target, p.join(link_name)).map_err(errno)?;
-            self.entry(parent, link_name)
+        self.make(parent, link_name, reply, |path| {
+            std::os::unix::fs::symlink(target, path).map_err(errno)
         });
-        match made {
-            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
-            Err(e) => reply.error(e),
-        }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -586,15 +591,10 @@ impl Filesystem for Mirror {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let made = self.path(ino).and_then(|from| {
-            let to = self.path(newparent)?.join(newname);
-            std::fs::hard_link(from, to).map_err(errno)?;
-            self.entry(newparent, newname)
+        let from = self.path(ino);
+        self.make(newparent, newname, reply, |to| {
+            std::fs::hard_link(from?, to).map_err(errno)
         });
-        match made {
-            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
-            Err(e) => reply.error(e),
-        }
     }
 
     fn rename(
