@@ -225,6 +225,12 @@ impl External {
         })
     }
 
+    /// The server died by a signal it was not sent by the case: a crash, with its last words.
+    fn note_crash(&self, status: std::process::ExitStatus) {
+        let stderr = tail(&self.stderr);
+        self.note(key::SERVER_CRASHED, format!("{}{stderr}", died(status)));
+    }
+
     fn note(&self, key: &str, value: impl serde::Serialize) {
         let value = serde_json::to_value(value).expect("plain data");
         self.teardown.borrow_mut().push((key.into(), value));
@@ -311,8 +317,7 @@ impl Drop for External {
         let mut crash_noted = false;
         let alive = match self.child.try_wait() {
             Ok(Some(status)) if !self.killed && status.signal().is_some() => {
-                let stderr = tail(&self.stderr);
-                self.note(key::SERVER_CRASHED, format!("{}{stderr}", died(status)));
+                self.note_crash(status);
                 crash_noted = true;
                 false
             }
@@ -391,8 +396,7 @@ impl Drop for External {
                         // Dying by a signal takes a moment (a core dump under load): its
                         // connection can end before the check above saw it gone.
                         if !self.killed && !crash_noted {
-                            let stderr = tail(&self.stderr);
-                            self.note(key::SERVER_CRASHED, format!("{}{stderr}", died(status)));
+                            self.note_crash(status);
                         }
                         break (status.to_string(), None);
                     }
