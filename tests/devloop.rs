@@ -312,29 +312,70 @@ fn linux_source_6_12_with_coverage_a_patch_and_the_cases_that_reach_it() {
 /// The cases written for lines coverage showed no case reached, or for a mutant that
 /// survived, each held to a planted fault on the build entry the default tier builds (7.3,
 /// vng): FUSE over io_uring's REGISTER refusals (a short header iovec let through), mmap of
-/// files without passthrough (a shared mapping of a direct-I/O file let through), and the
-/// atime a passthrough read must invalidate (passthrough.c:18 deleted, as its mutant).
+/// files without passthrough (a shared mapping of a direct-I/O file let through), the atime
+/// a passthrough read must invalidate (passthrough.c:18 deleted, as its mutant), and file.c's
+/// open and splice paths (an OPEN answered ENOSYS not remembered; a stream opened seekless
+/// only; the attributes kept after an atomic O_TRUNC open; a splice into a cached file
+/// refused).
 #[test]
 fn planted_faults_fail_the_cases_written_for_them() {
-    for (patch, case, says) in [
+    let faults: &[(&str, &[(&str, &str)])] = &[
         (
             "7.3-uring-short-header.patch",
-            "uring.register_rules",
-            "register_short_header: expected EINVAL, got pending",
+            &[(
+                "uring.register_rules",
+                "register_short_header: expected EINVAL, got pending",
+            )],
         ),
         (
             "7.3-direct-io-shared-mmap.patch",
-            "io.mmap_without_passthrough",
-            "direct_io_shared_mapping: expected ENODEV, got ok",
+            &[(
+                "io.mmap_without_passthrough",
+                "direct_io_shared_mapping: expected ENODEV, got ok",
+            )],
         ),
         (
             "7.3-passthrough-stale-atime.patch",
-            "io.read_updates_atime",
-            "the kernel kept the atime it had cached",
+            &[(
+                "io.read_updates_atime",
+                "the kernel kept the atime it had cached",
+            )],
         ),
-    ] {
+        (
+            "7.3-file-open-and-splice.patch",
+            &[
+                ("open_reply.open_enosys", "open_requests: expected 1, got 2"),
+                (
+                    "open_reply.stream_and_nonseekable",
+                    "stream: the second read gave the bytes at Some(4096), not at 0",
+                ),
+                (
+                    "open_reply.atomic_o_trunc",
+                    "after an atomic O_TRUNC open the file still has the mtime",
+                ),
+                (
+                    "io.splice_into_cached",
+                    "splice into the cached file: EINVAL",
+                ),
+            ],
+        ),
+        (
+            "7.3-iomode-survivors.patch",
+            &[
+                (
+                    "open_reply.mmap_direct_io_twice_then_passthrough",
+                    "passthrough_open_after_close: expected ok, got EIO",
+                ),
+                (
+                    "open_reply.backing_kept_while_open",
+                    "other_id_while_one_open: expected EIO, got ok",
+                ),
+            ],
+        ),
+    ];
+    for (patch, cases) in faults {
         let patch = e2e::fixture(patch);
-        let out = xtask(&[
+        let mut args = vec![
             "run",
             "--src",
             "debian:7.3",
@@ -342,21 +383,45 @@ fn planted_faults_fail_the_cases_written_for_them() {
             "vng",
             "--patch",
             &patch,
-            "--case",
-            case,
-        ]);
+        ];
+        for (case, _) in *cases {
+            args.extend(["--case", case]);
+        }
+        let out = xtask(&args);
         assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
-        assert!(out.stdout.contains(says), "{}", out.stdout);
+        // The whole reason, from results.json: the table cuts it, and a kernel report the
+        // fault causes comes first.
+        let dir = e2e::artifacts_of(&out.stdout);
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap())
+                .unwrap();
+        for (case, says) in *cases {
+            let r = saved["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["case"] == *case)
+                .unwrap_or_else(|| panic!("{case} did not run:\n{}", out.stdout));
+            let reason = r["reason"].as_str().unwrap_or_default();
+            assert!(
+                r["verdict"] == "fail" && reason.contains(says),
+                "{case} did not fail saying {says:?}: {} {reason}",
+                r["verdict"]
+            );
+        }
     }
 }
 
-/// `mutate --patch` on the build entry the default tier shares (7.3, vng): the fixture's one
-/// changed condition and its jump make five mutants. Two are killed by a verdict, two survive
-/// and are equivalent (docs/mutants.md says why), the jump is on a line no case reaches. Bad
-/// scopes are refused. (Resuming is the full tier's whole-file test.)
+/// `mutate --patch` on the build entry the default tier shares (7.3, vng), two patches. The
+/// splice fixture's one changed condition and its jump make five mutants: two are killed by
+/// a verdict, two survive and are equivalent (docs/mutants.md says why), the jump is on a
+/// line no case reaches. The comment put on iomode.c's wait loop makes two mutants of its
+/// condition that spin the first cached open for ever: each killed as a hang, and the next
+/// mutant goes on. Bad scopes are refused. (Resuming is the full tier's whole-file test.)
 #[test]
 fn mutate_a_patch_kills_reaches_and_explains_its_survivors() {
-    let patch = e2e::fixture("7.3-splice-write-unlock.patch");
+    let splice = e2e::fixture("7.3-splice-write-unlock.patch");
+    let wait = e2e::fixture("7.3-iomode-wait-comment.patch");
     let args = [
         "mutate",
         "--src",
@@ -364,17 +429,18 @@ fn mutate_a_patch_kills_reaches_and_explains_its_survivors() {
         "--profile",
         "vng",
         "--patch",
-        &patch,
+        &splice,
+        "--patch",
+        &wait,
     ];
     let out = xtask(&args);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout.contains(
-            "fs/fuse/passthrough.c: 5 mutants: 2 killed (0 only by an observation), 2 survived (2 equivalent), 1 not reached, 0 not compiled; score 100%"
-        ),
-        "{}",
-        out.stdout
-    );
+    for line in [
+        "fs/fuse/passthrough.c: 5 mutants: 2 killed (0 only by an observation), 2 survived (2 equivalent), 1 not reached, 0 not compiled; score 100%",
+        "fs/fuse/iomode.c: 2 mutants: 2 killed (0 only by an observation), 0 survived (0 equivalent), 0 not reached, 0 not compiled; score 100%",
+    ] {
+        assert!(out.stdout.contains(line), "{}", out.stdout);
+    }
     let json = out.paths("mutants: ")[0]
         .to_string_lossy()
         .split_whitespace()
@@ -387,7 +453,9 @@ fn mutate_a_patch_kills_reaches_and_explains_its_survivors() {
     let fate = |op: &str| {
         outcomes
             .iter()
-            .find(|o| o["mutant"]["operator"] == op)
+            .find(|o| {
+                o["mutant"]["operator"] == op && o["mutant"]["file"] == "fs/fuse/passthrough.c"
+            })
             .map(|o| {
                 (
                     o["fate"]["fate"].as_str().unwrap().to_string(),
@@ -396,10 +464,22 @@ fn mutate_a_patch_kills_reaches_and_explains_its_survivors() {
             })
             .unwrap()
     };
+    let hangs = outcomes
+        .iter()
+        .filter(|o| o["mutant"]["file"] == "fs/fuse/iomode.c" && o["fate"]["by"] == "hang")
+        .count();
+    assert_eq!(hangs, 2, "{saved}");
     assert_eq!(fate("negate condition").0, "killed");
     assert_eq!(fate("negate condition").1, "verdict");
     assert_eq!(fate("delete statement").0, "not_reached");
-    assert!(json.with_file_name("mutants.html").is_file());
+    // The page as a reviewer opens it: headless Chromium renders a row per mutant, the
+    // killed one with its case, and the link to the baseline's coverage page.
+    let page = json.with_file_name("mutants.html");
+    let dom = e2e::chromium(&page, "1400,900", &page.with_extension("png"));
+    assert_eq!(dom.matches("<tr data-fate=").count(), 7, "{dom}");
+    assert!(dom.contains("data-fate=\"killed (hang)\""), "{dom}");
+    assert!(dom.contains("data-fate=\"killed (verdict)\""), "{dom}");
+    assert!(dom.contains("coverage/html/index.html"), "{dom}");
 
     for (scope, code, says) in [
         (&[][..], 39, "no --patch and no --file"),

@@ -123,7 +123,7 @@ fn run_isolated(case: &Case) -> CaseResult {
             } else {
                 // The kernel's own account of every blocked task goes to the console too.
                 let _ = std::fs::write("/proc/sysrq-trigger", "w");
-                "; the process did not die (stuck in the kernel)".to_string()
+                format!("; {}", proto::wire::STUCK_IN_KERNEL)
             };
             return crash(format!(
                 "timed out after {} s{stuck}; its threads then:\n{stacks}",

@@ -74,16 +74,22 @@ pub const THROUGHPUT: &str = "throughput";
 pub const NEEDS_BTF: [&str; 2] = [PROTOCOL_MINOR, PASSTHROUGH_NEGOTIATED];
 
 /// What the server answered to the requests the validate cases of names, attributes,
-/// FALLOCATE and COPY_FILE_RANGE send that it may refuse ("ok" or an errno's name): its
-/// behaviour, kept in a snapshot whether or not the case's I/O passed through.
-pub const REQUEST_ANSWERS: [&str; 11] = [
+/// FALLOCATE and COPY_FILE_RANGE send that it may refuse ("ok" or an errno's name), how
+/// an exec through the mount ended, and how many names READDIR listed: its behaviour, kept
+/// in a snapshot whether or not the case's I/O passed through.
+pub const REQUEST_ANSWERS: [&str; 16] = [
     "rename_noreplace",
     "rename_exchange",
     "mknod_fifo",
     "tmpfile",
     "tmpfile_link",
     "utimens",
+    "utimens_symlink",
     "chown",
+    "entries",
+    "entries_after",
+    "exec",
+    "exec_written",
     "fallocate",
     "fallocate_keep_size",
     "fallocate_punch_hole",

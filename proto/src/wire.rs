@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 /// The reason every passthrough case gives, as a skip, on a kernel without the feature.
 pub const NO_PASSTHROUGH: &str = "kernel does not offer FUSE_PASSTHROUGH";
 
+/// In a crashed case's reason: its process timed out and a SIGKILL did not end it, since it
+/// is blocked or spinning in the kernel (a hang of that task, though the guest goes on).
+pub const STUCK_IN_KERNEL: &str = "the process did not die (stuck in the kernel)";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {

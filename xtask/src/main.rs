@@ -50,8 +50,8 @@ enum Cmd {
     /// with {source}; where the I/O went, counted by the kernel; what was left open) against
     /// the server, on each kernel; one table per target, one column per kernel.
     Validate {
-        /// A built-in target (libfuse, libfuse-3.17, libfuse-3.14, go-fuse, fuser,
-        /// fuser-mirror, fuse-backend-rs) or the path of any server binary.
+        /// A built-in target (libfuse, libfuse-3.17, libfuse-3.14, go-fuse, go-fuse-2.8,
+        /// go-fuse-2.4, fuser, fuser-mirror, fuse-backend-rs) or the path of any server binary.
         #[arg(long)]
         server: String,
         /// A kernel as `run` takes it (repeatable; default debian-6.12): one column each.
@@ -80,8 +80,9 @@ enum Cmd {
         /// How the kernel hands the server its requests: `/dev/fuse` (default), or FUSE over
         /// io_uring (kernels 6.14 on, `fuse.enable_uring` set for the run; libfuse 3.18 with
         /// `-o io_uring`). A server or kernel without it: every case skips, saying why.
-        #[arg(long, value_enum, default_value = "dev")]
-        transport: TransportArg,
+        /// Repeatable: a column per kernel and transport.
+        #[arg(long = "transport", value_enum, default_value = "dev")]
+        transports: Vec<TransportArg>,
         /// `--server libfuse` built from this libfuse source tree (a checkout at any tag or
         /// commit) instead of Debian's package: validate any version of the library.
         #[arg(long)]
@@ -540,14 +541,14 @@ fn dispatch(cli: Cli) -> i32 {
             reports,
             coverage,
             profile,
-            transport,
+            transports,
             source,
             args,
         } => validate(
             &server,
             &kernels,
             &cases,
-            (bless, coverage, profile, transport, source),
+            (bless, coverage, profile, transports, source),
             expect,
             &reports,
             &args,
@@ -771,17 +772,17 @@ enum TransportArg {
     Uring,
 }
 
-/// `cargo xtask validate`; `(bless, coverage, profile, transport, source)`: its switches,
-/// the profile of a `src:` kernel, the transport, and a libfuse source tree.
+/// `cargo xtask validate`; `(bless, coverage, profile, transports, source)`: its switches,
+/// the profile of a `src:` kernel, the transports, and a libfuse source tree.
 fn validate(
     server: &str,
     kernels: &[String],
     cases: &[String],
-    (bless, coverage, profile, transport, source): (
+    (bless, coverage, profile, transports, source): (
         bool,
         bool,
         Option<String>,
-        TransportArg,
+        Vec<TransportArg>,
         Option<std::path::PathBuf>,
     ),
     expect: Option<ExpectArg>,
@@ -801,10 +802,7 @@ fn validate(
         None => harness::validate::targets::resolve(server, args, &cache),
     };
     let spec = match spec {
-        Ok(s) => s.on(match transport {
-            TransportArg::Dev => proto::validate::Transport::Dev,
-            TransportArg::Uring => proto::validate::Transport::Uring,
-        }),
+        Ok(s) => s,
         Err(e) => return fail(&e),
     };
     // `debian:all`, as the matrix takes it: every series, one column each.
@@ -825,18 +823,26 @@ fn validate(
             ..Default::default()
         });
     }
-    let runs = harness::validate::validate(&spec, &requests, &mut |run| {
-        println!(
-            "{} ({}): {}",
-            run.kernel_release,
-            run.mode,
-            table::totals(&run.results)
-        );
-    });
-    let mut runs = match runs {
-        Ok(r) => r,
-        Err(e) => return fail(&e),
-    };
+    // Each transport in turn, each over every kernel: a column per kernel and transport.
+    let mut runs = Vec::new();
+    for t in &transports {
+        let on = spec.clone().on(match t {
+            TransportArg::Dev => proto::validate::Transport::Dev,
+            TransportArg::Uring => proto::validate::Transport::Uring,
+        });
+        let done = harness::validate::validate(&on, &requests, &mut |run| {
+            println!(
+                "{} ({}): {}",
+                run.kernel_release,
+                run.mode,
+                table::totals(&run.results)
+            );
+        });
+        match done {
+            Ok(r) => runs.extend(r),
+            Err(e) => return fail(&e),
+        }
+    }
     if let Some(ExpectArg::Passthrough) = expect {
         for run in &mut runs {
             match harness::validate::expect_passthrough(run) {

@@ -107,6 +107,16 @@ pub fn cases() -> Vec<Case> {
             ..DEFAULTS
         },
         Case {
+            name: "io.splice_into_cached",
+            rule: "splice from a pipe into a file the server serves itself (the control for \
+                   io.splice_in): the kernel's own splice write, its bytes reaching the \
+                   server by WRITE",
+            verdict_rule: "pass when every byte is spliced, the backing file holds them at \
+                           their offset, and the server saw WRITE",
+            run: splice_into_cached,
+            ..DEFAULTS
+        },
+        Case {
             name: "io.mmap_without_passthrough",
             rule: "a file the server serves itself maps too (the control for io.mmap_shared): \
                    opened cached, a shared mapping shows the file's bytes, read from the \
@@ -698,7 +708,36 @@ pub(super) fn mmap_private(ctx: &mut Ctx) -> Result<(), Stop> {
     Ok(())
 }
 
-/// `io.mmap_without_passthrough`: fuse_file_mmap's two other ways, cached and direct I/O.
+/// `io.splice_into_cached`: fuse_splice_write's other way.
+fn splice_into_cached(ctx: &mut Ctx) -> Result<(), Stop> {
+    // No passthrough needed: the file is cached, on any kernel.
+    let (fs, _) = ctx.mount(InitReply::passthrough(1))?;
+    let backing = fs.add_file("c", &[], OpenReply::CACHED)?;
+    let data = pattern(55, 60_000);
+    let file = open_rw(&fs.path("c"))?;
+    // The splice is the rule under test: its refusal is the case's failure, not a setup's.
+    let moved = match splice_into(&file, &data, 100) {
+        Ok(n) => n,
+        Err(Stop::Broken(why)) => {
+            let why = why.trim_start_matches("setup failed: ");
+            ctx.check(false, format!("splice into the cached file: {why}"));
+            return Ok(());
+        }
+        Err(other) => return Err(other),
+    };
+    ctx.expect_count("bytes_spliced", moved as u64, data.len() as u64);
+    file.sync_all()?;
+    drop(file);
+    check_backing(ctx, &backing, 100, &data, "splice into the cached file")?;
+    ctx.observe("write_requests_seen", fs.count(op::WRITE) > 0);
+    ctx.check(
+        fs.count(op::WRITE) > 0,
+        "no WRITE reached the server from a splice into a cached file",
+    );
+    Ok(())
+}
+
+/// `io.read_updates_atime`: a passthrough read invalidates the atime the kernel cached.
 fn read_updates_atime(ctx: &mut Ctx) -> Result<(), Stop> {
     use std::os::unix::fs::MetadataExt;
     let (fs, backing, _) = ctx.passthrough_file("atime", &pattern(720, 8192))?;
@@ -757,6 +796,7 @@ fn read_updates_atime(ctx: &mut Ctx) -> Result<(), Stop> {
     Ok(())
 }
 
+/// `io.mmap_without_passthrough`: fuse_file_mmap's two other ways, cached and direct I/O.
 fn mmap_without_passthrough(ctx: &mut Ctx) -> Result<(), Stop> {
     use crate::fuse::abi::fopen;
     use rustix::mm::MapFlags;

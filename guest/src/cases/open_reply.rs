@@ -20,6 +20,59 @@ const DEFAULTS: Case = Case { ..Case::DEFAULT };
 pub fn cases() -> Vec<Case> {
     vec![
         Case {
+            name: "open_reply.stream_and_nonseekable",
+            rule: "a cached open answered FOPEN_NONSEEKABLE cannot seek or pread (ESPIPE) \
+              and reads on from its position; one answered FOPEN_STREAM cannot either, and \
+              keeps no position: every read asks from offset 0",
+            verdict_rule: "pass on ESPIPE from lseek and pread of both, the nonseekable \
+              file's second read at 4096 and the stream's at 0",
+            run: stream_and_nonseekable,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.open_enosys",
+            rule: "an OPEN answered ENOSYS is an open that needs no server: open() \
+              succeeds, the file is cached (read by READ), and the kernel sends no OPEN \
+              again on that connection, so a file the server would pass through is cached \
+              too",
+            verdict_rule: "pass when both opens succeed, their bytes come by READ, and one \
+              OPEN was sent in all",
+            run: open_enosys,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.atomic_o_trunc",
+            rule: "with FUSE_ATOMIC_O_TRUNC agreed at INIT, an O_TRUNC open of a \
+              passthrough file sends OPEN with O_TRUNC and no SETATTR, and the kernel takes \
+              the size as 0 and the time as now at once: stat, read and a write after it see \
+              the emptied file",
+            verdict_rule: "pass when no SETATTR is sent, the size is 0 and the mtime new \
+              through the mount, a read gives nothing, the backing file holds only what was written after, and \
+              the I/O passed through",
+            run: atomic_o_trunc,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.mmap_direct_io_twice_then_passthrough",
+            rule: "a FOPEN_DIRECT_IO file mapped shared (FUSE_DIRECT_IO_ALLOW_MMAP) enters the \
+              cached I/O mode once per open, however often it is mapped: after two mappings \
+              and the close, the inode takes a passthrough open again",
+            verdict_rule: "pass when both mappings show the file and the passthrough open \
+              after the close succeeds",
+            run: mmap_direct_io_twice_then_passthrough,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.backing_kept_while_open",
+            rule: "an inode keeps its backing file while any passthrough open of it lasts: \
+              of two opens with one id, the first closed, an open naming another id is still \
+              refused (EIO); after the last close it is taken",
+            verdict_rule: "pass on EIO for the other id while one open remains, and ok once \
+              none does",
+            run: backing_kept_while_open,
+            ..DEFAULTS
+        },
+        Case {
             name: "open_reply.keep_cache",
             rule: "FOPEN_PASSTHROUGH with FOPEN_KEEP_CACHE is refused: open() \
               gives EIO",
@@ -120,6 +173,199 @@ fn open_rw(fs: &crate::fuse::FuseFs, name: &str) -> Result<File, rustix::io::Err
         .write(true)
         .open(fs.path(name))
         .map_err(|e| errno(&e))
+}
+
+fn atomic_o_trunc(ctx: &mut Ctx) -> Result<(), Stop> {
+    use crate::fuse::abi::init_flags;
+    let mut init = crate::fuse::InitReply::passthrough(1);
+    init.flags |= init_flags::ATOMIC_O_TRUNC;
+    let fs = ctx.mount_offering(init)?;
+    let backing = fs.backing_dir.join("f");
+    std::fs::write(&backing, pattern(32, 8192))?;
+    fs.add_passthrough_file_at("f", &backing)?;
+    // An old mtime, cached by a stat before the open (attributes stay valid a second): the
+    // open must update the time and drop what the kernel cached of the old file.
+    let old = rustix::fs::Timespec {
+        tv_sec: 1_000_000_000,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        &backing,
+        &rustix::fs::Timestamps {
+            last_access: old,
+            last_modification: old,
+        },
+        rustix::fs::AtFlags::empty(),
+    )?;
+    let before = std::fs::metadata(fs.path("f"))?.len();
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .truncate(true)
+        .open(fs.path("f"))?;
+    let meta = file.metadata()?;
+    let size = meta.len();
+    ctx.check(
+        std::os::unix::fs::MetadataExt::mtime(&meta) > 1_000_000_000,
+        "after an atomic O_TRUNC open the file still has the mtime it had before (the \
+         kernel kept its cached attributes)",
+    );
+    let mut buf = [0u8; 16];
+    let read = file.read_at(&mut buf, 0)?;
+    ctx.expect_count("setattr_requests", fs.count(op::SETATTR), 0);
+    ctx.check(
+        size == 0 && read == 0,
+        format!(
+            "after an atomic O_TRUNC open of a {before}-byte file: size {size} through the \
+             mount, {read} bytes read"
+        ),
+    );
+    let data = pattern(33, 100);
+    file.write_all_at(&data, 0)?;
+    drop(file);
+    ctx.check(
+        std::fs::read(&backing)? == data,
+        "the backing file is not the 100 bytes written after the O_TRUNC open",
+    );
+    ctx.expect_count(key::READ_REQUESTS, fs.count(op::READ), 0);
+    ctx.expect_count(key::WRITE_REQUESTS, fs.count(op::WRITE), 0);
+    Ok(())
+}
+
+fn stream_and_nonseekable(ctx: &mut Ctx) -> Result<(), Stop> {
+    let data = pattern(30, 8192);
+    // No passthrough needed: these opens are cached, on any kernel.
+    let (fs, _) = ctx.mount(crate::fuse::InitReply::passthrough(1))?;
+    for (key, flag, second_at) in [
+        ("nonseekable", fopen::NONSEEKABLE, 4096),
+        ("stream", fopen::STREAM, 0),
+    ] {
+        fs.add_file(
+            key,
+            &data,
+            OpenReply {
+                open_flags: flag,
+                backing_id: 0,
+            },
+        )?;
+        let file = File::open(fs.path(key))?;
+        let seek = rustix::fs::seek(&file, rustix::fs::SeekFrom::Start(100));
+        ctx.expect(&format!("{key}_lseek"), outcome(&seek), "ESPIPE");
+        let mut buf = vec![0u8; 4096];
+        let pread = rustix::io::pread(&file, &mut buf, 100);
+        ctx.expect(&format!("{key}_pread"), outcome(&pread), "ESPIPE");
+        let mut first = vec![0u8; 4096];
+        let mut second = vec![0u8; 4096];
+        std::io::Read::read_exact(&mut &file, &mut first)?;
+        std::io::Read::read_exact(&mut &file, &mut second)?;
+        let at = (0..=4096)
+            .step_by(4096)
+            .find(|&o| second == data[o..o + 4096]);
+        ctx.observe(&format!("{key}_second_read_at"), at);
+        ctx.check(
+            first == data[..4096] && at == Some(second_at),
+            format!("{key}: the second read gave the bytes at {at:?}, not at {second_at}"),
+        );
+    }
+    Ok(())
+}
+
+fn open_enosys(ctx: &mut Ctx) -> Result<(), Stop> {
+    let data = pattern(31, 8192);
+    let (fs, backing, _) = ctx.passthrough_file("p", &data)?;
+    fs.add_file("f", &data, OpenReply::CACHED)?;
+    fs.answer_open(rustix::io::Errno::NOSYS);
+    for name in ["f", "p"] {
+        let got = std::fs::read(fs.path(name)).map_err(|e| errno(&e));
+        ctx.expect(&format!("open_{name}"), outcome(&got), "ok");
+        ctx.check(
+            got.as_deref().ok() == Some(&data[..]),
+            format!("{name}: read after an OPEN answered ENOSYS differs"),
+        );
+    }
+    // p's backing id was never given: its bytes came by READ like f's.
+    ctx.expect_count("open_requests", fs.count(op::OPEN), 1);
+    ctx.observe("read_requests_seen", fs.count(op::READ) > 0);
+    ctx.check(
+        fs.count(op::READ) > 0,
+        "no READ reached the server: the files were not served cached",
+    );
+    drop(backing);
+    Ok(())
+}
+
+fn mmap_direct_io_twice_then_passthrough(ctx: &mut Ctx) -> Result<(), Stop> {
+    use crate::fuse::abi::init_flags;
+    let mut init = crate::fuse::InitReply::passthrough(1);
+    init.flags |= init_flags::DIRECT_IO_ALLOW_MMAP;
+    let fs = ctx.mount_offering(init)?;
+    let data = pattern(34, 4096);
+    let backing = fs.backing_dir.join("f");
+    std::fs::write(&backing, &data)?;
+    let id = fs.add_passthrough_file_at("f", &backing)?;
+    fs.set_open_reply(
+        "f",
+        OpenReply {
+            open_flags: fopen::DIRECT_IO,
+            backing_id: 0,
+        },
+    );
+    let dio = open_rw(&fs, "f")?;
+    for n in ["first", "second"] {
+        // SAFETY: a shared read-only mapping of 4096 bytes, unmapped below.
+        let mapped = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                4096,
+                ProtFlags::READ,
+                MapFlags::SHARED,
+                dio.as_fd(),
+                0,
+            )
+        };
+        ctx.expect(&format!("{n}_mapping"), outcome(&mapped), "ok");
+        if let Ok(ptr) = mapped {
+            // SAFETY: the mapping is 4096 readable bytes until the munmap.
+            let shown = unsafe { std::slice::from_raw_parts(ptr as *const u8, 4096) } == data;
+            ctx.check(shown, format!("the {n} mapping does not show the file"));
+            // SAFETY: unmapping what was mapped above.
+            unsafe { rustix::mm::munmap(ptr, 4096)? };
+        }
+    }
+    drop(dio);
+    fs.wait_count(op::RELEASE, 1, Duration::from_secs(1));
+    fs.set_open_reply("f", OpenReply::passthrough(id));
+    ctx.expect(
+        "passthrough_open_after_close",
+        outcome(&open_rw(&fs, "f").map(drop)),
+        "ok",
+    );
+    Ok(())
+}
+
+fn backing_kept_while_open(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, _, _) = ctx.passthrough_file("f", b"data")?;
+    let first = open_rw(&fs, "f")?;
+    let second = open_rw(&fs, "f")?;
+    drop(first);
+    fs.wait_count(op::RELEASE, 1, Duration::from_secs(1));
+    let other = fs.add_file("g", b"other", OpenReply::CACHED)?;
+    let other_id = fs.backing_open_path(&other)?;
+    fs.set_open_reply("f", OpenReply::passthrough(other_id));
+    ctx.expect(
+        "other_id_while_one_open",
+        outcome(&open_rw(&fs, "f").map(drop)),
+        "EIO",
+    );
+    drop(second);
+    fs.wait_count(op::RELEASE, 2, Duration::from_secs(1));
+    ctx.expect(
+        "other_id_after_last_close",
+        outcome(&open_rw(&fs, "f").map(drop)),
+        "ok",
+    );
+    Ok(())
 }
 
 fn keep_cache(ctx: &mut Ctx) -> Result<(), Stop> {

@@ -182,11 +182,32 @@ pub fn cases() -> Vec<Case> {
             ..DEFAULTS
         },
         Case {
+            name: "validate.readdir",
+            rule: "READDIR (or READDIRPLUS) of a directory of 300 files with long names, a \
+      subdirectory, a symlink and a FIFO, listed through the mount with getdents64 (several \
+      replies, each continued from an offset), then again after a CREATE and an UNLINK \
+      through the mount: the names are {source}'s, `.` and `..` included",
+            verdict_rule: "pass when every listing holds each of {source}'s names once and no \
+      other, each with its type or DT_UNKNOWN; the reason names what it lacks or adds",
+            run: super::validate_requests::readdir,
+            ..DEFAULTS
+        },
+        Case {
+            name: "validate.exec",
+            rule: "a program in {source} run through the mount (its OPEN carries the kernel's \
+      __FMODE_EXEC flag), and a program written through the mount and made executable there",
+            verdict_rule: "pass when both run and exit with their status, 42; the reason names \
+      the exec's errno",
+            run: super::validate_requests::exec,
+            ..DEFAULTS
+        },
+        Case {
             name: "validate.attributes",
-            rule: "SETATTR through the mount: two modes, atime and mtime, and owner 1:1; \
-      OPEN with O_TRUNC (SETATTR's size is validate.truncate_then_read's)",
+            rule: "SETATTR through the mount: two modes, atime and mtime, a symlink's own \
+      times (AT_SYMLINK_NOFOLLOW), and owner 1:1; OPEN with O_TRUNC (SETATTR's size is validate.truncate_then_read's)",
             verdict_rule: "pass when {source}'s file has each mode, both times and the owner \
-      after the request is acknowledged; a chown refused is observed",
+      after the request is acknowledged, and the symlink's times are the link's, its target \
+      untouched; a request refused is observed",
             run: super::validate_requests::attributes,
             ..DEFAULTS
         },

@@ -167,7 +167,7 @@ pub fn names(ctx: &mut Ctx) -> Result<(), Stop> {
     Ok(())
 }
 
-/// SETATTR: mode, times, owner; and OPEN with O_TRUNC.
+/// SETATTR: mode, times (a file's, and a symlink's own), owner; and OPEN with O_TRUNC.
 pub fn attributes(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, file) = ctx.io_file("f", &pattern(410, 10_000))?;
     let m = fs.path("f");
@@ -208,6 +208,35 @@ pub fn attributes(ctx: &mut Ctx) -> Result<(), Stop> {
         );
     }
 
+    // A symlink's own times (AT_SYMLINK_NOFOLLOW): the link changes, never its target.
+    through(
+        "SYMLINK l -> f",
+        std::os::unix::fs::symlink("f", fs.path("l")),
+    )?;
+    let link_times = Timestamps {
+        last_access: at(1_200_000_000),
+        last_modification: at(1_300_000_000),
+    };
+    let target_before = std::fs::metadata(&file)?.mtime();
+    let set = rustix::fs::utimensat(
+        CWD,
+        fs.path("l"),
+        &link_times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    );
+    ctx.observe("utimens_symlink", outcome(set));
+    if set.is_ok() {
+        let link = std::fs::symlink_metadata(file.with_file_name("l"))?.mtime();
+        let target = std::fs::metadata(&file)?.mtime();
+        ctx.require(
+            link == 1_300_000_000 && target == target_before,
+            format!(
+                "SETATTR mtime of symlink l (AT_SYMLINK_NOFOLLOW): in {{source}} the link has \
+                 {link} and its target {target} (was {target_before})"
+            ),
+        );
+    }
+
     // OPEN with O_TRUNC (or the SETATTR the kernel sends for it without atomic_o_trunc).
     drop(through(
         "OPEN with O_TRUNC",
@@ -241,6 +270,205 @@ pub fn attributes(ctx: &mut Ctx) -> Result<(), Stop> {
             ),
         );
     }
+    Ok(())
+}
+
+/// A directory's entries as getdents64 gives them, `.` and `..` included: name and type.
+fn listing(dir: &Path) -> std::io::Result<Vec<(String, rustix::fs::FileType)>> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut entries = rustix::fs::Dir::read_from(&fd)?;
+    let mut out = Vec::new();
+    while let Some(e) = entries.read() {
+        let e = e?;
+        out.push((e.file_name().to_string_lossy().into_owned(), e.file_type()));
+    }
+    Ok(out)
+}
+
+/// What a listing through the mount lacks of `{source}`'s, and lists beyond it, both
+/// sorted; then the names it lists twice.
+fn listing_diff(
+    want: &[(String, rustix::fs::FileType)],
+    got: &[(String, rustix::fs::FileType)],
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    use std::collections::BTreeSet;
+    let names = |l: &[(String, rustix::fs::FileType)]| -> BTreeSet<String> {
+        l.iter().map(|(n, _)| n.clone()).collect()
+    };
+    let (w, g) = (names(want), names(got));
+    let mut seen = BTreeSet::new();
+    let twice = got
+        .iter()
+        .filter(|(n, _)| !seen.insert(n.clone()))
+        .map(|(n, _)| n.clone())
+        .collect();
+    (
+        w.difference(&g).cloned().collect(),
+        g.difference(&w).cloned().collect(),
+        twice,
+    )
+}
+
+/// Up to three names and how many more, for a reason.
+fn some_names(names: &[String]) -> String {
+    let mut s = names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 3 {
+        s.push_str(&format!(" and {} more", names.len() - 3));
+    }
+    s
+}
+
+/// READDIR (or READDIRPLUS, as the kernel chooses): a directory of 300 files with long
+/// names (several replies, each continued from the last one's offset), a subdirectory, a
+/// symlink and a FIFO, listed through the mount; then one name made and one removed through
+/// the mount, and the directory listed again.
+pub fn readdir(ctx: &mut Ctx) -> Result<(), Stop> {
+    let files: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| (format!("entry-{i:04}-{}", "n".repeat(40)), pattern(440, 64)))
+        .collect();
+    let (fs, source) = ctx.io_files(&files)?;
+    std::fs::create_dir(source.join("sub"))?;
+    std::os::unix::fs::symlink(&files[0].0, source.join("link"))?;
+    rustix::fs::mknodat(
+        CWD,
+        source.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from(0o644),
+        0,
+    )?;
+    let root = fs.path("");
+    for round in ["", " after CREATE new and UNLINK entry-0001"] {
+        if !round.is_empty() {
+            through("CREATE new", std::fs::write(fs.path("new"), b"new"))?;
+            through(
+                "UNLINK entry-0001",
+                std::fs::remove_file(fs.path(&files[1].0)),
+            )?;
+        }
+        let want = listing(&source)?;
+        let got = through("READDIR", listing(&root))?;
+        ctx.observe(
+            &format!("entries{}", if round.is_empty() { "" } else { "_after" }),
+            got.len(),
+        );
+        let (lacks, beyond, twice) = listing_diff(&want, &got);
+        ctx.require(
+            lacks.is_empty(),
+            format!(
+                "READDIR through the mount{round} lacks {} of {{source}}'s names: {}",
+                lacks.len(),
+                some_names(&lacks)
+            ),
+        );
+        ctx.require(
+            beyond.is_empty(),
+            format!(
+                "READDIR through the mount{round} lists {} names {{source}} has not: {}",
+                beyond.len(),
+                some_names(&beyond)
+            ),
+        );
+        ctx.require(
+            twice.is_empty(),
+            format!(
+                "READDIR through the mount{round} lists twice: {}",
+                some_names(&twice)
+            ),
+        );
+        // A type the server does not know (DT_UNKNOWN) is allowed; a wrong one is not.
+        let wrong: Vec<String> = got
+            .iter()
+            .filter(|(n, t)| {
+                *t != rustix::fs::FileType::Unknown
+                    && want.iter().any(|(wn, wt)| wn == n && wt != t)
+            })
+            .map(|(n, t)| format!("{n} ({t:?})"))
+            .collect();
+        ctx.require(
+            wrong.is_empty(),
+            format!(
+                "READDIR through the mount{round} gives the wrong type to {}",
+                some_names(&wrong)
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// A static x86-64 program of 132 bytes that exits with status 42: an ELF header, one
+/// loadable segment, and `mov edi, 42; mov eax, 60 (exit); syscall`.
+fn exit_42() -> Vec<u8> {
+    const BASE: u64 = 0x40_0000;
+    let code: &[u8] = &[
+        0xbf, 42, 0, 0, 0, // mov edi, 42
+        0xb8, 60, 0, 0, 0, // mov eax, 60
+        0x0f, 0x05, // syscall
+    ];
+    let size = (64 + 56 + code.len()) as u64;
+    let mut elf = Vec::with_capacity(size as usize);
+    elf.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf.extend_from_slice(&0x3eu16.to_le_bytes()); // x86-64
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&(BASE + 64 + 56).to_le_bytes()); // entry
+    elf.extend_from_slice(&64u64.to_le_bytes()); // program headers
+    elf.extend_from_slice(&0u64.to_le_bytes()); // no section headers
+    elf.extend_from_slice(&0u32.to_le_bytes());
+    for half in [64u16, 56, 1, 0, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf.extend_from_slice(&5u32.to_le_bytes()); // read, execute
+    elf.extend_from_slice(&0u64.to_le_bytes());
+    for word in [BASE, BASE, size, size, 0x1000] {
+        elf.extend_from_slice(&word.to_le_bytes());
+    }
+    elf.extend_from_slice(code);
+    elf
+}
+
+/// Run `path` and say how it ended: "exit 42", or the errno of the exec.
+fn run(path: &Path) -> String {
+    match std::process::Command::new(path).status() {
+        Ok(s) => s
+            .code()
+            .map_or_else(|| format!("{s}"), |c| format!("exit {c}")),
+        Err(e) => rustix::io::Errno::from_io_error(&e).map_or(e.to_string(), errno_name),
+    }
+}
+
+/// OPEN for execution (the kernel adds `__FMODE_EXEC` to its flags): a program in
+/// `{source}` run through the mount, then one written through the mount and made executable
+/// there (SETATTR mode) and run.
+pub fn exec(ctx: &mut Ctx) -> Result<(), Stop> {
+    if !cfg!(target_arch = "x86_64") {
+        return Err(Stop::Skip("the program it runs is x86-64 code".into()));
+    }
+    let prog = exit_42();
+    let (fs, file) = ctx.io_file("prog", &prog)?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))?;
+    let ran = run(&fs.path("prog"));
+    ctx.observe("exec", &ran);
+    ctx.require(
+        ran == "exit 42",
+        format!("exec of {{source}}'s program through the mount: {ran}, not exit 42"),
+    );
+    through("CREATE made", std::fs::write(fs.path("made"), &prog))?;
+    through(
+        "SETATTR mode 755",
+        std::fs::set_permissions(fs.path("made"), std::fs::Permissions::from_mode(0o755)),
+    )?;
+    let ran = run(&fs.path("made"));
+    ctx.observe("exec_written", &ran);
+    ctx.require(
+        ran == "exit 42",
+        format!("exec of a program written through the mount: {ran}, not exit 42"),
+    );
     Ok(())
 }
 

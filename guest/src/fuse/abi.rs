@@ -117,6 +117,8 @@ pub fn opcode_name(opcode: u32) -> String {
 /// INIT flags (the 64-bit value is `flags | flags2 << 32`).
 pub mod init_flags {
     pub const ASYNC_READ: u64 = 1 << 0;
+    /// OPEN carries O_TRUNC and the server truncates; no SETATTR of the size follows.
+    pub const ATOMIC_O_TRUNC: u64 = 1 << 3;
     pub const BIG_WRITES: u64 = 1 << 5;
     pub const WRITEBACK_CACHE: u64 = 1 << 16;
     pub const MAX_PAGES: u64 = 1 << 22;
@@ -124,6 +126,8 @@ pub mod init_flags {
     /// found without them S_NOSEC and stop asking (SB_NOSEC).
     pub const HANDLE_KILLPRIV_V2: u64 = 1 << 28;
     pub const INIT_EXT: u64 = 1 << 30;
+    /// A FOPEN_DIRECT_IO file may be mapped shared (it enters the cached I/O mode then).
+    pub const DIRECT_IO_ALLOW_MMAP: u64 = 1 << 36;
     pub const PASSTHROUGH: u64 = 1 << 37;
     /// 7.42 (6.14): requests may be fetched and answered through io_uring.
     pub const OVER_IO_URING: u64 = 1 << 41;

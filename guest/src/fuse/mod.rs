@@ -192,6 +192,11 @@ impl FuseFs {
         self.shared.answer_getxattr(errno);
     }
 
+    /// Answer every OPEN with `errno` from now on.
+    pub fn answer_open(&self, errno: Errno) {
+        self.shared.answer_open(errno);
+    }
+
     /// Close the server's own fd of `name`'s backing file, so only the kernel holds it.
     pub fn drop_server_fd(&self, name: &str) {
         self.shared.drop_server_fd(name);

@@ -216,6 +216,8 @@ pub(crate) struct ServerState {
     /// The errno every GETXATTR gets: ENOSYS (the kernel then stops asking), or what a case
     /// set, such as ENODATA to play a server that has extended attributes.
     getxattr_errno: std::sync::atomic::AtomicI32,
+    /// The errno every OPEN gets when not 0: ENOSYS plays a server without an open.
+    open_errno: std::sync::atomic::AtomicI32,
     pub(crate) transport: Transport,
 }
 
@@ -243,6 +245,7 @@ impl ServerState {
             retrieved: Mutex::new(Vec::new()),
             stalled: std::sync::atomic::AtomicBool::new(false),
             getxattr_errno: std::sync::atomic::AtomicI32::new(Errno::NOSYS.raw_os_error()),
+            open_errno: std::sync::atomic::AtomicI32::new(0),
             transport: Transport::default(),
         })
     }
@@ -331,6 +334,11 @@ impl ServerState {
 
     pub(crate) fn answer_getxattr(&self, errno: Errno) {
         self.getxattr_errno
+            .store(errno.raw_os_error(), Ordering::SeqCst);
+    }
+
+    pub(crate) fn answer_open(&self, errno: Errno) {
+        self.open_errno
             .store(errno.raw_os_error(), Ordering::SeqCst);
     }
 
@@ -473,7 +481,7 @@ impl ServerState {
             op::LOOKUP => self.lookup(h.nodeid, body),
             op::GETATTR => self.getattr(h.nodeid),
             op::SETATTR => self.setattr(h.nodeid, body),
-            op::OPEN => self.open(h.nodeid),
+            op::OPEN => self.open(h.nodeid, body),
             op::CREATE => self.create(h.nodeid, body),
             op::READ => self.read(h.nodeid, body),
             op::WRITE => self.write(h.nodeid, body),
@@ -617,11 +625,22 @@ impl ServerState {
         self.getattr(nodeid)
     }
 
-    fn open(&self, nodeid: u64) -> Reply {
+    fn open(&self, nodeid: u64, body: &[u8]) -> Reply {
+        let errno = self.open_errno.load(Ordering::SeqCst);
+        if errno != 0 {
+            return Reply::Error(Errno::from_raw_os_error(errno));
+        }
         let tree = self.tree.lock().unwrap();
         let Some(node) = node_index(nodeid).and_then(|i| tree.nodes.get(i)) else {
             return Reply::Error(Errno::NOENT);
         };
+        // O_TRUNC reaches OPEN only where INIT agreed FUSE_ATOMIC_O_TRUNC: ours to do.
+        let flags = abi::OpenIn::read_from_prefix(body).map_or(0, |(o, _)| o.flags);
+        if flags & libc::O_TRUNC as u32 != 0 {
+            if let Err(e) = node.with_file(|f| f.set_len(0)) {
+                return Reply::Error(e);
+            }
+        }
         data(open_out(nodeid, node.open_reply).as_bytes())
     }
 

@@ -157,6 +157,15 @@ impl Apt {
         Ok(v.filter(|v| v != "(none)" && !v.is_empty()))
     }
 
+    /// The version of `package` that `suite` (bookworm, trixie-backports, sid...) carries.
+    pub fn version_in(&self, package: &str, suite: &str) -> Result<Option<String>> {
+        self.fresh_lists()?;
+        let mut cmd = self.command("apt-cache");
+        cmd.args(["madison", package]);
+        let out = process::output(&mut cmd).map_err(|e| Error::fetch_from(package, e))?;
+        Ok(parse_madison(&String::from_utf8_lossy(&out.stdout), suite))
+    }
+
     /// The candidate version of each of `packages` that apt can fetch; those it cannot
     /// (named by another package but gone from the archive) are left out. One apt-cache call.
     pub fn candidates(
@@ -258,6 +267,19 @@ impl Apt {
     }
 }
 
+/// The version on the line of `apt-cache madison` output whose archive is `suite`
+/// (` pkg | 2.8.0-1~bpo13+1 | http://deb.debian.org/debian trixie-backports/main amd64 Packages`).
+fn parse_madison(text: &str, suite: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let [_, version, archive] = cells[..] else {
+            return None;
+        };
+        let dist = archive.split_whitespace().nth(1)?;
+        (dist.split('/').next() == Some(suite)).then(|| version.to_string())
+    })
+}
+
 /// `apt-cache policy A B ...` output: package -> candidate, for those that have one.
 fn parse_policy(text: &str) -> std::collections::HashMap<String, String> {
     let mut found = std::collections::HashMap::new();
@@ -294,6 +316,20 @@ pub fn version_key(name: &str) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn madison_gives_the_version_of_one_suite() {
+        let text = " golang-github-hanwen-go-fuse-dev |    2.9.0-1 | http://deb.debian.org/debian sid/main amd64 Packages
+ golang-github-hanwen-go-fuse-dev | 2.8.0-1~bpo13+1 | http://deb.debian.org/debian trixie-backports/main amd64 Packages
+ golang-github-hanwen-go-fuse-dev |    2.4.2-3 | http://deb.debian.org/debian trixie/main amd64 Packages
+";
+        assert_eq!(
+            parse_madison(text, "trixie-backports").as_deref(),
+            Some("2.8.0-1~bpo13+1")
+        );
+        assert_eq!(parse_madison(text, "trixie").as_deref(), Some("2.4.2-3"));
+        assert_eq!(parse_madison(text, "bookworm"), None);
+    }
 
     #[test]
     fn versions_compare_by_their_numbers() {

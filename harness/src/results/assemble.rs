@@ -352,6 +352,23 @@ mod tests {
         assert_eq!(out.died, None);
     }
 
+    /// One boot of several, stopped before its agent said hello (another boot settled the
+    /// run): none of its cases ran, and nothing died.
+    #[test]
+    fn a_boot_stopped_before_its_agent_started_ran_nothing() {
+        let log = RunLog {
+            ending: Some(Ending {
+                how: How::Stopped,
+                running_case_ms: None,
+            }),
+            ..Default::default()
+        };
+        let out = assemble(&planned(), &log);
+        assert!(out.results.iter().all(|r| r.verdict == Verdict::Skip));
+        assert_eq!(out.results.len(), planned().len());
+        assert_eq!(out.died, None);
+    }
+
     #[test]
     fn a_finished_run_is_taken_as_is() {
         let log = RunLog {

@@ -54,6 +54,8 @@ pub struct Run {
     pub timings: Timings,
     /// The server under test's target name, for a validate run.
     pub target: Option<String>,
+    /// How a validate run's server got its requests (`validate --transport`).
+    pub transport: Option<proto::validate::Transport>,
     /// Every kernel report, with the case it appeared in (findings.json).
     pub findings: Vec<(Option<String>, crate::results::classify::Finding)>,
 }
@@ -233,6 +235,7 @@ pub fn assemble(
         died,
         artifacts,
         timings,
+        transport: plan.validate.as_ref().map(|v| v.transport),
         // Over the ring, a target of its own: its snapshot is not the /dev/fuse one's.
         target: plan.validate.map(|v| match v.transport {
             proto::validate::Transport::Dev => v.target,

@@ -142,14 +142,14 @@ fn path_cell(r: &proto::CaseResult) -> String {
     }
 }
 
-/// The report: one row per question, one column per kernel.
+/// The report: one row per question, one column per kernel and transport.
 pub fn table(spec: &Spec, runs: &[Run]) -> String {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     let col = |f: &dyn Fn(&Run) -> String| runs.iter().map(f).collect::<Vec<_>>();
     rows.push(("kernel".into(), col(&|r| r.kernel_release.clone())));
     // The transport, and over the ring the kernel's count of what came through it.
     let transport = |r: &Run| -> String {
-        if spec.transport == proto::validate::Transport::Dev {
+        if r.transport.unwrap_or(spec.transport) == proto::validate::Transport::Dev {
             return "/dev/fuse".into();
         }
         let counted = r

@@ -127,6 +127,13 @@ enum Bug {
     IgnorePunchHole,
     /// COPY_FILE_RANGE copies from the start of the source file, whatever its offset.
     CopyFromStart,
+    /// READDIR leaves out `.` and `..` (libfuse's passthrough_hp before 3.17.1).
+    NoDotEntries,
+    /// An OPEN carrying `__FMODE_EXEC` is refused with EINVAL, as openat2 refuses the flag
+    /// it does not know (go-fuse 2.8.0's loopback).
+    RefuseExec,
+    /// SETATTR's times on a symlink are set on its target (go-fuse before 2.6.0).
+    TimesFollowSymlink,
 }
 
 impl Bug {
@@ -147,6 +154,9 @@ impl Bug {
             "ignore-chmod" => Bug::IgnoreChmod,
             "ignore-punch-hole" => Bug::IgnorePunchHole,
             "copy-from-start" => Bug::CopyFromStart,
+            "no-dot-entries" => Bug::NoDotEntries,
+            "refuse-exec" => Bug::RefuseExec,
+            "times-follow-symlink" => Bug::TimesFollowSymlink,
             _ => return None,
         })
     }
@@ -396,7 +406,13 @@ fn c_path(p: &Path) -> Result<CString, Errno> {
 }
 
 /// SETATTR's times, each given, now, or left (UTIME_OMIT).
-fn set_times(p: &Path, atime: Option<TimeOrNow>, mtime: Option<TimeOrNow>) -> Result<(), Errno> {
+/// utimensat of `p`; of the link itself, not its target, when `own` (AT_SYMLINK_NOFOLLOW).
+fn set_times(
+    p: &Path,
+    atime: Option<TimeOrNow>,
+    mtime: Option<TimeOrNow>,
+    own: bool,
+) -> Result<(), Errno> {
     let ts = |t: Option<TimeOrNow>| match t {
         None => libc::timespec {
             tv_sec: 0,
@@ -422,7 +438,7 @@ fn set_times(p: &Path, atime: Option<TimeOrNow>, mtime: Option<TimeOrNow>) -> Re
             libc::AT_FDCWD,
             path.as_ptr(),
             times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
+            if own { libc::AT_SYMLINK_NOFOLLOW } else { 0 },
         )
     };
     match rc {
@@ -504,7 +520,7 @@ impl Filesystem for Mirror {
                 std::os::unix::fs::lchown(&p, uid, gid).map_err(errno)?;
             }
             if atime.is_some() || mtime.is_some() {
-                set_times(&p, atime, mtime)?;
+                set_times(&p, atime, mtime, self.bug != Bug::TimesFollowSymlink)?;
             }
             std::fs::symlink_metadata(&p).map_err(errno)
         });
@@ -723,6 +739,8 @@ impl Filesystem for Mirror {
                     std::thread::sleep(Duration::from_secs(3600));
                 }
             }
+            // The kernel's flag for an open to execute; openat2 knows no such flag.
+            Bug::RefuseExec if flags.0 & 0o40 != 0 => return reply.error(Errno::EINVAL),
             _ => {}
         }
         let file = match self
@@ -888,6 +906,9 @@ impl Filesystem for Mirror {
             (ino.0, FileType::Directory, ".".into()),
             (ino.0, FileType::Directory, "..".into()),
         ];
+        if self.bug == Bug::NoDotEntries {
+            entries.clear();
+        }
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let Ok((child, _)) = self.child(ino, &e.file_name()) else {
                 continue;

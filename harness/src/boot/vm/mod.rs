@@ -268,7 +268,13 @@ pub fn boot(
     log.ending = Some(ending);
 
     let hello = log.events.iter().any(|e| matches!(e, Event::Hello { .. }));
-    if !hello {
+    // A boot told to stop (another boot of the run settled it) before its agent started
+    // ran none of its cases: that is no failure to boot.
+    let stopped = matches!(
+        log.ending.as_ref().map(|e| &e.how),
+        Some(crate::results::ending::How::Stopped)
+    );
+    if !hello && !stopped {
         let console = artifacts.join("console.log");
         let ending = log.ending.as_ref().expect("set above");
         let panic = crate::results::assemble::fatal_headline(&log.console);

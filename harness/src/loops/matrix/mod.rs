@@ -228,13 +228,20 @@ pub fn of_runs(runs: Vec<Run>, name: &str, heading: &str) -> Result<Matrix> {
 }
 
 /// Headings: the series where it is unique, the release where two columns share one, and
-/// the error's kernel name for a column that did not run.
+/// the error's kernel name for a column that did not run; a validate run over FUSE over
+/// io_uring says so.
 fn label(columns: &mut [Column]) {
     let series: Vec<Option<String>> = columns
         .iter()
         .map(|c| match &c.outcome {
-            Ok(run) if run.mode.is_host() => Some(format!("host {}", series_of(run))),
-            Ok(run) => Some(series_of(run)),
+            Ok(run) => {
+                let host = if run.mode.is_host() { "host " } else { "" };
+                let ring = match run.transport {
+                    Some(proto::validate::Transport::Uring) => " over io_uring",
+                    _ => "",
+                };
+                Some(format!("{host}{}{ring}", series_of(run)))
+            }
             Err(_) => None,
         })
         .collect();

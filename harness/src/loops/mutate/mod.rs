@@ -33,7 +33,7 @@ pub const PROFILED: &str = "fs/fuse/";
 
 /// How mutants are judged, in the state file's key: raised whenever `classify` or the
 /// operators change, so that no run resumes from fates judged another way.
-const JUDGED_BY: u32 = 3;
+const JUDGED_BY: u32 = 4;
 
 /// What to mutate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -514,6 +514,12 @@ pub fn classify(baseline: &[CaseResult], got: &[CaseResult], died: Option<&str>)
     for r in got {
         let was = before(&r.case).map(|b| b.verdict);
         if let Some(by) = kill_by(was, r.verdict) {
+            // A case whose process the kernel will not let go of hung in the kernel, though
+            // the rest of the guest went on: the mutant is a hang.
+            let by = match by {
+                Kill::Crash if r.reason.contains(proto::wire::STUCK_IN_KERNEL) => Kill::Hang,
+                by => by,
+            };
             return Fate::Killed {
                 by,
                 case: r.case.clone(),
@@ -717,6 +723,13 @@ mod tests {
         assert!(matches!(
             classify(&base, &got, None),
             Fate::Killed { by: Kill::Verdict, ref case, .. } if case == "a"
+        ));
+        // A case process stuck in the kernel past its timeout: a hang, not a crash.
+        let mut stuck = result("a", Verdict::Crash, &[]);
+        stuck.reason = format!("timed out after 10 s; {}", proto::wire::STUCK_IN_KERNEL);
+        assert!(matches!(
+            classify(&base, &[stuck, base[1].clone()], None),
+            Fate::Killed { by: Kill::Hang, .. }
         ));
         // A kernel report in a case that passes: killed all the same.
         let mut warned = result("a", Verdict::Pass, &[("x", "1")]);

@@ -34,6 +34,8 @@ fn parse_equivalents(doc: &str) -> BTreeMap<(String, String), String> {
                 return None;
             };
             let text = text.trim().strip_prefix('`')?.strip_suffix('`')?;
+            // A `|` of the mutated line is written `\|`, as a Markdown table needs.
+            let text = text.replace("\\|", "|");
             Some((
                 (at.trim().to_string(), text.trim().to_string()),
                 why.trim().to_string(),
@@ -199,6 +201,8 @@ mod tests {
             Some("ret 0 leaves ki_pos as it was")
         );
         assert_eq!(eq.len(), 1);
+        let piped = parse_equivalents("| fs/fuse/iomode.c:176 | `a && b \\|\\|` | why |\n");
+        assert!(piped.contains_key(&("fs/fuse/iomode.c:176".to_string(), "a && b ||".to_string())));
     }
 
     #[test]

@@ -39,8 +39,10 @@ const PACKAGES: &[&str] = &[
     "golang-github-moby-sys-dev",
 ];
 
-pub fn target(cache: &Path) -> Result<Spec> {
-    let root = cache.join("targets/go-fuse");
+/// The loopback target `name`, on the library of Debian's `suite` (None: the newest the
+/// archive has, sid's).
+pub fn target(name: &str, suite: Option<&str>, cache: &Path) -> Result<Spec> {
+    let root = cache.join("targets").join(name);
     let server = root.join("go-fuse-loopback");
     let fixture = crate::env::cache::workspace_root().join("targets/go-fuse/loopback.go");
     // A changed fixture is built again.
@@ -51,9 +53,9 @@ pub fn target(cache: &Path) -> Result<Spec> {
     if stale {
         let _ = std::fs::remove_file(root.join(".built"));
     }
-    let version = super::built_once(&root, &server, || build(cache, &root, &fixture))?;
+    let version = super::built_once(&root, &server, || build(cache, suite, &root, &fixture))?;
     Ok(Spec {
-        target: "go-fuse".into(),
+        target: name.into(),
         version,
         ..super::spec(&server, vec![SOURCE.into(), MOUNTPOINT.into()])
     })
@@ -63,11 +65,19 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).ok()?.modified().ok()
 }
 
-fn build(cache: &Path, root: &Path, fixture: &Path) -> Result<String> {
+fn build(cache: &Path, suite: Option<&str>, root: &Path, fixture: &Path) -> Result<String> {
     let apt = Apt::new(cache)?;
-    let library = apt
-        .candidate(LIBRARY)?
-        .ok_or_else(|| Error::fetch(format!("Debian's archive has no {LIBRARY}")))?;
+    let library = match suite {
+        None => apt.candidate(LIBRARY)?,
+        Some(suite) => apt.version_in(LIBRARY, suite)?,
+    }
+    .ok_or_else(|| {
+        Error::fetch(format!(
+            "Debian's archive has no {LIBRARY} in {}",
+            suite.unwrap_or("any suite")
+        ))
+    })?;
+    let pinned = format!("{LIBRARY}={library}");
     // The newest Go toolchain the archive has.
     let mut gos: Vec<String> = apt
         .names("golang-1.")?
@@ -82,6 +92,7 @@ fn build(cache: &Path, root: &Path, fixture: &Path) -> Result<String> {
     let go_src = format!("golang-{series}-src");
     let go_version = apt.candidate(&go)?.unwrap_or_default();
     let mut packages: Vec<&str> = PACKAGES.to_vec();
+    packages[0] = &pinned;
     packages.extend([go.as_str(), go_src.as_str()]);
     let tree = apt.fetch_all(
         &packages,

@@ -43,6 +43,14 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "go-fuse 2.9 (Debian sid), fs.NewLoopbackRoot: targets/go-fuse/loopback.go",
     ),
     (
+        "go-fuse-2.8",
+        "go-fuse 2.8 (Debian trixie-backports), the same loopback",
+    ),
+    (
+        "go-fuse-2.4",
+        "go-fuse 2.4 (Debian trixie), the same loopback: no passthrough",
+    ),
+    (
         "fuser",
         "fuser 0.18 (crates.io), its examples/passthrough.rs as it is: one file backed by /etc/profile",
     ),
@@ -188,6 +196,33 @@ pub const BROKEN: &[Broken] = {
             verdict: Fail,
         },
         Broken {
+            name: "broken-no-dot-entries",
+            bug: "no-dot-entries",
+            what:
+                "leaves `.` and `..` out of READDIR, as libfuse's passthrough_hp did before 3.17.1",
+            caught_by: "validate.readdir",
+            reason: "READDIR through the mount lacks 2 of {source}'s names: ., ..",
+            verdict: Fail,
+        },
+        Broken {
+            name: "broken-refuse-exec",
+            bug: "refuse-exec",
+            what: "refuses an OPEN that carries __FMODE_EXEC with EINVAL, as go-fuse 2.8.0's \
+               loopback did (openat2 takes no unknown flag)",
+            caught_by: "validate.exec",
+            reason: "exec of {source}'s program through the mount: EINVAL",
+            verdict: Fail,
+        },
+        Broken {
+            name: "broken-times-follow-symlink",
+            bug: "times-follow-symlink",
+            what: "sets SETATTR's times of a symlink on its target, as go-fuse's loopback did \
+               before 2.6.0",
+            caught_by: "validate.attributes",
+            reason: "SETATTR mtime of symlink l (AT_SYMLINK_NOFOLLOW)",
+            verdict: Fail,
+        },
+        Broken {
             name: "broken-crash-on-open",
             bug: "crash-on-open",
             what: "aborts (SIGABRT) at its second OPEN, as a failed assertion in a library would",
@@ -243,7 +278,9 @@ fn resolve_server(server: &str, args: &[String], cache: &Path) -> Result<Spec> {
         "libfuse" => Some(libfuse::target(server, "sid", cache)),
         "libfuse-3.17" => Some(libfuse::target(server, "trixie", cache)),
         "libfuse-3.14" => Some(libfuse::target(server, "bookworm", cache)),
-        "go-fuse" => Some(go_fuse::target(cache)),
+        "go-fuse" => Some(go_fuse::target(server, None, cache)),
+        "go-fuse-2.8" => Some(go_fuse::target(server, Some("trixie-backports"), cache)),
+        "go-fuse-2.4" => Some(go_fuse::target(server, Some("trixie"), cache)),
         "fuser" => Some(cargo::fuser_example(cache)),
         "fuser-mirror" => Some(cargo::fixture("fuser-mirror", "fuser", cache)),
         "fuse-backend-rs" => Some(cargo::fixture("fuse-backend-rs", "fuse-backend-rs", cache)),
