@@ -78,6 +78,7 @@ fn debian_6_1_in_qemu_skips_every_passthrough_case() {
             "io.cached_round_trip",
             "io.mmap_without_passthrough",
             "io.splice_into_cached",
+            "io.writeback_cache_flushed_at_release",
             "open_reply.stream_and_nonseekable",
         ]
         .contains(&r.case.as_str())
@@ -1043,7 +1044,8 @@ fn a_bad_server_gets_a_one_line_error_and_its_own_exit_code() {
 
 /// `validate --server libfuse --source PATH`: libfuse built from a source tree of one's own
 /// (here the unpacked Debian 3.18.3 the libfuse target is built from: CI has no other), its
-/// version said; a directory that is no libfuse tree, or another server, is exit 41.
+/// version said; a directory that is no libfuse tree, or another server, is exit 41; a tree
+/// that does not build is the build's failure, named with its log.
 #[test]
 fn validate_takes_a_libfuse_source_tree() {
     let cache = harness::env::cache::dir();
@@ -1090,6 +1092,43 @@ fn validate_takes_a_libfuse_source_tree() {
         let (code, stderr) = xtask(&["validate", "--server", server, "--source", source]);
         assert_eq!(code, 41, "{stderr}");
         assert!(stderr.contains(says), "{stderr}");
+    }
+
+    // A release that does not build: the build's failure (exit 18), its compiler error and
+    // the log that holds the whole output, nothing run. The tree is a linked copy with one
+    // header replaced (a link is never written through).
+    let broken = tempfile::tempdir().unwrap();
+    let copy = broken.path().join("libfuse");
+    let linked = Command::new("cp")
+        .args(["-al", tree])
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(linked.success());
+    let header = copy.join("include/fuse_common.h");
+    let text = std::fs::read_to_string(&header).unwrap();
+    std::fs::remove_file(&header).unwrap();
+    std::fs::write(
+        &header,
+        format!("#error planted: this release does not build\n{text}"),
+    )
+    .unwrap();
+    let (code, stderr) = xtask(&[
+        "validate",
+        "--server",
+        "libfuse",
+        "--source",
+        copy.to_str().unwrap(),
+        "--kernel",
+        "host",
+    ]);
+    assert_eq!(code, 18, "{stderr}");
+    for says in [
+        "building libfuse",
+        "planted: this release does not build",
+        "ninja.log",
+    ] {
+        assert!(stderr.contains(says), "{says}: {stderr}");
     }
 }
 

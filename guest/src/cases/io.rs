@@ -117,6 +117,18 @@ pub fn cases() -> Vec<Case> {
             ..DEFAULTS
         },
         Case {
+            name: "io.writeback_cache_flushed_at_release",
+            rule: "with the writeback cache (INIT's FUSE_WRITEBACK_CACHE; the kernel then \
+                   leaves passthrough off), what was written after the last close reaches \
+                   the server when the file's last reference goes, not at a later writeback: \
+                   a shared mapping's stores at munmap, an io_uring fixed file's writes at \
+                   its release",
+            verdict_rule: "pass when the backing file holds the stores once munmap returns, \
+                           and the fixed file's writes once the server got its RELEASE",
+            run: writeback_cache_flushed_at_release,
+            ..DEFAULTS
+        },
+        Case {
             name: "io.mmap_without_passthrough",
             rule: "a file the server serves itself maps too (the control for io.mmap_shared): \
                    opened cached, a shared mapping shows the file's bytes, read from the \
@@ -733,6 +745,67 @@ fn splice_into_cached(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.check(
         fs.count(op::WRITE) > 0,
         "no WRITE reached the server from a splice into a cached file",
+    );
+    Ok(())
+}
+
+/// `io.writeback_cache_flushed_at_release`: the dirty pages of a writeback-cache file are
+/// written when a reference other than a file descriptor goes: a shared mapping's (its vma's
+/// close) and an io_uring fixed file's (`fuse_release`'s own `write_inode_now`; close's
+/// flush, `fuse_flush`, found nothing dirty, the stores coming after it).
+fn writeback_cache_flushed_at_release(ctx: &mut Ctx) -> Result<(), Stop> {
+    use io_uring::{opcode, types, IoUring};
+    use rustix::mm::MapFlags;
+    let len = 16 * 1024;
+    let mut init = InitReply::plain();
+    init.flags |= crate::fuse::abi::init_flags::WRITEBACK_CACHE;
+    let (fs, _) = ctx.mount(init)?;
+
+    let mapped = fs.add_file("m", &pattern(64, len), OpenReply::CACHED)?;
+    let file = open_rw(&fs.path("m"))?;
+    let mut map = Mapping::new(&file, len, MapFlags::SHARED)?;
+    drop(file);
+    let data = pattern(65, len);
+    map.bytes().copy_from_slice(&data);
+    drop(map);
+    ctx.check(
+        std::fs::read(&mapped)? == data,
+        "the backing file lacks the stores made through a shared mapping once it went",
+    );
+
+    let fixed = fs.add_file("u", &pattern(66, len), OpenReply::CACHED)?;
+    let mut ring = IoUring::new(4).map_err(|e| {
+        Stop::Skip(format!(
+            "io_uring unavailable here: {}",
+            crate::sys::errno_name(crate::fuse::errno(&e))
+        ))
+    })?;
+    let file = open_rw(&fs.path("u"))?;
+    ring.submitter().register_files(&[file.as_raw_fd()])?;
+    drop(file);
+    let data = pattern(67, len);
+    let write = opcode::Write::new(types::Fixed(0), data.as_ptr(), data.len() as u32)
+        .offset(0)
+        .build();
+    // SAFETY: `data` outlives the wait for the write's completion.
+    unsafe {
+        ring.submission()
+            .push(&write)
+            .map_err(|_| std::io::Error::other("submission queue full"))?
+    };
+    ring.submit_and_wait(1)?;
+    let wrote = ring.completion().next().map_or(-1, |c| c.result());
+    ctx.expect_count("fixed_file_bytes_written", wrote.max(0) as u64, len as u64);
+    let releases = fs.count(op::RELEASE);
+    // The ring held the file's last reference: its release sends RELEASE after the flush.
+    ring.submitter().unregister_files()?;
+    drop(ring);
+    fs.wait_count(op::RELEASE, releases + 1, std::time::Duration::from_secs(2));
+    ctx.observe("write_requests_seen", fs.count(op::WRITE) > 0);
+    ctx.check(
+        std::fs::read(&fixed)? == data,
+        "the backing file lacks an io_uring fixed file's writes once its release came \
+         (the release did not write the dirty pages)",
     );
     Ok(())
 }

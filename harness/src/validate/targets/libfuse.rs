@@ -148,13 +148,10 @@ fn ensure_tools() -> Result<()> {
 /// Configure `tree` into `build` once (meson), and build passthrough_hp (ninja: only what
 /// changed since the last time).
 fn build_tree(tree: &Path, build: &Path, version: &str) -> Result<()> {
-    let failed = |e: Error| Error::BuildFailed {
-        what: format!("building libfuse {version}"),
-        errors: e.to_string(),
-        log: build.join("meson-logs/meson-log.txt"),
-    };
+    let what = format!("building libfuse {version}");
     if !build.join("build.ninja").is_file() {
         let _ = std::fs::remove_dir_all(build);
+        std::fs::create_dir_all(build).map_err(|e| Error::io(build.display(), e))?;
         let options = std::fs::read_to_string(tree.join("meson_options.txt")).unwrap_or_default();
         let mut setup = Command::new("meson");
         setup.arg("setup").arg(build).arg(tree);
@@ -168,16 +165,47 @@ fn build_tree(tree: &Path, build: &Path, version: &str) -> Result<()> {
                 setup.arg(format!("-D{option}={value}"));
             }
         }
-        process::output(&mut setup).map_err(failed)?;
+        logged(&mut setup, &build.join("meson-setup.log"), &what)?;
     }
-    process::output(
+    logged(
         Command::new("ninja")
             .arg("-C")
             .arg(build)
             .arg("example/passthrough_hp"),
+        &build.join("ninja.log"),
+        &what,
     )
-    .map_err(failed)?;
-    Ok(())
+}
+
+/// Run `cmd` with its whole output kept in `log`; a failure is the build's, naming the log
+/// and the lines of it that say what went wrong (a compiler's `error:`, meson's `ERROR:`).
+fn logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
+    let command = process::describe(cmd);
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn { command, source })?;
+    let mut text = out.stdout;
+    text.extend_from_slice(&out.stderr);
+    std::fs::write(log, &text).map_err(|e| Error::io(log.display(), e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&text);
+    let mut errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("error") || l.contains("ERROR"))
+        .take(10)
+        .collect();
+    if errors.is_empty() {
+        errors = text.lines().rev().take(10).collect::<Vec<_>>();
+        errors.reverse();
+    }
+    Err(Error::BuildFailed {
+        what: what.to_string(),
+        errors: errors.join("\n"),
+        log: log.to_path_buf(),
+    })
 }
 
 /// libfuse's passthrough_hp from a libfuse source tree of the user's (`validate --server
