@@ -98,6 +98,19 @@ pub fn cases(base: &[Case]) -> Vec<Case> {
             ..Case::DEFAULT
         },
         Case {
+            name: "uring.commit_header_rules",
+            rule: "an answer committed through the ring (FUSE_IO_URING_CMD_COMMIT_AND_FETCH) \
+                   ends its request with what its fuse_out_header allows: unique 0 (a \
+                   notification, which the ring does not carry) and an error above 0 or at \
+                   or below -ERESTARTSYS give EINVAL, a unique that is not the request's \
+                   ENOENT, a plain negative errno that errno (6.14)",
+            verdict_rule: "pass when the system call behind each request fails with the \
+                           errno fuse_uring_out_header_has_err (fs/fuse/dev_uring.c) gives; \
+                           skip without FUSE over io_uring",
+            run: commit_header_rules,
+            ..Case::DEFAULT
+        },
+        Case {
             name: "uring.register_rules",
             rule: "FUSE_IO_URING_CMD_REGISTER refuses with EINVAL a qid past the last queue, \
                    an SQE whose len is not 2 (iovecs), a header iovec shorter than struct \
@@ -470,6 +483,128 @@ fn register_rules(ctx: &mut Ctx) -> Result<(), Stop> {
     drop(fs);
     drop(header);
     drop(payload);
+    Ok(())
+}
+
+fn commit_header_rules(ctx: &mut Ctx) -> Result<(), Stop> {
+    use io_uring::{cqueue, squeue, IoUring};
+    use zerocopy::{FromZeros, IntoBytes};
+    let _guard = enable(ctx, true)?;
+    let fs = mount_unserved(ctx)?;
+    // One entry per queue (the ring is ready once every queue has one), each with its own
+    // buffers: a request comes to the entry of the queue of the CPU its caller runs on.
+    let queues = crate::fuse::ring_queues();
+    let mut headers: Vec<Box<uring::ReqHeader>> = (0..queues)
+        .map(|_| Box::new(uring::ReqHeader::new_zeroed()))
+        .collect();
+    let mut payloads: Vec<Vec<u8>> = (0..queues)
+        .map(|_| vec![0u8; crate::fuse::MAX_PAYLOAD])
+        .collect();
+    let iovs: Vec<[libc::iovec; 2]> = headers
+        .iter_mut()
+        .zip(payloads.iter_mut())
+        .map(|(h, p)| {
+            [
+                libc::iovec {
+                    iov_base: h.as_mut_bytes().as_mut_ptr().cast(),
+                    iov_len: std::mem::size_of::<uring::ReqHeader>(),
+                },
+                libc::iovec {
+                    iov_base: p.as_mut_ptr().cast(),
+                    iov_len: p.len(),
+                },
+            ]
+        })
+        .collect();
+    let mut ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
+        .build(2 * queues as u32)
+        .map_err(|e| Stop::Broken(format!("io_uring_setup: {e}")))?;
+    let dev = std::os::fd::AsRawFd::as_raw_fd(&fs.dev());
+    let send = |ring: &mut IoUring<squeue::Entry128, cqueue::Entry>,
+                op: u32,
+                req: &uring::CmdReq,
+                addr: Option<u64>|
+     -> Result<(), Stop> {
+        let sqe = crate::fuse::ring_command(dev, op, req, addr, uring::IOV_SEGS, req.qid as usize);
+        // SAFETY: the iovecs and the buffers they name outlive the ring.
+        unsafe { ring.submission().push(&sqe) }
+            .map_err(|_| Stop::Broken("no room in the ring".into()))?;
+        ring.submit()
+            .map_err(|e| Stop::Broken(format!("io_uring_enter: {e}")))?;
+        Ok(())
+    };
+    for (qid, iov) in iovs.iter().enumerate() {
+        let register = uring::CmdReq {
+            qid: qid as u16,
+            ..Default::default()
+        };
+        send(
+            &mut ring,
+            uring::CMD_REGISTER,
+            &register,
+            Some(iov.as_ptr() as u64),
+        )?;
+    }
+    // The answer's unique from the request's, its error, and the errno the caller gets.
+    type Answer = (&'static str, fn(u64) -> u64, i32, &'static str);
+    let variants: [Answer; 5] = [
+        ("unique_zero", |_| 0, 0, "EINVAL"),
+        ("error_positive", |u| u, 5, "EINVAL"),
+        ("error_erestartsys", |u| u, -512, "EINVAL"),
+        ("unique_other", |u| u + 2, 0, "ENOENT"),
+        ("error_eacces", |u| u, -libc::EACCES, "EACCES"),
+    ];
+    for (i, (key, unique_of, error, want)) in variants.into_iter().enumerate() {
+        let path = fs.path(&format!("name-{i}"));
+        let caller = std::thread::spawn(move || {
+            std::fs::symlink_metadata(path).map_err(|e| crate::fuse::errno(&e))
+        });
+        // An entry's pending command completes when the caller's request is in it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let (qid, arrived) = loop {
+            if let Some(c) = ring.completion().next() {
+                break (c.user_data() as usize, c.result());
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = fs.abort();
+                return Err(Stop::Broken(format!(
+                    "{key}: no request came to the ring's entries in 5 s"
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
+        if arrived < 0 || qid >= queues {
+            let _ = fs.abort();
+            return Err(Stop::Broken(format!(
+                "{key}: queue {qid}'s entry ended with {}",
+                crate::sys::errno_name(rustix::io::Errno::from_raw_os_error(-arrived))
+            )));
+        }
+        // fuse_in_header: len, opcode, unique. The answer's fuse_out_header over it: len,
+        // error, unique.
+        let header = &mut headers[qid];
+        let unique = u64::from_ne_bytes(header.in_out[8..16].try_into().expect("8 bytes"));
+        header.in_out[..4].copy_from_slice(&16u32.to_ne_bytes());
+        header.in_out[4..8].copy_from_slice(&error.to_ne_bytes());
+        header.in_out[8..16].copy_from_slice(&unique_of(unique).to_ne_bytes());
+        header.ent.payload_sz = 0;
+        let commit = uring::CmdReq {
+            commit_id: header.ent.commit_id,
+            qid: qid as u16,
+            ..Default::default()
+        };
+        send(&mut ring, uring::CMD_COMMIT_AND_FETCH, &commit, None)?;
+        let got = caller
+            .join()
+            .map_err(|_| Stop::Broken("the caller's thread panicked".into()))?;
+        ctx.expect(&format!("commit_{key}"), crate::sys::outcome(&got), want);
+    }
+    let _ = fs.abort();
+    drop(ring);
+    drop(fs);
+    drop(iovs);
+    drop(headers);
+    drop(payloads);
     Ok(())
 }
 
