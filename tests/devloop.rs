@@ -312,7 +312,8 @@ fn linux_source_6_12_with_coverage_a_patch_and_the_cases_that_reach_it() {
 /// The cases written for lines coverage showed no case reached, or for a mutant that
 /// survived, each held to a planted fault on the build entry the default tier builds (7.3,
 /// vng): FUSE over io_uring's REGISTER refusals (a short header iovec let through) and its
-/// committed answers' headers (one of unique 0 taken for a reply), mmap of
+/// committed answers' headers (one of unique 0 taken for a reply; one that cannot be read
+/// ending its request with EIO), mmap of
 /// files without passthrough (a shared mapping of a direct-I/O file let through), the atime
 /// a passthrough read must invalidate (passthrough.c:18 deleted, as its mutant), file.c's
 /// open, release and splice paths (an OPEN answered ENOSYS not remembered; a stream opened
@@ -334,6 +335,13 @@ fn planted_faults_fail_the_cases_written_for_them() {
             &[(
                 "uring.commit_header_rules",
                 "commit_unique_zero: expected EINVAL, got ENOENT",
+            )],
+        ),
+        (
+            "7.3-uring-header-copy.patch",
+            &[(
+                "uring.unmapped_entry_header",
+                "commit_from_unmapped_header: expected EFAULT, got EIO",
             )],
         ),
         (
