@@ -499,27 +499,85 @@ fn register_rules(ctx: &mut Ctx) -> Result<(), Stop> {
     Ok(())
 }
 
-fn commit_header_rules(ctx: &mut Ctx) -> Result<(), Stop> {
-    use io_uring::{cqueue, squeue, IoUring};
-    use zerocopy::{FromZeros, IntoBytes};
-    let _guard = enable(ctx, true)?;
-    let fs = mount_unserved(ctx)?;
-    // One entry per queue (the ring is ready once every queue has one), each with its own
-    // buffers: a request comes to the entry of the queue of the CPU its caller runs on.
-    let queues = crate::fuse::ring_queues();
-    let mut headers: Vec<Box<uring::ReqHeader>> = (0..queues)
-        .map(|_| Box::new(uring::ReqHeader::new_zeroed()))
-        .collect();
-    let mut payloads: Vec<Vec<u8>> = (0..queues)
-        .map(|_| vec![0u8; crate::fuse::MAX_PAYLOAD])
-        .collect();
-    let iovs: Vec<[libc::iovec; 2]> = headers
-        .iter_mut()
+/// A ring a case drives itself on a mount of its own (`mount_unserved`): one entry per
+/// queue (the ring is ready once every queue has one), each command's user data its queue.
+struct CaseRing {
+    ring: io_uring::IoUring<io_uring::squeue::Entry128, io_uring::cqueue::Entry>,
+    dev: i32,
+}
+
+impl CaseRing {
+    fn new(fs: &crate::fuse::FuseFs, queues: usize) -> Result<CaseRing, Stop> {
+        let ring = io_uring::IoUring::builder()
+            .build(2 * queues as u32)
+            .map_err(|e| Stop::Broken(format!("io_uring_setup: {e}")))?;
+        Ok(CaseRing {
+            ring,
+            dev: std::os::fd::AsRawFd::as_raw_fd(&fs.dev()),
+        })
+    }
+
+    /// Submit the command `op` of `req` (with the entry's iovecs at `addr` for REGISTER).
+    fn send(&mut self, op: u32, req: &uring::CmdReq, addr: Option<u64>) -> Result<(), Stop> {
+        let sqe =
+            crate::fuse::ring_command(self.dev, op, req, addr, uring::IOV_SEGS, req.qid as usize);
+        // SAFETY: the caller keeps the iovecs and the buffers they name alive past the ring.
+        unsafe { self.ring.submission().push(&sqe) }
+            .map_err(|_| Stop::Broken("no room in the ring".into()))?;
+        self.ring
+            .submit()
+            .map_err(|e| Stop::Broken(format!("io_uring_enter: {e}")))?;
+        Ok(())
+    }
+
+    /// REGISTER one entry per queue, queue `i` with `iovs[i]`.
+    fn register(&mut self, iovs: &[[libc::iovec; 2]]) -> Result<(), Stop> {
+        for (qid, iov) in iovs.iter().enumerate() {
+            let register = uring::CmdReq {
+                qid: qid as u16,
+                ..Default::default()
+            };
+            self.send(uring::CMD_REGISTER, &register, Some(iov.as_ptr() as u64))?;
+        }
+        Ok(())
+    }
+
+    /// The queue whose pending command completed with a request in its entry, within 5 s;
+    /// `fs` aborted and the case broken otherwise.
+    fn next_request(&mut self, fs: &crate::fuse::FuseFs, what: &str) -> Result<usize, Stop> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let (qid, result) = loop {
+            if let Some(c) = self.ring.completion().next() {
+                break (c.user_data() as usize, c.result());
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = fs.abort();
+                return Err(Stop::Broken(format!(
+                    "{what}: no request came to the ring's entries in 5 s"
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
+        if result < 0 {
+            let _ = fs.abort();
+            return Err(Stop::Broken(format!(
+                "{what}: queue {qid}'s entry ended with {}",
+                crate::sys::errno_name(rustix::io::Errno::from_raw_os_error(-result))
+            )));
+        }
+        Ok(qid)
+    }
+}
+
+/// Each entry's two iovecs: its header (at `headers[i]`) and its payload buffer.
+fn entry_iovecs(headers: &[*mut libc::c_void], payloads: &mut [Vec<u8>]) -> Vec<[libc::iovec; 2]> {
+    headers
+        .iter()
         .zip(payloads.iter_mut())
         .map(|(h, p)| {
             [
                 libc::iovec {
-                    iov_base: h.as_mut_bytes().as_mut_ptr().cast(),
+                    iov_base: *h,
                     iov_len: std::mem::size_of::<uring::ReqHeader>(),
                 },
                 libc::iovec {
@@ -528,36 +586,50 @@ fn commit_header_rules(ctx: &mut Ctx) -> Result<(), Stop> {
                 },
             ]
         })
+        .collect()
+}
+
+/// A stat of `name` on the mount in a thread of its own (on CPU 0 when `cpu0`): the request
+/// a case answers through its ring.
+fn stat_in_thread(
+    fs: &crate::fuse::FuseFs,
+    name: &str,
+    cpu0: bool,
+) -> std::thread::JoinHandle<Result<std::fs::Metadata, rustix::io::Errno>> {
+    let path = fs.path(name);
+    std::thread::spawn(move || {
+        if cpu0 {
+            let mut set = rustix::thread::CpuSet::new();
+            set.set(0);
+            let _ = rustix::thread::sched_setaffinity(None, &set);
+        }
+        std::fs::symlink_metadata(path).map_err(|e| crate::fuse::errno(&e))
+    })
+}
+
+fn payload_buffers(queues: usize) -> Vec<Vec<u8>> {
+    (0..queues)
+        .map(|_| vec![0u8; crate::fuse::MAX_PAYLOAD])
+        .collect()
+}
+
+fn commit_header_rules(ctx: &mut Ctx) -> Result<(), Stop> {
+    use zerocopy::{FromZeros, IntoBytes};
+    let _guard = enable(ctx, true)?;
+    let fs = mount_unserved(ctx)?;
+    // Each entry with its own buffers: a request comes to the queue of its caller's CPU.
+    let queues = crate::fuse::ring_queues();
+    let mut headers: Vec<Box<uring::ReqHeader>> = (0..queues)
+        .map(|_| Box::new(uring::ReqHeader::new_zeroed()))
         .collect();
-    let mut ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
-        .build(2 * queues as u32)
-        .map_err(|e| Stop::Broken(format!("io_uring_setup: {e}")))?;
-    let dev = std::os::fd::AsRawFd::as_raw_fd(&fs.dev());
-    let send = |ring: &mut IoUring<squeue::Entry128, cqueue::Entry>,
-                op: u32,
-                req: &uring::CmdReq,
-                addr: Option<u64>|
-     -> Result<(), Stop> {
-        let sqe = crate::fuse::ring_command(dev, op, req, addr, uring::IOV_SEGS, req.qid as usize);
-        // SAFETY: the iovecs and the buffers they name outlive the ring.
-        unsafe { ring.submission().push(&sqe) }
-            .map_err(|_| Stop::Broken("no room in the ring".into()))?;
-        ring.submit()
-            .map_err(|e| Stop::Broken(format!("io_uring_enter: {e}")))?;
-        Ok(())
-    };
-    for (qid, iov) in iovs.iter().enumerate() {
-        let register = uring::CmdReq {
-            qid: qid as u16,
-            ..Default::default()
-        };
-        send(
-            &mut ring,
-            uring::CMD_REGISTER,
-            &register,
-            Some(iov.as_ptr() as u64),
-        )?;
-    }
+    let mut payloads = payload_buffers(queues);
+    let pointers: Vec<*mut libc::c_void> = headers
+        .iter_mut()
+        .map(|h| h.as_mut_bytes().as_mut_ptr().cast())
+        .collect();
+    let iovs = entry_iovecs(&pointers, &mut payloads);
+    let mut ring = CaseRing::new(&fs, queues)?;
+    ring.register(&iovs)?;
     // The answer's unique from the request's, its error, and the errno the caller gets.
     type Answer = (&'static str, fn(u64) -> u64, i32, &'static str);
     let variants: [Answer; 5] = [
@@ -568,31 +640,8 @@ fn commit_header_rules(ctx: &mut Ctx) -> Result<(), Stop> {
         ("error_eacces", |u| u, -libc::EACCES, "EACCES"),
     ];
     for (i, (key, unique_of, error, want)) in variants.into_iter().enumerate() {
-        let path = fs.path(&format!("name-{i}"));
-        let caller = std::thread::spawn(move || {
-            std::fs::symlink_metadata(path).map_err(|e| crate::fuse::errno(&e))
-        });
-        // An entry's pending command completes when the caller's request is in it.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let (qid, arrived) = loop {
-            if let Some(c) = ring.completion().next() {
-                break (c.user_data() as usize, c.result());
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = fs.abort();
-                return Err(Stop::Broken(format!(
-                    "{key}: no request came to the ring's entries in 5 s"
-                )));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        };
-        if arrived < 0 || qid >= queues {
-            let _ = fs.abort();
-            return Err(Stop::Broken(format!(
-                "{key}: queue {qid}'s entry ended with {}",
-                crate::sys::errno_name(rustix::io::Errno::from_raw_os_error(-arrived))
-            )));
-        }
+        let caller = stat_in_thread(&fs, &format!("name-{i}"), false);
+        let qid = ring.next_request(&fs, key)?;
         // fuse_in_header: len, opcode, unique. The answer's fuse_out_header over it: len,
         // error, unique.
         let header = &mut headers[qid];
@@ -606,7 +655,7 @@ fn commit_header_rules(ctx: &mut Ctx) -> Result<(), Stop> {
             qid: qid as u16,
             ..Default::default()
         };
-        send(&mut ring, uring::CMD_COMMIT_AND_FETCH, &commit, None)?;
+        ring.send(uring::CMD_COMMIT_AND_FETCH, &commit, None)?;
         let got = caller
             .join()
             .map_err(|_| Stop::Broken("the caller's thread panicked".into()))?;
@@ -622,7 +671,6 @@ fn commit_header_rules(ctx: &mut Ctx) -> Result<(), Stop> {
 }
 
 fn unmapped_entry_header(ctx: &mut Ctx) -> Result<(), Stop> {
-    use io_uring::{cqueue, squeue, IoUring};
     let _guard = enable(ctx, true)?;
     // Seen 2026-12-07: on Debian's 6.16.12, 6.17.13 and 6.18.15 the caller of the request
     // whose answer could not be read oopses in its path walk (a NULL dereference in
@@ -653,71 +701,12 @@ fn unmapped_entry_header(ctx: &mut Ctx) -> Result<(), Stop> {
             }
         })
         .collect::<Result<_, _>>()?;
-    let mut payloads: Vec<Vec<u8>> = (0..queues)
-        .map(|_| vec![0u8; crate::fuse::MAX_PAYLOAD])
-        .collect();
-    let iovs: Vec<[libc::iovec; 2]> = headers
-        .iter()
-        .zip(payloads.iter_mut())
-        .map(|(h, p)| {
-            [
-                libc::iovec {
-                    iov_base: *h,
-                    iov_len: std::mem::size_of::<uring::ReqHeader>(),
-                },
-                libc::iovec {
-                    iov_base: p.as_mut_ptr().cast(),
-                    iov_len: p.len(),
-                },
-            ]
-        })
-        .collect();
-    let mut ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
-        .build(2 * queues as u32)
-        .map_err(|e| Stop::Broken(format!("io_uring_setup: {e}")))?;
-    let dev = std::os::fd::AsRawFd::as_raw_fd(&fs.dev());
-    for (qid, iov) in iovs.iter().enumerate() {
-        let register = uring::CmdReq {
-            qid: qid as u16,
-            ..Default::default()
-        };
-        let sqe = crate::fuse::ring_command(
-            dev,
-            uring::CMD_REGISTER,
-            &register,
-            Some(iov.as_ptr() as u64),
-            uring::IOV_SEGS,
-            qid,
-        );
-        // SAFETY: the iovecs and the buffers they name outlive the ring.
-        unsafe { ring.submission().push(&sqe) }
-            .map_err(|_| Stop::Broken("no room in the ring".into()))?;
-    }
-    ring.submit()
-        .map_err(|e| Stop::Broken(format!("io_uring_enter: {e}")))?;
-    let call = |name: &str| {
-        let path = fs.path(name);
-        std::thread::spawn(move || {
-            let mut cpu0 = rustix::thread::CpuSet::new();
-            cpu0.set(0);
-            let _ = rustix::thread::sched_setaffinity(None, &cpu0);
-            std::fs::symlink_metadata(path).map_err(|e| crate::fuse::errno(&e))
-        })
-    };
-    let first = call("first");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let qid = loop {
-        if let Some(c) = ring.completion().next() {
-            break c.user_data() as usize;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = fs.abort();
-            return Err(Stop::Broken(
-                "no request came to queue 0's entry in 5 s".into(),
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    };
+    let mut payloads = payload_buffers(queues);
+    let iovs = entry_iovecs(&headers, &mut payloads);
+    let mut ring = CaseRing::new(&fs, queues)?;
+    ring.register(&iovs)?;
+    let first = stat_in_thread(&fs, "first", true);
+    let qid = ring.next_request(&fs, "the first request")?;
     // SAFETY: the kernel wrote the whole header before the completion; read it, then take
     // the page away.
     let header: uring::ReqHeader =
@@ -729,19 +718,7 @@ fn unmapped_entry_header(ctx: &mut Ctx) -> Result<(), Stop> {
         qid: qid as u16,
         ..Default::default()
     };
-    let sqe = crate::fuse::ring_command(
-        dev,
-        uring::CMD_COMMIT_AND_FETCH,
-        &commit,
-        None,
-        uring::IOV_SEGS,
-        qid,
-    );
-    // SAFETY: as above.
-    unsafe { ring.submission().push(&sqe) }
-        .map_err(|_| Stop::Broken("no room in the ring".into()))?;
-    ring.submit()
-        .map_err(|e| Stop::Broken(format!("io_uring_enter: {e}")))?;
+    ring.send(uring::CMD_COMMIT_AND_FETCH, &commit, None)?;
     let got = first
         .join()
         .map_err(|_| Stop::Broken("the caller's thread panicked".into()))?;
@@ -750,7 +727,7 @@ fn unmapped_entry_header(ctx: &mut Ctx) -> Result<(), Stop> {
         crate::sys::outcome(&got),
         "EFAULT",
     );
-    let second = call("second");
+    let second = stat_in_thread(&fs, "second", true);
     let mut waited = 0;
     while !second.is_finished() && waited < 500 {
         std::thread::sleep(std::time::Duration::from_millis(10));
