@@ -128,8 +128,9 @@ pub fn round_trip(ctx: &mut Ctx, fs: &dyn Subject, backing: &std::path::Path) ->
     Ok(())
 }
 
-/// Put `data` in a pipe and splice it into `file` at `off`; the bytes moved.
-pub fn splice_into(file: &File, data: &[u8], mut off: u64) -> Result<usize, Stop> {
+/// Put `data` in a pipe and splice it into `file` at `off`; the bytes moved, or the errno of
+/// the first call that failed.
+pub fn splice_into(file: &File, data: &[u8], mut off: u64) -> rustix::io::Result<usize> {
     let (r, w) = rustix::pipe::pipe()?;
     rustix::pipe::fcntl_setpipe_size(&w, 1 << 20)?;
     rustix::io::write(&w, data)?;

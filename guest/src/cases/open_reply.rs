@@ -167,6 +167,11 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
+/// How an open of "f" for reading and writing ends ("ok" or the errno), closed at once.
+fn reopen(fs: &crate::fuse::FuseFs) -> String {
+    outcome(&open_rw(fs, "f").map(drop))
+}
+
 fn open_rw(fs: &crate::fuse::FuseFs, name: &str) -> Result<File, rustix::io::Errno> {
     File::options()
         .read(true)
@@ -336,11 +341,7 @@ fn mmap_direct_io_twice_then_passthrough(ctx: &mut Ctx) -> Result<(), Stop> {
     drop(dio);
     fs.wait_count(op::RELEASE, 1, Duration::from_secs(1));
     fs.set_open_reply("f", OpenReply::passthrough(id));
-    ctx.expect(
-        "passthrough_open_after_close",
-        outcome(&open_rw(&fs, "f").map(drop)),
-        "ok",
-    );
+    ctx.expect("passthrough_open_after_close", reopen(&fs), "ok");
     Ok(())
 }
 
@@ -353,18 +354,10 @@ fn backing_kept_while_open(ctx: &mut Ctx) -> Result<(), Stop> {
     let other = fs.add_file("g", b"other", OpenReply::CACHED)?;
     let other_id = fs.backing_open_path(&other)?;
     fs.set_open_reply("f", OpenReply::passthrough(other_id));
-    ctx.expect(
-        "other_id_while_one_open",
-        outcome(&open_rw(&fs, "f").map(drop)),
-        "EIO",
-    );
+    ctx.expect("other_id_while_one_open", reopen(&fs), "EIO");
     drop(second);
     fs.wait_count(op::RELEASE, 2, Duration::from_secs(1));
-    ctx.expect(
-        "other_id_after_last_close",
-        outcome(&open_rw(&fs, "f").map(drop)),
-        "ok",
-    );
+    ctx.expect("other_id_after_last_close", reopen(&fs), "ok");
     Ok(())
 }
 
@@ -618,20 +611,12 @@ fn create_passthrough(ctx: &mut Ctx) -> Result<(), Stop> {
 
 fn after_release_mode_resets(ctx: &mut Ctx) -> Result<(), Stop> {
     let (fs, _, id) = ctx.passthrough_file("f", b"data")?;
-    ctx.expect(
-        "passthrough_open",
-        outcome(&open_rw(&fs, "f").map(drop)),
-        "ok",
-    );
+    ctx.expect("passthrough_open", reopen(&fs), "ok");
     fs.wait_count(op::RELEASE, 1, Duration::from_secs(1));
     fs.set_open_reply("f", OpenReply::CACHED);
-    ctx.expect("cached_open", outcome(&open_rw(&fs, "f").map(drop)), "ok");
+    ctx.expect("cached_open", reopen(&fs), "ok");
     fs.wait_count(op::RELEASE, 2, Duration::from_secs(1));
     fs.set_open_reply("f", OpenReply::passthrough(id));
-    ctx.expect(
-        "passthrough_again",
-        outcome(&open_rw(&fs, "f").map(drop)),
-        "ok",
-    );
+    ctx.expect("passthrough_again", reopen(&fs), "ok");
     Ok(())
 }
