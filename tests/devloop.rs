@@ -318,8 +318,10 @@ fn linux_source_6_12_with_coverage_a_patch_and_the_cases_that_reach_it() {
 /// a passthrough read must invalidate (passthrough.c:18 deleted, as its mutant), file.c's
 /// open, release and splice paths (an OPEN answered ENOSYS not remembered; a stream opened
 /// seekless only; the attributes kept after an atomic O_TRUNC open; a writeback-cache file's
-/// dirty pages left at its release; a splice into a cached file refused), and two surviving
-/// mutants of iomode.c.
+/// dirty pages left at its release; a splice into a cached file refused), two surviving
+/// mutants of iomode.c, and three lines coverage showed no case executed (a cached open's
+/// wait for a parallel direct write, the reference a refused backing open puts, a killed
+/// caller's request taken out of a ring queue, INC_EPOCH's work with inval_wq set).
 #[test]
 fn planted_faults_fail_the_cases_written_for_them() {
     let faults: &[(&str, &[(&str, &str)])] = &[
@@ -390,6 +392,27 @@ fn planted_faults_fail_the_cases_written_for_them() {
                 (
                     "open_reply.backing_kept_while_open",
                     "other_id_while_one_open: expected EIO, got ok",
+                ),
+            ],
+        ),
+        (
+            "7.3-coverage-gaps.patch",
+            &[
+                (
+                    "open_reply.cached_open_waits_for_parallel_write",
+                    "the cached open returned while a parallel direct write was in flight",
+                ),
+                (
+                    "open_reply.backing_file_refuses_the_open",
+                    "read_only_mount_after_backing_close: expected ok, got EBUSY",
+                ),
+                (
+                    "uring.killed_while_queued",
+                    "queued_caller_killed: expected killed by SIGKILL, got still running",
+                ),
+                (
+                    "notify.inc_epoch_with_inval_wq",
+                    "no FORGET within 2 s of INC_EPOCH with inval_wq set",
                 ),
             ],
         ),

@@ -76,6 +76,18 @@ pub fn cases() -> Vec<Case> {
             ..DEFAULTS
         },
         Case {
+            name: "notify.inc_epoch_with_inval_wq",
+            rule: "with the fuse module's inval_wq parameter set (a period of 5 s or more), \
+                   FUSE_NOTIFY_INC_EPOCH also has the older epoch's unused dentries dropped \
+                   at once, from a work queue: a passthrough file looked up and closed is \
+                   forgotten (FORGET) with no path walk",
+            verdict_rule: "pass when no FORGET comes before the notification and one comes \
+                           within 2 s of it; skip where the kernel has no inval_wq parameter \
+                           or no INC_EPOCH (before 7.44)",
+            run: inc_epoch_with_inval_wq,
+            ..DEFAULTS
+        },
+        Case {
             name: "notify.prune",
             rule: "FUSE_NOTIFY_PRUNE (protocol 7.45) of a passthrough inode in use (open) \
                    forgets nothing; once it is closed, PRUNE makes the kernel forget it \
@@ -307,6 +319,60 @@ fn inc_epoch(ctx: &mut Ctx) -> Result<(), Stop> {
         ctx.check(buf == data, "a read after INC_EPOCH shows other bytes");
     }
     expect_passed_through(ctx, &fs);
+    Ok(())
+}
+
+/// The period of the fuse module's dentry invalidation work queue, in seconds (0: off).
+const INVAL_WQ: &str = "/sys/module/fuse/parameters/inval_wq";
+
+/// A module parameter written for a case, put back as it was when dropped.
+struct ParamSet {
+    path: &'static str,
+    before: String,
+}
+
+impl Drop for ParamSet {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.path, &self.before);
+    }
+}
+
+fn inc_epoch_with_inval_wq(ctx: &mut Ctx) -> Result<(), Stop> {
+    let Ok(before) = std::fs::read_to_string(INVAL_WQ) else {
+        return Err(Stop::Skip(format!("this kernel has no {INVAL_WQ}")));
+    };
+    let (fs, _, _) = ctx.passthrough_file("f", &pattern(901, SIZE))?;
+    if fs.wait_for_init()?.minor < 44 {
+        return Err(Stop::Skip(
+            "FUSE_NOTIFY_INC_EPOCH came in protocol 7.44".into(),
+        ));
+    }
+    drop(File::open(fs.path("f"))?);
+    fs.wait_count(op::RELEASE, 1, Duration::from_secs(1));
+    let forgets = || fs.count(op::FORGET) + fs.count(op::BATCH_FORGET);
+    ctx.expect_count("forgets_before_the_notification", forgets(), 0);
+    let set = ParamSet {
+        path: INVAL_WQ,
+        before: before.trim().to_string(),
+    };
+    std::fs::write(INVAL_WQ, "5")
+        .map_err(|e| Stop::Broken(format!("cannot set {INVAL_WQ}: {e}")))?;
+    ctx.expect(
+        "inc_epoch",
+        outcome(&fs.notify(notify::INC_EPOCH, &[])),
+        "ok",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while forgets() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(set);
+    let forgot = forgets() > 0;
+    ctx.observe("forgotten_after_inc_epoch", forgot);
+    ctx.check(
+        forgot,
+        "no FORGET within 2 s of INC_EPOCH with inval_wq set: the unused dentry was kept",
+    );
     Ok(())
 }
 

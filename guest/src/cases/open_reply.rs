@@ -63,6 +63,29 @@ pub fn cases() -> Vec<Case> {
             ..DEFAULTS
         },
         Case {
+            name: "open_reply.cached_open_waits_for_parallel_write",
+            rule: "a cached open of an inode with a parallel direct write in flight \
+              (FOPEN_DIRECT_IO with FOPEN_PARALLEL_DIRECT_WRITES, inside the file's size) \
+              waits until that write is answered, then succeeds",
+            verdict_rule: "pass when the cached open still waits 300 ms after its OPEN was \
+              answered while the server holds the WRITE's answer, and returns ok within 2 s \
+              of that answer, the write giving 512",
+            run: cached_open_waits_for_parallel_write,
+            ..DEFAULTS
+        },
+        Case {
+            name: "open_reply.backing_file_refuses_the_open",
+            rule: "a passthrough open the backing file cannot take (an id registered from a \
+              read-only mount, the FUSE file opened for writing: the backing open gives \
+              EROFS) fails with EIO and puts the reference it took; an open for reading \
+              of the same id passes through",
+            verdict_rule: "pass on EIO for the open for writing, ok and the file's bytes \
+              with no READ for the open for reading, and the read-only mount coming off \
+              once that file and the id are closed",
+            run: backing_file_refuses_the_open,
+            ..DEFAULTS
+        },
+        Case {
             name: "open_reply.backing_kept_while_open",
             rule: "an inode keeps its backing file while any passthrough open of it lasts: \
               of two opens with one id, the first closed, an open naming another id is still \
@@ -342,6 +365,94 @@ fn mmap_direct_io_twice_then_passthrough(ctx: &mut Ctx) -> Result<(), Stop> {
     fs.wait_count(op::RELEASE, 1, Duration::from_secs(1));
     fs.set_open_reply("f", OpenReply::passthrough(id));
     ctx.expect("passthrough_open_after_close", reopen(&fs), "ok");
+    Ok(())
+}
+
+fn cached_open_waits_for_parallel_write(ctx: &mut Ctx) -> Result<(), Stop> {
+    let fs = ctx.mount_passthrough(1)?;
+    let parallel = OpenReply {
+        open_flags: fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES,
+        backing_id: 0,
+    };
+    fs.add_file("f", &pattern(35, 8192), parallel)?;
+    let dio = open_rw(&fs, "f")?;
+    // The WRITE is served (its data reaches the file) but its caller waits for the answer,
+    // with the inode's parallel-write count held.
+    fs.hold(op::WRITE);
+    let writer = std::thread::spawn(move || match dio.write_at(&[7u8; 512], 0) {
+        Ok(n) => n.to_string(),
+        Err(e) => crate::sys::errno_name(errno(&e)),
+    });
+    if fs.wait_count(op::WRITE, 1, Duration::from_secs(2)) == 0 {
+        fs.release_held();
+        return Err(Stop::Broken(
+            "the parallel direct write did not reach the server in 2 s".into(),
+        ));
+    }
+    fs.set_open_reply("f", OpenReply::CACHED);
+    let path = fs.path("f");
+    let opener = std::thread::spawn(move || File::open(path).map(drop).map_err(|e| errno(&e)));
+    fs.wait_count(op::OPEN, 2, Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(300));
+    let waited = !opener.is_finished();
+    ctx.observe("cached_open_waits_while_write_in_flight", waited);
+    ctx.check(
+        waited,
+        "the cached open returned while a parallel direct write was in flight",
+    );
+    fs.release_held();
+    let written = writer
+        .join()
+        .map_err(|_| Stop::Broken("the writer's thread panicked".into()))?;
+    ctx.expect("parallel_write", written, "512");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !opener.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !opener.is_finished() {
+        // Waiting uninterruptibly in the kernel: joining would never return, and the case
+        // process will not end either (the runner reports that).
+        ctx.check(
+            false,
+            "the cached open still waited 2 s after the parallel direct write was answered",
+        );
+        return Ok(());
+    }
+    let opened = opener
+        .join()
+        .map_err(|_| Stop::Broken("the opener's thread panicked".into()))?;
+    ctx.expect("cached_open_after_write", outcome(&opened), "ok");
+    Ok(())
+}
+
+fn backing_file_refuses_the_open(ctx: &mut Ctx) -> Result<(), Stop> {
+    use rustix::mount::{mount_bind, mount_remount, MountFlags};
+    let fs = ctx.mount_passthrough(1)?;
+    let data = pattern(36, 4096);
+    let backing = fs.add_file("f", &data, OpenReply::CACHED)?;
+    // The same directory again, read-only: the id is registered from there.
+    let ro = ctx.scratch("ro")?;
+    mount_bind(&fs.backing_dir, &ro)?;
+    mount_remount(&ro, MountFlags::BIND | MountFlags::RDONLY, "")?;
+    let ro_file = File::open(ro.join(backing.file_name().unwrap_or_default()))?;
+    let id = fs.backing_open(ro_file.as_fd())?;
+    drop(ro_file);
+    fs.set_open_reply("f", OpenReply::passthrough(id));
+    ctx.expect("open_for_writing", reopen(&fs), "EIO");
+    let reader = File::open(fs.path("f"))?;
+    let mut buf = vec![0u8; data.len()];
+    reader.read_exact_at(&mut buf, 0)?;
+    ctx.check(buf == data, "the open for reading shows other bytes");
+    ctx.expect_count(key::READ_REQUESTS, fs.count(op::READ), 0);
+    // With the reader closed and the id closed, nothing holds the file: the refused open
+    // put what it took, so the read-only mount comes off.
+    drop(reader);
+    ctx.expect("backing_close", outcome(&fs.backing_close(id)), "ok");
+    ctx.expect(
+        "read_only_mount_after_backing_close",
+        crate::case::unmount_when_released(&ro),
+        "ok",
+    );
     Ok(())
 }
 

@@ -111,6 +111,19 @@ pub fn cases(base: &[Case]) -> Vec<Case> {
             ..Case::DEFAULT
         },
         Case {
+            name: "uring.killed_while_queued",
+            rule: "a caller killed (SIGKILL) while its request waits in a ring queue for a \
+                   free entry: the request is taken out of the queue (its caller ends at \
+                   once) and never reaches the server; the entry's next request is the next \
+                   caller's (6.14)",
+            verdict_rule: "pass when the killed process is reaped within 2 s with the entry \
+                           still held, and the entry brings after its commit only the next \
+                           caller's LOOKUP, not the killed one's; skip without FUSE \
+                           over io_uring",
+            run: killed_while_queued,
+            ..Case::DEFAULT
+        },
+        Case {
             name: "uring.unmapped_entry_header",
             rule: "a server that unmaps the header buffer of a registered entry: the answer \
                    it then commits cannot be read (its caller gets EFAULT), the next request \
@@ -642,20 +655,9 @@ fn commit_header_rules(ctx: &mut Ctx) -> Result<(), Stop> {
     for (i, (key, unique_of, error, want)) in variants.into_iter().enumerate() {
         let caller = stat_in_thread(&fs, &format!("name-{i}"), false);
         let qid = ring.next_request(&fs, key)?;
-        // fuse_in_header: len, opcode, unique. The answer's fuse_out_header over it: len,
-        // error, unique.
         let header = &mut headers[qid];
-        let unique = u64::from_ne_bytes(header.in_out[8..16].try_into().expect("8 bytes"));
-        header.in_out[..4].copy_from_slice(&16u32.to_ne_bytes());
-        header.in_out[4..8].copy_from_slice(&error.to_ne_bytes());
-        header.in_out[8..16].copy_from_slice(&unique_of(unique).to_ne_bytes());
-        header.ent.payload_sz = 0;
-        let commit = uring::CmdReq {
-            commit_id: header.ent.commit_id,
-            qid: qid as u16,
-            ..Default::default()
-        };
-        ring.send(uring::CMD_COMMIT_AND_FETCH, &commit, None)?;
+        let unique = unique_of(request_unique(header));
+        commit_answer(&mut ring, header, qid, error, unique)?;
         let got = caller
             .join()
             .map_err(|_| Stop::Broken("the caller's thread panicked".into()))?;
@@ -668,6 +670,161 @@ fn commit_header_rules(ctx: &mut Ctx) -> Result<(), Stop> {
     drop(headers);
     drop(payloads);
     Ok(())
+}
+
+fn killed_while_queued(ctx: &mut Ctx) -> Result<(), Stop> {
+    use zerocopy::{FromZeros, IntoBytes};
+    let _guard = enable(ctx, true)?;
+    // Lookups in parallel: otherwise the second caller waits for the first one's lookup on
+    // the directory's mutex, not in the ring's queue.
+    let plain = InitReply::plain();
+    let (fs, _) = mount_on_ring(
+        ctx,
+        InitReply {
+            ring_by_case: true,
+            flags: plain.flags | crate::fuse::abi::init_flags::PARALLEL_DIROPS,
+            ..plain
+        },
+    )?;
+    let queues = crate::fuse::ring_queues();
+    let mut headers: Vec<Box<uring::ReqHeader>> = (0..queues)
+        .map(|_| Box::new(uring::ReqHeader::new_zeroed()))
+        .collect();
+    let mut payloads = payload_buffers(queues);
+    let pointers: Vec<*mut libc::c_void> = headers
+        .iter_mut()
+        .map(|h| h.as_mut_bytes().as_mut_ptr().cast())
+        .collect();
+    let iovs = entry_iovecs(&pointers, &mut payloads);
+    let mut ring = CaseRing::new(&fs, queues)?;
+    ring.register(&iovs)?;
+    // Every caller on CPU 0: the first request takes queue 0's only entry, the next waits.
+    let first = stat_in_thread(&fs, "first", true);
+    let qid = ring.next_request(&fs, "the first request")?;
+    let killed = stat_in_child(&fs.path("second"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while fs.waiting().unwrap_or(0) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let _ = rustix::process::kill_process(killed, rustix::process::Signal::KILL);
+    let ended = reaped_within(killed, std::time::Duration::from_secs(2));
+    ctx.expect("queued_caller_killed", ended, "killed by SIGKILL");
+    // The entry is given back with the first request's answer: what it brings next must be
+    // the next caller's request, the killed one's having left the queue.
+    let third = stat_in_thread(&fs, "third", true);
+    commit_enoent(&mut ring, &mut headers[qid], qid)?;
+    let got = first
+        .join()
+        .map_err(|_| Stop::Broken("the caller's thread panicked".into()))?;
+    ctx.expect("first_answered", crate::sys::outcome(&got), "ENOENT");
+    // Every request the entry brings until the next caller's: only that one, if the killed
+    // caller's request left the queue.
+    let mut served = Vec::new();
+    while served.last().map(String::as_str) != Some("third") && served.len() < 3 {
+        let qid = ring.next_request(&fs, "a request after the commit")?;
+        let name = payloads[qid].split(|b| *b == 0).next().unwrap_or_default();
+        served.push(String::from_utf8_lossy(name).into_owned());
+        commit_enoent(&mut ring, &mut headers[qid], qid)?;
+    }
+    ctx.expect("requests_after_the_commit", served.join(", "), "third");
+    let got = third
+        .join()
+        .map_err(|_| Stop::Broken("the caller's thread panicked".into()))?;
+    ctx.expect("third_answered", crate::sys::outcome(&got), "ENOENT");
+    let _ = fs.abort();
+    drop(ring);
+    drop(fs);
+    drop(iovs);
+    drop(headers);
+    drop(payloads);
+    Ok(())
+}
+
+/// The unique of the request in `header` (fuse_in_header: len, opcode, unique).
+fn request_unique(header: &uring::ReqHeader) -> u64 {
+    u64::from_ne_bytes(header.in_out[8..16].try_into().expect("8 bytes"))
+}
+
+/// Commit an answer with no data to the request in queue `qid`'s entry, its
+/// fuse_out_header (len, error, unique) written over the request's fuse_in_header, and
+/// fetch the next.
+fn commit_answer(
+    ring: &mut CaseRing,
+    header: &mut uring::ReqHeader,
+    qid: usize,
+    error: i32,
+    unique: u64,
+) -> Result<(), Stop> {
+    header.in_out[..4].copy_from_slice(&16u32.to_ne_bytes());
+    header.in_out[4..8].copy_from_slice(&error.to_ne_bytes());
+    header.in_out[8..16].copy_from_slice(&unique.to_ne_bytes());
+    header.ent.payload_sz = 0;
+    let commit = uring::CmdReq {
+        commit_id: header.ent.commit_id,
+        qid: qid as u16,
+        ..Default::default()
+    };
+    ring.send(uring::CMD_COMMIT_AND_FETCH, &commit, None)
+}
+
+/// Answer the request in queue `qid`'s entry with ENOENT, and fetch the next.
+fn commit_enoent(
+    ring: &mut CaseRing,
+    header: &mut uring::ReqHeader,
+    qid: usize,
+) -> Result<(), Stop> {
+    let unique = request_unique(header);
+    commit_answer(ring, header, qid, -libc::ENOENT, unique)
+}
+
+/// A process of its own (a signal kills a whole process, not a thread) that stats `path` on
+/// CPU 0 and exits.
+fn stat_in_child(path: &std::path::Path) -> Result<rustix::process::Pid, Stop> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Stop::Broken("a path with a NUL".into()))?;
+    // SAFETY: the child makes only async-signal-safe system calls on memory made before
+    // the fork, then _exits: no lock another thread held can be touched.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error().into()),
+        // SAFETY: as above; the stat buffer and the set are the child's own.
+        0 => unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::stat(c_path.as_ptr(), &mut st);
+            libc::_exit(0)
+        },
+        pid => rustix::process::Pid::from_raw(pid)
+            .ok_or_else(|| Stop::Broken("fork gave pid 0".into())),
+    }
+}
+
+/// How `pid` ended, if it did within `patience`: "killed by SIGKILL", "exited N", or
+/// "still running" (a process in an uninterruptible wait is left as it is).
+fn reaped_within(pid: rustix::process::Pid, patience: std::time::Duration) -> String {
+    use rustix::process::{waitpid, WaitOptions};
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match waitpid(Some(pid), WaitOptions::NOHANG) {
+            Ok(Some((_, status))) => {
+                return match (status.terminating_signal(), status.exit_status()) {
+                    (Some(9), _) => "killed by SIGKILL".into(),
+                    (Some(sig), _) => format!("killed by signal {sig}"),
+                    (None, Some(code)) => format!("exited {code}"),
+                    _ => format!("{status:?}"),
+                }
+            }
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Ok(None) => return "still running".into(),
+            Err(e) => return format!("waitpid: {}", crate::sys::errno_name(e)),
+        }
+    }
 }
 
 fn unmapped_entry_header(ctx: &mut Ctx) -> Result<(), Stop> {

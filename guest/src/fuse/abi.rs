@@ -121,6 +121,9 @@ pub mod init_flags {
     pub const ATOMIC_O_TRUNC: u64 = 1 << 3;
     pub const BIG_WRITES: u64 = 1 << 5;
     pub const WRITEBACK_CACHE: u64 = 1 << 16;
+    /// Lookups and readdirs of one directory run in parallel (without it the kernel takes
+    /// the directory's own mutex around each, uninterruptibly).
+    pub const PARALLEL_DIROPS: u64 = 1 << 18;
     pub const MAX_PAGES: u64 = 1 << 22;
     /// The server kills suid/sgid/capabilities itself; the kernel may then mark an inode
     /// found without them S_NOSEC and stop asking (SB_NOSEC).

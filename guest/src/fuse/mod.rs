@@ -333,6 +333,18 @@ impl FuseFs {
         self.shared.stall();
     }
 
+    /// From now on the server serves requests of `opcode` read from /dev/fuse (a WRITE's
+    /// data reaches its file) but keeps their answers, so their callers wait, until
+    /// [`Self::release_held`].
+    pub fn hold(&self, opcode: u32) {
+        self.shared.hold(opcode);
+    }
+
+    /// Send every answer [`Self::hold`] kept, and hold no more.
+    pub fn release_held(&self) {
+        self.shared.release_held();
+    }
+
     /// Wait up to `timeout` until the server has seen `n` requests of `opcode`; the kernel
     /// sends some (RELEASE) asynchronously.
     pub fn wait_count(&self, opcode: u32, n: u64, timeout: Duration) -> u64 {

@@ -218,6 +218,10 @@ pub(crate) struct ServerState {
     getxattr_errno: std::sync::atomic::AtomicI32,
     /// The errno every OPEN gets when not 0: ENOSYS plays a server without an open.
     open_errno: std::sync::atomic::AtomicI32,
+    /// While not 0, answers to requests of this opcode read from /dev/fuse are kept in
+    /// `held` instead of sent: the request is done, its caller still waits.
+    hold_opcode: std::sync::atomic::AtomicU32,
+    held: Mutex<Vec<(u64, i32, Vec<u8>)>>,
     pub(crate) transport: Transport,
 }
 
@@ -246,6 +250,8 @@ impl ServerState {
             stalled: std::sync::atomic::AtomicBool::new(false),
             getxattr_errno: std::sync::atomic::AtomicI32::new(Errno::NOSYS.raw_os_error()),
             open_errno: std::sync::atomic::AtomicI32::new(0),
+            hold_opcode: std::sync::atomic::AtomicU32::new(0),
+            held: Mutex::new(Vec::new()),
             transport: Transport::default(),
         })
     }
@@ -346,6 +352,34 @@ impl ServerState {
         self.stalled.store(true, Ordering::SeqCst);
     }
 
+    /// Keep the answers to requests of `opcode` (served, not sent) until [`Self::release_held`].
+    pub(crate) fn hold(&self, opcode: u32) {
+        self.hold_opcode.store(opcode, Ordering::SeqCst);
+    }
+
+    /// Stop holding and send every answer kept so far, in the order they were made.
+    pub(crate) fn release_held(&self) {
+        // Under the lock `kept` takes: no answer is kept after the list is taken.
+        let answers = {
+            let mut held = self.held.lock().unwrap();
+            self.hold_opcode.store(0, Ordering::SeqCst);
+            std::mem::take(&mut *held)
+        };
+        for (unique, error, data) in answers {
+            self.send(unique, error, &data);
+        }
+    }
+
+    /// Keep the answer to `header` when its opcode is held: whether it was kept.
+    fn kept(&self, header: &abi::InHeader, error: i32, data: &[u8]) -> bool {
+        let mut held = self.held.lock().unwrap();
+        let keep = header.opcode == self.hold_opcode.load(Ordering::SeqCst);
+        if keep {
+            held.push((header.unique, error, data.to_vec()));
+        }
+        keep
+    }
+
     pub(crate) fn wait_init(&self, timeout: Duration) -> Option<InitExchange> {
         let guard = self.init.lock().unwrap();
         let (guard, _) = self
@@ -379,7 +413,9 @@ impl ServerState {
                 continue;
             };
             if let Some((error, data)) = self.handle(&header, body, false) {
-                self.send(header.unique, error, &data);
+                if !self.kept(&header, error, &data) {
+                    self.send(header.unique, error, &data);
+                }
             }
             if header.opcode == op::INIT
                 && ring.is_none()
