@@ -321,7 +321,8 @@ fn linux_source_6_12_with_coverage_a_patch_and_the_cases_that_reach_it() {
 /// dirty pages left at its release; a splice into a cached file refused), two surviving
 /// mutants of iomode.c, and three lines coverage showed no case executed (a cached open's
 /// wait for a parallel direct write, the reference a refused backing open puts, a killed
-/// caller's request taken out of a ring queue, INC_EPOCH's work with inval_wq set).
+/// caller's request taken out of a ring queue, INC_EPOCH's work with inval_wq set, a fixed
+/// buffer pool's index checked).
 #[test]
 fn planted_faults_fail_the_cases_written_for_them() {
     let faults: &[(&str, &[(&str, &str)])] = &[
@@ -413,6 +414,10 @@ fn planted_faults_fail_the_cases_written_for_them() {
                 (
                     "notify.inc_epoch_with_inval_wq",
                     "no FORGET within 2 s of INC_EPOCH with inval_wq set",
+                ),
+                (
+                    "uring.registered_pool",
+                    "commit_without_the_index: expected EINVAL, got pending",
                 ),
             ],
         ),

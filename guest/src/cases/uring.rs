@@ -124,6 +124,21 @@ pub fn cases(base: &[Case]) -> Vec<Case> {
             ..Case::DEFAULT
         },
         Case {
+            name: "uring.registered_pool",
+            rule: "a buffer pool that is an io_uring fixed buffer (ADD_BUFPOOL submitted with \
+                   IORING_URING_CMD_FIXED, 7.3): every command that reaches the queue's \
+                   payload must name the pool's buffer index; a request's payload arrives in \
+                   the pool, a COMMIT_AND_FETCH without the index is refused (EINVAL) and \
+                   leaves the request for a proper one",
+            verdict_rule: "pass when ADD_QUEUE, ADD_BUFPOOL and REGISTER with the index are \
+                           taken, the LOOKUP's name is in the pool buffer the entry names, \
+                           the commit without the index gives EINVAL with the lookup still \
+                           waiting, and the commit with it ends the lookup with its ENOENT; \
+                           skip before 7.3 (protocol 7.46)",
+            run: registered_pool,
+            ..Case::DEFAULT
+        },
+        Case {
             name: "uring.unmapped_entry_header",
             rule: "a server that unmaps the header buffer of a registered entry: the answer \
                    it then commits cannot be read (its caller gets EFAULT), the next request \
@@ -514,8 +529,10 @@ fn register_rules(ctx: &mut Ctx) -> Result<(), Stop> {
 
 /// A ring a case drives itself on a mount of its own (`mount_unserved`): one entry per
 /// queue (the ring is ready once every queue has one), each command's user data its queue.
+type Entry128 = io_uring::squeue::Entry128;
+
 struct CaseRing {
-    ring: io_uring::IoUring<io_uring::squeue::Entry128, io_uring::cqueue::Entry>,
+    ring: io_uring::IoUring<Entry128, io_uring::cqueue::Entry>,
     dev: i32,
 }
 
@@ -530,10 +547,18 @@ impl CaseRing {
         })
     }
 
+    /// The command `op` of `req` (with the entry's iovecs at `addr` for REGISTER), its
+    /// user data the queue.
+    fn command(&self, op: u32, req: &uring::CmdReq, addr: Option<u64>) -> Entry128 {
+        crate::fuse::ring_command(self.dev, op, req, addr, uring::IOV_SEGS, req.qid as usize)
+    }
+
     /// Submit the command `op` of `req` (with the entry's iovecs at `addr` for REGISTER).
     fn send(&mut self, op: u32, req: &uring::CmdReq, addr: Option<u64>) -> Result<(), Stop> {
-        let sqe =
-            crate::fuse::ring_command(self.dev, op, req, addr, uring::IOV_SEGS, req.qid as usize);
+        self.submit(self.command(op, req, addr))
+    }
+
+    fn submit(&mut self, sqe: Entry128) -> Result<(), Stop> {
         // SAFETY: the caller keeps the iovecs and the buffers they name alive past the ring.
         unsafe { self.ring.submission().push(&sqe) }
             .map_err(|_| Stop::Broken("no room in the ring".into()))?;
@@ -541,6 +566,26 @@ impl CaseRing {
             .submit()
             .map_err(|e| Stop::Broken(format!("io_uring_enter: {e}")))?;
         Ok(())
+    }
+
+    /// Submit `sqe`, a command that should complete at once (no other completion may be
+    /// pending), and give its result as "ok" or the errno's name; "pending" when it has
+    /// not completed within 2 s (the kernel took it as a command that waits).
+    fn call(&mut self, sqe: Entry128) -> Result<String, Stop> {
+        self.submit(sqe)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            if let Some(r) = self.ring.completion().next().map(|c| c.result()) {
+                return Ok(match r {
+                    r if r >= 0 => "ok".into(),
+                    r => crate::sys::errno_name(rustix::io::Errno::from_raw_os_error(-r)),
+                });
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok("pending".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 
     /// REGISTER one entry per queue, queue `i` with `iovs[i]`.
@@ -746,9 +791,7 @@ fn request_unique(header: &uring::ReqHeader) -> u64 {
     u64::from_ne_bytes(header.in_out[8..16].try_into().expect("8 bytes"))
 }
 
-/// Commit an answer with no data to the request in queue `qid`'s entry, its
-/// fuse_out_header (len, error, unique) written over the request's fuse_in_header, and
-/// fetch the next.
+/// Commit an answer with no data to the request in queue `qid`'s entry, and fetch the next.
 fn commit_answer(
     ring: &mut CaseRing,
     header: &mut uring::ReqHeader,
@@ -756,16 +799,27 @@ fn commit_answer(
     error: i32,
     unique: u64,
 ) -> Result<(), Stop> {
+    let commit = answer_in_header(header, qid, error, unique);
+    ring.send(uring::CMD_COMMIT_AND_FETCH, &commit, None)
+}
+
+/// Write an answer with no data into `header`, its fuse_out_header (len, error, unique)
+/// over the request's fuse_in_header: the COMMIT_AND_FETCH request that sends it.
+fn answer_in_header(
+    header: &mut uring::ReqHeader,
+    qid: usize,
+    error: i32,
+    unique: u64,
+) -> uring::CmdReq {
     header.in_out[..4].copy_from_slice(&16u32.to_ne_bytes());
     header.in_out[4..8].copy_from_slice(&error.to_ne_bytes());
     header.in_out[8..16].copy_from_slice(&unique.to_ne_bytes());
     header.ent.payload_sz = 0;
-    let commit = uring::CmdReq {
+    uring::CmdReq {
         commit_id: header.ent.commit_id,
         qid: qid as u16,
         ..Default::default()
-    };
-    ring.send(uring::CMD_COMMIT_AND_FETCH, &commit, None)
+    }
 }
 
 /// Answer the request in queue `qid`'s entry with ENOENT, and fetch the next.
@@ -825,6 +879,120 @@ fn reaped_within(pid: rustix::process::Pid, patience: std::time::Duration) -> St
             Err(e) => return format!("waitpid: {}", crate::sys::errno_name(e)),
         }
     }
+}
+
+fn registered_pool(ctx: &mut Ctx) -> Result<(), Stop> {
+    use crate::fuse::with_fixed_buffer;
+    use zerocopy::{FromZeros, IntoBytes};
+    let since = crate::case::ring::POOLS_SINCE;
+    if !ctx.kernel.at_least(since.0, since.1) {
+        return Err(Stop::Skip(
+            "buffer pools for FUSE over io_uring came in 7.3 (protocol 7.46)".into(),
+        ));
+    }
+    let _guard = enable(ctx, true)?;
+    let fs = mount_unserved(ctx)?;
+    let queues = crate::fuse::ring_queues();
+    // A pool of one payload per queue, queue i's pool the ring's fixed buffer i.
+    let mut pools = payload_buffers(queues);
+    let mut headers: Vec<Box<uring::ReqHeader>> = (0..queues)
+        .map(|_| Box::new(uring::ReqHeader::new_zeroed()))
+        .collect();
+    let mut ring = CaseRing::new(&fs, queues)?;
+    let fixed: Vec<libc::iovec> = pools
+        .iter_mut()
+        .map(|p| libc::iovec {
+            iov_base: p.as_mut_ptr().cast(),
+            iov_len: p.len(),
+        })
+        .collect();
+    // SAFETY: the pools stay alive, unmoved, until after the ring is dropped below.
+    unsafe { ring.ring.submitter().register_buffers(&fixed) }
+        .map_err(|e| Stop::Broken(format!("IORING_REGISTER_BUFFERS: {e}")))?;
+    let mut setup = Vec::new();
+    for (qid, pool) in pools.iter().enumerate() {
+        let queue = uring::CmdReq {
+            qid: qid as u16,
+            ..Default::default()
+        };
+        let mut with_pool = queue;
+        with_pool.union[..8].copy_from_slice(&(pool.as_ptr() as u64).to_ne_bytes());
+        with_pool.union[8..12].copy_from_slice(&(pool.len() as u32).to_ne_bytes());
+        let add_queue = ring.command(uring::CMD_ADD_QUEUE, &queue, None);
+        let add_pool = ring.command(uring::CMD_ADD_BUFPOOL, &with_pool, None);
+        setup.push(ring.call(add_queue)?);
+        setup.push(ring.call(with_fixed_buffer(add_pool, qid as u16))?);
+    }
+    let first_refusal = |outcomes: &[String]| {
+        outcomes
+            .iter()
+            .find(|o| *o != "ok")
+            .cloned()
+            .unwrap_or_else(|| "ok".into())
+    };
+    ctx.expect("add_queue_and_fixed_bufpool", first_refusal(&setup), "ok");
+    // Entries of headers only: the payload comes from the pool.
+    let iovs: Vec<[libc::iovec; 2]> = headers
+        .iter_mut()
+        .map(|h| {
+            [
+                libc::iovec {
+                    iov_base: h.as_mut_bytes().as_mut_ptr().cast(),
+                    iov_len: std::mem::size_of::<uring::ReqHeader>(),
+                },
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                },
+            ]
+        })
+        .collect();
+    for (qid, iov) in iovs.iter().enumerate() {
+        let register = uring::CmdReq {
+            qid: qid as u16,
+            ..Default::default()
+        };
+        let sqe = ring.command(uring::CMD_REGISTER, &register, Some(iov.as_ptr() as u64));
+        ring.submit(with_fixed_buffer(sqe, qid as u16))?;
+    }
+    let caller = stat_in_thread(&fs, "pooled-name", true);
+    let qid = ring.next_request(&fs, "the lookup")?;
+    let at = (headers[qid].ent.offset as usize).min(pools[qid].len());
+    let name = pools[qid][at..]
+        .split(|b| *b == 0)
+        .next()
+        .unwrap_or_default();
+    ctx.expect(
+        "lookup_name_in_pool",
+        String::from_utf8_lossy(name).into_owned(),
+        "pooled-name",
+    );
+    let unique = request_unique(&headers[qid]);
+    let commit = answer_in_header(&mut headers[qid], qid, -libc::ENOENT, unique);
+    let plain = ring.command(uring::CMD_COMMIT_AND_FETCH, &commit, None);
+    ctx.expect(
+        "commit_without_the_index",
+        ring.call(plain.clone())?,
+        "EINVAL",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    ctx.check(!caller.is_finished(), "the refused commit ended the lookup");
+    ring.submit(with_fixed_buffer(plain, qid as u16))?;
+    let got = caller
+        .join()
+        .map_err(|_| Stop::Broken("the caller's thread panicked".into()))?;
+    ctx.expect(
+        "lookup_after_the_commit",
+        crate::sys::outcome(&got),
+        "ENOENT",
+    );
+    let _ = fs.abort();
+    drop(ring);
+    drop(fs);
+    drop(iovs);
+    drop(headers);
+    drop(pools);
+    Ok(())
 }
 
 fn unmapped_entry_header(ctx: &mut Ctx) -> Result<(), Stop> {

@@ -20,8 +20,8 @@ use rustix::mount::{MountFlags, UnmountFlags};
 
 pub use child::ServerProcess;
 pub use ring::{
-    command_with_segs as ring_command, queues as ring_queues, Payload, RingEnd, POOLED_REQUESTS,
-    RING_SETUP_ERRORS, ZERO_COPIED_REQUESTS,
+    command_with_segs as ring_command, queues as ring_queues, with_fixed_buffer, Payload, RingEnd,
+    POOLED_REQUESTS, RING_SETUP_ERRORS, ZERO_COPIED_REQUESTS,
 };
 use server::ServerState;
 pub use server::{

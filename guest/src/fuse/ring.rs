@@ -493,6 +493,23 @@ pub fn command_with_segs(
     unsafe { std::mem::transmute::<[u8; 128], squeue::Entry128>(raw) }
 }
 
+/// `sqe` submitted with IORING_URING_CMD_FIXED and `sqe->buf_index` = `index`: the form
+/// every command reaching a queue's payload takes once its pool is an io_uring fixed
+/// buffer (7.46: `fuse_uring_cmd_index_ok`).
+pub fn with_fixed_buffer(sqe: squeue::Entry128, index: u16) -> squeue::Entry128 {
+    // SAFETY: as in `command_with_segs`: 128 plain bytes; uring_cmd_flags is the u32 at
+    // offset 28, buf_index the u16 at 40.
+    let mut raw: [u8; 128] = unsafe { std::mem::transmute(sqe) };
+    let flags = u32::from_ne_bytes(raw[28..32].try_into().expect("4 bytes")) | URING_CMD_FIXED;
+    raw[28..32].copy_from_slice(&flags.to_ne_bytes());
+    raw[40..42].copy_from_slice(&index.to_ne_bytes());
+    // SAFETY: the same 128 bytes back, with two plain integer fields changed.
+    unsafe { std::mem::transmute::<[u8; 128], squeue::Entry128>(raw) }
+}
+
+/// IORING_URING_CMD_FIXED: the command names a registered buffer by `buf_index`.
+const URING_CMD_FIXED: u32 = 1 << 0;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,5 +540,27 @@ mod tests {
         assert_eq!(u64::from_ne_bytes(raw[32..40].try_into().unwrap()), 5);
         assert_eq!(u64::from_ne_bytes(raw[56..64].try_into().unwrap()), 0x1122);
         assert_eq!(u16::from_ne_bytes(raw[64..66].try_into().unwrap()), 3);
+    }
+
+    #[test]
+    fn a_fixed_buffer_command_keeps_the_rest() {
+        let req = uring::CmdReq {
+            commit_id: 9,
+            qid: 1,
+            ..Default::default()
+        };
+        let plain = command(7, uring::CMD_COMMIT_AND_FETCH, &req, None, 4);
+        let fixed = with_fixed_buffer(plain.clone(), 6);
+        // SAFETY: an SQE128 is 128 plain bytes.
+        let (a, b) = unsafe {
+            (
+                std::mem::transmute::<squeue::Entry128, [u8; 128]>(plain),
+                std::mem::transmute::<squeue::Entry128, [u8; 128]>(fixed),
+            )
+        };
+        assert_eq!(u32::from_ne_bytes(b[28..32].try_into().unwrap()), 1);
+        assert_eq!(u16::from_ne_bytes(b[40..42].try_into().unwrap()), 6);
+        let others = |r: &[u8; 128]| [&r[..28], &r[32..40], &r[42..]].concat();
+        assert_eq!(others(&a), others(&b));
     }
 }
