@@ -322,7 +322,7 @@ fn linux_source_6_12_with_coverage_a_patch_and_the_cases_that_reach_it() {
 /// mutants of iomode.c, and three lines coverage showed no case executed (a cached open's
 /// wait for a parallel direct write, the reference a refused backing open puts, a killed
 /// caller's request taken out of a ring queue, INC_EPOCH's work with inval_wq set, a fixed
-/// buffer pool's index checked).
+/// buffer pool's index checked, the DELETE and RESEND notifications).
 #[test]
 fn planted_faults_fail_the_cases_written_for_them() {
     let faults: &[(&str, &[(&str, &str)])] = &[
@@ -419,6 +419,11 @@ fn planted_faults_fail_the_cases_written_for_them() {
                     "uring.registered_pool",
                     "commit_without_the_index: expected EINVAL, got pending",
                 ),
+                (
+                    "notify.delete",
+                    "delete_naming_another_node: expected ENOENT, got ok",
+                ),
+                ("notify.resend", "lookups_read: expected 2, got 1"),
             ],
         ),
     ];

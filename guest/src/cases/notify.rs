@@ -15,7 +15,10 @@ use std::time::Duration;
 use zerocopy::IntoBytes;
 
 use crate::case::{pattern, Case, Ctx, Stop};
-use crate::fuse::abi::{notify, op, InvalEntryOut, InvalInodeOut, PruneOut, RetrieveOut, StoreOut};
+use crate::fuse::abi::{
+    notify, op, DeleteOut, InvalEntryOut, InvalInodeOut, PruneOut, RetrieveOut, StoreOut,
+    UNIQUE_RESEND,
+};
 use crate::fuse::FuseFs;
 use crate::sys::outcome;
 
@@ -62,6 +65,28 @@ pub fn cases() -> Vec<Case> {
             verdict_rule: "pass when the notification is accepted, a LOOKUP follows the next \
                            open, both fds read the right bytes and no READ reaches the server",
             run: inval_entry_then_reopen,
+            ..DEFAULTS
+        },
+        Case {
+            name: "notify.delete",
+            rule: "FUSE_NOTIFY_DELETE of an open passthrough file's name, naming its node: \
+                   the name goes and the inode's link count drops to 0, while the open fd \
+                   goes on passing through; naming another node, it is refused (ENOENT)",
+            verdict_rule: "pass on ENOENT for the other node, ok for the file's, nlink 0 by \
+                           fstat of the open fd, and its reads right with no READ",
+            run: delete,
+            ..DEFAULTS
+        },
+        Case {
+            name: "notify.resend",
+            rule: "FUSE_NOTIFY_RESEND (protocol 7.40): a request the server has read and not \
+                   answered is sent again, its unique with FUSE_UNIQUE_RESEND (bit 63) set; \
+                   the answer to the resent unique ends the call, the old unique is no \
+                   longer known (ENOENT to its answer)",
+            verdict_rule: "pass when the notification is accepted, the held LOOKUP comes a \
+                           second time with the old unique and bit 63, and the lookup ends \
+                           with the server's ENOENT once both answers are written",
+            run: resend,
             ..DEFAULTS
         },
         Case {
@@ -296,6 +321,75 @@ fn inval_entry_then_reopen(ctx: &mut Ctx) -> Result<(), Stop> {
         ctx.check(buf == data, format!("{which} reads other bytes"));
     }
     expect_passed_through(ctx, &fs);
+    Ok(())
+}
+
+fn delete_entry(fs: &FuseFs, name: &str, child: u64) -> String {
+    let out = DeleteOut {
+        parent: 1,
+        child,
+        namelen: name.len() as u32,
+        padding: 0,
+    };
+    let mut payload = out.as_bytes().to_vec();
+    payload.extend_from_slice(name.as_bytes());
+    payload.push(0);
+    outcome(&fs.notify(notify::DELETE, &payload))
+}
+
+fn delete(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, file, data, _) = open_file(ctx)?;
+    let node = nodeid(&fs, "f")?;
+    // The name is looked up and invalidated before its node is compared: a refused DELETE
+    // drops the dentry too, so the refusal is tried on a name of its own.
+    fs.add_file("g", b"other", crate::fuse::OpenReply::CACHED)?;
+    std::fs::symlink_metadata(fs.path("g"))?;
+    ctx.expect(
+        "delete_naming_another_node",
+        delete_entry(&fs, "g", node),
+        "ENOENT",
+    );
+    ctx.expect("delete", delete_entry(&fs, "f", node), "ok");
+    let links = rustix::fs::fstat(&file)?.st_nlink;
+    ctx.expect_count("nlink_after_delete", links as u64, 0);
+    let mut buf = vec![0u8; SIZE];
+    file.read_exact_at(&mut buf, 0)?;
+    ctx.check(buf == data, "the open fd reads other bytes after DELETE");
+    expect_passed_through(ctx, &fs);
+    Ok(())
+}
+
+fn resend(ctx: &mut Ctx) -> Result<(), Stop> {
+    let (fs, _file, _, _) = open_file(ctx)?;
+    let lookups = fs.count(op::LOOKUP);
+    fs.hold(op::LOOKUP);
+    let absent = fs.path("absent");
+    let lookup = std::thread::spawn(move || {
+        std::fs::symlink_metadata(absent)
+            .map(drop)
+            .map_err(|e| crate::fuse::errno(&e))
+    });
+    if fs.wait_count(op::LOOKUP, lookups + 1, Duration::from_secs(2)) <= lookups {
+        fs.release_held();
+        return Err(Stop::Broken(
+            "the lookup did not reach the server in 2 s".into(),
+        ));
+    }
+    ctx.expect("resend", outcome(&fs.notify(notify::RESEND, &[])), "ok");
+    let seen = fs.wait_count(op::LOOKUP, lookups + 2, Duration::from_secs(2));
+    let uniques = fs.held_uniques();
+    fs.release_held();
+    ctx.expect_count("lookups_read", seen - lookups, 2);
+    let resent = matches!(uniques[..], [old, new] if new == old | UNIQUE_RESEND);
+    ctx.observe("resent_with_old_unique_and_bit_63", resent);
+    ctx.check(
+        resent,
+        format!("the held LOOKUP was not sent again with bit 63 on its unique: {uniques:x?}"),
+    );
+    let ended = lookup
+        .join()
+        .map_err(|_| Stop::Broken("the lookup thread panicked".into()))?;
+    ctx.expect("lookup_after_resend", outcome(&ended), "ENOENT");
     Ok(())
 }
 

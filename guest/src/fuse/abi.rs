@@ -47,11 +47,18 @@ pub mod op {
 
 /// `enum fuse_notify_code`: what a server sends the kernel unasked (a write with unique 0
 /// and the code in the error field).
+/// The bit a resent request's unique carries (FUSE_UNIQUE_RESEND).
+pub const UNIQUE_RESEND: u64 = 1 << 63;
+
 pub mod notify {
     pub const INVAL_INODE: i32 = 2;
     pub const INVAL_ENTRY: i32 = 3;
     pub const STORE: i32 = 4;
     pub const RETRIEVE: i32 = 5;
+    pub const DELETE: i32 = 6;
+    /// 7.40: every request the server has read and not answered is sent again, its unique
+    /// with [`super::UNIQUE_RESEND`] set.
+    pub const RESEND: i32 = 7;
     /// 7.44.
     pub const INC_EPOCH: i32 = 8;
     /// 7.45.
@@ -511,6 +518,16 @@ pub struct InvalInodeOut {
     pub ino: u64,
     pub off: i64,
     pub len: i64,
+}
+
+/// `struct fuse_notify_delete_out`.
+#[derive(zerocopy::IntoBytes, zerocopy::Immutable)]
+#[repr(C)]
+pub struct DeleteOut {
+    pub parent: u64,
+    pub child: u64,
+    pub namelen: u32,
+    pub padding: u32,
 }
 
 /// `struct fuse_notify_inval_entry_out`.

@@ -340,6 +340,11 @@ impl FuseFs {
         self.shared.hold(opcode);
     }
 
+    /// The uniques of the requests whose answers [`Self::hold`] keeps, in order.
+    pub fn held_uniques(&self) -> Vec<u64> {
+        self.shared.held_uniques()
+    }
+
     /// Send every answer [`Self::hold`] kept, and hold no more.
     pub fn release_held(&self) {
         self.shared.release_held();

@@ -370,6 +370,16 @@ impl ServerState {
         }
     }
 
+    /// The uniques of the requests whose answers are held, in the order they came.
+    pub(crate) fn held_uniques(&self) -> Vec<u64> {
+        self.held
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(u, _, _)| *u)
+            .collect()
+    }
+
     /// Keep the answer to `header` when its opcode is held: whether it was kept.
     fn kept(&self, header: &abi::InHeader, error: i32, data: &[u8]) -> bool {
         let mut held = self.held.lock().unwrap();
