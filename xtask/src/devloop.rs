@@ -5,7 +5,8 @@
 use harness::loops::series::{Outcome, Step};
 use harness::results::table;
 
-use crate::{fail, Reports, Target};
+use crate::args::{Reports, Target};
+use crate::fail;
 
 /// The catalog on the base tree and after each patch; per patch, what changed.
 pub fn series(target: &Target, reports: &Reports) -> i32 {
@@ -168,4 +169,15 @@ pub fn bench_io(target: &Target, server: Option<&str>) -> i32 {
         }
         Err(e) => fail(&e),
     }
+}
+
+/// What `git bisect run` runs for each step: this program's hidden `bisect-step`.
+pub(crate) fn bisect_step_command() -> Vec<String> {
+    vec![
+        std::env::current_exe()
+            .unwrap_or_else(|_| "xtask".into())
+            .to_string_lossy()
+            .into_owned(),
+        "bisect-step".into(),
+    ]
 }

@@ -9,7 +9,8 @@ use harness::results::snapshot::{self, Comparison, Policy, Settled};
 use harness::results::table;
 use harness::run::Request;
 
-use crate::{fail, AccelArg, MatrixArgs};
+use crate::args::{AccelArg, MatrixArgs};
+use crate::fail;
 
 pub fn kernels() -> i32 {
     let cache = harness::env::cache::dir();

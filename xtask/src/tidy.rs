@@ -97,6 +97,33 @@ mod tests {
         );
     }
 
+    /// xtask is a thin layer: `main.rs` only sends each subcommand to its module, and no
+    /// module puts runs together itself (the grid of a validation, the kernels `debian:all`
+    /// stands for, a page of runs: the harness's loops do that).
+    #[test]
+    fn xtask_stays_a_thin_layer() {
+        let src = root().join("xtask/src");
+        let main = std::fs::read_to_string(src.join("main.rs")).unwrap();
+        let lines = main.lines().count();
+        assert!(
+            lines < 300,
+            "xtask/src/main.rs has {lines} lines: a command's work goes in a module of its own"
+        );
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        for file in files.iter().filter(|f| !f.ends_with("tidy.rs")) {
+            let text = std::fs::read_to_string(file).unwrap();
+            for orchestration in ["matrix::expand(", "matrix::of_runs(", "validate::validate("] {
+                assert!(
+                    !text.contains(&format!("harness::loops::{orchestration}"))
+                        && !text.contains(&format!("harness::{orchestration}")),
+                    "{} calls {orchestration}..): orchestration belongs to harness::loops",
+                    file.display()
+                );
+            }
+        }
+    }
+
     #[test]
     fn architecture_md_names_every_subcommand() {
         use clap::CommandFactory;

@@ -2,30 +2,14 @@
 //! each kernel; the harness runs it, this prints the table, settles the snapshots, writes
 //! the reports and the page.
 
-use clap::ValueEnum;
-use harness::kernel::KernelChoice;
+use harness::loops::validation::{self, Grid};
 use harness::results::record::Run;
 use harness::results::snapshot::{self, Comparison, Policy, Settled};
 use harness::results::table;
-use harness::run::Request;
 
-use crate::{coverage, fail, print_settled, Reports};
-
-/// What `validate --expect` holds a target to.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum ExpectArg {
-    /// Every path passed through in the target's snapshot stays passed through.
-    Passthrough,
-}
-
-/// `validate --transport`.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum TransportArg {
-    /// read(2) and write(2) on /dev/fuse.
-    Dev,
-    /// FUSE over io_uring.
-    Uring,
-}
+use crate::args::{ExpectArg, Reports, TransportArg};
+use crate::run::print_settled;
+use crate::{coverage, fail};
 
 /// `cargo xtask validate`; `(bless, coverage, profile, transports, source)`: its switches,
 /// the profile of a `src:` kernel, the transports, and a libfuse source tree.
@@ -60,55 +44,42 @@ pub fn validate(
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    // `debian:all`, as the matrix takes it: every series, one column each.
-    let kernels = match harness::loops::matrix::expand(kernels) {
-        Ok(k) => k,
+    let grid = Grid {
+        kernels: kernels.to_vec(),
+        cases: cases.to_vec(),
+        coverage,
+        profile,
+        transports: transports
+            .iter()
+            .map(|t| match t {
+                TransportArg::Dev => proto::validate::Transport::Dev,
+                TransportArg::Uring => proto::validate::Transport::Uring,
+            })
+            .collect(),
+    };
+    let ran = validation::run(&spec, &grid, &mut |run| {
+        println!(
+            "{} ({}): {}",
+            run.kernel_release,
+            run.mode,
+            table::totals(&run.results)
+        );
+    });
+    let mut runs = match ran {
+        Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    let mut requests = Vec::new();
-    for k in &kernels {
-        let mut kernel = KernelChoice::parse(k);
-        if let KernelChoice::Build(b) = &mut kernel {
-            b.profile = profile.clone();
-        }
-        requests.push(Request {
-            kernel,
-            cases: cases.to_vec(),
-            coverage,
-            ..Default::default()
-        });
-    }
-    // Each transport in turn, each over every kernel: a column per kernel and transport.
-    let mut runs = Vec::new();
-    for t in &transports {
-        let on = spec.clone().on(match t {
-            TransportArg::Dev => proto::validate::Transport::Dev,
-            TransportArg::Uring => proto::validate::Transport::Uring,
-        });
-        let done = harness::validate::validate(&on, &requests, &mut |run| {
-            println!(
-                "{} ({}): {}",
-                run.kernel_release,
-                run.mode,
-                table::totals(&run.results)
-            );
-        });
-        match done {
-            Ok(r) => runs.extend(r),
-            Err(e) => return fail(&e),
-        }
-    }
     if let Some(ExpectArg::Passthrough) = expect {
-        for run in &mut runs {
-            match harness::validate::expect_passthrough(run) {
-                Ok(failed) if !failed.is_empty() => println!(
-                    "{}: no longer passed through (--expect passthrough): {}",
-                    run.kernel_release,
-                    failed.join(", ")
-                ),
-                Ok(_) => {}
-                Err(e) => return fail(&e),
+        match validation::expect_passthrough(&mut runs) {
+            Ok(lost) => {
+                for (release, paths) in lost {
+                    println!(
+                        "{release}: no longer passed through (--expect passthrough): {}",
+                        paths.join(", ")
+                    );
+                }
             }
+            Err(e) => return fail(&e),
         }
     }
     println!();
@@ -158,10 +129,8 @@ pub fn validate(
         .unwrap_or(0);
     // The columns side by side as a page: our verdicts, and the library's own tests where
     // validate.library_suite ran, per kernel.
-    let heading = format!("validate {}: {}", spec.target, spec.version);
-    let page = harness::loops::matrix::of_runs(runs, "validate", &heading);
-    match page {
-        Ok(m) => println!("page: {}", m.dir.join("validate.html").display()),
+    match validation::page(&spec, runs) {
+        Ok(page) => println!("page: {}", page.display()),
         Err(e) => return fail(&e),
     }
     match code {

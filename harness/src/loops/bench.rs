@@ -475,6 +475,28 @@ pub fn kernel_build(
     Ok(())
 }
 
+/// `bench --validate`: `runs` warm validations of `spec` on `request`'s kernel, command to
+/// report, after one that warms the caches (agent, kernel, virtiofsd) and is not counted.
+/// `each` sees each counted run's seconds as it ends; the seconds of all of them.
+pub fn validate_warm(
+    spec: &proto::validate::Spec,
+    request: &Request,
+    runs: u32,
+    each: &mut dyn FnMut(f64),
+) -> Result<Vec<f64>> {
+    let mut times = Vec::new();
+    for i in 0..=runs {
+        let started = Instant::now();
+        crate::validate::validate(spec, std::slice::from_ref(request), &mut |_| {})?;
+        if i > 0 {
+            let secs = started.elapsed().as_secs_f64();
+            each(secs);
+            times.push(secs);
+        }
+    }
+    Ok(times)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
