@@ -337,7 +337,8 @@ fn every_debian_series_in_one_matrix() {
 
 /// The full tier: the slow cases (a kernel timer of tens of seconds, left out of a run that
 /// names no case) on every Debian series: each passes where its feature is (FUSE_REQUEST_TIMEOUT
-/// from 6.15) and skips with its gate before, so a regression in a slow rule is not invisible.
+/// from 6.15, over the ring too, and over a ring's buffer pools from 7.3) and skips with its
+/// gate before, so a regression in a slow rule is not invisible.
 #[test]
 #[ignore = "full tier: cargo xtask test --full"]
 fn the_slow_cases_on_every_debian_series() {
@@ -349,6 +350,10 @@ fn the_slow_cases_on_every_debian_series() {
         "2",
         "--case",
         "faults.request_timeout",
+        "--case",
+        "uring.faults.request_timeout",
+        "--case",
+        "uring.pool.faults.request_timeout",
     ]);
     eprintln!("{}", out.stdout);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -356,12 +361,13 @@ fn the_slow_cases_on_every_debian_series() {
     for line in out.stdout.lines().filter(|l| l.contains(" cases: ")) {
         let series = line.split_whitespace().next().unwrap_or("");
         let (major, minor) = series.split_once('.').unwrap_or(("0", "0"));
-        let at_least_6_15 = (
+        let at = (
             major.parse::<u32>().unwrap_or(0),
             minor.parse::<u32>().unwrap_or(0),
-        ) >= (6, 15);
-        let want = if at_least_6_15 { "1 pass" } else { "1 skip" };
-        assert!(line.contains(want), "{series}: {line}");
+        );
+        let passing = 2 * usize::from(at >= (6, 15)) + usize::from(at >= (7, 3));
+        let want = format!("{passing} pass, {} skip", 3 - passing);
+        assert!(line.contains(&want), "{series}: {line}");
         seen += 1;
     }
     assert!(seen >= 7, "every series ran: {seen}");

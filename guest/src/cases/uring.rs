@@ -43,6 +43,7 @@ const OVER_RING: &[(&str, &str, &str)] = &over_ring![
     "lifetime.released_after_close_and_release",
     "lifetime.released_at_connection_end",
     "lifetime.abort_with_open_files",
+    "faults.request_timeout",
 ];
 
 pub fn cases(base: &[Case]) -> Vec<Case> {
