@@ -406,7 +406,7 @@ fn ready(req: &Request) -> Result<Ready> {
     std::thread::scope(|s| {
         let kernel = s.spawn(|| {
             let began = Instant::now();
-            let k = resolve_kernel(req);
+            let k = req.kernel.resolve(req.coverage, req.modules.as_deref());
             say("kernel", began.elapsed());
             k.map(|k| (k, began.elapsed()))
         });
@@ -432,22 +432,6 @@ fn ready(req: &Request) -> Result<Ready> {
             kernel_took,
             ext4,
         })
-    })
-}
-
-fn resolve_kernel(req: &Request) -> Result<Option<Kernel>> {
-    Ok(match &req.kernel {
-        KernelChoice::Host => None,
-        KernelChoice::Path(p) => Some(Kernel::from_path(p, req.modules.as_deref())?),
-        KernelChoice::Debian(series) => Some(crate::kernel::debian::fetch(series, &cache::dir())?),
-        KernelChoice::Build(b) => {
-            let b = crate::kernel::build::BuildRequest {
-                coverage: req.coverage,
-                ..b.clone()
-            };
-            Some(crate::kernel::build::build(&b, &cache::dir())?.kernel)
-        }
-        KernelChoice::Fetched(k) => Some((**k).clone()),
     })
 }
 

@@ -13,6 +13,8 @@ pub use image::{series, Identity, Kernel, PatchInfo};
 
 use std::path::PathBuf;
 
+use crate::error::Result;
+
 /// What the user asked for with `--kernel`.
 #[derive(Debug, Clone)]
 pub enum KernelChoice {
@@ -58,6 +60,72 @@ impl KernelChoice {
                 _ => KernelChoice::Path(s.into()),
             },
         }
+    }
+
+    /// A column of a matrix or a validation: `kernel` parsed, and when it is built from
+    /// source, built as `template` (the run's own `--profile` and `--fragment`) says.
+    pub fn column(kernel: &str, template: Option<&crate::kernel::build::BuildRequest>) -> Self {
+        let mut choice = KernelChoice::parse(kernel);
+        if let (KernelChoice::Build(b), Some(t)) = (&mut choice, template) {
+            b.profile = t.profile.clone();
+            b.fragments = t.fragments.clone();
+        }
+        choice
+    }
+
+    /// `debian:all` becomes every series Debian's archive has whole; the rest stay as
+    /// given, each once.
+    pub fn expand(kernels: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for k in kernels {
+            if k == "debian:all" {
+                let apt = crate::env::apt::Apt::new(&crate::env::cache::dir())?;
+                out.extend(
+                    crate::kernel::debian::all(&apt)?
+                        .into_iter()
+                        .map(|s| format!("debian:{s}")),
+                );
+            } else if !out.contains(k) {
+                out.push(k.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fetch a Debian kernel now (a matrix fetches its kernels one at a time before it runs
+    /// them, apt's lists and locks being shared); any other choice as it is.
+    pub fn fetched(self) -> Result<Self> {
+        match self {
+            KernelChoice::Debian(series) => {
+                crate::kernel::debian::fetch(&series, &crate::env::cache::dir())
+                    .map(|kernel| KernelChoice::Fetched(Box::new(kernel)))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The kernel to boot: fetched, found or built (with fs/fuse under gcov for
+    /// `coverage`); None for the running kernel. `modules`: where a bzImage path's modules
+    /// are, when not beside it.
+    pub fn resolve(
+        &self,
+        coverage: bool,
+        modules: Option<&std::path::Path>,
+    ) -> Result<Option<Kernel>> {
+        let cache = crate::env::cache::dir();
+        Ok(match self {
+            KernelChoice::Host => None,
+            KernelChoice::Path(p) => Some(Kernel::from_path(p, modules)?),
+            KernelChoice::Debian(series) => Some(crate::kernel::debian::fetch(series, &cache)?),
+            KernelChoice::Build(b) => {
+                let b = crate::kernel::build::BuildRequest {
+                    coverage,
+                    ..b.clone()
+                };
+                Some(crate::kernel::build::build(&b, &cache)?.kernel)
+            }
+            KernelChoice::Fetched(k) => Some((**k).clone()),
+        })
     }
 }
 

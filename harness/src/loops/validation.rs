@@ -29,20 +29,18 @@ pub struct Grid {
 /// Validate `spec` over `grid`: every run, in order (transport, then kernel). `each` sees
 /// each run as it ends.
 pub fn run(spec: &Spec, grid: &Grid, each: &mut dyn FnMut(&Run)) -> Result<Vec<Run>> {
-    let kernels = super::matrix::expand(&grid.kernels)?;
+    let kernels = KernelChoice::expand(&grid.kernels)?;
+    let build = crate::kernel::build::BuildRequest {
+        profile: grid.profile.clone(),
+        ..Default::default()
+    };
     let requests: Vec<Request> = kernels
         .iter()
-        .map(|k| {
-            let mut kernel = KernelChoice::parse(k);
-            if let KernelChoice::Build(b) = &mut kernel {
-                b.profile = grid.profile.clone();
-            }
-            Request {
-                kernel,
-                cases: grid.cases.clone(),
-                coverage: grid.coverage,
-                ..Default::default()
-            }
+        .map(|k| Request {
+            kernel: KernelChoice::column(k, Some(&build)),
+            cases: grid.cases.clone(),
+            coverage: grid.coverage,
+            ..Default::default()
         })
         .collect();
     let mut runs = Vec::new();

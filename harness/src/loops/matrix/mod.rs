@@ -30,24 +30,6 @@ pub struct Progress {
     pub running: Vec<(String, usize, usize)>,
 }
 
-/// `debian:all` becomes every series Debian's archive has whole; the rest stay as given.
-pub fn expand(kernels: &[String]) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for k in kernels {
-        if k == "debian:all" {
-            let apt = crate::env::apt::Apt::new(&crate::env::cache::dir())?;
-            out.extend(
-                crate::kernel::debian::all(&apt)?
-                    .into_iter()
-                    .map(|s| format!("debian:{s}")),
-            );
-        } else if !out.contains(k) {
-            out.push(k.clone());
-        }
-    }
-    Ok(out)
-}
-
 /// "debian:6.12" -> (6, 12); any other kernel: None (taken after every series).
 fn series_number(kernel: &str) -> Option<(u32, u32)> {
     let (major, minor) = kernel.strip_prefix("debian:")?.split_once('.')?;
@@ -65,25 +47,16 @@ pub fn run(
     on_progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<Matrix> {
     let started = Instant::now();
-    let kernels = expand(kernels)?;
+    let kernels = KernelChoice::expand(kernels)?;
     // Fetch first, one at a time: apt's lists and locks are shared.
-    let mut prepared = Vec::new();
-    for k in &kernels {
-        let mut choice = KernelChoice::parse(k);
-        // A `src:` kernel is built as the template's own build says (its profile, fragments).
-        if let (KernelChoice::Build(b), KernelChoice::Build(t)) = (&mut choice, &template.kernel) {
-            b.profile = t.profile.clone();
-            b.fragments = t.fragments.clone();
-        }
-        let fetched = match &choice {
-            KernelChoice::Debian(series) => {
-                crate::kernel::debian::fetch(series, &crate::env::cache::dir())
-                    .map(|kernel| KernelChoice::Fetched(Box::new(kernel)))
-            }
-            _ => Ok(choice),
-        };
-        prepared.push((k.clone(), fetched));
-    }
+    let template_build = match &template.kernel {
+        KernelChoice::Build(t) => Some(t),
+        _ => None,
+    };
+    let prepared: Vec<_> = kernels
+        .iter()
+        .map(|k| (k.clone(), KernelChoice::column(k, template_build).fetched()))
+        .collect();
     // Shared by every run: made once here rather than raced by the first few.
     crate::boot::agent::build_with_catalog()?;
     crate::boot::disk::ext4_image(&crate::env::cache::dir())?;
