@@ -128,7 +128,7 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
         None => selection.clone(),
     };
     let target = Target::choose(req.backend, ready.kernel, &cases)?;
-    let artifacts = artifacts_dir(&target.label())?;
+    let artifacts = cache::artifacts_dir(&target.label())?;
 
     match target {
         Target::Host | Target::Vng(_) => {
@@ -624,42 +624,6 @@ fn save_plan(plan: &Plan, artifacts: &Path) -> Result<()> {
         serde_json::to_string_pretty(plan).expect("plans serialise"),
     )
     .map_err(|e| Error::io(path.display(), e))
-}
-
-/// `target/fpt-runs/<unix time>-<label>`, and `target/fpt-runs/latest` pointing at it.
-pub(crate) fn artifacts_dir(label: &str) -> Result<PathBuf> {
-    let dir = pages_dir(label)?;
-    let latest = dir.with_file_name("latest");
-    let _ = std::fs::remove_file(&latest);
-    let _ = std::os::unix::fs::symlink(dir.file_name().expect("has a name"), &latest);
-    Ok(dir)
-}
-
-/// `target/fpt-runs/<unix time>-<label>` for what is no run (a page over several runs):
-/// `latest` keeps pointing at the last run, which `replay` can read.
-pub(crate) fn pages_dir(label: &str) -> Result<PathBuf> {
-    let runs = cache::workspace_root().join("target").join("fpt-runs");
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let label: String = label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut dir = runs.join(format!("{secs}-{label}"));
-    let mut n = 1;
-    while dir.exists() {
-        n += 1;
-        dir = runs.join(format!("{secs}-{label}-{n}"));
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-    Ok(dir)
 }
 
 /// KVM only when a real boot under it reaches the agent: here /dev/kvm exists but hangs or

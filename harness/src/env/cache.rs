@@ -1,4 +1,5 @@
-//! Where downloaded kernels and other slow-to-make things are kept between runs.
+//! Where things are kept: downloaded kernels and other slow-to-make things between runs (the
+//! cache), and each run's artifacts and each page over runs (`target/fpt-runs`).
 
 use std::path::{Path, PathBuf};
 
@@ -36,4 +37,40 @@ pub fn lock(dir: &Path, what: &str) -> Result<std::fs::File> {
             .map_err(|e| Error::io(format!("locking {}", dir.display()), e.into()))?;
     }
     Ok(lock)
+}
+
+/// `target/fpt-runs/<unix time>-<label>`, and `target/fpt-runs/latest` pointing at it.
+pub fn artifacts_dir(label: &str) -> Result<PathBuf> {
+    let dir = pages_dir(label)?;
+    let latest = dir.with_file_name("latest");
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(dir.file_name().expect("has a name"), &latest);
+    Ok(dir)
+}
+
+/// `target/fpt-runs/<unix time>-<label>` for what is no run (a page over several runs):
+/// `latest` keeps pointing at the last run, which `replay` can read.
+pub fn pages_dir(label: &str) -> Result<PathBuf> {
+    let runs = workspace_root().join("target").join("fpt-runs");
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let label: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut dir = runs.join(format!("{secs}-{label}"));
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = runs.join(format!("{secs}-{label}-{n}"));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+    Ok(dir)
 }

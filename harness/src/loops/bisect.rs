@@ -125,7 +125,7 @@ pub fn run(req: &Request, each: &mut dyn FnMut(&Step)) -> Result<Outcome> {
             ),
         });
     }
-    let dir = crate::run::artifacts_dir("bisect")?;
+    let dir = crate::env::cache::artifacts_dir("bisect")?;
     let state = State {
         worktree: worktree.clone(),
         case: req.case.clone(),

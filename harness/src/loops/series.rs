@@ -203,7 +203,7 @@ fn change(case: &str, what: &str, before: &str, after: &str) -> Change {
 
 /// Write series.json into a directory of its own under target/fpt-runs; its path.
 pub fn write(steps: &[Step]) -> Result<PathBuf> {
-    let dir = crate::run::artifacts_dir("series")?;
+    let dir = crate::env::cache::artifacts_dir("series")?;
     let path = dir.join("series.json");
     let text = serde_json::to_string_pretty(&to_json(steps)).unwrap_or_default();
     std::fs::write(&path, text).map_err(|e| Error::io(path.display(), e))?;

@@ -152,7 +152,7 @@ pub fn run(
         unreachable!("the first column was an error");
     }
     label(&mut columns);
-    let dir = crate::run::artifacts_dir("matrix")?;
+    let dir = crate::env::cache::artifacts_dir("matrix")?;
     let matrix = Matrix {
         columns,
         dir,
@@ -172,7 +172,7 @@ pub fn run(
 /// `run`'s columns are, its pages written to a new artifacts folder `<name>-...` as
 /// `<name>.json` and `<name>.html` (with `heading`); `latest` stays at the last run.
 pub fn of_runs(runs: Vec<Run>, name: &str, heading: &str) -> Result<Matrix> {
-    let dir = crate::run::pages_dir(name)?;
+    let dir = crate::env::cache::pages_dir(name)?;
     let mut columns: Vec<Column> = runs
         .into_iter()
         .map(|run| Column {

@@ -254,7 +254,7 @@ pub fn run(req: &Request, each: &mut dyn FnMut(&Progress)) -> Result<Mutation> {
                 .then(|| Duration::from_secs_f64(built_secs / built_n as f64 * to_build as f64)),
         });
     }
-    let dir = crate::run::pages_dir("mutate")?;
+    let dir = crate::env::cache::pages_dir("mutate")?;
     report::write(&dir, &outcomes, &baseline.artifacts)?;
     Ok(Mutation {
         outcomes,

@@ -205,7 +205,7 @@ fn cell(p: &PathFigures, unit: &str) -> String {
 /// throughput.json and the plots into a directory of their own under target/fpt-runs; the
 /// directory.
 pub fn write(figs: &[KernelFigures]) -> Result<std::path::PathBuf> {
-    let dir = crate::run::artifacts_dir("throughput")?;
+    let dir = crate::env::cache::artifacts_dir("throughput")?;
     let json = dir.join("throughput.json");
     std::fs::write(
         &json,
