@@ -147,25 +147,16 @@ pub fn run(req: &Request, on_event: &mut dyn FnMut(&Event)) -> Result<Run> {
             let spec = save_spec(req, &artifacts)?;
             let started = Instant::now();
             // The agent's `run` subcommand, on this kernel or inside vng's VM.
+            let run = crate::boot::AgentRun {
+                agent: &agent,
+                cases: &cases,
+                ext4_image: &ext4,
+                validate_spec: spec.as_deref(),
+                artifacts: &artifacts,
+            };
             let log = match &target {
-                Target::Vng(kernel) => crate::boot::vng::run_cases(
-                    kernel,
-                    tcg,
-                    &agent,
-                    &cases,
-                    &ext4,
-                    spec.as_deref(),
-                    &artifacts,
-                    on_event,
-                )?,
-                _ => crate::boot::host::run_cases(
-                    &agent,
-                    &cases,
-                    &ext4,
-                    spec.as_deref(),
-                    &artifacts,
-                    on_event,
-                )?,
+                Target::Vng(kernel) => crate::boot::vng::run_cases(kernel, tcg, &run, on_event)?,
+                _ => crate::boot::host::run_cases(&run, on_event)?,
             };
             t.guest_wall = started.elapsed();
             t.total = total.elapsed();

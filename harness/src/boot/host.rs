@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use proto::{CaseInfo, Event};
+use proto::Event;
 
 use crate::error::{Error, Result};
 use crate::results::assemble::RunLog;
@@ -14,14 +14,14 @@ use crate::results::ending::{Ending, How};
 
 /// Host mode: the agent's `run` subcommand on the running kernel, its events read from its
 /// stdout as they come and saved like a VM's; the boot's log.
-pub fn run_cases(
-    agent: &Path,
-    cases: &[&CaseInfo],
-    ext4_image: &Path,
-    validate_spec: Option<&Path>,
-    artifacts: &Path,
-    on_event: &mut dyn FnMut(&Event),
-) -> Result<RunLog> {
+pub fn run_cases(run: &super::AgentRun, on_event: &mut dyn FnMut(&Event)) -> Result<RunLog> {
+    let super::AgentRun {
+        agent,
+        cases,
+        ext4_image,
+        validate_spec,
+        artifacts,
+    } = *run;
     if !rustix::process::geteuid().is_root() {
         return Err(Error::NeedsRoot {
             what: "host mode (it mounts filesystems)".into(),

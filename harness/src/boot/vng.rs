@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use proto::{CaseInfo, Event};
+use proto::Event;
 
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
@@ -82,13 +82,16 @@ impl Drop for Vng {
 pub fn run_cases(
     kernel: &Kernel,
     tcg: bool,
-    agent: &Path,
-    cases: &[&CaseInfo],
-    ext4_image: &Path,
-    validate_spec: Option<&Path>,
-    artifacts: &Path,
+    run: &super::AgentRun,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<RunLog> {
+    let super::AgentRun {
+        agent,
+        cases,
+        ext4_image,
+        validate_spec,
+        artifacts,
+    } = *run;
     let cache = crate::env::cache::dir();
     let bin = ensure(&cache)?;
     crate::boot::qemu::ensure_installed()?;
