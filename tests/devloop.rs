@@ -553,7 +553,7 @@ fn mutate_a_patch_kills_reaches_and_explains_its_survivors() {
 /// The whole-file loop on 7.3's backing.c (about 110 mutants, 40 minutes here): every mutant
 /// ends with a fate, the report says the file's score, and each survivor is printed with its
 /// diff. Survivors not yet explained make the exit 1, which this test allows: the score and
-/// the survivors are the README's figures, not a verdict of the harness. Then the same
+/// the survivors are figures (docs/kernel-loop.md), not a verdict of the harness. Then the same
 /// command again takes every mutant from the state file: only the baseline builds. Then
 /// `--function`, and a function no case reaches (exit 40).
 #[test]

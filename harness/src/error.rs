@@ -224,7 +224,7 @@ fn because(source: &Option<Cause>) -> String {
 }
 
 impl Error {
-    /// The exit code of `cargo xtask` for this error (README: "Exit codes").
+    /// The exit code of `cargo xtask` for this error (docs/running.md: "Exit codes").
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::PartialBless => 2,

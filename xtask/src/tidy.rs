@@ -129,6 +129,22 @@ mod tests {
         }
     }
 
+    /// README.md is the front door, read in ten minutes: what the harness is, the two
+    /// commands, the three jobs; the references, figures and history live in docs/.
+    #[test]
+    fn readme_stays_a_front_door() {
+        let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+        let lines = readme.lines().count();
+        assert!(
+            lines < 300,
+            "README.md has {lines} lines: move the reference, figures or history to docs/"
+        );
+        assert!(
+            readme.contains("cargo xtask test"),
+            "README.md must give the test command (.ci/run runs it)"
+        );
+    }
+
     #[test]
     fn architecture_md_names_every_subcommand() {
         use clap::CommandFactory;
