@@ -11,7 +11,7 @@ use harness::kernel::KernelChoice;
 use harness::results::record::Run;
 use harness::run::Request;
 
-use crate::fail;
+use crate::fail::fail;
 
 #[derive(Parser)]
 #[command(

@@ -6,7 +6,7 @@ use harness::kernel::KernelChoice;
 use harness::run::Request;
 
 use crate::args::Target;
-use crate::fail;
+use crate::fail::fail;
 
 /// `bench`: every loop of one kernel in one table, each against the floor (a boot that runs
 /// no case) measured in the same rounds; with `all`, validate and the matrix too.

@@ -1,6 +1,6 @@
 //! `cases`: the catalog as the built agent reports it.
 
-use crate::fail;
+use crate::fail::fail;
 
 /// The catalog, as the built agent reports it.
 pub(crate) fn cases(markdown: bool) -> i32 {

@@ -19,7 +19,7 @@ fn print_with(run: &Run, only_patch: Option<usize>) -> i32 {
     let cov = match coverage::of_run(&run.artifacts) {
         Ok(Some(c)) => c,
         Ok(None) => return 0,
-        Err(e) => return crate::fail(&e),
+        Err(e) => return crate::fail::fail(&e),
     };
     if let Some(n) = only_patch {
         let last = cov.patches.get(n - 1..).unwrap_or_default();
@@ -75,7 +75,7 @@ pub fn print_side_by_side(runs: &[(String, &Run)]) -> i32 {
                 dirs.push((label, cov.report.dir));
             }
             Ok(None) => {}
-            Err(e) => return crate::fail(&e),
+            Err(e) => return crate::fail::fail(&e),
         }
     }
     if columns.is_empty() {
@@ -99,6 +99,6 @@ pub fn bench(target: &harness::run::Request, runs: u32) -> i32 {
             print!("{}", table.render());
             0
         }
-        Err(e) => crate::fail(&e),
+        Err(e) => crate::fail::fail(&e),
     }
 }

@@ -6,7 +6,7 @@ use harness::loops::series::{Outcome, Step};
 use harness::results::table;
 
 use crate::args::{Reports, Target};
-use crate::fail;
+use crate::fail::fail;
 
 /// The catalog on the base tree and after each patch; per patch, what changed.
 pub fn series(target: &Target, reports: &Reports) -> i32 {

@@ -1,7 +1,7 @@
 //! `kernel build` and `kernel config`.
 
 use crate::args::Source;
-use crate::fail;
+use crate::fail::fail;
 use harness::results::table;
 
 /// `kernel build`: the build's identity, bzImage and log, and how long it took.

@@ -11,6 +11,7 @@ mod bench;
 mod cases;
 mod coverage;
 mod devloop;
+mod fail;
 mod kernel;
 mod matrix;
 mod mutate;
@@ -158,18 +159,6 @@ fn dispatch(cli: Cli) -> i32 {
         }
         Cmd::Matrix(args) => matrix::matrix(&args),
     }
-}
-
-/// Say what went wrong (with a panic's last console lines) and give its exit code.
-fn fail(e: &harness::Error) -> i32 {
-    eprintln!("error: {e}");
-    if let harness::Error::BootPanic { tail, .. } = e {
-        eprintln!("last console lines:");
-        for line in tail {
-            eprintln!("  {line}");
-        }
-    }
-    e.exit_code()
 }
 
 #[cfg(test)]

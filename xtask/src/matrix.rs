@@ -10,7 +10,7 @@ use harness::results::table;
 use harness::run::Request;
 
 use crate::args::{AccelArg, MatrixArgs};
-use crate::fail;
+use crate::fail::fail;
 
 pub fn kernels() -> i32 {
     let cache = harness::env::cache::dir();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use harness::loops::mutate::{self, report, Fate, Scope};
 
 use crate::args::Target;
-use crate::fail;
+use crate::fail::fail;
 
 /// Mutants of the series' lines (or of `--file`s, `--function`s), each built and run on the
 /// cases that reach it. Exit 0 when every mutant judged was killed or is explained as

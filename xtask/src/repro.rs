@@ -3,7 +3,7 @@
 use harness::results::table;
 
 use crate::args::Target;
-use crate::fail;
+use crate::fail::fail;
 
 pub(crate) fn repro(
     target: &Target,

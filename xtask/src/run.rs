@@ -6,7 +6,8 @@ use harness::results::table;
 use harness::Event;
 
 use crate::args::{Reports, RunArgs};
-use crate::{coverage, fail};
+use crate::coverage;
+use crate::fail::fail;
 
 /// Print each result as it arrives.
 fn live(event: &Event) {

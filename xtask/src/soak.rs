@@ -3,7 +3,7 @@
 use harness::results::table;
 
 use crate::args::Target;
-use crate::fail;
+use crate::fail::fail;
 
 pub(crate) fn soak(target: &Target, runs: u32) -> i32 {
     let soak = harness::loops::soak::soak(&target.request(), runs, &mut |i, run| {

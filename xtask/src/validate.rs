@@ -8,8 +8,9 @@ use harness::results::snapshot::{self, Comparison, Policy, Settled};
 use harness::results::table;
 
 use crate::args::{ExpectArg, Reports, TransportArg};
+use crate::coverage;
+use crate::fail::fail;
 use crate::run::print_settled;
-use crate::{coverage, fail};
 
 /// `cargo xtask validate`; `(bless, coverage, profile, transports, source)`: its switches,
 /// the profile of a `src:` kernel, the transports, and a libfuse source tree.

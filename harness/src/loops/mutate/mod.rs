@@ -28,8 +28,7 @@ use crate::kernel::KernelChoice;
 use crate::results::coverage::lines::LineMap;
 use operators::Returns;
 
-/// The files `mutate` can change: those `--coverage` profiles.
-pub const PROFILED: &str = "fs/fuse/";
+use crate::results::coverage::PROFILED;
 
 /// How mutants are judged, in the state file's key: raised whenever `classify` or the
 /// operators change, so that no run resumes from fates judged another way.

@@ -49,7 +49,7 @@ impl LineMap {
                 };
                 // fs/fuse's own files: the headers it inlines are counted as the report counts
                 // them, not at all.
-                if !rel.starts_with(super::report::PROFILED) {
+                if !rel.starts_with(super::PROFILED) {
                     continue;
                 }
                 let entry = self.files.entry(rel).or_default();

@@ -24,6 +24,9 @@ use crate::results::record::Plan;
 
 pub use crate::kernel::CoverageBuild as Build;
 
+/// What coverage covers, relative to the tree: the directory `fuse-gcov.patch` profiles.
+pub const PROFILED: &str = "fs/fuse/";
+
 /// A coverage run's whole result.
 #[derive(Debug, Clone)]
 pub struct Coverage {

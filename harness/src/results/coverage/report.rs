@@ -47,8 +47,7 @@ impl FileRow {
     }
 }
 
-/// What the report covers, relative to the tree: the directory `fuse-gcov.patch` profiles.
-pub const PROFILED: &str = "fs/fuse/";
+use super::PROFILED;
 
 /// The HTML report's first page (below the run's `coverage/`), a page per file beside it.
 pub const HTML: &str = "html/index.html";
