@@ -163,9 +163,16 @@ pub enum Error {
     },
     /// `replay DIR`: not a run's artifacts.
     #[error(
-        "{dir} is not a run's artifacts directory: {why}; give a directory under target/fpt-runs/"
+        "{dir} is not a run's artifacts directory: {file}{}; give a directory under target/fpt-runs/",
+        because(.source)
     )]
-    NotARun { dir: PathBuf, why: String },
+    NotARun {
+        dir: PathBuf,
+        /// The file of the run that could not be read.
+        file: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// `bisect --src` is not a git checkout.
     #[error("{dir} is not a git checkout ({why}); bisect needs --src to be the top of a kernel git tree")]
     NotGitTree { dir: PathBuf, why: String },

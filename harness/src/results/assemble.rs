@@ -37,7 +37,8 @@ impl RunLog {
         let events_path = dir.join("events.jsonl");
         let events = std::fs::read_to_string(&events_path).map_err(|e| Error::NotARun {
             dir: dir.into(),
-            why: format!("events.jsonl: {e}"),
+            file: "events.jsonl".into(),
+            source: Some(Box::new(e)),
         })?;
         let read_lines = |name: &str| {
             std::fs::read_to_string(dir.join(name))

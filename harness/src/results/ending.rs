@@ -113,7 +113,8 @@ impl Ending {
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
         serde_json::from_str(&text).map_err(|e| Error::NotARun {
             dir: dir.into(),
-            why: format!("{}: {e}", Self::FILE),
+            file: Self::FILE.into(),
+            source: Some(Box::new(e)),
         })
     }
 }

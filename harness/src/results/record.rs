@@ -181,7 +181,8 @@ impl Plan {
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
         serde_json::from_str(&text).map_err(|e| Error::NotARun {
             dir: artifacts.to_path_buf(),
-            why: format!("{}: {e}", Plan::FILE),
+            file: Plan::FILE.into(),
+            source: Some(Box::new(e)),
         })
     }
 }

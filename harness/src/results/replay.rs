@@ -14,11 +14,13 @@ pub fn replay(dir: &Path) -> Result<Run> {
     let plan_path = dir.join(Plan::FILE);
     let text = std::fs::read_to_string(&plan_path).map_err(|e| Error::NotARun {
         dir: dir.into(),
-        why: format!("{}: {e}", Plan::FILE),
+        file: Plan::FILE.into(),
+        source: Some(Box::new(e)),
     })?;
     let plan: Plan = serde_json::from_str(&text).map_err(|e| Error::NotARun {
         dir: dir.into(),
-        why: format!("{}: {e}", Plan::FILE),
+        file: Plan::FILE.into(),
+        source: Some(Box::new(e)),
     })?;
     let mut logs = Vec::new();
     for boot in &plan.boots {
