@@ -107,6 +107,7 @@ fn run_isolated(case: &Case) -> CaseResult {
         duration_ms: start.elapsed().as_millis() as u64,
         ..CaseResult::new(case.name, Verdict::Crash, reason)
     };
+    let connections_before = fuse_connections();
     let child = match Child::fork(case) {
         Ok(c) => c,
         Err(e) => return crash(format!("could not start the case process: {e}")),
@@ -123,7 +124,17 @@ fn run_isolated(case: &Case) -> CaseResult {
             } else {
                 // The kernel's own account of every blocked task goes to the console too.
                 let _ = std::fs::write("/proc/sysrq-trigger", "w");
-                format!("; {}", proto::wire::STUCK_IN_KERNEL)
+                // A case is client and server at once: a thread waiting on a request its
+                // own server (dead with it) never answers keeps the process, and so the
+                // connection, alive for ever. Aborting the connections the case made ends
+                // those requests (in host mode the process would outlive the agent).
+                let freed = abort_connections_since(&connections_before) && child.reaped();
+                let how = if freed {
+                    "; it ended once its FUSE connections were aborted"
+                } else {
+                    ""
+                };
+                format!("; {}{how}", proto::wire::STUCK_IN_KERNEL)
             };
             return crash(format!(
                 "timed out after {} s{stuck}; its threads then:\n{stacks}",
@@ -274,8 +285,13 @@ impl Child {
 
     /// SIGKILL it and wait up to a second; whether it is gone (a task stuck in the kernel
     /// does not die).
-    fn kill(self) -> bool {
+    fn kill(&self) -> bool {
         let _ = rustix::process::kill_process(self.pid, rustix::process::Signal::KILL);
+        self.reaped()
+    }
+
+    /// Whether it has ended (and is reaped) within a second.
+    fn reaped(&self) -> bool {
         (0..100).any(|_| {
             std::thread::sleep(Duration::from_millis(10));
             matches!(
@@ -284,6 +300,35 @@ impl Child {
             )
         })
     }
+}
+
+/// The FUSE connections that exist now (fusectl's directory names).
+fn fuse_connections() -> Vec<String> {
+    let Ok(ctl) = crate::fuse::fusectl() else {
+        return Vec::new();
+    };
+    std::fs::read_dir(ctl)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Abort every FUSE connection made since `before`: whether there was one.
+fn abort_connections_since(before: &[String]) -> bool {
+    let Ok(ctl) = crate::fuse::fusectl() else {
+        return false;
+    };
+    let made: Vec<String> = fuse_connections()
+        .into_iter()
+        .filter(|c| !before.contains(c))
+        .collect();
+    for c in &made {
+        let _ = std::fs::write(ctl.join(c).join("abort"), "1");
+    }
+    !made.is_empty()
 }
 
 /// The child side: isolate, run the case, print its result, exit without waiting for the
