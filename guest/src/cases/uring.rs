@@ -628,6 +628,41 @@ impl CaseRing {
     }
 }
 
+/// One entry per queue, each with a header and a payload buffer of its own, registered on a
+/// ring the case drives. The buffers are the kernel's to write while the ring lives: drop
+/// the ring (and the mount) before them.
+struct Entries {
+    ring: CaseRing,
+    headers: Vec<uring::ReqHeader>,
+    payloads: Vec<Vec<u8>>,
+    iovs: Vec<[libc::iovec; 2]>,
+}
+
+impl Entries {
+    fn register(fs: &crate::fuse::FuseFs, queues: usize) -> Result<Entries, Stop> {
+        use zerocopy::{FromZeros, IntoBytes};
+        let mut headers: Vec<uring::ReqHeader> = (0..queues)
+            .map(|_| uring::ReqHeader::new_zeroed())
+            .collect();
+        let mut payloads = payload_buffers(queues);
+        let pointers: Vec<*mut libc::c_void> = headers
+            .iter_mut()
+            .map(|h| h.as_mut_bytes().as_mut_ptr().cast())
+            .collect();
+        // The iovecs point into the vectors' heap memory, which moving the vectors into the
+        // struct does not move (they are never resized).
+        let iovs = entry_iovecs(&pointers, &mut payloads);
+        let mut ring = CaseRing::new(fs, queues)?;
+        ring.register(&iovs)?;
+        Ok(Entries {
+            ring,
+            headers,
+            payloads,
+            iovs,
+        })
+    }
+}
+
 /// Each entry's two iovecs: its header (at `headers[i]`) and its payload buffer.
 fn entry_iovecs(headers: &[*mut libc::c_void], payloads: &mut [Vec<u8>]) -> Vec<[libc::iovec; 2]> {
     headers
@@ -673,22 +708,16 @@ fn payload_buffers(queues: usize) -> Vec<Vec<u8>> {
 }
 
 fn commit_header_rules(ctx: &mut Ctx) -> Result<(), Stop> {
-    use zerocopy::{FromZeros, IntoBytes};
     let _guard = enable(ctx, true)?;
     let fs = mount_unserved(ctx)?;
     // Each entry with its own buffers: a request comes to the queue of its caller's CPU.
     let queues = crate::fuse::ring_queues();
-    let mut headers: Vec<Box<uring::ReqHeader>> = (0..queues)
-        .map(|_| Box::new(uring::ReqHeader::new_zeroed()))
-        .collect();
-    let mut payloads = payload_buffers(queues);
-    let pointers: Vec<*mut libc::c_void> = headers
-        .iter_mut()
-        .map(|h| h.as_mut_bytes().as_mut_ptr().cast())
-        .collect();
-    let iovs = entry_iovecs(&pointers, &mut payloads);
-    let mut ring = CaseRing::new(&fs, queues)?;
-    ring.register(&iovs)?;
+    let Entries {
+        mut ring,
+        mut headers,
+        payloads,
+        iovs,
+    } = Entries::register(&fs, queues)?;
     // The answer's unique from the request's, its error, and the errno the caller gets.
     type Answer = (&'static str, fn(u64) -> u64, i32, &'static str);
     let variants: [Answer; 5] = [
@@ -719,7 +748,6 @@ fn commit_header_rules(ctx: &mut Ctx) -> Result<(), Stop> {
 }
 
 fn killed_while_queued(ctx: &mut Ctx) -> Result<(), Stop> {
-    use zerocopy::{FromZeros, IntoBytes};
     let _guard = enable(ctx, true)?;
     // Lookups in parallel: otherwise the second caller waits for the first one's lookup on
     // the directory's mutex, not in the ring's queue.
@@ -733,17 +761,12 @@ fn killed_while_queued(ctx: &mut Ctx) -> Result<(), Stop> {
         },
     )?;
     let queues = crate::fuse::ring_queues();
-    let mut headers: Vec<Box<uring::ReqHeader>> = (0..queues)
-        .map(|_| Box::new(uring::ReqHeader::new_zeroed()))
-        .collect();
-    let mut payloads = payload_buffers(queues);
-    let pointers: Vec<*mut libc::c_void> = headers
-        .iter_mut()
-        .map(|h| h.as_mut_bytes().as_mut_ptr().cast())
-        .collect();
-    let iovs = entry_iovecs(&pointers, &mut payloads);
-    let mut ring = CaseRing::new(&fs, queues)?;
-    ring.register(&iovs)?;
+    let Entries {
+        mut ring,
+        mut headers,
+        payloads,
+        iovs,
+    } = Entries::register(&fs, queues)?;
     // Every caller on CPU 0: the first request takes queue 0's only entry, the next waits.
     let first = stat_in_thread(&fs, "first", true);
     let qid = ring.next_request(&fs, "the first request")?;
