@@ -14,8 +14,8 @@ use rustix::mount::{MountFlags, MountPropagationFlags};
 use proto::layout::{CASE_END_MARKER, CASE_START_MARKER};
 use proto::{CaseResult, Event, Verdict};
 
-use crate::case::{self, Case};
 use crate::cases;
+use crate::framework::{self, Case};
 
 /// Whether each case's start and end are written to the kernel log: in the VM, so the
 /// console says which case each kernel report belongs to; never on the host's own log.
@@ -85,7 +85,7 @@ pub fn run_all(
         }
         emit(out, &Event::Result(result))?;
     }
-    crate::case::subject::remove_probes();
+    crate::framework::subject::remove_probes();
     emit(out, &Event::Done)
 }
 
@@ -342,7 +342,7 @@ pub fn case_main(name: &str) -> ! {
         eprintln!("fpt-agent: cannot isolate case {name}: {e}");
         std::process::exit(3);
     }
-    let result = case::run_case(case, Path::new(WORK));
+    let result = framework::run_case(case, Path::new(WORK));
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::case::{Case, Ctx, Stop};
+use crate::framework::{Case, Ctx, Stop};
 use crate::fuse::abi::BackingMap;
 use crate::sys::outcome;
 

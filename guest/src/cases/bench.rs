@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use proto::catalog::THROUGHPUT_WORKLOADS as WORKLOADS;
 use serde_json::{json, Map, Value};
 
-use crate::case::{pattern, Case, Ctx, Stop};
+use crate::framework::{pattern, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, InitReply, OpenReply};
 
 pub fn cases() -> Vec<Case> {
@@ -115,14 +115,14 @@ fn throughput_server(ctx: &mut Ctx) -> Result<(), Stop> {
             .parent()
             .expect("data has a directory")
             .to_path_buf();
-        let on = crate::case::subject::External::start(
+        let on = crate::framework::subject::External::start(
             &spec,
             &source,
             &ctx.scratch(&format!("server-on-{n}"))?,
             ctx.teardown.clone(),
         )?;
         let off = match &spec.passthrough_off_args {
-            Some(args) => Some(crate::case::subject::External::start(
+            Some(args) => Some(crate::framework::subject::External::start(
                 &proto::validate::Spec {
                     args: args.clone(),
                     ..spec.clone()
@@ -135,7 +135,7 @@ fn throughput_server(ctx: &mut Ctx) -> Result<(), Stop> {
             )?),
             None => None,
         };
-        let through = |s: &dyn crate::case::subject::Subject| Files {
+        let through = |s: &dyn crate::framework::subject::Subject| Files {
             data: s.path("data"),
             small: (0..SMALL_FILES)
                 .map(|i| s.path(&format!("s{i:02}")))
@@ -171,7 +171,7 @@ fn each_file_system(
     for kind in ["tmpfs", "ext4"] {
         let dir = match kind {
             "tmpfs" => ctx.own_tmpfs("bench-tmpfs")?,
-            _ => crate::case::fixtures::ext4(ctx)?,
+            _ => crate::framework::fixtures::ext4(ctx)?,
         };
         let (native, mib, note) = match prepare(&dir)? {
             Ok(p) => p,
@@ -417,7 +417,7 @@ fn pass(
 /// for every path.
 fn cold(path: &Path) -> std::io::Result<File> {
     let f = File::open(path)?;
-    crate::case::fixtures::drop_page_cache(&f)?;
+    crate::framework::fixtures::drop_page_cache(&f)?;
     Ok(f)
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rustix::mount::UnmountFlags;
 
-use crate::case::{pattern, unmount_when_released, Case, Ctx, Stop};
+use crate::framework::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, InitReply, OpenReply, ServerProcess};
 use crate::sys::outcome;
 
@@ -314,7 +314,7 @@ fn server_exit_during_io(ctx: &mut Ctx) -> Result<(), Stop> {
     let dir = backing_tmpfs(ctx)?;
     let server_dir = ctx.scratch("server")?;
     let mut server = ServerProcess::spawn_passthrough(&server_dir, "f", &dir.join("f"))?
-        .ok_or_else(|| Stop::Skip(crate::case::NO_PASSTHROUGH.into()))?;
+        .ok_or_else(|| Stop::Skip(crate::framework::NO_PASSTHROUGH.into()))?;
     let mnt = server.mnt.clone();
     under_io(ctx, &mnt.join("f"), || server.kill())?;
     let _ = rustix::mount::unmount(&mnt, UnmountFlags::DETACH);
@@ -377,7 +377,7 @@ struct Stack {
 /// passes its file through to o1's, and o2 (it would be depth 3) must fail to mount; without,
 /// the FUSE mount (depth 1) serves o1's file itself, and o2 sits on top.
 fn build_stack(ctx: &mut Ctx, tag: &str, registered: bool) -> Result<(Stack, String), Stop> {
-    use crate::case::fixtures::overlay;
+    use crate::framework::fixtures::overlay;
     let bottom = ctx.own_tmpfs(&format!("{tag}-tmpfs"))?;
     let lower = bottom.join("lower");
     std::fs::create_dir(&lower)?;
@@ -589,7 +589,7 @@ fn request_timeout(ctx: &mut Ctx) -> Result<(), Stop> {
     init.request_timeout = MIN_REQUEST_TIMEOUT;
     let (fs, exchange) = ctx.mount(init)?;
     if !exchange.kernel_offers_passthrough() {
-        return Err(Stop::Skip(crate::case::NO_PASSTHROUGH.into()));
+        return Err(Stop::Skip(crate::framework::NO_PASSTHROUGH.into()));
     }
     ctx.check(
         exchange.kernel_offers(init_flags::REQUEST_TIMEOUT),

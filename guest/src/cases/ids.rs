@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::case::{Case, Ctx, Stop};
+use crate::framework::{Case, Ctx, Stop};
 use crate::fuse::abi::op;
 use crate::fuse::OpenReply;
 use crate::sys::outcome;

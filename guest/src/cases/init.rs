@@ -1,6 +1,6 @@
 //! INIT negotiation: what the kernel offers and what our answer switches on.
 
-use crate::case::{Case, Ctx, Stop, NO_PASSTHROUGH};
+use crate::framework::{Case, Ctx, Stop, NO_PASSTHROUGH};
 use crate::fuse::{abi, InitReply};
 use crate::sys::outcome;
 
@@ -291,7 +291,7 @@ fn old_server_minor(ctx: &mut Ctx) -> Result<(), Stop> {
     if id.is_err() {
         return Ok(());
     }
-    crate::case::fixtures::round_trip(ctx, &fs, &backing)?;
+    crate::framework::fixtures::round_trip(ctx, &fs, &backing)?;
     ctx.expect_bypassed(&fs);
     Ok(())
 }

@@ -5,9 +5,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::Duration;
 
-use crate::case::fixtures::{read_exact_at, round_trip, splice_into};
-use crate::case::subject::Subject;
-use crate::case::{pattern, Case, Ctx, Stop};
+use crate::framework::fixtures::{read_exact_at, round_trip, splice_into};
+use crate::framework::subject::Subject;
+use crate::framework::{pattern, Case, Ctx, Stop};
 use crate::fuse::abi::op;
 use crate::fuse::{FuseFs, InitReply, OpenReply};
 use crate::sys::outcome;
@@ -277,7 +277,7 @@ pub fn cases() -> Vec<Case> {
 fn timed_sequential_read(path: &std::path::Path, want: &[u8]) -> Result<(Duration, bool), Stop> {
     let file = File::open(path)?;
     // Clean pages of this file (the FUSE file's): the backing tmpfs is memory either way.
-    crate::case::fixtures::drop_page_cache(&file)?;
+    crate::framework::fixtures::drop_page_cache(&file)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut same = true;
     let started = std::time::Instant::now();
@@ -461,7 +461,7 @@ fn on_ext4(
     contents: &[u8],
 ) -> Result<(FuseFs, std::path::PathBuf), Stop> {
     let fs = ctx.mount_passthrough(1)?;
-    let backing = crate::case::fixtures::ext4(ctx)?.join(name);
+    let backing = crate::framework::fixtures::ext4(ctx)?.join(name);
     std::fs::write(&backing, contents)?;
     fs.add_passthrough_file_at(name, &backing)?;
     Ok((fs, backing))

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustix::mount::UnmountFlags;
 
-use crate::case::{pattern, unmount_when_released, Case, Ctx, Stop};
+use crate::framework::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, OpenReply, ServerProcess};
 use crate::sys::outcome;
 
@@ -186,7 +186,7 @@ fn server_exit_with_open_files(ctx: &mut Ctx) -> Result<(), Stop> {
     std::fs::write(dir.join("f"), &data)?;
     let server_dir = ctx.scratch("server")?;
     let mut server = ServerProcess::spawn_passthrough(&server_dir, "f", &dir.join("f"))?
-        .ok_or_else(|| Stop::Skip(crate::case::NO_PASSTHROUGH.into()))?;
+        .ok_or_else(|| Stop::Skip(crate::framework::NO_PASSTHROUGH.into()))?;
     let mnt = server.mnt.clone();
     let exit =
         open_and_mapped_through(ctx, &mnt.join("f"), &data, "server_exit", || server.kill())?;

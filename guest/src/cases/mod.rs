@@ -1,5 +1,5 @@
 //! The catalog: one module per group of cases, in the order a full run takes them, and the
-//! selection of a run's cases from it. What a case is and how it runs is [`crate::case`].
+//! selection of a run's cases from it. What a case is and how it runs is [`crate::framework`].
 
 mod backing_open;
 mod bench;
@@ -20,7 +20,7 @@ mod validate_requests;
 
 use proto::CaseInfo;
 
-use crate::case::Case;
+use crate::framework::Case;
 
 /// Every case, in the order a full run takes them.
 pub fn catalog() -> &'static [Case] {
@@ -73,7 +73,7 @@ fn validating() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::pattern;
+    use crate::framework::pattern;
     use std::path::Path;
 
     #[test]

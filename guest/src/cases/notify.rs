@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use zerocopy::IntoBytes;
 
-use crate::case::{pattern, Case, Ctx, Stop};
+use crate::framework::{pattern, Case, Ctx, Stop};
 use crate::fuse::abi::{
     notify, op, DeleteOut, InvalEntryOut, InvalInodeOut, PruneOut, RetrieveOut, StoreOut,
     UNIQUE_RESEND,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rustix::mm::{MapFlags, ProtFlags};
 
-use crate::case::{pattern, Case, Ctx, Stop};
+use crate::framework::{pattern, Case, Ctx, Stop};
 use crate::fuse::abi::{fopen, op};
 use crate::fuse::{errno, CreateReply, OpenReply};
 use crate::sys::outcome;
@@ -450,7 +450,7 @@ fn backing_file_refuses_the_open(ctx: &mut Ctx) -> Result<(), Stop> {
     ctx.expect("backing_close", outcome(&fs.backing_close(id)), "ok");
     ctx.expect(
         "read_only_mount_after_backing_close",
-        crate::case::unmount_when_released(&ro),
+        crate::framework::unmount_when_released(&ro),
         "ok",
     );
     Ok(())

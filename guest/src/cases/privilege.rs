@@ -1,6 +1,6 @@
 //! Who may register backing files.
 
-use crate::case::{Case, Ctx, Stop};
+use crate::framework::{Case, Ctx, Stop};
 use crate::sys::{outcome, without_cap_sys_admin};
 
 pub fn cases() -> Vec<Case> {

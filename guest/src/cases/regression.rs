@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use crate::case::{pattern, unmount_when_released, Case, Ctx, Stop};
+use crate::framework::{pattern, unmount_when_released, Case, Ctx, Stop};
 use crate::fuse::{FuseFs, OpenReply};
 use crate::sys::outcome;
 
@@ -63,7 +63,7 @@ fn splice_write_overlay_backing(ctx: &mut Ctx) -> Result<(), Stop> {
     let fs = ctx.mount_passthrough(2)?;
     let lower = ctx.scratch("lower")?;
     std::fs::write(lower.join("f"), [])?;
-    let merged = crate::case::fixtures::overlay(ctx, "ovl", &lower)?
+    let merged = crate::framework::fixtures::overlay(ctx, "ovl", &lower)?
         .map_err(|e| Stop::Broken(format!("overlay mount: {e}")))?;
     let backing = merged.join("f");
     splice_lands_in(ctx, &fs, &backing, &backing, 110)
@@ -96,7 +96,7 @@ fn splice_lands_in(
     fs.add_passthrough_file_at("f", backing)?;
     let file = File::options().read(true).write(true).open(fs.path("f"))?;
     let data = pattern(seed, 40_000);
-    let moved = crate::case::fixtures::splice_into(&file, &data, 0)?;
+    let moved = crate::framework::fixtures::splice_into(&file, &data, 0)?;
     ctx.expect_count("bytes_spliced", moved as u64, data.len() as u64);
     ctx.check(
         std::fs::read(lands_in)? == data,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::case::{Case, Ctx, Stop};
+use crate::framework::{Case, Ctx, Stop};
 
 /// A harness selftest: provokes a real kernel report so the harness's handling of it (and
 /// the classifier's corpus) can be checked. Only run when named, and only in a VM.

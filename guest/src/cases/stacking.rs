@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::case::fixtures::{ext4, overlay};
-use crate::case::{Case, Ctx, Stop};
+use crate::framework::fixtures::{ext4, overlay};
+use crate::framework::{Case, Ctx, Stop};
 use crate::fuse::{FuseFs, OpenReply};
 use crate::sys::outcome;
 

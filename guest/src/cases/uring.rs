@@ -5,8 +5,8 @@
 //! The kernel offers FUSE_OVER_IO_URING in INIT only while the `fuse.enable_uring`
 //! parameter is on; a case of this group turns it on for its own run and puts it back.
 
-use crate::case::ring::enable;
-use crate::case::{Case, Ctx, Stop};
+use crate::framework::ring::enable;
+use crate::framework::{Case, Ctx, Stop};
 use crate::fuse::abi::init_flags::OVER_IO_URING;
 use crate::fuse::abi::uring;
 use crate::fuse::{InitReply, OpenReply, Payload};
@@ -251,14 +251,14 @@ fn requests_through_ring(ctx: &mut Ctx) -> Result<(), Stop> {
         crate::fuse::ring_queues()
     );
     // A payload larger than a page and an odd size, both ways, and a listing.
-    let data = crate::case::pattern(11, 3 * 4096 + 123);
+    let data = crate::framework::pattern(11, 3 * 4096 + 123);
     let backing = fs.add_file("f", &data, OpenReply::CACHED)?;
     let read = std::fs::read(fs.path("f"))?;
     ctx.check(
         read == data,
         "the bytes read through the ring differ from the file",
     );
-    let written = crate::case::pattern(12, 70_000);
+    let written = crate::framework::pattern(12, 70_000);
     std::fs::write(fs.path("f"), &written)?;
     ctx.check(
         std::fs::read(&backing)? == written,
@@ -912,7 +912,7 @@ fn reaped_within(pid: rustix::process::Pid, patience: std::time::Duration) -> St
 fn registered_pool(ctx: &mut Ctx) -> Result<(), Stop> {
     use crate::fuse::with_fixed_buffer;
     use zerocopy::{FromZeros, IntoBytes};
-    let since = crate::case::ring::POOLS_SINCE;
+    let since = crate::framework::ring::POOLS_SINCE;
     if !ctx.kernel.at_least(since.0, since.1) {
         return Err(Stop::Skip(
             "buffer pools for FUSE over io_uring came in 7.3 (protocol 7.46)".into(),
@@ -1248,7 +1248,7 @@ fn zero_copy(ctx: &mut Ctx) -> Result<(), Stop> {
     // fs/fuse/dev_uring.c of 7.3: fuse_uring_add_queue (FUSE_URING_ZERO_COPY),
     // can_zero_copy_req and fuse_uring_set_up_zero_copy; fs/fuse/file.c sets
     // args->zero_copy from FOPEN_IO_URING_ZERO_COPY for READ and WRITE.
-    let (since, minor) = (crate::case::ring::POOLS_SINCE, 46);
+    let (since, minor) = (crate::framework::ring::POOLS_SINCE, 46);
     if !ctx.kernel.at_least(since.0, since.1) {
         return Err(Stop::Skip(format!(
             "zero copy for FUSE over io_uring came in 7.3 (protocol 7.{minor})"
@@ -1286,7 +1286,7 @@ fn zero_copy(ctx: &mut Ctx) -> Result<(), Stop> {
                 backing_id: 0,
             },
         )?;
-        crate::case::fixtures::round_trip(ctx, &fs, &backing)?;
+        crate::framework::fixtures::round_trip(ctx, &fs, &backing)?;
         let data_requests = fs.count(op::READ) + fs.count(op::WRITE);
         drop(fs);
         let zero_copied = ZERO_COPIED_REQUESTS.load(SeqCst) - before;

@@ -15,8 +15,8 @@ use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use super::io;
-use crate::case::subject::SourceKind;
-use crate::case::{pattern, Case, Ctx, Stop};
+use crate::framework::subject::SourceKind;
+use crate::framework::{pattern, Case, Ctx, Stop};
 
 /// What every validate case shares.
 const DEFAULTS: Case = Case {
@@ -402,7 +402,7 @@ fn refused_by_depth(
     // A server that keeps an O_PATH fd per inode it looked up (libfuse's passthrough_hp)
     // holds the bind until it forgets, which the kernel asks only at unmount: a short wait
     // (for a release still on its way), then detach it, so that {source} can be released.
-    let unbound = crate::case::unmount_within(&bind, std::time::Duration::from_millis(300));
+    let unbound = crate::framework::unmount_within(&bind, std::time::Duration::from_millis(300));
     if unbound != "ok" {
         let _ = rustix::mount::unmount(&bind, rustix::mount::UnmountFlags::DETACH);
     }
@@ -439,13 +439,14 @@ fn refused_by_witness(
         std::fs::write(source.join(name), bytes)?;
     }
     let work = ctx.scratch("server-refusing")?;
-    let fs = crate::case::subject::External::start(&spec, &source, &work, ctx.teardown.clone())?;
+    let fs =
+        crate::framework::subject::External::start(&spec, &source, &work, ctx.teardown.clone())?;
     let outcome = scope(
         ctx,
         &fs,
         [("plain", one), ("refused", three), ("later", two)],
     )?;
-    use crate::case::subject::Subject;
+    use crate::framework::subject::Subject;
     let seen = fs.witness().unwrap_or_default();
     drop(fs);
     // A server that asks for no backing file meets no refusal: nothing to fall back from.
@@ -474,7 +475,7 @@ fn refused_by_witness(
 /// requests each cost which files fell back to the server.
 fn scope(
     ctx: &mut Ctx,
-    fs: &dyn crate::case::subject::Subject,
+    fs: &dyn crate::framework::subject::Subject,
     files: [(&str, &[u8]); 3],
 ) -> Result<&'static str, Stop> {
     use crate::fuse::abi::op;
@@ -528,14 +529,14 @@ fn without_cap_sys_admin(ctx: &mut Ctx) -> Result<(), Stop> {
     let data = pattern(350, 300_000);
     std::fs::write(source.join("data"), &data)?;
     let work = ctx.scratch("server")?;
-    let fs = crate::case::subject::External::start_unprivileged(
+    let fs = crate::framework::subject::External::start_unprivileged(
         &spec,
         &source,
         &work,
         ctx.teardown.clone(),
     )?;
-    use crate::case::subject::Subject;
-    crate::case::fixtures::round_trip(ctx, &fs, &source.join("data"))?;
+    use crate::framework::subject::Subject;
+    crate::framework::fixtures::round_trip(ctx, &fs, &source.join("data"))?;
     // The kernel's rule, where its tracepoint can tell: without the capability nothing is
     // passed through, so every read reached the server.
     if let Some(reads) = fs.requests(op::READ) {
@@ -568,8 +569,9 @@ fn fixed_file(ctx: &mut Ctx) -> Result<(), Stop> {
     let expected = std::fs::read(backing)?;
     let source = ctx.own_tmpfs("source")?;
     let work = ctx.scratch("server")?;
-    let fs = crate::case::subject::External::start(&spec, &source, &work, ctx.teardown.clone())?;
-    use crate::case::subject::Subject;
+    let fs =
+        crate::framework::subject::External::start(&spec, &source, &work, ctx.teardown.clone())?;
+    use crate::framework::subject::Subject;
     let path = fs.path(&fixed.name);
     let whole =
         std::fs::read(&path).map_err(|e| Stop::Broken(format!("read {}: {e}", path.display())))?;
@@ -612,7 +614,7 @@ fn on(ctx: &mut Ctx, source: SourceKind) -> Result<(), Stop> {
         )));
     }
     drop(opened);
-    crate::case::fixtures::round_trip(ctx, &*fs, &backing)?;
+    crate::framework::fixtures::round_trip(ctx, &*fs, &backing)?;
     ctx.expect_bypassed(&*fs);
     Ok(())
 }
@@ -749,7 +751,7 @@ fn read_all(file: &File, len: usize) -> std::io::Result<Vec<u8>> {
 /// Open `name` through the mount; a failure is the server's (its open reply), named with
 /// the file and the errno.
 fn open_through(
-    fs: &dyn crate::case::subject::Subject,
+    fs: &dyn crate::framework::subject::Subject,
     name: &str,
     write: bool,
 ) -> Result<File, Stop> {

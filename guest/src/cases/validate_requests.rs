@@ -13,8 +13,8 @@ use std::path::Path;
 
 use rustix::fs::{FallocateFlags, RenameFlags, Timestamps, CWD};
 
-use crate::case::subject::Subject;
-use crate::case::{pattern, Ctx, Stop};
+use crate::framework::subject::Subject;
+use crate::framework::{pattern, Ctx, Stop};
 use crate::sys::errno_name;
 
 /// `Ok` as "ok", an error by its errno's name: what an observation records.

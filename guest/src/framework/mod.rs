@@ -13,7 +13,7 @@ pub mod audit;
 mod ctx;
 pub mod fixtures;
 pub mod ring;
-mod run;
+mod run_case;
 pub mod subject;
 pub mod watchdog;
 
@@ -28,7 +28,7 @@ use crate::fuse::Payload;
 pub use ctx::Ctx;
 pub use fixtures::{pattern, unmount_when_released, unmount_within};
 pub use proto::wire::NO_PASSTHROUGH;
-pub use run::run_case;
+pub use run_case::run_case;
 
 /// One case, declared with named fields and the rest from its group's `DEFAULTS` (itself
 /// built on [`Case::DEFAULT`]): `Case { name: "io.x", rule: "...", verdict_rule: "...",
