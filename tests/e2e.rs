@@ -91,7 +91,9 @@ fn debian_6_1_in_qemu_skips_every_passthrough_case() {
             );
         } else if r.case.starts_with("uring.") {
             // Newer than passthrough: its own gate says why first (buffer pools: 7.3).
-            let since = match r.case.starts_with("uring.pool.") || r.case == "uring.zero_copy" {
+            let pools = ["uring.zero_copy", "uring.registered_pool"];
+            let since = match r.case.starts_with("uring.pool.") || pools.contains(&r.case.as_str())
+            {
                 true => "7.3",
                 false => "6.14",
             };
