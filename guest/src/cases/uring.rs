@@ -639,6 +639,22 @@ struct Entries {
 }
 
 impl Entries {
+    /// End the connection, then the ring, then the mount; the buffers go last.
+    fn end(self, fs: crate::fuse::FuseFs) {
+        let Entries {
+            ring,
+            headers,
+            payloads,
+            iovs,
+        } = self;
+        let _ = fs.abort();
+        drop(ring);
+        drop(fs);
+        drop(iovs);
+        drop(headers);
+        drop(payloads);
+    }
+
     fn register(fs: &crate::fuse::FuseFs, queues: usize) -> Result<Entries, Stop> {
         use zerocopy::{FromZeros, IntoBytes};
         let mut headers: Vec<uring::ReqHeader> = (0..queues)
@@ -712,12 +728,7 @@ fn commit_header_rules(ctx: &mut Ctx) -> Result<(), Stop> {
     let fs = mount_unserved(ctx)?;
     // Each entry with its own buffers: a request comes to the queue of its caller's CPU.
     let queues = crate::fuse::ring_queues();
-    let Entries {
-        mut ring,
-        mut headers,
-        payloads,
-        iovs,
-    } = Entries::register(&fs, queues)?;
+    let mut entries = Entries::register(&fs, queues)?;
     // The answer's unique from the request's, its error, and the errno the caller gets.
     type Answer = (&'static str, fn(u64) -> u64, i32, &'static str);
     let variants: [Answer; 5] = [
@@ -729,21 +740,16 @@ fn commit_header_rules(ctx: &mut Ctx) -> Result<(), Stop> {
     ];
     for (i, (key, unique_of, error, want)) in variants.into_iter().enumerate() {
         let caller = stat_in_thread(&fs, &format!("name-{i}"), false);
-        let qid = ring.next_request(&fs, key)?;
-        let header = &mut headers[qid];
+        let qid = entries.ring.next_request(&fs, key)?;
+        let header = &mut entries.headers[qid];
         let unique = unique_of(request_unique(header));
-        commit_answer(&mut ring, header, qid, error, unique)?;
+        commit_answer(&mut entries.ring, header, qid, error, unique)?;
         let got = caller
             .join()
             .map_err(|_| Stop::Broken("the caller's thread panicked".into()))?;
         ctx.expect(&format!("commit_{key}"), crate::sys::outcome(&got), want);
     }
-    let _ = fs.abort();
-    drop(ring);
-    drop(fs);
-    drop(iovs);
-    drop(headers);
-    drop(payloads);
+    entries.end(fs);
     Ok(())
 }
 
@@ -761,15 +767,10 @@ fn killed_while_queued(ctx: &mut Ctx) -> Result<(), Stop> {
         },
     )?;
     let queues = crate::fuse::ring_queues();
-    let Entries {
-        mut ring,
-        mut headers,
-        payloads,
-        iovs,
-    } = Entries::register(&fs, queues)?;
+    let mut entries = Entries::register(&fs, queues)?;
     // Every caller on CPU 0: the first request takes queue 0's only entry, the next waits.
     let first = stat_in_thread(&fs, "first", true);
-    let qid = ring.next_request(&fs, "the first request")?;
+    let qid = entries.ring.next_request(&fs, "the first request")?;
     let killed = stat_in_child(&fs.path("second"))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while fs.waiting().unwrap_or(0) < 2 && std::time::Instant::now() < deadline {
@@ -782,7 +783,7 @@ fn killed_while_queued(ctx: &mut Ctx) -> Result<(), Stop> {
     // The entry is given back with the first request's answer: what it brings next must be
     // the next caller's request, the killed one's having left the queue.
     let third = stat_in_thread(&fs, "third", true);
-    commit_enoent(&mut ring, &mut headers[qid], qid)?;
+    commit_enoent(&mut entries.ring, &mut entries.headers[qid], qid)?;
     let got = first
         .join()
         .map_err(|_| Stop::Broken("the caller's thread panicked".into()))?;
@@ -791,10 +792,15 @@ fn killed_while_queued(ctx: &mut Ctx) -> Result<(), Stop> {
     // caller's request left the queue.
     let mut served = Vec::new();
     while served.last().map(String::as_str) != Some("third") && served.len() < 3 {
-        let qid = ring.next_request(&fs, "a request after the commit")?;
-        let name = payloads[qid].split(|b| *b == 0).next().unwrap_or_default();
+        let qid = entries
+            .ring
+            .next_request(&fs, "a request after the commit")?;
+        let name = entries.payloads[qid]
+            .split(|b| *b == 0)
+            .next()
+            .unwrap_or_default();
         served.push(String::from_utf8_lossy(name).into_owned());
-        commit_enoent(&mut ring, &mut headers[qid], qid)?;
+        commit_enoent(&mut entries.ring, &mut entries.headers[qid], qid)?;
     }
     ctx.expect("requests_after_the_commit", served.join(", "), "third");
     let got = third
@@ -805,12 +811,7 @@ fn killed_while_queued(ctx: &mut Ctx) -> Result<(), Stop> {
         // Its request was served after all (a kernel that left it queued): reap it now.
         reaped_within(killed, std::time::Duration::from_secs(2));
     }
-    let _ = fs.abort();
-    drop(ring);
-    drop(fs);
-    drop(iovs);
-    drop(headers);
-    drop(payloads);
+    entries.end(fs);
     Ok(())
 }
 
